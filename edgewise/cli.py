@@ -1,0 +1,268 @@
+"""The `edgewise` command line. Commands are thin: they map flags to a config and call a stage.
+
+Nothing heavy is imported at module level, so `edgewise --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import click
+
+from edgewise import __version__
+from edgewise.core.errors import EdgewiseError
+from edgewise.evaluate.config import EvaluateConfig
+from edgewise.finetune.config import FinetuneConfig
+
+
+class UserError(click.ClickException):
+    """Printed as one `Error: ...` line on stderr; exit code 2 like click's usage errors."""
+
+    exit_code = 2
+
+
+class EdgewiseGroup(click.Group):
+    """Turns EdgewiseError (and click usage errors) into one line on stderr, exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EdgewiseError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise UserError(str(e)) from None
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            command = e.ctx.command_path if e.ctx else "edgewise"
+            raise UserError(f"{e.format_message()} (see '{command} --help')") from None
+
+
+def _quiet_libraries(debug: bool) -> None:
+    # torchao (pulled in by neural-compressor-pt) warns about CUDA-only kernels on CPU machines,
+    # and transformers warns that a fresh classification head is untrained, which is the point
+    # of fine-tuning. Neither helps a user; --debug shows them.
+    if not debug:
+        # (Quieting transformers.modeling_utils makes it run a tensor-parallel check that warns
+        # on every load, hence the tensor_parallel logger too.)
+        for name in ("torchao", "torch.utils._pytree", "transformers.modeling_utils",
+                     "transformers.integrations.tensor_parallel"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        # Trainer's checkpoint rotation says so on filesystems with coarse mtimes; it copes.
+        warnings.filterwarnings("ignore", message="mtime may not be reliable")
+
+
+@click.group(cls=EdgewiseGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgewise")
+@click.option("--debug", is_flag=True, help="Show full tracebacks and library warnings.")
+@click.pass_context
+def cli(ctx, debug):
+    """Distil, prune, quantize, export and benchmark transformer text classifiers for the edge."""
+    ctx.obj = {"debug": debug}
+    _quiet_libraries(debug)
+
+
+def _print_json(payload) -> None:
+    click.echo(json.dumps(payload, indent=2))
+
+
+# --- shared options ------------------------------------------------------------------------------
+
+def config_option(cls, name: str, *flags: str, **kwargs):
+    """A Click option whose default and help come from field ``name`` of config class ``cls``."""
+    import dataclasses
+    import enum
+
+    from edgewise.core.config import help_for
+
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    default = None if f.default is dataclasses.MISSING else f.default
+    if isinstance(default, enum.Enum):
+        kwargs.setdefault("type", click.Choice([m.value for m in type(default)]))
+        default = default.value
+    if not any(flag.startswith("--") for flag in flags):
+        flags = (*flags, "--" + name.replace("_", "-"))
+    if default is not None and not isinstance(default, bool) and "type" not in kwargs:
+        kwargs["type"] = type(default)
+    return click.option(*flags, name, default=default, show_default=default is not None,
+                        help=help_for(cls, name), **kwargs)
+
+
+def data_options(validation: bool = False):
+    """--text-column / --text-pair-column / --label-column (and --validation-fraction)."""
+    from edgewise.core.data import DataConfig
+
+    def decorate(f):
+        names = ["text_column", "text_pair_column", "label_column"] + (["validation_fraction"] if validation else [])
+        for name in reversed(names):
+            f = config_option(DataConfig, name)(f)
+        return f
+
+    return decorate
+
+
+def _data_config(text_column, text_pair_column, label_column, validation_fraction=0.1, seed=42):
+    from edgewise.core.data import DataConfig
+
+    return DataConfig(text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
+                      validation_fraction=validation_fraction, seed=seed)
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def env(as_json):
+    """Print versions, CPU model and ISA flags, GPUs and ONNX Runtime providers (for bug reports)."""
+    from edgewise.core.env import full_report
+
+    report = full_report()
+    if as_json:
+        _print_json(report)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="edgewise environment", show_header=False)
+    table.add_row("python", report["python"])
+    table.add_row("os", report["os"])
+    for name, version in report["packages"].items():
+        table.add_row(name, version or "[dim]not installed[/dim]")
+    cpu = report["cpu"]
+    table.add_row("cpu", f"{cpu['model']} ({cpu['arch']}, {cpu['logical_cores']} logical cores)")
+    table.add_row("isa", " ".join(cpu["isa"]) or "-")
+    gpus = report["gpu"]
+    table.add_row("gpu", ", ".join(f"{g['name']} (sm {g['compute_capability']})" for g in gpus)
+                  if isinstance(gpus, list) and gpus else "none" if isinstance(gpus, list) else gpus)
+    providers = report["onnxruntime_providers"]
+    table.add_row("onnxruntime providers", ", ".join(providers) if isinstance(providers, list) else providers)
+    table.add_row("tensorrt", report["tensorrt"])
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("pretrained")
+@click.argument("data")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Folder to write the fine-tuned model to.")
+@config_option(FinetuneConfig, "epochs")
+@config_option(FinetuneConfig, "learning_rate", "--learning-rate", "--lr")
+@config_option(FinetuneConfig, "batch_size")
+@config_option(FinetuneConfig, "eval_batch_size")
+@config_option(FinetuneConfig, "warmup_ratio")
+@config_option(FinetuneConfig, "weight_decay")
+@config_option(FinetuneConfig, "gradient_accumulation_steps")
+@config_option(FinetuneConfig, "seed")
+@config_option(FinetuneConfig, "max_length", type=int)
+@config_option(FinetuneConfig, "length_percentile")
+@config_option(FinetuneConfig, "dynamic_padding", "--dynamic-padding/--pad-to-max-length")
+@config_option(FinetuneConfig, "best_metric")
+@config_option(FinetuneConfig, "save_total_limit")
+@data_options(validation=True)
+@config_option(FinetuneConfig, "allow_pickle", is_flag=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def finetune(pretrained, data, output, epochs, learning_rate, batch_size, eval_batch_size, warmup_ratio,
+             weight_decay, gradient_accumulation_steps, seed, max_length, length_percentile, dynamic_padding,
+             best_metric, save_total_limit, text_column, text_pair_column, label_column, validation_fraction,
+             allow_pickle, resume, overwrite):
+    """Fine-tune PRETRAINED (builtin:all-minilm-l6-v2, a folder or a Hub id) on DATA into a teacher.
+
+    DATA is a csv / tsv / jsonl / json / parquet file, a folder of train / validation / test
+    files, a datasets.save_to_disk folder, hf:NAME[:CONFIG] or builtin:bbc-news.
+    """
+    from edgewise.finetune import finetune as run_finetune
+
+    config = FinetuneConfig(
+        epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, eval_batch_size=eval_batch_size,
+        warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed, max_length=max_length,
+        length_percentile=length_percentile, dynamic_padding=dynamic_padding, best_metric=best_metric,
+        gradient_accumulation_steps=gradient_accumulation_steps, save_total_limit=save_total_limit,
+        allow_pickle=allow_pickle,
+        data=_data_config(text_column, text_pair_column, label_column, validation_fraction, seed),
+    )
+    run_finetune(pretrained, data, output, config, overwrite=overwrite, resume=resume)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data")
+@config_option(EvaluateConfig, "split")
+@config_option(EvaluateConfig, "batch_size")
+@config_option(EvaluateConfig, "max_length", type=int)
+@data_options()
+@config_option(EvaluateConfig, "allow_pickle", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def evaluate(model, data, split, batch_size, max_length, text_column, text_pair_column, label_column,
+             allow_pickle, as_json):
+    """Score the classifier in MODEL on DATA: accuracy, macro-F1, per-class figures, confusion matrix."""
+    from edgewise.evaluate import evaluate as run_evaluate
+
+    config = EvaluateConfig(split=split, batch_size=batch_size, max_length=max_length, allow_pickle=allow_pickle,
+                            data=_data_config(text_column, text_pair_column, label_column))
+    result = run_evaluate(model, data, config)
+    if as_json:
+        _print_json(result)
+    else:
+        _print_evaluation(result)
+
+
+def _print_evaluation(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"[bold]{result['artifact']}[/bold] on {result['data']} ({result['split']}, {result['samples']} texts, "
+        f"{result['backend']}, max_length {result['max_length']}, {result['runtime_s']} s)"
+    )
+    console.print(f"accuracy [bold]{result['accuracy']:.4f}[/bold]   macro-F1 [bold]{result['macro_f1']:.4f}[/bold]")
+    table = Table(title="per class")
+    for column in ("label", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for label, row in result["per_class"].items():
+        table.add_row(label, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+    console.print(table)
+    matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
+    matrix.add_column("")
+    for label in result["labels"]:
+        matrix.add_column(label, justify="right")
+    for label, row in zip(result["labels"], result["confusion_matrix"], strict=True):
+        matrix.add_row(label, *map(str, row))
+    console.print(matrix)
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the chain as JSON on stdout.")
+def lineage(artifact, as_json):
+    """Print the chain of artifacts from ARTIFACT back to the teacher and its pretrained encoder."""
+    from edgewise.core.lineage import lineage as run_lineage
+
+    chain = run_lineage(artifact)
+    if as_json:
+        _print_json(chain)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"lineage of {chain[0]['path']}")
+    for column in ("stage", "kind", "path", "finished", "accuracy", "status"):
+        table.add_column(column)
+    for entry in chain:
+        metrics = entry.get("metrics") or {}
+        accuracy = f"{metrics['accuracy']:.4f} ({metrics['split']})" if metrics else ""
+        path = entry["path"] if entry["kind"] != "source" else f"{entry['spec']} ({entry['path']})"
+        table.add_row(entry["stage"], entry["kind"], path, entry.get("finished_at", ""), accuracy, entry["status"])
+    Console().print(table)
+
+
+def main() -> None:
+    cli(prog_name="edgewise")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Shared pieces every stage uses: errors, artifacts and manifests, data, models, metrics."""

@@ -1,0 +1,180 @@
+"""Artifacts are directories; stages read one and write another, atomically."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import MANIFEST_NAME, Manifest
+
+# Files that travel with every derived artifact so it can tokenize and name its labels.
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def detect_kind(path: Path) -> str | None:
+    """The kind of a model folder that may not have been written by edgewise."""
+    if (path / "config.json").is_file() and any((path / f).is_file() for f in WEIGHT_FILES + PICKLE_FILES):
+        return "hf"
+    if (path / "model.onnx").is_file():
+        return "onnx"
+    if (path / "model.ort").is_file():
+        return "ort"
+    return None
+
+
+@dataclass
+class Artifact:
+    """A model folder: its path, kind and manifest (None when edgewise did not write it)."""
+
+    path: Path
+    kind: str
+    manifest: Manifest | None
+
+    @classmethod
+    def load(cls, path: Path, kind: str | tuple[str, ...] | None = None, *, verify: bool = True) -> Artifact:
+        """Open the artifact at ``path``; check its kind and, if edgewise wrote it, its file hashes."""
+        path = Path(path).expanduser().resolve()
+        if not path.exists():
+            raise EdgewiseError(f"model folder {path} does not exist; check the path")
+        if not path.is_dir():
+            raise EdgewiseError(f"{path} is a file; edgewise artifacts are folders (pass the folder holding it)")
+        kinds = (kind,) if isinstance(kind, str) else kind
+        if (path / MANIFEST_NAME).exists():
+            manifest = Manifest.read(path)
+            found = manifest.kind
+            if verify and (problems := manifest.verify()):
+                raise EdgewiseError(
+                    f"{path} changed since edgewise wrote it ({'; '.join(problems[:5])}); "
+                    "re-create it with the stage that made it"
+                )
+        else:
+            manifest, found = None, detect_kind(path)
+            if found is None:
+                raise EdgewiseError(
+                    f"{path} is not a model folder: expected a transformers folder (config.json + "
+                    "model.safetensors) or an edgewise artifact (edgewise.json)"
+                )
+        if kinds and found not in kinds:
+            raise EdgewiseError(
+                f"{path} is a {found!r} artifact; this step needs {' or '.join(map(repr, kinds))}"
+            )
+        return cls(path=path, kind=found, manifest=manifest)
+
+    @property
+    def labels(self) -> dict[int, str]:
+        """id -> label name, from the manifest or the model's config.json."""
+        if self.manifest and self.manifest.labels:
+            return {int(k): v for k, v in self.manifest.labels.items()}
+        config = self.path / "config.json"
+        if config.is_file():
+            id2label = json.loads(config.read_text()).get("id2label") or {}
+            return {int(k): v for k, v in id2label.items()}
+        return {}
+
+    def describe(self) -> dict:
+        """How a manifest refers to this artifact as a source."""
+        if self.manifest is not None:
+            return {"path": str(self.path), "manifest_sha256": self.manifest.sha256, "kind": self.kind}
+        from edgewise.core.manifest import hash_files
+
+        return {"path": str(self.path), "kind": self.kind, "files": hash_files(self.path)}
+
+
+def carry_forward(src: Path, dst: Path) -> list[str]:
+    """Copy tokenizer files from ``src`` to ``dst`` without replacing what the stage wrote."""
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file() and not (dst / name).exists():
+            shutil.copy2(src / name, dst / name)
+            copied.append(name)
+    return copied
+
+
+class OutputDir:
+    """Where a stage writes: a work folder next to ``dst``, renamed into place only when complete.
+
+    The work folder ``.<name>.partial`` holds ``artifact/`` (the output being written) and, for
+    stages that can resume, their checkpoints. A crash or kill leaves no folder at ``dst``.
+    """
+
+    def __init__(self, dst: Path, work: Path):
+        self.dst = dst
+        self.work = work
+        self.artifact = work / "artifact"
+
+    @classmethod
+    def prepare(
+        cls,
+        dst: Path,
+        *,
+        sources: tuple[Path, ...] = (),
+        overwrite: bool = False,
+        resumable: bool = False,
+        resume: bool = False,
+    ) -> OutputDir:
+        """Check ``dst`` before any heavy work; nothing is created until ``begin``."""
+        dst = Path(dst).expanduser().resolve()
+        for src in sources:
+            src = Path(src).expanduser().resolve()
+            if dst == src:
+                raise EdgewiseError(f"the output {dst} is the input; choose another output folder with -o")
+            if src.is_relative_to(dst) or dst.is_relative_to(src):
+                raise EdgewiseError(
+                    f"the output {dst} and the input {src} are nested; a stage never writes into its "
+                    "input: choose an output folder outside it"
+                )
+        if dst.exists():
+            if not dst.is_dir():
+                raise EdgewiseError(f"the output {dst} is a file; choose a folder path with -o")
+            if any(dst.iterdir()):
+                if not overwrite:
+                    raise EdgewiseError(
+                        f"the output {dst} already exists; pass --overwrite to replace it or choose another -o"
+                    )
+                if not (dst / MANIFEST_NAME).exists():
+                    raise EdgewiseError(
+                        f"the output {dst} is not empty and is not an edgewise artifact (no {MANIFEST_NAME}); "
+                        "edgewise only replaces its own outputs: remove it yourself or choose another -o"
+                    )
+        out = cls(dst, dst.parent / f".{dst.name}.partial")
+        if out.work.exists() and resumable and not resume and not overwrite:
+            raise EdgewiseError(
+                f"an interrupted run left {out.work}; pass --resume to continue it or --overwrite to start over"
+            )
+        if resume and not out.work.exists():
+            raise EdgewiseError(f"nothing to resume: no interrupted run at {out.work}; run without --resume")
+        return out
+
+    def begin(self, resume: bool = False) -> None:
+        """Create the work folder (after every check has passed); keep checkpoints when resuming."""
+        if self.work.exists() and not resume:
+            shutil.rmtree(self.work)
+        if self.artifact.exists():
+            shutil.rmtree(self.artifact)
+        try:
+            self.artifact.mkdir(parents=True)
+        except OSError as e:
+            raise EdgewiseError(f"cannot create the output folder next to {self.dst}: {e.strerror}") from None
+
+    def commit(self) -> Path:
+        """Move the finished artifact to ``dst`` (replacing an old one) and remove the work folder."""
+        if self.dst.exists():
+            self.dst.rename(self.work / "replaced")
+        self.artifact.rename(self.dst)
+        shutil.rmtree(self.work)
+        return self.dst
+
+    def abort(self, keep_checkpoints: bool = False) -> None:
+        """Remove what was written; keep the work folder if it holds checkpoints to resume from."""
+        if keep_checkpoints:
+            shutil.rmtree(self.artifact, ignore_errors=True)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)

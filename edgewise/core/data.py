@@ -1,0 +1,297 @@
+"""The one data loader every stage uses.
+
+A data spec is a file (csv / tsv / jsonl / json / parquet / txt), a folder of split files
+(train.* / validation.* / test.*), a `datasets.save_to_disk` folder, `hf:NAME[:CONFIG]` from
+the Hugging Face Hub, or a built-in data set (`builtin:bbc-news`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgewise.core import builtin
+from edgewise.core.config import setting
+from edgewise.core.errors import EdgewiseError
+
+EXTENSIONS = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")
+SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which columns hold the text, the optional second text and the label; how to carve splits."""
+
+    SCHEMA_VERSION = 1
+
+    text_column: str = setting("text", "Column holding the text.")
+    text_pair_column: str | None = setting(None, "Column holding a second text (sentence pairs).")
+    label_column: str = setting("label", "Column holding the label.")
+    validation_fraction: float = setting(
+        0.1, "Share of the training data held out for validation when the data has no validation split.")
+    seed: int = setting(42, "Seed of the validation carve-out.")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.validation_fraction < 1:
+            raise EdgewiseError(
+                f"validation_fraction must be between 0 and 1 (exclusive), got {self.validation_fraction}"
+            )
+
+
+@dataclass
+class Split:
+    """One split of a data set: texts, optional second texts, and label names (None if unlabelled)."""
+
+    name: str
+    texts: list[str]
+    pairs: list[str] | None
+    labels: list[str] | None
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def sha256(self) -> str:
+        payload = json.dumps([self.texts, self.pairs, self.labels], ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def subset(self, indices, name: str) -> Split:
+        pick = lambda xs: None if xs is None else [xs[i] for i in indices]  # noqa: E731
+        return Split(name, pick(self.texts), pick(self.pairs), pick(self.labels), self.source)
+
+    def describe(self) -> dict:
+        return {"rows": len(self), "sha256": self.sha256()}
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix == ".tsv":
+            return pd.read_csv(path, sep="\t", quoting=3)
+        if suffix == ".jsonl":
+            return pd.read_json(path, lines=True)
+        if suffix == ".json":
+            try:
+                return pd.read_json(path)
+            except ValueError:
+                return pd.read_json(path, lines=True)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix == ".txt":
+            lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+            return pd.DataFrame({"text": [line for line in lines if line]})
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EdgewiseError(f"cannot read {path} as {suffix[1:]}: {first}; check the file's format") from None
+    raise EdgewiseError(
+        f"{path} has an unsupported extension {suffix or '(none)'}; accepted: {', '.join(EXTENSIONS)}"
+    )
+
+
+def _frames_from_datasets(obj) -> dict:
+    """pandas frames from a datasets Dataset / DatasetDict, class ids turned into names."""
+    import datasets
+
+    if isinstance(obj, datasets.Dataset):
+        obj = {"train": obj}
+    frames = {}
+    for name, ds in obj.items():
+        frame = ds.to_pandas()
+        for column, feature in ds.features.items():
+            if isinstance(feature, datasets.ClassLabel):
+                frame[column] = [feature.int2str(int(v)) if v is not None and v >= 0 else None for v in frame[column]]
+        frames[name] = frame
+    return frames
+
+
+def _canonical_split(name: str) -> str:
+    for canonical, aliases in SPLIT_ALIASES.items():
+        if name.lower() in aliases:
+            return canonical
+    return name
+
+
+def _read_folder(path: Path) -> dict:
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        import datasets
+
+        try:
+            return _frames_from_datasets(datasets.load_from_disk(str(path)))
+        except (FileNotFoundError, ValueError) as e:
+            raise EdgewiseError(f"cannot load the datasets folder {path}: {e}") from None
+    frames = {}
+    for file in sorted(path.iterdir()):
+        split = _canonical_split(file.stem)
+        if file.is_file() and file.suffix.lower() in EXTENSIONS and split in SPLIT_ALIASES:
+            if split in frames:
+                raise EdgewiseError(f"{path} holds two files for the {split} split; keep one")
+            frames[split] = _read_table(file)
+    if not frames:
+        raise EdgewiseError(
+            f"{path} holds no data: expected split files named train / validation / test with one of "
+            f"{', '.join(EXTENSIONS)}, or a datasets.save_to_disk folder"
+        )
+    return frames
+
+
+def _read_hub(spec: str) -> dict:
+    import datasets
+
+    name, _, config = spec[len("hf:"):].partition(":")
+    if not name:
+        raise EdgewiseError(f"{spec!r} names no data set; use hf:NAME or hf:NAME:CONFIG")
+    try:
+        return _frames_from_datasets(datasets.load_dataset(name, config or None))
+    except (OSError, ValueError) as e:  # offline, unknown name, missing config: all OSError/ValueError
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EdgewiseError(
+            f"cannot load {spec} from the Hugging Face Hub ({type(e).__name__}: {first}); "
+            "check the name and the network, or pass a local file or folder"
+        ) from None
+
+
+def read_frames(spec: str) -> dict:
+    """Named pandas frames (train / validation / test / ...) of a data spec."""
+    import pandas as pd
+
+    if builtin.is_builtin(spec):
+        return {
+            name: pd.DataFrame({"text": texts, "label": labels})
+            for name, (texts, labels) in builtin.dataset_splits(spec).items()
+        }
+    if spec.startswith("hf:"):
+        return _read_hub(spec)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise EdgewiseError(
+            f"data {spec!r} does not exist; pass a file ({', '.join(EXTENSIONS)}), a folder of split "
+            "files, a datasets folder, hf:NAME[:CONFIG] or builtin:bbc-news"
+        )
+    frames = _read_folder(path) if path.is_dir() else {"train": _read_table(path)}
+    return {_canonical_split(k): v for k, v in frames.items()}
+
+
+# --- turning frames into splits ----------------------------------------------------------------
+
+def _label_name(value) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "item"):  # numpy scalars
+        return _label_name(value.item())
+    return str(value)
+
+
+def _column(frame, column: str, what: str, spec: str, split: str, option: str) -> list:
+    if column not in frame.columns:
+        raise EdgewiseError(
+            f"the {split} split of {spec} has no {what} column {column!r}; its columns are "
+            f"{', '.join(map(str, frame.columns))}: pass {option} NAME"
+        )
+    return frame[column].tolist()
+
+
+def _to_split(frame, name: str, spec: str, config: DataConfig, need_labels: bool) -> Split:
+    if len(frame) == 0:
+        raise EdgewiseError(f"the {name} split of {spec} is empty; it needs at least one row")
+    texts = _column(frame, config.text_column, "text", spec, name, "--text-column")
+    pairs = None
+    if config.text_pair_column:
+        pairs = _column(frame, config.text_pair_column, "text-pair", spec, name, "--text-pair-column")
+    labels = None
+    if need_labels:
+        labels = [_label_name(v) for v in _column(frame, config.label_column, "label", spec, name, "--label-column")]
+    checked = ((texts, config.text_column), (pairs, config.text_pair_column), (labels, config.label_column))
+    for values, column in checked:
+        if values is None:
+            continue
+        empty = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
+        if empty:
+            rows = ", ".join(str(i) for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
+            raise EdgewiseError(
+                f"column {column!r} of the {name} split of {spec} has {len(empty)} empty value(s) "
+                f"(rows {rows}); fill or drop them"
+            )
+    texts = [str(t) for t in texts]
+    pairs = None if pairs is None else [str(t) for t in pairs]
+    return Split(name, texts, pairs, labels, source=spec)
+
+
+def load_splits(spec: str, config: DataConfig = DataConfig(), *, need_labels: bool = True) -> dict[str, Split]:
+    """Every split a data spec provides, with the configured columns checked."""
+    frames = read_frames(str(spec))
+    return {name: _to_split(frame, name, str(spec), config, need_labels) for name, frame in frames.items()}
+
+
+def select_split(splits: dict[str, Split], name: str | None, spec: str) -> Split:
+    """The split called ``name``; by default test, else validation, else the only one there is."""
+    if name is None:
+        for candidate in ("test", "validation"):
+            if candidate in splits:
+                return splits[candidate]
+        if len(splits) == 1:
+            return next(iter(splits.values()))
+        raise EdgewiseError(f"{spec} has splits {', '.join(splits)}; choose one with --split")
+    name = _canonical_split(name)
+    if name not in splits:
+        raise EdgewiseError(f"{spec} has no {name!r} split; it has {', '.join(splits)}: pick one with --split")
+    return splits[name]
+
+
+def training_splits(splits: dict[str, Split], config: DataConfig, spec: str) -> tuple[Split, Split, Split | None]:
+    """train, validation (carved from train with the seed when absent) and test (None if absent)."""
+    if "train" not in splits:
+        raise EdgewiseError(f"{spec} has no train split (it has {', '.join(splits)}); name a file train.*")
+    train, test = splits["train"], splits.get("test")
+    if "validation" in splits:
+        return train, splits["validation"], test
+    import numpy as np
+
+    if len(train) < 2:
+        raise EdgewiseError(f"the train split of {spec} has {len(train)} row(s); at least 2 are needed")
+    order = np.random.default_rng(config.seed).permutation(len(train))
+    n_val = max(1, round(len(train) * config.validation_fraction))
+    return train.subset(order[n_val:].tolist(), "train"), train.subset(order[:n_val].tolist(), "validation"), test
+
+
+def label_names(labels: list[str]) -> list[str]:
+    """The sorted label set of training data (numerically when every label is an integer)."""
+    unique = set(labels)
+    if all(u.lstrip("-").isdigit() for u in unique):
+        return sorted(unique, key=int)
+    return sorted(unique)
+
+
+def encode_labels(split: Split, id2label: dict[int, str], label_column: str = "label") -> list[int]:
+    """Map a split's label names to the model's ids; an unknown label is an error that names it."""
+    if split.labels is None:
+        raise EdgewiseError(f"the {split.name} split has no labels; pass --label-column")
+    label2id = {name: i for i, name in id2label.items()}
+    # Models saved without label names call them LABEL_0, LABEL_1, ...: accept integer labels then.
+    default_names = all(name == f"LABEL_{i}" for i, name in id2label.items())
+    ids, unknown = [], set()
+    for label in split.labels:
+        if label in label2id:
+            ids.append(label2id[label])
+        elif default_names and label.isdigit() and int(label) in id2label:
+            ids.append(int(label))
+        else:
+            unknown.add(label)
+    if unknown:
+        shown = ", ".join(repr(u) for u in sorted(unknown)[:10])
+        raise EdgewiseError(
+            f"label(s) {shown} in column {label_column!r} of the {split.name} split are unknown to the model, "
+            f"which knows {', '.join(repr(v) for v in id2label.values())}; relabel the data or use a model "
+            "trained on these labels"
+        )
+    return ids

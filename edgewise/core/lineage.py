@@ -1,0 +1,59 @@
+"""The chain of artifacts from one back to its root (the fine-tuned teacher and its encoder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import MANIFEST_NAME, Manifest
+
+
+def _headline(metrics: dict) -> dict:
+    for split in ("test", "validation"):
+        if isinstance(metrics.get(split), dict) and "accuracy" in metrics[split]:
+            return {"split": split, "accuracy": metrics[split]["accuracy"], "macro_f1": metrics[split].get("macro_f1")}
+    return {}
+
+
+def lineage(path: Path) -> list[dict]:
+    """One entry per artifact from ``path`` back to its root, then the root's source.
+
+    Each entry says whether the artifact's files still match its manifest and whether the parent
+    found on disk is the one recorded (same manifest sha256).
+    """
+    path = Path(path).expanduser().resolve()
+    if not (path / MANIFEST_NAME).is_file():
+        raise EdgewiseError(f"{path} has no {MANIFEST_NAME}; lineage needs an artifact written by edgewise")
+    chain: list[dict] = []
+    expected_sha = None
+    seen = set()
+    while True:
+        manifest = Manifest.read(path)
+        problems = manifest.verify()
+        if expected_sha is not None and manifest.sha256 != expected_sha:
+            problems.append("not the recorded parent: its manifest changed since the child was made")
+        chain.append({
+            "path": str(path),
+            "stage": manifest.stage,
+            "kind": manifest.kind,
+            "finished_at": manifest.finished_at,
+            "manifest_sha256": manifest.sha256,
+            "metrics": _headline(manifest.metrics),
+            "status": "ok" if not problems else "; ".join(problems),
+        })
+        seen.add(path)
+        if not manifest.parent:
+            if manifest.source:
+                for role, source in manifest.source.items():
+                    chain.append({"path": source.get("location") or source.get("path"), "stage": role,
+                                  "kind": "source", "spec": source.get("spec"),
+                                  "weights_sha256": source.get("weights_sha256"), "status": "recorded"})
+            return chain
+        parent = Path(manifest.parent["path"])
+        expected_sha = manifest.parent.get("manifest_sha256")
+        if parent in seen:
+            raise EdgewiseError(f"{path}'s lineage loops back to {parent}; its manifest is corrupt")
+        if not (parent / MANIFEST_NAME).is_file():
+            chain.append({"path": str(parent), "stage": "?", "kind": "?", "status": "missing: parent not found"})
+            return chain
+        path = parent

@@ -1,0 +1,169 @@
+"""`edgewise.json`: what every artifact records about how it was made."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgewise.core.config import config_to_dict
+from edgewise.core.errors import EdgewiseError
+
+MANIFEST_NAME = "edgewise.json"
+SCHEMA_VERSION = 1
+KINDS = ("hf", "onnx", "ort", "tensorrt", "bundle")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_files(directory: Path) -> dict[str, str]:
+    """sha256 of every file under ``directory`` except the manifest, by relative POSIX path."""
+    return {
+        p.relative_to(directory).as_posix(): sha256_file(p)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.relative_to(directory).as_posix() != MANIFEST_NAME
+    }
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def describe_config(config: Any) -> dict:
+    """A config dataclass as stored in a manifest: its type, schema version and values."""
+    return {
+        "type": type(config).__name__,
+        "version": getattr(config, "SCHEMA_VERSION", 1),
+        "values": config_to_dict(config),
+    }
+
+
+@dataclass
+class Manifest:
+    """The contents of an artifact's edgewise.json.
+
+    ``parent`` links to the artifact this one was derived from (its path and the sha256 of its
+    manifest); ``source`` describes a root's origin (a pretrained encoder, a foreign folder).
+    """
+
+    kind: str
+    stage: str
+    config: dict
+    files: dict[str, str]
+    labels: dict[str, str]
+    environment: dict
+    started_at: str
+    finished_at: str
+    parent: dict | None = None
+    source: dict | None = None
+    data: dict | None = None
+    metrics: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+    edgewise_version: str = ""
+    # Not stored: where it was read from and the sha256 of the file it was read from.
+    path: Path | None = field(default=None, compare=False)
+    sha256: str | None = field(default=None, compare=False)
+
+    STORED = (
+        "schema_version", "edgewise_version", "kind", "stage", "config", "parent", "source", "data",
+        "files", "metrics", "history", "labels", "environment", "started_at", "finished_at",
+    )
+
+    def to_json(self) -> str:
+        return json.dumps({k: getattr(self, k) for k in self.STORED}, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def write(
+        cls,
+        directory: Path,
+        *,
+        kind: str,
+        stage: str,
+        config: Any,
+        labels: dict,
+        started_at: str,
+        parent: Manifest | None = None,
+        source: dict | None = None,
+        data: dict | None = None,
+        metrics: dict | None = None,
+        history: list | None = None,
+    ) -> Manifest:
+        """Hash every file in ``directory`` and write its edgewise.json (the last file a stage writes)."""
+        from edgewise import __version__
+        from edgewise.core.env import fingerprint
+
+        if kind not in KINDS:
+            raise ValueError(f"unknown artifact kind {kind!r}")
+        manifest = cls(
+            kind=kind,
+            stage=stage,
+            config=describe_config(config),
+            parent=None if parent is None else {"path": str(parent.path), "manifest_sha256": parent.sha256},
+            source=source,
+            data=data,
+            files=hash_files(directory),
+            metrics=metrics or {},
+            history=history or [],
+            labels={str(k): str(v) for k, v in labels.items()},
+            environment=fingerprint(),
+            started_at=started_at,
+            finished_at=now(),
+            edgewise_version=__version__,
+        )
+        text = manifest.to_json()
+        (directory / MANIFEST_NAME).write_text(text)
+        manifest.path = directory
+        manifest.sha256 = hashlib.sha256(text.encode()).hexdigest()
+        return manifest
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        path = directory / MANIFEST_NAME
+        try:
+            raw = path.read_bytes()
+            data = json.loads(raw)
+        except FileNotFoundError:
+            raise EdgewiseError(f"{directory} has no {MANIFEST_NAME}: it was not written by edgewise") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise EdgewiseError(
+                f"{path} is not valid JSON ({e}); the artifact is corrupt: re-create it with the stage that made it"
+            ) from None
+        if not isinstance(data, dict):
+            raise EdgewiseError(f"{path} does not hold a JSON object; re-create the artifact")
+        version = data.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise EdgewiseError(
+                f"{path} has schema version {version!r}; this edgewise reads versions up to {SCHEMA_VERSION}: "
+                "upgrade edgewise (pip install -U edgewise)"
+            )
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        missing = sorted(required - set(data))
+        if missing:
+            raise EdgewiseError(f"{path} lacks {', '.join(missing)}; the artifact is corrupt: re-create it")
+        manifest = cls(**{k: v for k, v in data.items() if k in cls.STORED})
+        manifest.path = directory
+        manifest.sha256 = hashlib.sha256(raw).hexdigest()
+        return manifest
+
+    def verify(self) -> list[str]:
+        """Every recorded file that is missing or changed since the manifest was written."""
+        assert self.path is not None
+        actual = hash_files(self.path)
+        problems = [f"{name}: missing" for name in self.files if name not in actual]
+        problems += [
+            f"{name}: changed (sha256 differs)"
+            for name, digest in self.files.items()
+            if name in actual and actual[name] != digest
+        ]
+        return problems

@@ -1,0 +1,136 @@
+"""Finding, loading and running transformers classifiers (PyTorch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgewise.core import builtin
+from edgewise.core.artifact import PICKLE_FILES, WEIGHT_FILES
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import sha256_file
+
+# Position ids of these architectures start after the padding index, so two positions are unusable.
+OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "bart", "mbart"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a pretrained model comes from: a local folder or a Hub id, and what we know of it."""
+
+    spec: str
+    location: str  # folder path or Hub id, as transformers' from_pretrained takes it
+    is_local: bool
+    weights_sha256: str | None = None
+
+    def describe(self) -> dict:
+        return {"spec": self.spec, "location": self.location, "weights_sha256": self.weights_sha256}
+
+
+def check_weights(path: Path, allow_pickle: bool) -> None:
+    """A local model folder must hold safetensors weights, or pickle weights with --allow-pickle."""
+    if not (path / "config.json").is_file():
+        raise EdgewiseError(
+            f"{path} is not a transformers model folder (no config.json); pass a folder written by "
+            "save_pretrained, a Hub id or builtin:all-minilm-l6-v2"
+        )
+    if any((path / f).is_file() for f in WEIGHT_FILES):
+        return
+    if any((path / f).is_file() for f in PICKLE_FILES):
+        if allow_pickle:
+            return
+        raise EdgewiseError(
+            f"{path} holds only pickle weights (pytorch_model.bin), which can run code when loaded; "
+            "convert them to safetensors or pass --allow-pickle if you trust the file"
+        )
+    raise EdgewiseError(f"{path} has a config.json but no weights (model.safetensors); re-save the model")
+
+
+def resolve_model(spec: str, allow_pickle: bool = False) -> ModelSource:
+    """Resolve ``builtin:NAME``, a local folder or a Hub id to something from_pretrained can load."""
+    spec = str(spec)
+    if builtin.is_builtin(spec):
+        path, digest = builtin.model_path(spec)
+        return ModelSource(spec, str(path), True, digest)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise EdgewiseError(f"{path} is a file; pass the model folder that holds it")
+        check_weights(path, allow_pickle)
+        weights = next((path / f for f in WEIGHT_FILES + PICKLE_FILES if (path / f).is_file()), None)
+        digest = sha256_file(weights) if weights is not None and weights.suffix != ".json" else None
+        return ModelSource(spec, str(path.resolve()), True, digest)
+    if spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or "\\" in spec:
+        raise EdgewiseError(f"model folder {spec} does not exist; check the path")
+    return ModelSource(spec, spec, False)
+
+
+def _hub_guard(source: ModelSource, action):
+    """Run a from_pretrained call; for Hub ids, turn download failures into an EdgewiseError."""
+    try:
+        return action()
+    except OSError as e:
+        if source.is_local:
+            raise EdgewiseError(f"cannot load the model in {source.location}: {str(e).splitlines()[0]}") from None
+        raise EdgewiseError(
+            f"cannot load {source.spec!r} from the Hugging Face Hub ({str(e).splitlines()[0]}); check the id "
+            "and the network, or pass a local folder or builtin:all-minilm-l6-v2"
+        ) from None
+
+
+def load_tokenizer(source: ModelSource):
+    from transformers import AutoTokenizer
+
+    return _hub_guard(source, lambda: AutoTokenizer.from_pretrained(source.location))
+
+
+def load_classifier(source: ModelSource, allow_pickle: bool = False, **kwargs):
+    """An AutoModelForSequenceClassification; safetensors only unless ``allow_pickle``."""
+    from transformers import AutoModelForSequenceClassification
+
+    return _hub_guard(
+        source,
+        lambda: AutoModelForSequenceClassification.from_pretrained(
+            source.location, use_safetensors=None if allow_pickle else True, **kwargs
+        ),
+    )
+
+
+def max_positions(model_config, tokenizer) -> int:
+    """The longest input the model accepts."""
+    limit = getattr(model_config, "max_position_embeddings", None) or 512
+    if getattr(model_config, "model_type", "") in OFFSET_POSITIONS:
+        limit -= 2
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_limit, int) and 0 < tok_limit < 100_000:
+        limit = min(limit, tok_limit)
+    return limit
+
+
+def token_lengths(tokenizer, texts: list[str], pairs: list[str] | None) -> list[int]:
+    """Token count of every example, special tokens included, without truncation."""
+    encoded = tokenizer(texts, pairs, truncation=False, add_special_tokens=True, verbose=False)
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+def predict_logits(model, tokenizer, texts, pairs=None, *, batch_size: int = 32, max_length: int = 512,
+                   progress=None):
+    """Logits for every text, in order. Texts are batched by length so padding stays short."""
+    import numpy as np
+    import torch
+
+    order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
+    device = next(model.parameters()).device
+    model.eval()
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            batch = tokenizer(
+                [texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None,
+                truncation=True, max_length=max_length, padding=True, return_tensors="pt",
+            ).to(device)
+            out[idx] = model(**batch).logits.float().cpu().numpy()
+            if progress is not None:
+                progress(len(idx))
+    return out

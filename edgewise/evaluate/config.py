@@ -1,0 +1,34 @@
+"""Settings of `edgewise evaluate` (no torch imports here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgewise.core.config import setting
+from edgewise.core.data import DataConfig
+from edgewise.core.errors import EdgewiseError
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Accuracy of a classifier artifact on a labelled split.
+
+    Example:
+        >>> EvaluateConfig(split="test").batch_size
+        32
+    """
+
+    SCHEMA_VERSION = 1
+
+    split: str | None = setting(None, "Split to score. Default: test, else validation, else the only one.")
+    batch_size: int = setting(32, "Texts per forward pass; batches are grouped by length.")
+    max_length: int | None = setting(None, "Tokens per text. Default: the length the model was trained with, "
+                                           "else the model's limit.")
+    allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise EdgewiseError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_length is not None and self.max_length < 2:
+            raise EdgewiseError(f"max_length must be >= 2 tokens or unset, got {self.max_length}")

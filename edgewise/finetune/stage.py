@@ -1,0 +1,243 @@
+"""Fine-tune a pretrained encoder into a text classifier: the teacher every later stage starts from."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from edgewise.core.artifact import OutputDir
+from edgewise.core.config import config_to_dict
+from edgewise.core.data import encode_labels, label_names, load_splits, training_splits
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import Manifest, now
+from edgewise.core.progress import console
+from edgewise.finetune.config import FinetuneConfig
+
+RUN_FILE = "run.json"  # in the work folder: what an interrupted run was started with
+
+
+def choose_max_length(lengths: list[int], percentile: float, limit: int) -> int:
+    """The percentile of token lengths, rounded up to a multiple of 8, capped at ``limit``."""
+    import numpy as np
+
+    wanted = int(math.ceil(float(np.percentile(lengths, percentile)) / 8) * 8)
+    return max(8, min(wanted, limit))
+
+
+def length_stats(lengths: list[int], max_length: int) -> dict:
+    import numpy as np
+
+    arr = np.asarray(lengths)
+    return {
+        "mean": round(float(arr.mean()), 1),
+        "p50": int(np.percentile(arr, 50)),
+        "p95": int(np.percentile(arr, 95)),
+        "p99": int(np.percentile(arr, 99)),
+        "max": int(arr.max()),
+        "truncated_fraction": round(float((arr > max_length).mean()), 4),
+    }
+
+
+def _check_resume(out: OutputDir, run: dict) -> None:
+    """A resumed run must use the same model, data and settings as the interrupted one."""
+    previous_file = out.work / RUN_FILE
+    if not previous_file.is_file():
+        raise EdgewiseError(f"{out.work} holds no record of the interrupted run; start over with --overwrite")
+    previous = json.loads(previous_file.read_text())
+    if previous != run:
+        changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
+        raise EdgewiseError(
+            f"--resume needs the same settings as the interrupted run, but {', '.join(changed)} differ; "
+            "rerun with the original settings or start over with --overwrite"
+        )
+
+
+def finetune(
+    pretrained: str,
+    data: str,
+    dst: Path,
+    config: FinetuneConfig = FinetuneConfig(),
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> Manifest | None:
+    """Fine-tune ``pretrained`` (builtin:NAME, folder or Hub id) on ``data``; write an `hf` artifact.
+
+    The work happens in ``.<dst>.partial`` next to ``dst`` and is renamed into place when done;
+    checkpoints saved there every epoch let ``resume=True`` continue after a crash or kill.
+    Returns the manifest (None on non-zero ranks of a multi-process run).
+
+    Example:
+        >>> finetune("builtin:all-minilm-l6-v2", "builtin:bbc-news", Path("runs/teacher"),
+        ...          FinetuneConfig(epochs=2, max_length=128))  # doctest: +SKIP
+    """
+    from edgewise.core.models import resolve_model
+
+    started = now()
+    rank = int(os.environ.get("RANK", "0"))
+    source = resolve_model(pretrained, allow_pickle=config.allow_pickle)
+    out = OutputDir.prepare(
+        Path(dst), sources=(Path(source.location),) if source.is_local else (),
+        overwrite=overwrite, resumable=True, resume=resume,
+    ) if rank == 0 else OutputDir(Path(dst).resolve(), Path(dst).resolve().parent / f".{Path(dst).name}.partial")
+
+    splits = load_splits(data, config.data)
+    train, validation, test = training_splits(splits, config.data, data)
+    names = label_names(train.labels)
+    if len(names) < 2:
+        raise EdgewiseError(
+            f"the train split of {data} has a single label ({names[0]!r}); a classifier needs at least two"
+        )
+    id2label = dict(enumerate(names))
+    label_column = config.data.label_column
+    train_ids = encode_labels(train, id2label, label_column)
+    validation_ids = encode_labels(validation, id2label, label_column)
+    test_ids = encode_labels(test, id2label, label_column) if test is not None else None
+
+    run = {
+        "pretrained": source.describe(),
+        "data": {s.name: s.sha256() for s in (train, validation, test) if s is not None},
+        "config": config_to_dict(config),
+    }
+    if rank == 0:
+        if resume:
+            _check_resume(out, run)
+        out.begin(resume=resume)
+        (out.work / RUN_FILE).write_text(json.dumps(run, indent=2))
+    try:
+        manifest = _train(source, out, config, data, started, id2label, run,
+                          (train, train_ids), (validation, validation_ids), (test, test_ids), resume)
+    except BaseException:
+        if rank == 0:
+            checkpoints = out.work / "checkpoints"
+            out.abort(keep_checkpoints=checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*")))
+        raise
+    return manifest
+
+
+def _train(source, out, config, data, started, id2label, run, train, validation, test, resume):
+    import torch
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
+
+    from edgewise.core.metrics import classification_metrics
+    from edgewise.core.models import load_classifier, load_tokenizer, max_positions, token_lengths
+    from edgewise.core.training import RichProgress, compute_metrics, encode
+
+    tokenizer = load_tokenizer(source)
+    model = load_classifier(
+        source, config.allow_pickle,
+        num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+        ignore_mismatched_sizes=True,
+    )
+    limit = max_positions(model.config, tokenizer)
+    lengths = token_lengths(tokenizer, train[0].texts, train[0].pairs)
+    max_length = config.max_length or choose_max_length(lengths, config.length_percentile, limit)
+    if max_length > limit:
+        raise EdgewiseError(f"max_length {max_length} exceeds the model's limit of {limit} tokens; lower it")
+    stats = length_stats(lengths, max_length)
+    console().print(
+        f"fine-tuning {source.spec} on {data}: {len(train[0])} train / {len(validation[0])} validation"
+        + (f" / {len(test[0])} test" if test[0] is not None else "")
+        + f" texts, {len(id2label)} labels, max_length {max_length} "
+        f"(token lengths p50 {stats['p50']}, p99 {stats['p99']}, {stats['truncated_fraction']:.1%} truncated)"
+    )
+
+    pad_to_max = not config.dynamic_padding
+    train_ds = encode(tokenizer, train[0], train[1], max_length, pad_to_max)
+    validation_ds = encode(tokenizer, validation[0], validation[1], max_length, pad_to_max)
+    checkpoints = out.work / "checkpoints"
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        warmup_ratio=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        data_seed=config.seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model=config.best_metric.value,
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=max(1, math.ceil(len(train_ds) / config.batch_size / 10)),
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every parameter of a classifier takes part in the loss
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=validation_ds,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        callbacks=[RichProgress("fine-tuning")],
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts to stdout; RichProgress shows them
+    has_checkpoint = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    if resume and not has_checkpoint:
+        console().print("no checkpoint was saved before the interruption; starting from the first step")
+    result = trainer.train(resume_from_checkpoint=True if resume and has_checkpoint else None)
+
+    # Prediction is collective under torchrun: every rank runs it, only rank 0 writes.
+    metrics = {
+        "validation": _split_metrics(trainer, validation_ds, validation[1], id2label, classification_metrics),
+        "train": {
+            "runtime_s": round(result.metrics["train_runtime"], 1),
+            "samples_per_second": round(result.metrics["train_samples_per_second"], 2),
+            "steps": trainer.state.global_step,
+            "epochs": config.epochs,
+            "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
+            "best_validation_" + config.best_metric.value: trainer.state.best_metric,
+            "resumed": bool(resume),
+        },
+    }
+    if test[0] is not None:
+        test_ds = encode(tokenizer, test[0], test[1], max_length, pad_to_max)
+        metrics["test"] = _split_metrics(trainer, test_ds, test[1], id2label, classification_metrics)
+    if not trainer.is_world_process_zero():
+        return None
+
+    model = trainer.model
+    model.save_pretrained(out.artifact, safe_serialization=True)
+    tokenizer.save_pretrained(out.artifact)
+    manifest = Manifest.write(
+        out.artifact,
+        kind="hf",
+        stage="finetune",
+        config=config,
+        labels=id2label,
+        started_at=started,
+        source={"pretrained": source.describe()},
+        data={
+            "spec": data,
+            "splits": {s.name: s.describe() for s in (train[0], validation[0], test[0]) if s is not None},
+            "max_length": max_length,
+            "token_lengths": stats,
+        },
+        metrics=metrics,
+        history=trainer.state.log_history,
+    )
+    out.commit()
+    manifest.path = out.dst
+    summary = "  ".join(
+        f"{split} accuracy {metrics[split]['accuracy']:.4f} macro-F1 {metrics[split]['macro_f1']:.4f}"
+        for split in ("validation", "test") if split in metrics
+    )
+    console().print(f"wrote {out.dst}: {summary}")
+    return manifest
+
+
+def _split_metrics(trainer, dataset, label_ids, id2label, classification_metrics) -> dict:
+    prediction = trainer.predict(dataset)
+    return classification_metrics(label_ids, prediction.predictions.argmax(-1), id2label)

@@ -1,0 +1,118 @@
+"""Tiny models, tokenizers and data built offline, once per test session."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+# Three classes, each signalled by its own words inside shared filler: learnable in seconds.
+CLASS_WORDS = {
+    "fruit": ["apple", "banana", "cherry", "grape", "lemon", "mango"],
+    "colour": ["red", "green", "blue", "yellow", "purple", "orange"],
+    "sport": ["football", "tennis", "hockey", "rugby", "cricket", "golf"],
+}
+FILLER = ["the", "a", "is", "very", "and", "we", "like", "today", "really", "some", "of", "it"]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_texts(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = list(CLASS_WORDS)[i % len(CLASS_WORDS)]
+        words = rng.sample(FILLER, 5) + rng.sample(CLASS_WORDS[label], 2)
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path: Path, rows, header=("text", "label")) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def build_tokenizer(path: Path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = SPECIALS + FILLER + [w for ws in CLASS_WORDS.values() for w in ws]
+    vocab = {w: i for i, w in enumerate(words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=64,
+    )
+    fast.save_pretrained(path)
+    return len(vocab)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A pretrained-encoder folder like all-MiniLM-L6-v2: BertModel weights + tokenizer, no head."""
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("encoder")
+    vocab_size = build_tokenizer(path)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A folder with train.csv / validation.csv / test.csv of the three-class task."""
+    path = tmp_path_factory.mktemp("data")
+    write_csv(path / "train.csv", make_texts(240, seed=1))
+    write_csv(path / "validation.csv", make_texts(60, seed=2))
+    write_csv(path / "test.csv", make_texts(60, seed=3))
+    return path
+
+
+TINY_FINETUNE = dict(epochs=8, learning_rate=3e-3, batch_size=16, max_length=32, warmup_ratio=0.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_encoder, tiny_data, tmp_path_factory) -> Path:
+    """A fine-tuned teacher artifact written by edgewise's own finetune stage."""
+    from edgewise.finetune import FinetuneConfig, finetune
+
+    dst = tmp_path_factory.mktemp("runs") / "teacher"
+    finetune(str(tiny_encoder), str(tiny_data), dst, FinetuneConfig(**TINY_FINETUNE))
+    return dst
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """A CLI result is exactly one `Error: ...` line on stderr, exit code 2, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture
+def cli_run():
+    from click.testing import CliRunner
+
+    from edgewise.cli import cli
+
+    def run(*args):
+        return CliRunner().invoke(cli, [str(a) for a in args], prog_name="edgewise")
+
+    return run

@@ -1,0 +1,142 @@
+import pytest
+
+from edgewise.core.artifact import Artifact, OutputDir, carry_forward
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import Manifest
+from edgewise.finetune import FinetuneConfig
+
+
+def _artifact(path, kind="hf"):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text('{"id2label": {"0": "a", "1": "b"}}')
+    (path / "model.safetensors").write_bytes(b"w")
+    Manifest.write(path, kind=kind, stage="finetune", config=FinetuneConfig(), labels={0: "a", 1: "b"},
+                   started_at="t")
+    return path
+
+
+def test_output_dir_commit_moves_a_complete_artifact_into_place(tmp_path):
+    out = OutputDir.prepare(tmp_path / "runs" / "student")
+    out.begin()
+    (out.artifact / "model.onnx").write_bytes(b"x")
+    assert not out.dst.exists()  # nothing at dst until the work is complete
+
+    out.commit()
+
+    assert (tmp_path / "runs" / "student" / "model.onnx").read_bytes() == b"x"
+    assert not out.work.exists()
+
+
+def test_output_dir_abort_leaves_nothing_behind(tmp_path):
+    out = OutputDir.prepare(tmp_path / "x")
+    out.begin()
+    (out.artifact / "half").write_bytes(b"x")
+
+    out.abort()
+
+    assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_output_dir_refuses_existing_output_unless_overwrite(tmp_path):
+    old = _artifact(tmp_path / "old")
+    with pytest.raises(EdgewiseError, match="already exists; pass --overwrite"):
+        OutputDir.prepare(old)
+
+    out = OutputDir.prepare(old, overwrite=True)
+    out.begin()
+    (out.artifact / "new").write_text("n")
+    out.commit()
+
+    assert sorted(p.name for p in old.iterdir()) == ["new"]
+
+
+def test_output_dir_never_replaces_a_folder_edgewise_did_not_write(tmp_path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "thesis.tex").write_text("precious")
+
+    with pytest.raises(EdgewiseError, match="not an edgewise artifact"):
+        OutputDir.prepare(tmp_path / "home", overwrite=True)
+    assert (tmp_path / "home" / "thesis.tex").read_text() == "precious"
+
+
+def test_output_dir_refuses_output_equal_to_or_nested_in_input(tmp_path):
+    src = _artifact(tmp_path / "teacher")
+    with pytest.raises(EdgewiseError, match="is the input"):
+        OutputDir.prepare(src, sources=(src,), overwrite=True)
+    with pytest.raises(EdgewiseError, match="nested"):
+        OutputDir.prepare(src / "student", sources=(src,))
+    with pytest.raises(EdgewiseError, match="nested"):
+        OutputDir.prepare(tmp_path, sources=(src,), overwrite=True)
+
+
+def test_output_dir_refuses_a_file_as_output(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(EdgewiseError, match="is a file"):
+        OutputDir.prepare(tmp_path / "f")
+
+
+def test_output_dir_resume_rules(tmp_path):
+    with pytest.raises(EdgewiseError, match="nothing to resume"):
+        OutputDir.prepare(tmp_path / "t", resumable=True, resume=True)
+    (tmp_path / ".t.partial" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(EdgewiseError, match="pass --resume to continue it or --overwrite"):
+        OutputDir.prepare(tmp_path / "t", resumable=True)
+
+    out = OutputDir.prepare(tmp_path / "t", resumable=True, resume=True)
+    out.begin(resume=True)
+
+    assert (out.work / "checkpoints").is_dir()
+
+
+def test_artifact_load_reads_kind_labels_and_verifies_hashes(tmp_path):
+    path = _artifact(tmp_path / "a")
+
+    artifact = Artifact.load(path, kind="hf")
+    assert artifact.labels == {0: "a", 1: "b"} and artifact.manifest.stage == "finetune"
+
+    (path / "model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(EdgewiseError, match="changed since edgewise wrote it"):
+        Artifact.load(path)
+
+
+def test_artifact_load_accepts_foreign_transformers_folder(tmp_path):
+    (tmp_path / "config.json").write_text('{"id2label": {"0": "x"}}')
+    (tmp_path / "model.safetensors").write_bytes(b"w")
+
+    artifact = Artifact.load(tmp_path)
+
+    assert (artifact.kind, artifact.manifest, artifact.labels) == ("hf", None, {0: "x"})
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [(lambda p: None, "does not exist"),
+     (lambda p: p.write_text("x"), "is a file"),
+     (lambda p: (p.mkdir(), (p / "readme.md").write_text("x")), "not a model folder")],
+    ids=["missing", "file", "not-model"],
+)
+def test_artifact_load_rejects_non_artifacts(tmp_path, make, fragment):
+    make(tmp_path / "m")
+    with pytest.raises(EdgewiseError, match=fragment):
+        Artifact.load(tmp_path / "m")
+
+
+def test_artifact_load_checks_kind(tmp_path):
+    path = _artifact(tmp_path / "a")
+    with pytest.raises(EdgewiseError, match="is a 'hf' artifact; this step needs 'onnx'"):
+        Artifact.load(path, kind="onnx")
+
+
+def test_carry_forward_copies_tokenizer_files_without_overwriting(tmp_path):
+    src, dst = tmp_path / "s", tmp_path / "d"
+    src.mkdir(), dst.mkdir()
+    (src / "tokenizer.json").write_text("src")
+    (src / "vocab.txt").write_text("src")
+    (src / "model.safetensors").write_text("w")
+    (dst / "vocab.txt").write_text("stage wrote this")
+
+    copied = carry_forward(src, dst)
+
+    assert copied == ["tokenizer.json"]
+    assert (dst / "vocab.txt").read_text() == "stage wrote this"
+    assert not (dst / "model.safetensors").exists()

@@ -1,0 +1,184 @@
+import json
+
+import pandas as pd
+import pytest
+
+from edgewise.core.data import (
+    DataConfig,
+    Split,
+    encode_labels,
+    label_names,
+    load_splits,
+    select_split,
+    training_splits,
+)
+from edgewise.core.errors import EdgewiseError
+from tests.conftest import make_texts, write_csv
+
+ROWS = make_texts(12, seed=0)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "jsonl", "json", "parquet"])
+def test_load_splits_reads_every_file_format(tmp_path, suffix):
+    frame = pd.DataFrame(ROWS, columns=["text", "label"])
+    path = tmp_path / f"data.{suffix}"
+    {"csv": lambda: frame.to_csv(path, index=False),
+     "tsv": lambda: frame.to_csv(path, sep="\t", index=False),
+     "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+     "json": lambda: frame.to_json(path, orient="records"),
+     "parquet": lambda: frame.to_parquet(path)}[suffix]()
+
+    splits = load_splits(str(path))
+
+    assert list(splits) == ["train"]
+    assert splits["train"].texts == [t for t, _ in ROWS]
+    assert splits["train"].labels == [y for _, y in ROWS]
+
+
+def test_load_splits_reads_split_folder_with_aliases(tmp_path):
+    write_csv(tmp_path / "train.csv", ROWS)
+    write_csv(tmp_path / "dev.csv", ROWS[:4])
+    write_csv(tmp_path / "test.csv", ROWS[:3])
+    (tmp_path / "notes.md").write_text("ignored")
+
+    splits = load_splits(str(tmp_path))
+
+    assert {k: len(v) for k, v in splits.items()} == {"test": 3, "train": 12, "validation": 4}
+
+
+def test_load_splits_reads_save_to_disk_folder_with_class_names(tmp_path):
+    import datasets
+
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    ds = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"sentence": ["bad", "good"], "label": [0, 1]}, features=features),
+        "test": datasets.Dataset.from_dict({"sentence": ["fine"], "label": [1]}, features=features),
+    })
+    ds.save_to_disk(str(tmp_path / "ds"))
+
+    splits = load_splits(str(tmp_path / "ds"), DataConfig(text_column="sentence"))
+
+    assert splits["train"].labels == ["neg", "pos"]
+    assert splits["test"].texts == ["fine"]
+
+
+def test_load_splits_reads_text_pairs(tmp_path):
+    write_csv(tmp_path / "pairs.csv", [("a b", "c d", "yes"), ("e", "f", "no")], header=("q", "p", "y"))
+
+    split = load_splits(str(tmp_path / "pairs.csv"), DataConfig("q", "p", "y"))["train"]
+
+    assert split.pairs == ["c d", "f"] and split.labels == ["yes", "no"]
+
+
+def test_load_splits_reads_plain_text_without_labels(tmp_path):
+    (tmp_path / "more.txt").write_text("first line\n\nsecond line\n")
+
+    split = load_splits(str(tmp_path / "more.txt"), need_labels=False)["train"]
+
+    assert split.texts == ["first line", "second line"] and split.labels is None
+
+
+def test_load_splits_integer_labels_become_names(tmp_path):
+    pd.DataFrame({"text": ["a", "b", "c"], "label": [1, 0, 1]}).to_csv(tmp_path / "d.csv", index=False)
+
+    assert load_splits(str(tmp_path / "d.csv"))["train"].labels == ["1", "0", "1"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "config", "fragments"),
+    [
+        (lambda p: write_csv(p / "d.csv", ROWS), DataConfig(text_column="sentence"),
+         ["no text column 'sentence'", "text, label", "--text-column"]),
+        (lambda p: write_csv(p / "d.csv", ROWS), DataConfig(label_column="y"), ["no label column 'y'"]),
+        (lambda p: write_csv(p / "d.csv", []), DataConfig(), ["is empty"]),
+        (lambda p: write_csv(p / "d.csv", [("", "fruit"), ("x", "fruit")]), DataConfig(), ["1 empty value", "rows 0"]),
+        (lambda p: (p / "d.xlsx").write_text("x"), DataConfig(), ["unsupported extension .xlsx"]),
+        (lambda p: (p / "d.parquet").write_bytes(b"not parquet"), DataConfig(), ["cannot read"]),
+        (lambda p: (p / "d.json").write_text("{broken"), DataConfig(), ["cannot read"]),
+    ],
+    ids=["text-column", "label-column", "empty", "null-text", "extension", "corrupt-parquet", "corrupt-json"],
+)
+def test_load_splits_rejects_bad_data_with_a_fix(tmp_path, setup, config, fragments):
+    setup(tmp_path)
+    spec = str(next(tmp_path.iterdir()))
+
+    with pytest.raises(EdgewiseError) as info:
+        load_splits(spec, config)
+
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_load_splits_rejects_missing_path_and_empty_folder(tmp_path):
+    with pytest.raises(EdgewiseError, match="does not exist"):
+        load_splits(str(tmp_path / "nope.csv"))
+    with pytest.raises(EdgewiseError, match="holds no data"):
+        load_splits(str(tmp_path))
+
+
+def test_load_splits_hub_failure_is_a_user_error(monkeypatch):
+    import datasets
+
+    def offline(name, config=None):
+        # What load_dataset raises with no network (the real call retries for ~20 s first).
+        raise ConnectionError(f"Couldn't reach '{name}' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+
+    with pytest.raises(EdgewiseError, match="cannot load hf:edgewise-no-such/dataset-xyz"):
+        load_splits("hf:edgewise-no-such/dataset-xyz")
+
+
+def test_training_splits_carves_validation_with_a_fixed_seed():
+    split = Split("train", [f"t{i}" for i in range(100)], None, ["a", "b"] * 50)
+    config = DataConfig(validation_fraction=0.2, seed=7)
+
+    train, validation, test = training_splits({"train": split}, config, "x")
+    again = training_splits({"train": split}, config, "x")
+
+    assert (len(train), len(validation), test) == (80, 20, None)
+    assert set(train.texts).isdisjoint(validation.texts)
+    assert validation.texts == again[1].texts
+
+
+def test_select_split_defaults_to_test_then_validation_then_only():
+    make = lambda name: Split(name, ["x"], None, ["a"])  # noqa: E731
+    assert select_split({"train": make("train"), "test": make("test")}, None, "d").name == "test"
+    assert select_split({"train": make("train"), "validation": make("validation")}, None, "d").name == "validation"
+    assert select_split({"train": make("train")}, None, "d").name == "train"
+    with pytest.raises(EdgewiseError, match="no 'test' split; it has train"):
+        select_split({"train": make("train")}, "test", "d")
+
+
+def test_encode_labels_names_unknown_labels():
+    split = Split("test", ["a", "b", "c"], None, ["pos", "neg", "meh"])
+
+    with pytest.raises(EdgewiseError) as info:
+        encode_labels(split, {0: "neg", 1: "pos"})
+
+    assert "'meh'" in str(info.value) and "'neg', 'pos'" in str(info.value)
+
+
+def test_encode_labels_maps_integers_to_default_label_names():
+    split = Split("test", ["a", "b"], None, ["1", "0"])
+
+    assert encode_labels(split, {0: "LABEL_0", 1: "LABEL_1"}) == [1, 0]
+    assert encode_labels(Split("t", ["a"], None, ["neg"]), {0: "neg", 1: "pos"}) == [0]
+
+
+def test_label_names_sorts_integers_numerically():
+    assert label_names(["10", "2", "1", "2"]) == ["1", "2", "10"]
+    assert label_names(["b", "a"]) == ["a", "b"]
+
+
+def test_split_sha256_changes_with_content():
+    a = Split("t", ["x"], None, ["1"])
+    assert a.sha256() == Split("t", ["x"], None, ["1"]).sha256()
+    assert a.sha256() != Split("t", ["x"], None, ["2"]).sha256()
+    assert json.loads(json.dumps(a.describe()))["rows"] == 1
+
+
+def test_data_config_rejects_bad_validation_fraction():
+    with pytest.raises(EdgewiseError, match="between 0 and 1"):
+        DataConfig(validation_fraction=1.5)

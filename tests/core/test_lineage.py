@@ -1,0 +1,44 @@
+import pytest
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.lineage import lineage
+from edgewise.core.manifest import Manifest
+from edgewise.evaluate import EvaluateConfig
+
+
+def _child(parent_dir, path, **kw):
+    path.mkdir()
+    (path / "model.onnx").write_bytes(b"x")
+    return Manifest.write(path, kind="onnx", stage="export", config=EvaluateConfig(), labels={}, started_at="t",
+                          parent=Manifest.read(parent_dir), **kw)
+
+
+def test_lineage_walks_back_to_the_pretrained_encoder(tiny_teacher, tmp_path):
+    _child(tiny_teacher, tmp_path / "onnx")
+
+    chain = lineage(tmp_path / "onnx")
+
+    assert [e["stage"] for e in chain] == ["export", "finetune", "pretrained"]
+    assert all(e["status"] in ("ok", "recorded") for e in chain)
+    assert chain[1]["metrics"]["split"] == "test" and chain[1]["metrics"]["accuracy"] >= 0.9
+    assert chain[2]["kind"] == "source" and len(chain[2]["weights_sha256"]) == 64
+
+
+def test_lineage_flags_a_changed_or_missing_parent(tmp_path):
+    parent = tmp_path / "p"
+    parent.mkdir()
+    (parent / "w").write_text("1")
+    Manifest.write(parent, kind="hf", stage="finetune", config=EvaluateConfig(), labels={}, started_at="t")
+    _child(parent, tmp_path / "c")
+    Manifest.write(parent, kind="hf", stage="finetune", config=EvaluateConfig(split="x"), labels={}, started_at="t")
+
+    assert "not the recorded parent" in lineage(tmp_path / "c")[1]["status"]
+
+    import shutil
+    shutil.rmtree(parent)
+    assert lineage(tmp_path / "c")[1]["status"].startswith("missing")
+
+
+def test_lineage_needs_a_manifest(tmp_path):
+    with pytest.raises(EdgewiseError, match="has no edgewise.json"):
+        lineage(tmp_path)

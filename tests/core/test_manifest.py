@@ -1,0 +1,110 @@
+import dataclasses
+import json
+
+import pytest
+
+from edgewise.core.config import config_from_dict, config_to_dict
+from edgewise.core.data import DataConfig
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import MANIFEST_NAME, SCHEMA_VERSION, Manifest
+from edgewise.evaluate import EvaluateConfig
+from edgewise.finetune import BestMetric, FinetuneConfig
+
+ALL_CONFIGS = [
+    DataConfig(),
+    DataConfig(text_column="q", text_pair_column="p", label_column="y", validation_fraction=0.25, seed=3),
+    FinetuneConfig(),
+    FinetuneConfig(epochs=2, max_length=128, best_metric=BestMetric.ACCURACY, data=DataConfig(text_column="s")),
+    EvaluateConfig(),
+    EvaluateConfig(split="test", batch_size=4, max_length=64),
+]
+
+
+@pytest.mark.parametrize("config", ALL_CONFIGS, ids=lambda c: type(c).__name__)
+def test_config_survives_json_round_trip(config):
+    data = json.loads(json.dumps(config_to_dict(config)))
+
+    assert config_from_dict(type(config), data) == config
+
+
+def test_config_from_dict_lists_valid_fields_for_unknown_keys():
+    with pytest.raises(EdgewiseError) as info:
+        config_from_dict(FinetuneConfig, {"epochz": 3})
+
+    assert "unknown setting(s) epochz" in str(info.value)
+    assert "epochs" in str(info.value) and "learning_rate" in str(info.value)
+
+
+def test_config_from_dict_checks_nested_and_enum_values():
+    with pytest.raises(EdgewiseError, match=r"FinetuneConfig.data: unknown setting\(s\) colum"):
+        config_from_dict(FinetuneConfig, {"data": {"colum": "x"}})
+    with pytest.raises(EdgewiseError, match="not one of accuracy, macro_f1"):
+        config_from_dict(FinetuneConfig, {"best_metric": "loss"})
+
+
+def test_every_config_class_is_round_trip_tested():
+    tested = {type(c) for c in ALL_CONFIGS}
+    import edgewise.evaluate.config as e
+    import edgewise.finetune.config as f
+
+    declared = {obj for mod in (e, f) for obj in vars(mod).values()
+                if dataclasses.is_dataclass(obj) and obj.__name__.endswith("Config")}
+    assert declared <= tested
+
+
+def _write(tmp_path, **extra):
+    (tmp_path / "weights.bin").write_bytes(b"1234")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "vocab.txt").write_text("a\nb\n")
+    return Manifest.write(tmp_path, kind="hf", stage="finetune", config=FinetuneConfig(epochs=2),
+                          labels={0: "neg", 1: "pos"}, started_at="2026-01-01T00:00:00+00:00",
+                          metrics={"test": {"accuracy": 0.5}}, **extra)
+
+
+def test_manifest_write_then_read_round_trips(tmp_path):
+    written = _write(tmp_path, source={"pretrained": {"spec": "x"}})
+
+    read = Manifest.read(tmp_path)
+
+    assert read == written
+    assert read.sha256 == written.sha256 and len(read.sha256) == 64
+    assert read.files == {"sub/vocab.txt": written.files["sub/vocab.txt"], "weights.bin": written.files["weights.bin"]}
+    assert read.config["type"] == "FinetuneConfig" and read.config["values"]["epochs"] == 2.0
+    assert read.labels == {"0": "neg", "1": "pos"}
+    assert {"cpu", "packages", "python", "os", "gpu"} <= set(read.environment)
+    assert read.environment["packages"]["edgewise"]
+
+
+def test_manifest_verify_reports_changed_and_missing_files(tmp_path):
+    manifest = _write(tmp_path)
+    assert manifest.verify() == []
+
+    (tmp_path / "weights.bin").write_bytes(b"9999")
+    (tmp_path / "sub" / "vocab.txt").unlink()
+
+    assert sorted(manifest.verify()) == ["sub/vocab.txt: missing", "weights.bin: changed (sha256 differs)"]
+
+
+def test_manifest_records_parent_link(tmp_path):
+    parent_dir, child_dir = tmp_path / "p", tmp_path / "c"
+    parent_dir.mkdir(), child_dir.mkdir()
+    parent = _write(parent_dir)
+
+    child = Manifest.write(child_dir, kind="onnx", stage="export", config=DataConfig(), labels={},
+                           started_at="t", parent=parent)
+
+    assert child.parent == {"path": str(parent_dir), "manifest_sha256": parent.sha256}
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [("{not json", "not valid JSON"), ("[1, 2]", "does not hold a JSON object"),
+     (json.dumps({"schema_version": SCHEMA_VERSION + 1}), "upgrade edgewise"),
+     (json.dumps({"schema_version": 1, "kind": "hf"}), "lacks config")],
+    ids=["invalid", "not-object", "newer", "incomplete"],
+)
+def test_manifest_read_rejects_corrupt_files(tmp_path, content, fragment):
+    (tmp_path / MANIFEST_NAME).write_text(content)
+
+    with pytest.raises(EdgewiseError, match=fragment):
+        Manifest.read(tmp_path)

@@ -1,0 +1,60 @@
+"""A fine-tune killed with SIGKILL half-way continues with --resume and never leaves a half-written output."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from edgewise.core.manifest import Manifest
+
+
+def _command(encoder, data, out, *extra):
+    return [sys.executable, "-m", "edgewise", "finetune", str(encoder), str(data), "-o", str(out),
+            "--epochs", "40", "--max-length", "16", "--lr", "3e-3", "--warmup-ratio", "0", *extra]
+
+
+def test_finetune_resumes_after_sigkill(tiny_encoder, tiny_data, tmp_path):
+    out = tmp_path / "teacher"
+    checkpoints = tmp_path / ".teacher.partial" / "checkpoints"
+    proc = subprocess.Popen(_command(tiny_encoder, tiny_data, out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    try:
+        # Wait for a complete checkpoint (trainer_state.json is written last), then kill hard.
+        while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    assert not out.exists()  # killed: no output folder, half-written or otherwise
+    saved = json.loads(sorted(checkpoints.glob("checkpoint-*/trainer_state.json"))[0].read_text())
+    assert 0 < saved["global_step"] < 40 * 15
+
+    resumed = subprocess.run(_command(tiny_encoder, tiny_data, out, "--resume"), capture_output=True, text=True)
+
+    assert resumed.returncode == 0, resumed.stderr
+    manifest = Manifest.read(out)
+    assert manifest.metrics["train"]["resumed"] is True
+    assert manifest.metrics["train"]["steps"] == 40 * 15
+    # Epochs finished before the kill are not trained (nor evaluated) again.
+    assert "epoch 1.00 " not in resumed.stderr and "epoch 40.00 " in resumed.stderr
+    assert manifest.history[0]["step"] < saved["global_step"]  # history restored from the checkpoint
+    assert not (tmp_path / ".teacher.partial").exists()
+
+
+def test_finetune_resume_refuses_changed_settings(tiny_encoder, tiny_data, tmp_path):
+    work = tmp_path / ".teacher.partial"
+    work.mkdir()
+    (work / "run.json").write_text(json.dumps({"pretrained": {}, "data": {}, "config": {}}))
+
+    result = subprocess.run(_command(tiny_encoder, tiny_data, tmp_path / "teacher", "--resume"),
+                            capture_output=True, text=True)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: --resume needs the same settings") and "config" in result.stderr
+    assert (work / "run.json").exists()

@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+from edgewise.core.artifact import Artifact
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import Manifest
+from edgewise.finetune import FinetuneConfig, finetune
+from edgewise.finetune.stage import choose_max_length
+from tests.conftest import TINY_FINETUNE, write_csv
+
+
+def test_finetune_learns_the_tiny_task_well_above_chance(tiny_teacher):
+    manifest = Manifest.read(tiny_teacher)
+
+    # Three balanced classes: chance is 0.33.
+    assert manifest.metrics["test"]["accuracy"] >= 0.9
+    assert manifest.metrics["validation"]["macro_f1"] >= 0.9
+
+
+def test_finetune_writes_a_complete_hf_artifact(tiny_teacher, tiny_encoder, tiny_data):
+    artifact = Artifact.load(tiny_teacher, kind="hf")  # verifies every file hash
+    m = artifact.manifest
+
+    assert (m.kind, m.stage, m.parent) == ("hf", "finetune", None)
+    assert m.labels == {"0": "colour", "1": "fruit", "2": "sport"}
+    assert m.source["pretrained"]["location"] == str(tiny_encoder.resolve())
+    assert len(m.source["pretrained"]["weights_sha256"]) == 64
+    assert set(m.data["splits"]) == {"train", "validation", "test"} and m.data["max_length"] == 32
+    assert m.config["values"]["epochs"] == TINY_FINETUNE["epochs"]
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(m.files)
+    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in m.files)  # no pickles
+    assert m.metrics["train"]["steps"] == 8 * 15 and m.metrics["train"]["best_checkpoint"]
+    assert m.metrics["test"]["confusion_matrix"] and m.history
+    config = json.loads((tiny_teacher / "config.json").read_text())
+    assert config["id2label"] == {"0": "colour", "1": "fruit", "2": "sport"}
+    assert not list(tiny_teacher.parent.glob(".*.partial"))
+
+
+def test_finetune_takes_text_pairs_and_a_single_file(tiny_encoder, tmp_path):
+    rows = [(f"{a} x", f"{b} y", "same" if a == b else "diff") for a in ("apple", "red") for b in ("apple", "red")]
+    write_csv(tmp_path / "pairs.csv", rows * 10, header=("first", "second", "y"))
+    config = FinetuneConfig(epochs=1, max_length=16, data=FinetuneConfig().data.__class__(
+        text_column="first", text_pair_column="second", label_column="y", validation_fraction=0.25))
+
+    manifest = finetune(str(tiny_encoder), str(tmp_path / "pairs.csv"), tmp_path / "out", config)
+
+    assert manifest.data["splits"]["train"]["rows"] == 30 and manifest.data["splits"]["validation"]["rows"] == 10
+    assert "test" not in manifest.metrics and manifest.labels == {"0": "diff", "1": "same"}
+
+
+def test_finetune_picks_max_length_from_token_lengths(tiny_encoder, tiny_data, tmp_path):
+    manifest = finetune(str(tiny_encoder), str(tiny_data), tmp_path / "auto",
+                        FinetuneConfig(epochs=1, length_percentile=99))
+
+    # Every tiny text is 7 words + [CLS] + [SEP] = 9 tokens: rounded up to 16.
+    assert manifest.data["max_length"] == 16
+    assert manifest.data["token_lengths"]["p99"] == 9 and manifest.data["token_lengths"]["truncated_fraction"] == 0
+
+
+def test_choose_max_length_rounds_up_and_caps():
+    assert choose_max_length([10] * 99 + [1000], 99, 512) == 24
+    assert choose_max_length([700] * 10, 99, 512) == 512
+    assert choose_max_length([1, 2], 50, 512) == 8
+
+
+def test_finetune_failure_leaves_no_output(tiny_encoder, tiny_data, tmp_path):
+    with pytest.raises(EdgewiseError, match="exceeds the model's limit of 64"):
+        finetune(str(tiny_encoder), str(tiny_data), tmp_path / "t", FinetuneConfig(epochs=1, max_length=128))
+
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [("epochs", 0, "epochs must be > 0"), ("learning_rate", 2.0, "learning_rate must be in (0, 1)"),
+     ("batch_size", 0, "batch_size must be >= 1"), ("max_length", 4, "max_length must be >= 8"),
+     ("warmup_ratio", 1.0, "warmup_ratio")],
+)
+def test_finetune_config_rejects_bad_values(field, value, fragment):
+    with pytest.raises(EdgewiseError) as info:
+        FinetuneConfig(**{field: value})
+    assert fragment in str(info.value)

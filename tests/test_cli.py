@@ -1,0 +1,288 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edgewise.cli import cli
+from edgewise.core.manifest import MANIFEST_NAME
+from tests.conftest import assert_user_error, write_csv
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_has_help(cli_run, command):
+    result = cli_run(command, "--help")
+
+    assert result.exit_code == 0 and "Usage: " in result.output
+
+
+def test_version(cli_run):
+    assert cli_run("--version").output.strip() == "edgewise, version 0.1.0"
+
+
+def test_import_cli_loads_no_heavy_libraries():
+    code = ("import sys, edgewise.cli; heavy = {'torch', 'transformers', 'onnxruntime', 'tensorrt', 'pandas', "
+            "'sklearn', 'datasets', 'onnx', 'rich'} & set(sys.modules); print(sorted(heavy))")
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+    assert out.strip() == "[]"
+
+
+def test_help_answers_well_under_two_seconds():
+    best = min(_timed([sys.executable, "-m", "edgewise", "--help"]) for _ in range(3))
+
+    assert best < 2.0
+
+
+def _timed(cmd) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
+def test_env_json_reports_cpu_and_packages(cli_run):
+    result = cli_run("env", "--json")
+
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0
+    assert report["cpu"]["logical_cores"] >= 1 and isinstance(report["cpu"]["isa"], list)
+    assert "CPUExecutionProvider" in report["onnxruntime_providers"]
+    assert report["packages"]["torch"] and "tensorrt" in report
+
+
+def test_env_table(cli_run):
+    result = cli_run("env")
+
+    assert result.exit_code == 0 and "onnxruntime providers" in result.stdout and "isa" in result.stdout
+
+
+def test_finetune_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
+    import edgewise.finetune
+
+    seen = {}
+    monkeypatch.setattr(edgewise.finetune, "finetune", lambda *a, **kw: seen.update(args=a, kw=kw))
+
+    result = cli_run("finetune", "builtin:all-minilm-l6-v2", "data.csv", "-o", tmp_path / "t", "--epochs", "2",
+                     "--lr", "1e-4", "--batch-size", "8", "--max-length", "128", "--pad-to-max-length",
+                     "--text-pair-column", "q2", "--label-column", "y", "--best-metric", "accuracy",
+                     "--seed", "7", "--resume", "--overwrite")
+
+    assert result.exit_code == 0, result.output
+    pretrained, data, dst, config = seen["args"]
+    assert (pretrained, data, dst) == ("builtin:all-minilm-l6-v2", "data.csv", tmp_path / "t")
+    assert (config.epochs, config.learning_rate, config.batch_size, config.max_length) == (2.0, 1e-4, 8, 128)
+    assert config.dynamic_padding is False and config.best_metric.value == "accuracy" and config.seed == 7
+    assert (config.data.text_pair_column, config.data.label_column, config.data.seed) == ("q2", "y", 7)
+    assert seen["kw"] == {"overwrite": True, "resume": True}
+
+
+def test_finetune_cli_happy_path_keeps_stdout_clean(cli_run, tiny_encoder, tiny_data, tmp_path):
+    result = cli_run("finetune", tiny_encoder, tiny_data, "-o", tmp_path / "t", "--epochs", "1", "--max-length", "16")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "wrote" in result.stderr and (tmp_path / "t" / MANIFEST_NAME).is_file()
+
+
+def test_evaluate_cli_prints_tables_and_json(cli_run, tiny_teacher, tiny_data):
+    table = cli_run("evaluate", tiny_teacher, tiny_data, "--split", "validation")
+    as_json = cli_run("evaluate", tiny_teacher, tiny_data, "--json")
+
+    assert table.exit_code == 0 and "confusion matrix" in table.stdout and "macro-F1" in table.stdout
+    result = json.loads(as_json.stdout)
+    assert result["split"] == "test" and 0.9 <= result["accuracy"] <= 1.0 and len(result["confusion_matrix"]) == 3
+
+
+def test_lineage_cli_table_and_json(cli_run, tiny_teacher):
+    table = cli_run("lineage", tiny_teacher)
+    chain = json.loads(cli_run("lineage", tiny_teacher, "--json").stdout)
+
+    assert table.exit_code == 0 and "finetune" in table.stdout and "pretrained" in table.stdout
+    assert [e["stage"] for e in chain] == ["finetune", "pretrained"]
+
+
+def test_debug_shows_the_traceback(cli_run, tmp_path):
+    result = cli_run("--debug", "lineage", tmp_path)
+
+    assert result.exit_code == 1 and type(result.exception).__name__ == "EdgewiseError"
+
+
+# --- bad inputs: one `Error:` line, exit 2, no traceback, nothing overwritten ---------------------
+
+@pytest.fixture
+def existing_output(tmp_path):
+    """An output folder from an earlier run, which no failed command may touch."""
+    out = tmp_path / "runs" / "old"
+    out.mkdir(parents=True)
+    (out / MANIFEST_NAME).write_text("{}")
+    (out / "model.safetensors").write_bytes(b"old weights")
+    return out
+
+
+def _untouched(path):
+    return (path / "model.safetensors").read_bytes() == b"old weights" and not list(
+        path.parent.glob(".*.partial"))
+
+
+def _pickle_model(src, dst):
+    shutil.copytree(src, dst)
+    (dst / "model.safetensors").rename(dst / "pytorch_model.bin")
+    return dst
+
+
+BAD_FINETUNE = {
+    "missing-model": (lambda t, enc, data: ["finetune", t / "nope", data],
+                      ["does not exist"]),
+    "not-a-model-folder": (lambda t, enc, data: ["finetune", data, data],
+                           ["not a transformers model folder", "save_pretrained"]),
+    "pickle-refused": (lambda t, enc, data: ["finetune", _pickle_model(enc, t / "pk"), data],
+                       ["pickle", "--allow-pickle"]),
+    "unknown-builtin": (lambda t, enc, data: ["finetune", "builtin:gpt5", data],
+                        ["builtin:all-minilm-l6-v2"]),
+    "missing-data": (lambda t, enc, data: ["finetune", enc, t / "nope.csv"],
+                     ["does not exist", "builtin:bbc-news"]),
+    "wrong-text-column": (lambda t, enc, data: ["finetune", enc, data, "--text-column", "sentence"],
+                          ["no text column 'sentence'", "text, label"]),
+    "wrong-label-column": (lambda t, enc, data: ["finetune", enc, data, "--label-column", "y"],
+                           ["no label column 'y'"]),
+    "empty-data": (lambda t, enc, data: ["finetune", enc, write_csv(t / "empty.csv", [])],
+                   ["is empty"]),
+    "single-label": (lambda t, enc, data: ["finetune", enc, write_csv(t / "one.csv", [("a", "x")] * 5)],
+                     ["single label"]),
+    "unknown-validation-label": (
+        lambda t, enc, data: ["finetune", enc, _folder(t, [("a", "x"), ("b", "y")], [("c", "z")])],
+        ["'z'", "unknown to the model"]),
+    "bad-extension": (lambda t, enc, data: ["finetune", enc, _touch(t / "data.xlsx")],
+                      ["unsupported extension .xlsx"]),
+    "bad-epochs": (lambda t, enc, data: ["finetune", enc, data, "--epochs", "0"],
+                   ["epochs must be > 0"]),
+    "bad-validation-fraction": (lambda t, enc, data: ["finetune", enc, data, "--validation-fraction", "1.5"],
+                                ["validation_fraction"]),
+    "max-length-too-long": (lambda t, enc, data: ["finetune", enc, data, "--max-length", "4096"],
+                            ["exceeds the model's limit of 64"]),
+    "resume-nothing": (lambda t, enc, data: ["finetune", enc, data, "--resume"],
+                       ["nothing to resume"]),
+}
+
+
+def _touch(path):
+    path.write_text("x")
+    return path
+
+
+def _folder(t, train, validation):
+    folder = t / "split"
+    folder.mkdir()
+    write_csv(folder / "train.csv", train * 3)
+    write_csv(folder / "validation.csv", validation)
+    return folder
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FINETUNE))
+def test_finetune_bad_input_is_one_error_line(cli_run, tmp_path, tiny_encoder, tiny_data, case):
+    make, fragments = BAD_FINETUNE[case]
+    args = make(tmp_path, tiny_encoder, tiny_data)
+
+    result = cli_run(*args, "-o", tmp_path / "out", "--epochs" if "--epochs" not in args else "--seed", "1")
+
+    assert_user_error(result, *fragments)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*.partial"))
+
+
+def test_finetune_refuses_existing_output(cli_run, tiny_encoder, tiny_data, existing_output):
+    result = cli_run("finetune", tiny_encoder, tiny_data, "-o", existing_output, "--epochs", "1")
+
+    assert_user_error(result, "already exists", "--overwrite")
+    assert _untouched(existing_output)
+
+
+def test_finetune_refuses_output_equal_to_model(cli_run, tiny_encoder, tiny_data):
+    before = sorted(p.name for p in tiny_encoder.iterdir())
+
+    result = cli_run("finetune", tiny_encoder, tiny_data, "-o", tiny_encoder, "--overwrite")
+
+    assert_user_error(result, "is the input")
+    assert sorted(p.name for p in tiny_encoder.iterdir()) == before
+
+
+def test_finetune_refuses_leftover_partial_without_resume(cli_run, tiny_encoder, tiny_data, tmp_path):
+    (tmp_path / ".t.partial" / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+
+    result = cli_run("finetune", tiny_encoder, tiny_data, "-o", tmp_path / "t")
+
+    assert_user_error(result, "interrupted run", "--resume", "--overwrite")
+    assert (tmp_path / ".t.partial" / "checkpoints" / "checkpoint-5").is_dir()
+
+
+def test_finetune_missing_output_option_is_one_error_line(cli_run, tiny_encoder, tiny_data):
+    result = cli_run("finetune", tiny_encoder, tiny_data)
+
+    assert_user_error(result, "Missing option '-o'", "edgewise finetune --help")
+
+
+def test_finetune_bad_choice_is_one_error_line(cli_run, tiny_encoder, tiny_data, tmp_path):
+    result = cli_run("finetune", tiny_encoder, tiny_data, "-o", tmp_path / "o", "--best-metric", "loss")
+
+    assert_user_error(result, "'loss' is not one of")
+
+
+def test_unknown_command_is_one_error_line(cli_run):
+    assert_user_error(cli_run("distil"), "No such command 'distil'")
+
+
+BAD_EVALUATE = {
+    "unknown-label": (lambda t, m, d: [m, write_csv(t / "d.csv", [("apple", "fruit"), ("car", "vehicle")])],
+                      ["'vehicle'", "unknown to the model"]),
+    "missing-label-column": (lambda t, m, d: [m, d, "--label-column", "gold"], ["no label column 'gold'"]),
+    "missing-split": (lambda t, m, d: [m, d, "--split", "holdout"], ["no 'holdout' split"]),
+    "not-a-model": (lambda t, m, d: [d, d], ["not a model folder"]),
+    "missing-model": (lambda t, m, d: [t / "none", d], ["does not exist"]),
+    "model-is-a-file": (lambda t, m, d: [m / "config.json", d], ["is a file"]),
+    "tampered": (lambda t, m, d: [_tamper(m, t), d], ["changed since edgewise wrote it", "config.json"]),
+    "corrupt-manifest": (lambda t, m, d: [_corrupt_manifest(m, t), d], ["not valid JSON"]),
+    "bad-batch-size": (lambda t, m, d: [m, d, "--batch-size", "0"], ["batch_size must be >= 1"]),
+}
+
+
+def _copy(m, t):
+    dst = t / "copy"
+    shutil.copytree(m, dst)
+    return dst
+
+
+def _tamper(m, t):
+    dst = _copy(m, t)
+    (dst / "config.json").write_text((dst / "config.json").read_text().replace("fruit", "fruits"))
+    return dst
+
+
+def _corrupt_manifest(m, t):
+    dst = _copy(m, t)
+    (dst / MANIFEST_NAME).write_text("{truncated")
+    return dst
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EVALUATE))
+def test_evaluate_bad_input_is_one_error_line(cli_run, tmp_path, tiny_teacher, tiny_data, case):
+    make, fragments = BAD_EVALUATE[case]
+
+    result = cli_run("evaluate", *make(tmp_path, tiny_teacher, tiny_data))
+
+    assert_user_error(result, *fragments)
+    assert result.stdout == ""
+
+
+def test_lineage_of_a_foreign_folder_is_one_error_line(cli_run, tiny_encoder):
+    assert_user_error(cli_run("lineage", tiny_encoder), "has no edgewise.json")
+
+
+def test_python_m_edgewise_reports_errors_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "edgewise", "lineage", str(tmp_path)],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1 and result.stdout == ""
