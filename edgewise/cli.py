@@ -24,8 +24,21 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+def _one_line(e: click.UsageError) -> UserError:
+    command = e.ctx.command_path if e.ctx else "edgewise"
+    return UserError(f"{e.format_message()} (see '{command} --help')")
+
+
 class EdgewiseGroup(click.Group):
     """Turns EdgewiseError (and click usage errors) into one line on stderr, exit code 2."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:  # a bad option of the group itself, e.g. `edgewise --bogus`
+            raise _one_line(e) from None
 
     def invoke(self, ctx):
         try:
@@ -37,8 +50,7 @@ class EdgewiseGroup(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise
         except click.UsageError as e:
-            command = e.ctx.command_path if e.ctx else "edgewise"
-            raise UserError(f"{e.format_message()} (see '{command} --help')") from None
+            raise _one_line(e) from None
 
 
 def _quiet_libraries(debug: bool) -> None:
@@ -161,14 +173,15 @@ def env(as_json):
 @config_option(FinetuneConfig, "dynamic_padding", "--dynamic-padding/--pad-to-max-length")
 @config_option(FinetuneConfig, "best_metric")
 @config_option(FinetuneConfig, "save_total_limit")
+@config_option(FinetuneConfig, "train_split", "--split")
 @data_options(validation=True)
 @config_option(FinetuneConfig, "allow_pickle", is_flag=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def finetune(pretrained, data, output, epochs, learning_rate, batch_size, eval_batch_size, warmup_ratio,
              weight_decay, gradient_accumulation_steps, seed, max_length, length_percentile, dynamic_padding,
-             best_metric, save_total_limit, text_column, text_pair_column, label_column, validation_fraction,
-             allow_pickle, resume, overwrite):
+             best_metric, save_total_limit, train_split, text_column, text_pair_column, label_column,
+             validation_fraction, allow_pickle, resume, overwrite):
     """Fine-tune PRETRAINED (builtin:all-minilm-l6-v2, a folder or a Hub id) on DATA into a teacher.
 
     DATA is a csv / tsv / jsonl / json / parquet file, a folder of train / validation / test
@@ -181,7 +194,7 @@ def finetune(pretrained, data, output, epochs, learning_rate, batch_size, eval_b
         warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed, max_length=max_length,
         length_percentile=length_percentile, dynamic_padding=dynamic_padding, best_metric=best_metric,
         gradient_accumulation_steps=gradient_accumulation_steps, save_total_limit=save_total_limit,
-        allow_pickle=allow_pickle,
+        allow_pickle=allow_pickle, train_split=train_split,
         data=_data_config(text_column, text_pair_column, label_column, validation_fraction, seed),
     )
     run_finetune(pretrained, data, output, config, overwrite=overwrite, resume=resume)

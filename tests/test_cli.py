@@ -105,10 +105,12 @@ def test_lineage_cli_table_and_json(cli_run, tiny_teacher):
     assert [e["stage"] for e in chain] == ["finetune", "pretrained"]
 
 
-def test_debug_shows_the_traceback(cli_run, tmp_path):
-    result = cli_run("--debug", "lineage", tmp_path)
+def test_debug_shows_the_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "edgewise", "--debug", "lineage", str(tmp_path)],
+                            capture_output=True, text=True)
 
-    assert result.exit_code == 1 and type(result.exception).__name__ == "EdgewiseError"
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr and "EdgewiseError" in result.stderr
 
 
 # --- bad inputs: one `Error:` line, exit 2, no traceback, nothing overwritten ---------------------
@@ -155,11 +157,15 @@ BAD_FINETUNE = {
                      ["single label"]),
     "unknown-validation-label": (
         lambda t, enc, data: ["finetune", enc, _folder(t, [("a", "x"), ("b", "y")], [("c", "z")])],
-        ["'z'", "unknown to the model"]),
+        ["'z'", "never in the train split"]),
     "bad-extension": (lambda t, enc, data: ["finetune", enc, _touch(t / "data.xlsx")],
                       ["unsupported extension .xlsx"]),
     "bad-epochs": (lambda t, enc, data: ["finetune", enc, data, "--epochs", "0"],
                    ["epochs must be > 0"]),
+    "negative-seed": (lambda t, enc, data: ["finetune", enc, data, "--seed", "-1"],
+                      ["seed must be >= 0"]),
+    "missing-train-split": (lambda t, enc, data: ["finetune", enc, data, "--split", "extra"],
+                            ["no 'extra' split to train on"]),
     "bad-validation-fraction": (lambda t, enc, data: ["finetune", enc, data, "--validation-fraction", "1.5"],
                                 ["validation_fraction"]),
     "max-length-too-long": (lambda t, enc, data: ["finetune", enc, data, "--max-length", "4096"],
@@ -234,6 +240,36 @@ def test_unknown_command_is_one_error_line(cli_run):
     assert_user_error(cli_run("distil"), "No such command 'distil'")
 
 
+def test_unknown_group_option_is_one_error_line(cli_run):
+    assert_user_error(cli_run("--bogus", "env"), "No such option '--bogus'")
+
+
+def test_failed_overwrite_keeps_the_old_output(cli_run, tiny_encoder, tmp_path, existing_output):
+    bad = write_csv(tmp_path / "bad.csv", [("apple", "fruit")] * 4 + [("red", "colour")] * 4)
+    (tmp_path / "split").mkdir()
+    write_csv(tmp_path / "split" / "train.csv", [("apple", "fruit"), ("red", "colour")] * 4)
+    write_csv(tmp_path / "split" / "test.csv", [("car", "vehicle")])
+
+    for data in (tmp_path / "split", bad):
+        args = ["--max-length", "4096"] if data == bad else []
+        result = cli_run("finetune", tiny_encoder, data, "-o", existing_output, "--overwrite", *args)
+
+        assert_user_error(result)
+        assert _untouched(existing_output)
+
+
+def test_finetune_model_folder_without_tokenizer_is_one_error_line(cli_run, tiny_encoder, tiny_data, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_encoder / name, bare / name)
+
+    result = cli_run("finetune", bare, tiny_data, "-o", tmp_path / "o")
+
+    assert_user_error(result, "no tokenizer files", "tokenizer.save_pretrained")
+    assert not (tmp_path / "o").exists()
+
+
 BAD_EVALUATE = {
     "unknown-label": (lambda t, m, d: [m, write_csv(t / "d.csv", [("apple", "fruit"), ("car", "vehicle")])],
                       ["'vehicle'", "unknown to the model"]),
@@ -245,12 +281,20 @@ BAD_EVALUATE = {
     "tampered": (lambda t, m, d: [_tamper(m, t), d], ["changed since edgewise wrote it", "config.json"]),
     "corrupt-manifest": (lambda t, m, d: [_corrupt_manifest(m, t), d], ["not valid JSON"]),
     "bad-batch-size": (lambda t, m, d: [m, d, "--batch-size", "0"], ["batch_size must be >= 1"]),
+    "max-length-too-long": (lambda t, m, d: [m, d, "--max-length", "100000"], ["exceeds the model's limit of 64"]),
+    "file-added": (lambda t, m, d: [_add_file(m, t), d], ["pytorch_model.bin: added"]),
 }
 
 
 def _copy(m, t):
     dst = t / "copy"
     shutil.copytree(m, dst)
+    return dst
+
+
+def _add_file(m, t):
+    dst = _copy(m, t)
+    (dst / "pytorch_model.bin").write_bytes(b"not from edgewise")
     return dst
 
 

@@ -166,9 +166,15 @@ class OutputDir:
 
     def commit(self) -> Path:
         """Move the finished artifact to ``dst`` (replacing an old one) and remove the work folder."""
+        replaced = self.work / "replaced"
         if self.dst.exists():
-            self.dst.rename(self.work / "replaced")
-        self.artifact.rename(self.dst)
+            self.dst.rename(replaced)
+        try:
+            self.artifact.rename(self.dst)
+        except OSError:
+            if replaced.exists():
+                replaced.rename(self.dst)  # put the old artifact back before anything removes the work folder
+            raise
         shutil.rmtree(self.work)
         return self.dst
 

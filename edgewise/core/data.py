@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +38,8 @@ class DataConfig:
             raise EdgewiseError(
                 f"validation_fraction must be between 0 and 1 (exclusive), got {self.validation_fraction}"
             )
+        if self.seed < 0:
+            raise EdgewiseError(f"seed must be >= 0, got {self.seed}")
 
 
 @dataclass
@@ -50,6 +51,9 @@ class Split:
     pairs: list[str] | None
     labels: list[str] | None
     source: str = ""
+    # Why `labels` is None, said when a command needs them: labels are only required of the
+    # splits a command uses (a Hub test split often has none).
+    label_problem: str | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -60,7 +64,7 @@ class Split:
 
     def subset(self, indices, name: str) -> Split:
         pick = lambda xs: None if xs is None else [xs[i] for i in indices]  # noqa: E731
-        return Split(name, pick(self.texts), pick(self.pairs), pick(self.labels), self.source)
+        return Split(name, pick(self.texts), pick(self.pairs), pick(self.labels), self.source, self.label_problem)
 
     def describe(self) -> dict:
         return {"rows": len(self), "sha256": self.sha256()}
@@ -182,55 +186,76 @@ def read_frames(spec: str) -> dict:
 
 # --- turning frames into splits ----------------------------------------------------------------
 
+def _missing(value) -> bool:
+    """None, NaN, pandas' NA / NaT: a cell with no value."""
+    import pandas as pd
+
+    return value is None or (not isinstance(value, (str, bytes)) and bool(pd.isna(value)))
+
+
 def _label_name(value) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return None
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if hasattr(value, "item"):  # numpy scalars
-        return _label_name(value.item())
+    if isinstance(value, int) and value < 0:
+        return None  # datasets' ClassLabel uses -1 for "no label" (e.g. GLUE test splits)
     return str(value)
 
 
-def _column(frame, column: str, what: str, spec: str, split: str, option: str) -> list:
-    if column not in frame.columns:
-        raise EdgewiseError(
-            f"the {split} split of {spec} has no {what} column {column!r}; its columns are "
-            f"{', '.join(map(str, frame.columns))}: pass {option} NAME"
-        )
-    return frame[column].tolist()
+def _missing_column(frame, column: str, what: str, spec: str, split: str, option: str) -> str | None:
+    if column in frame.columns:
+        return None
+    return (f"the {split} split of {spec} has no {what} column {column!r}; its columns are "
+            f"{', '.join(map(str, frame.columns))}: pass {option} NAME")
 
 
-def _to_split(frame, name: str, spec: str, config: DataConfig, need_labels: bool) -> Split:
+def _empty_rows(values) -> str | None:
+    empty = [i for i, v in enumerate(values) if _missing(v)]
+    if not empty:
+        return None
+    rows = ", ".join(str(i) for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
+    return f"{len(empty)} empty value(s) (rows {rows})"
+
+
+def _texts(frame, column: str, what: str, spec: str, split: str, option: str) -> list[str]:
+    if problem := _missing_column(frame, column, what, spec, split, option):
+        raise EdgewiseError(problem)
+    values = frame[column].tolist()
+    if problem := _empty_rows(values):
+        raise EdgewiseError(f"column {column!r} of the {split} split of {spec} has {problem}; fill or drop them")
+    return [str(v) for v in values]
+
+
+def _to_split(frame, name: str, spec: str, config: DataConfig) -> Split:
     if len(frame) == 0:
         raise EdgewiseError(f"the {name} split of {spec} is empty; it needs at least one row")
-    texts = _column(frame, config.text_column, "text", spec, name, "--text-column")
+    texts = _texts(frame, config.text_column, "text", spec, name, "--text-column")
     pairs = None
     if config.text_pair_column:
-        pairs = _column(frame, config.text_pair_column, "text-pair", spec, name, "--text-pair-column")
-    labels = None
-    if need_labels:
-        labels = [_label_name(v) for v in _column(frame, config.label_column, "label", spec, name, "--label-column")]
-    checked = ((texts, config.text_column), (pairs, config.text_pair_column), (labels, config.label_column))
-    for values, column in checked:
-        if values is None:
-            continue
-        empty = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
-        if empty:
-            rows = ", ".join(str(i) for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
-            raise EdgewiseError(
-                f"column {column!r} of the {name} split of {spec} has {len(empty)} empty value(s) "
-                f"(rows {rows}); fill or drop them"
-            )
-    texts = [str(t) for t in texts]
-    pairs = None if pairs is None else [str(t) for t in pairs]
-    return Split(name, texts, pairs, labels, source=spec)
+        pairs = _texts(frame, config.text_pair_column, "text-pair", spec, name, "--text-pair-column")
+    labels, problem = None, _missing_column(frame, config.label_column, "label", spec, name, "--label-column")
+    if problem is None:
+        labels = [_label_name(v) for v in frame[config.label_column].tolist()]
+        if empty := _empty_rows(labels):
+            labels, problem = None, (f"column {config.label_column!r} of the {name} split of {spec} has {empty}; "
+                                     "label or drop them")
+    return Split(name, texts, pairs, labels, source=spec, label_problem=problem)
 
 
-def load_splits(spec: str, config: DataConfig = DataConfig(), *, need_labels: bool = True) -> dict[str, Split]:
-    """Every split a data spec provides, with the configured columns checked."""
+def load_splits(spec: str, config: DataConfig = DataConfig()) -> dict[str, Split]:
+    """Every split a data spec provides. Text columns are checked now; labels when a command needs them."""
     frames = read_frames(str(spec))
-    return {name: _to_split(frame, name, str(spec), config, need_labels) for name, frame in frames.items()}
+    return {name: _to_split(frame, name, str(spec), config) for name, frame in frames.items()}
+
+
+def require_labels(split: Split) -> list[str]:
+    """The split's labels, or an error that says why it has none."""
+    if split.labels is None:
+        raise EdgewiseError(split.label_problem or f"the {split.name} split has no labels; pass --label-column")
+    return split.labels
 
 
 def select_split(splits: dict[str, Split], name: str | None, spec: str) -> Split:
@@ -248,20 +273,32 @@ def select_split(splits: dict[str, Split], name: str | None, spec: str) -> Split
     return splits[name]
 
 
-def training_splits(splits: dict[str, Split], config: DataConfig, spec: str) -> tuple[Split, Split, Split | None]:
+def training_splits(
+    splits: dict[str, Split], config: DataConfig, spec: str, train_split: str = "train"
+) -> tuple[Split, Split, Split | None]:
     """train, validation (carved from train with the seed when absent) and test (None if absent)."""
-    if "train" not in splits:
-        raise EdgewiseError(f"{spec} has no train split (it has {', '.join(splits)}); name a file train.*")
-    train, test = splits["train"], splits.get("test")
-    if "validation" in splits:
+    train_split = _canonical_split(train_split)
+    if train_split not in splits:
+        raise EdgewiseError(
+            f"{spec} has no {train_split!r} split to train on (it has {', '.join(splits)}); pick one with --split"
+        )
+    train = splits[train_split]
+    test = splits.get("test") if train_split != "test" else None
+    if "validation" in splits and train_split != "validation":
         return train, splits["validation"], test
-    import numpy as np
-
+    labels = require_labels(train)
     if len(train) < 2:
         raise EdgewiseError(f"the train split of {spec} has {len(train)} row(s); at least 2 are needed")
-    order = np.random.default_rng(config.seed).permutation(len(train))
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
     n_val = max(1, round(len(train) * config.validation_fraction))
-    return train.subset(order[n_val:].tolist(), "train"), train.subset(order[:n_val].tolist(), "validation"), test
+    counts = {label: labels.count(label) for label in set(labels)}
+    # Stratify when every class can give one example to each side, so a rare class is not
+    # carved out of the training data entirely.
+    stratify = labels if min(counts.values()) >= 2 and len(counts) <= n_val <= len(train) - len(counts) else None
+    keep, held = train_test_split(np.arange(len(train)), test_size=n_val, random_state=config.seed, stratify=stratify)
+    return train.subset(sorted(keep.tolist()), "train"), train.subset(sorted(held.tolist()), "validation"), test
 
 
 def label_names(labels: list[str]) -> list[str]:
@@ -274,13 +311,12 @@ def label_names(labels: list[str]) -> list[str]:
 
 def encode_labels(split: Split, id2label: dict[int, str], label_column: str = "label") -> list[int]:
     """Map a split's label names to the model's ids; an unknown label is an error that names it."""
-    if split.labels is None:
-        raise EdgewiseError(f"the {split.name} split has no labels; pass --label-column")
+    labels = require_labels(split)
     label2id = {name: i for i, name in id2label.items()}
     # Models saved without label names call them LABEL_0, LABEL_1, ...: accept integer labels then.
     default_names = all(name == f"LABEL_{i}" for i, name in id2label.items())
     ids, unknown = [], set()
-    for label in split.labels:
+    for label in labels:
         if label in label2id:
             ids.append(label2id[label])
         elif default_names and label.isdigit() and int(label) in id2label:

@@ -77,20 +77,22 @@ def full_report() -> dict:
     import importlib
 
     report = fingerprint()
+    # A broken install fails in many ways (missing shared library, CUDA mismatch); `env` exists
+    # to report exactly that, so every failure is recorded rather than raised.
     try:
         ort = importlib.import_module("onnxruntime")
         report["onnxruntime_providers"] = ort.get_available_providers()
-    except ImportError as e:
-        report["onnxruntime_providers"] = f"not importable: {e}"
+    except Exception as e:  # noqa: BLE001
+        report["onnxruntime_providers"] = f"not importable: {type(e).__name__}: {e}"
     try:
-        importlib.import_module("tensorrt")
-        report["tensorrt"] = "importable"
-    except ImportError as e:
-        report["tensorrt"] = f"not importable: {e}"
+        trt = importlib.import_module("tensorrt")
+        report["tensorrt"] = f"importable ({getattr(trt, '__version__', '?')})"
+    except Exception as e:  # noqa: BLE001
+        report["tensorrt"] = f"not importable: {type(e).__name__}: {e}"
     try:
         importlib.import_module("torch")
         report["gpu"] = gpu_info()
         report["torch_threads"] = sys.modules["torch"].get_num_threads()
-    except ImportError as e:
-        report["gpu"] = f"torch not importable: {e}"
+    except Exception as e:  # noqa: BLE001
+        report["gpu"] = f"torch not usable: {type(e).__name__}: {e}"
     return report

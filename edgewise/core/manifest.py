@@ -147,17 +147,26 @@ class Manifest:
                 f"{path} has schema version {version!r}; this edgewise reads versions up to {SCHEMA_VERSION}: "
                 "upgrade edgewise (pip install -U edgewise)"
             )
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
         missing = sorted(required - set(data))
         if missing:
             raise EdgewiseError(f"{path} lacks {', '.join(missing)}; the artifact is corrupt: re-create it")
+        types = {"kind": str, "stage": str, "config": dict, "files": dict, "labels": dict, "environment": dict,
+                 "metrics": dict, "history": list, "parent": (dict, type(None)), "source": (dict, type(None)),
+                 "data": (dict, type(None))}
+        wrong = sorted(k for k, t in types.items() if k in data and not isinstance(data[k], t))
+        if wrong:
+            raise EdgewiseError(f"{path} has malformed {', '.join(wrong)}; the artifact is corrupt: re-create it")
+        if data["kind"] not in KINDS:
+            raise EdgewiseError(f"{path} has unknown kind {data['kind']!r} (known: {', '.join(KINDS)}); re-create it")
         manifest = cls(**{k: v for k, v in data.items() if k in cls.STORED})
         manifest.path = directory
         manifest.sha256 = hashlib.sha256(raw).hexdigest()
         return manifest
 
     def verify(self) -> list[str]:
-        """Every recorded file that is missing or changed since the manifest was written."""
+        """Every file that is missing, changed or added since the manifest was written."""
         assert self.path is not None
         actual = hash_files(self.path)
         problems = [f"{name}: missing" for name in self.files if name not in actual]
@@ -166,4 +175,5 @@ class Manifest:
             for name, digest in self.files.items()
             if name in actual and actual[name] != digest
         ]
+        problems += [f"{name}: added (not in the manifest)" for name in actual if name not in self.files]
         return problems

@@ -65,15 +65,21 @@ def resolve_model(spec: str, allow_pickle: bool = False) -> ModelSource:
     return ModelSource(spec, spec, False)
 
 
-def _hub_guard(source: ModelSource, action):
-    """Run a from_pretrained call; for Hub ids, turn download failures into an EdgewiseError."""
+def _hub_guard(source: ModelSource, action, what: str = "model"):
+    """Run a from_pretrained call on user-given files; turn its failures into an EdgewiseError."""
     try:
         return action()
-    except OSError as e:
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        # from_pretrained reports a bad folder (no model_type, unreadable tokenizer, unknown
+        # architecture) with these types; the message it carries says which.
+        first = (str(e).splitlines() or [type(e).__name__])[0]
         if source.is_local:
-            raise EdgewiseError(f"cannot load the model in {source.location}: {str(e).splitlines()[0]}") from None
+            raise EdgewiseError(
+                f"cannot load the {what} in {source.location} ({type(e).__name__}: {first}); "
+                "re-save it with save_pretrained"
+            ) from None
         raise EdgewiseError(
-            f"cannot load {source.spec!r} from the Hugging Face Hub ({str(e).splitlines()[0]}); check the id "
+            f"cannot load the {what} {source.spec!r} from the Hugging Face Hub ({first}); check the id "
             "and the network, or pass a local folder or builtin:all-minilm-l6-v2"
         ) from None
 
@@ -81,7 +87,14 @@ def _hub_guard(source: ModelSource, action):
 def load_tokenizer(source: ModelSource):
     from transformers import AutoTokenizer
 
-    return _hub_guard(source, lambda: AutoTokenizer.from_pretrained(source.location))
+    from edgewise.core.artifact import TOKENIZER_FILES
+
+    if source.is_local and not any((Path(source.location) / f).is_file() for f in TOKENIZER_FILES):
+        raise EdgewiseError(
+            f"{source.location} has no tokenizer files (tokenizer.json, vocab.txt, ...); save the tokenizer "
+            "into the model folder with tokenizer.save_pretrained"
+        )
+    return _hub_guard(source, lambda: AutoTokenizer.from_pretrained(source.location), "tokenizer")
 
 
 def load_classifier(source: ModelSource, allow_pickle: bool = False, **kwargs):

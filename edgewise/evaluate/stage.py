@@ -52,7 +52,10 @@ def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig
             "fix id2label in its config.json"
         )
     trained_length = (artifact.manifest.data or {}).get("max_length") if artifact.manifest else None
-    max_length = config.max_length or trained_length or max_positions(model.config, tokenizer)
+    limit = max_positions(model.config, tokenizer)
+    max_length = config.max_length or trained_length or limit
+    if max_length > limit:
+        raise EdgewiseError(f"max_length {max_length} exceeds the model's limit of {limit} tokens; lower it")
 
     start = time.perf_counter()
     with progress_bar(transient=True) as bar:

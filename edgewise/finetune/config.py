@@ -44,6 +44,8 @@ class FinetuneConfig:
     gradient_accumulation_steps: int = setting(1, "Steps whose gradients are summed before an update.")
     save_total_limit: int = setting(2, "Checkpoints kept for --resume besides the best.")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
+    train_split: str = setting("train", "Split to train on; validation is the data's validation split, else "
+                                        "carved from it with --validation-fraction.")
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
@@ -63,6 +65,8 @@ class FinetuneConfig:
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_length is not None and self.max_length < 8:
             problems.append(f"max_length must be >= 8 tokens or unset (auto), got {self.max_length}")
+        if self.seed < 0:
+            problems.append(f"seed must be >= 0, got {self.seed}")
         if not 50 <= self.length_percentile <= 100:
             problems.append(f"length_percentile must be in [50, 100], got {self.length_percentile}")
         if problems:

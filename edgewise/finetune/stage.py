@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
-from edgewise.core.artifact import OutputDir
+from edgewise.core.artifact import Artifact, OutputDir
 from edgewise.core.config import config_to_dict
-from edgewise.core.data import encode_labels, label_names, load_splits, training_splits
+from edgewise.core.data import encode_labels, label_names, load_splits, require_labels, training_splits
 from edgewise.core.errors import EdgewiseError
-from edgewise.core.manifest import Manifest, now
+from edgewise.core.manifest import MANIFEST_NAME, Manifest, now
 from edgewise.core.progress import console
 from edgewise.finetune.config import FinetuneConfig
 
@@ -43,15 +44,28 @@ def length_stats(lengths: list[int], max_length: int) -> dict:
 def _check_resume(out: OutputDir, run: dict) -> None:
     """A resumed run must use the same model, data and settings as the interrupted one."""
     previous_file = out.work / RUN_FILE
-    if not previous_file.is_file():
-        raise EdgewiseError(f"{out.work} holds no record of the interrupted run; start over with --overwrite")
-    previous = json.loads(previous_file.read_text())
+    try:
+        previous = json.loads(previous_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise EdgewiseError(
+            f"{out.work} holds no readable record of the interrupted run; start over with --overwrite"
+        ) from None
     if previous != run:
         changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
         raise EdgewiseError(
             f"--resume needs the same settings as the interrupted run, but {', '.join(changed)} differ; "
             "rerun with the original settings or start over with --overwrite"
         )
+
+
+def drop_incomplete_checkpoints(checkpoints: Path) -> list[str]:
+    """Remove checkpoints a kill interrupted while saving (Trainer writes trainer_state.json last)."""
+    dropped = []
+    for folder in sorted(checkpoints.glob("checkpoint-*")):
+        if not (folder / "trainer_state.json").is_file():
+            shutil.rmtree(folder)
+            dropped.append(folder.name)
+    return dropped
 
 
 def finetune(
@@ -76,20 +90,36 @@ def finetune(
     from edgewise.core.models import resolve_model
 
     started = now()
+    # Under torchrun every rank runs this; every rank checks the inputs (so each fails the same
+    # way), only rank 0 touches the work folder and writes.
     rank = int(os.environ.get("RANK", "0"))
     source = resolve_model(pretrained, allow_pickle=config.allow_pickle)
+    parent = None
+    if source.is_local and (Path(source.location) / MANIFEST_NAME).is_file():
+        parent = Artifact.load(Path(source.location), kind="hf").manifest  # re-tuning an edgewise artifact
     out = OutputDir.prepare(
         Path(dst), sources=(Path(source.location),) if source.is_local else (),
-        overwrite=overwrite, resumable=True, resume=resume,
-    ) if rank == 0 else OutputDir(Path(dst).resolve(), Path(dst).resolve().parent / f".{Path(dst).name}.partial")
+        overwrite=overwrite, resumable=rank == 0, resume=resume and rank == 0,
+    )
 
     splits = load_splits(data, config.data)
-    train, validation, test = training_splits(splits, config.data, data)
-    names = label_names(train.labels)
+    train, validation, test = training_splits(splits, config.data, data, config.train_split)
+    names = label_names(require_labels(train))
     if len(names) < 2:
         raise EdgewiseError(
-            f"the train split of {data} has a single label ({names[0]!r}); a classifier needs at least two"
+            f"the {train.name} split of {data} has a single label ({names[0]!r}); a classifier needs at least two"
         )
+    for other in (validation, test):
+        unseen = sorted(set(other.labels or ()) - set(names)) if other is not None else []
+        if unseen:
+            raise EdgewiseError(
+                f"label(s) {', '.join(map(repr, unseen[:10]))} occur in the {other.name} split of {data} but never "
+                f"in the {train.name} split, so the model cannot learn them; add training examples or drop those rows"
+            )
+    if test is not None and test.labels is None:
+        if rank == 0:
+            console().print(f"the test split has no labels ({test.label_problem}); skipping test metrics")
+        test = None
     id2label = dict(enumerate(names))
     label_column = config.data.label_column
     train_ids = encode_labels(train, id2label, label_column)
@@ -104,11 +134,14 @@ def finetune(
     if rank == 0:
         if resume:
             _check_resume(out, run)
+            dropped = drop_incomplete_checkpoints(out.work / "checkpoints")
+            if dropped:
+                console().print(f"dropped {', '.join(dropped)}: the kill interrupted its saving")
         out.begin(resume=resume)
         (out.work / RUN_FILE).write_text(json.dumps(run, indent=2))
     try:
-        manifest = _train(source, out, config, data, started, id2label, run,
-                          (train, train_ids), (validation, validation_ids), (test, test_ids), resume)
+        manifest = _train(source, parent, out, config, data, started, id2label,
+                          (train, train_ids), (validation, validation_ids), (test, test_ids), resume, rank)
     except BaseException:
         if rank == 0:
             checkpoints = out.work / "checkpoints"
@@ -117,19 +150,25 @@ def finetune(
     return manifest
 
 
-def _train(source, out, config, data, started, id2label, run, train, validation, test, resume):
+def _train(source, parent, out, config, data, started, id2label, train, validation, test, resume, rank):
     import torch
-    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments, set_seed
 
     from edgewise.core.metrics import classification_metrics
     from edgewise.core.models import load_classifier, load_tokenizer, max_positions, token_lengths
     from edgewise.core.training import RichProgress, compute_metrics, encode
 
+    say = console().print if rank == 0 else (lambda *args, **kwargs: None)
     tokenizer = load_tokenizer(source)
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise EdgewiseError(f"the tokenizer of {source.spec} has no padding or end token; add a pad token")
+        tokenizer.pad_token = tokenizer.eos_token  # GPT-style tokenizers: pad with the end token
+    set_seed(config.seed)  # the fresh classification head is drawn from this seed
     model = load_classifier(
         source, config.allow_pickle,
         num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
-        ignore_mismatched_sizes=True,
+        ignore_mismatched_sizes=True, pad_token_id=tokenizer.pad_token_id,
     )
     limit = max_positions(model.config, tokenizer)
     lengths = token_lengths(tokenizer, train[0].texts, train[0].pairs)
@@ -137,7 +176,7 @@ def _train(source, out, config, data, started, id2label, run, train, validation,
     if max_length > limit:
         raise EdgewiseError(f"max_length {max_length} exceeds the model's limit of {limit} tokens; lower it")
     stats = length_stats(lengths, max_length)
-    console().print(
+    say(
         f"fine-tuning {source.spec} on {data}: {len(train[0])} train / {len(validation[0])} validation"
         + (f" / {len(test[0])} test" if test[0] is not None else "")
         + f" texts, {len(id2label)} labels, max_length {max_length} "
@@ -186,7 +225,7 @@ def _train(source, out, config, data, started, id2label, run, train, validation,
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts to stdout; RichProgress shows them
     has_checkpoint = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     if resume and not has_checkpoint:
-        console().print("no checkpoint was saved before the interruption; starting from the first step")
+        say("no checkpoint was saved before the interruption; starting from the first step")
     result = trainer.train(resume_from_checkpoint=True if resume and has_checkpoint else None)
 
     # Prediction is collective under torchrun: every rank runs it, only rank 0 writes.
@@ -218,7 +257,8 @@ def _train(source, out, config, data, started, id2label, run, train, validation,
         config=config,
         labels=id2label,
         started_at=started,
-        source={"pretrained": source.describe()},
+        parent=parent,
+        source=None if parent is not None else {"pretrained": source.describe()},
         data={
             "spec": data,
             "splits": {s.name: s.describe() for s in (train[0], validation[0], test[0]) if s is not None},
@@ -234,7 +274,7 @@ def _train(source, out, config, data, started, id2label, run, train, validation,
         f"{split} accuracy {metrics[split]['accuracy']:.4f} macro-F1 {metrics[split]['macro_f1']:.4f}"
         for split in ("validation", "test") if split in metrics
     )
-    console().print(f"wrote {out.dst}: {summary}")
+    say(f"wrote {out.dst}: {summary}")
     return manifest
 
 

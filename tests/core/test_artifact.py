@@ -50,6 +50,26 @@ def test_output_dir_refuses_existing_output_unless_overwrite(tmp_path):
     assert sorted(p.name for p in old.iterdir()) == ["new"]
 
 
+def test_output_dir_commit_puts_the_old_artifact_back_when_the_rename_fails(tmp_path, monkeypatch):
+    old = _artifact(tmp_path / "old")
+    out = OutputDir.prepare(old, overwrite=True)
+    out.begin()
+    real_rename = type(old).rename
+
+    def failing(self, target):
+        if self == out.artifact:
+            raise OSError("disk gone")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(type(old), "rename", failing)
+    with pytest.raises(OSError):
+        out.commit()
+    monkeypatch.undo()
+    out.abort()
+
+    assert (old / "model.safetensors").read_bytes() == b"w" and (old / "edgewise.json").is_file()
+
+
 def test_output_dir_never_replaces_a_folder_edgewise_did_not_write(tmp_path):
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "thesis.tex").write_text("precious")

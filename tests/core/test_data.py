@@ -9,6 +9,7 @@ from edgewise.core.data import (
     encode_labels,
     label_names,
     load_splits,
+    require_labels,
     select_split,
     training_splits,
 )
@@ -74,9 +75,34 @@ def test_load_splits_reads_text_pairs(tmp_path):
 def test_load_splits_reads_plain_text_without_labels(tmp_path):
     (tmp_path / "more.txt").write_text("first line\n\nsecond line\n")
 
-    split = load_splits(str(tmp_path / "more.txt"), need_labels=False)["train"]
+    split = load_splits(str(tmp_path / "more.txt"))["train"]
 
     assert split.texts == ["first line", "second line"] and split.labels is None
+    with pytest.raises(EdgewiseError, match="no label column 'label'"):
+        require_labels(split)
+
+
+def test_load_splits_accepts_an_unlabelled_split_until_its_labels_are_needed(tmp_path):
+    write_csv(tmp_path / "train.csv", ROWS)
+    pd.DataFrame({"text": ["x", "y"], "label": [None, None]}).to_csv(tmp_path / "test.csv", index=False)
+
+    splits = load_splits(str(tmp_path))
+
+    assert splits["train"].labels and splits["test"].labels is None
+    with pytest.raises(EdgewiseError, match="2 empty value"):
+        encode_labels(splits["test"], {0: "fruit"})
+
+
+def test_load_splits_treats_pandas_na_and_negative_class_ids_as_missing(tmp_path):
+    frame = pd.DataFrame({"text": pd.array(["a", "b", "c"], dtype="string"),
+                          "label": pd.array([1, pd.NA, 0], dtype="Int64")})
+    frame.to_parquet(tmp_path / "d.parquet")
+    pd.DataFrame({"text": ["a", "b"], "label": [-1, -1]}).to_csv(tmp_path / "test.csv", index=False)
+
+    split = load_splits(str(tmp_path / "d.parquet"))["train"]
+
+    assert split.labels is None and "1 empty value(s) (rows 1)" in split.label_problem
+    assert load_splits(str(tmp_path / "test.csv"))["train"].labels is None
 
 
 def test_load_splits_integer_labels_become_names(tmp_path):
@@ -90,14 +116,14 @@ def test_load_splits_integer_labels_become_names(tmp_path):
     [
         (lambda p: write_csv(p / "d.csv", ROWS), DataConfig(text_column="sentence"),
          ["no text column 'sentence'", "text, label", "--text-column"]),
-        (lambda p: write_csv(p / "d.csv", ROWS), DataConfig(label_column="y"), ["no label column 'y'"]),
         (lambda p: write_csv(p / "d.csv", []), DataConfig(), ["is empty"]),
         (lambda p: write_csv(p / "d.csv", [("", "fruit"), ("x", "fruit")]), DataConfig(), ["1 empty value", "rows 0"]),
+        (lambda p: write_csv(p / "d.csv", ROWS), DataConfig(text_pair_column="q"), ["no text-pair column 'q'"]),
         (lambda p: (p / "d.xlsx").write_text("x"), DataConfig(), ["unsupported extension .xlsx"]),
         (lambda p: (p / "d.parquet").write_bytes(b"not parquet"), DataConfig(), ["cannot read"]),
         (lambda p: (p / "d.json").write_text("{broken"), DataConfig(), ["cannot read"]),
     ],
-    ids=["text-column", "label-column", "empty", "null-text", "extension", "corrupt-parquet", "corrupt-json"],
+    ids=["text-column", "empty", "null-text", "pair-column", "extension", "corrupt-parquet", "corrupt-json"],
 )
 def test_load_splits_rejects_bad_data_with_a_fix(tmp_path, setup, config, fragments):
     setup(tmp_path)
@@ -130,8 +156,8 @@ def test_load_splits_hub_failure_is_a_user_error(monkeypatch):
         load_splits("hf:edgewise-no-such/dataset-xyz")
 
 
-def test_training_splits_carves_validation_with_a_fixed_seed():
-    split = Split("train", [f"t{i}" for i in range(100)], None, ["a", "b"] * 50)
+def test_training_splits_carves_validation_with_a_fixed_seed_and_strata():
+    split = Split("train", [f"t{i}" for i in range(100)], None, ["a"] * 90 + ["rare"] * 10)
     config = DataConfig(validation_fraction=0.2, seed=7)
 
     train, validation, test = training_splits({"train": split}, config, "x")
@@ -140,6 +166,18 @@ def test_training_splits_carves_validation_with_a_fixed_seed():
     assert (len(train), len(validation), test) == (80, 20, None)
     assert set(train.texts).isdisjoint(validation.texts)
     assert validation.texts == again[1].texts
+    assert validation.labels.count("rare") == 2 and train.labels.count("rare") == 8
+
+
+def test_training_splits_trains_on_the_chosen_split():
+    make = lambda name, n: Split(name, [f"{name}{i}" for i in range(n)], None, ["a", "b"] * (n // 2))  # noqa: E731
+    splits = {"train": make("train", 10), "validation": make("validation", 4), "test": make("test", 6)}
+
+    train, validation, test = training_splits(splits, DataConfig(), "d", train_split="test")
+
+    assert (train.name, validation.name, test) == ("test", "validation", None)
+    with pytest.raises(EdgewiseError, match="no 'extra' split to train on"):
+        training_splits(splits, DataConfig(), "d", train_split="extra")
 
 
 def test_select_split_defaults_to_test_then_validation_then_only():
@@ -179,6 +217,8 @@ def test_split_sha256_changes_with_content():
     assert json.loads(json.dumps(a.describe()))["rows"] == 1
 
 
-def test_data_config_rejects_bad_validation_fraction():
+def test_data_config_rejects_bad_values():
     with pytest.raises(EdgewiseError, match="between 0 and 1"):
         DataConfig(validation_fraction=1.5)
+    with pytest.raises(EdgewiseError, match="seed must be >= 0"):
+        DataConfig(seed=-1)

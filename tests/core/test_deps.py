@@ -13,6 +13,18 @@ def test_require_returns_the_module():
     assert require("json", "dev").dumps([1]) == "[1]"
 
 
-def test_dist_version_probes_alternative_distribution_names():
-    assert dist_version("onnxruntime")  # onnxruntime or onnxruntime-gpu
+def test_dist_version_probes_alternative_distribution_names(monkeypatch):
+    import importlib.metadata
+
+    installed = {"onnxruntime-gpu": "1.99.0", "tensorrt-cu12": "10.3.0"}
+
+    def version(name):
+        if name not in installed:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed[name]
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+
+    assert dist_version("onnxruntime") == "1.99.0"
+    assert dist_version("tensorrt") == "10.3.0"
     assert dist_version("edgewise-no-such-dist") is None

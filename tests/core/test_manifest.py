@@ -82,7 +82,10 @@ def test_manifest_verify_reports_changed_and_missing_files(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"9999")
     (tmp_path / "sub" / "vocab.txt").unlink()
 
-    assert sorted(manifest.verify()) == ["sub/vocab.txt: missing", "weights.bin: changed (sha256 differs)"]
+    (tmp_path / "pytorch_model.bin").write_bytes(b"slipped in")
+
+    assert sorted(manifest.verify()) == ["pytorch_model.bin: added (not in the manifest)", "sub/vocab.txt: missing",
+                                         "weights.bin: changed (sha256 differs)"]
 
 
 def test_manifest_records_parent_link(tmp_path):
@@ -100,8 +103,12 @@ def test_manifest_records_parent_link(tmp_path):
     ("content", "fragment"),
     [("{not json", "not valid JSON"), ("[1, 2]", "does not hold a JSON object"),
      (json.dumps({"schema_version": SCHEMA_VERSION + 1}), "upgrade edgewise"),
-     (json.dumps({"schema_version": 1, "kind": "hf"}), "lacks config")],
-    ids=["invalid", "not-object", "newer", "incomplete"],
+     (json.dumps({"schema_version": 1, "kind": "hf"}), "lacks config"),
+     (json.dumps({"schema_version": 1, "kind": "hf", "stage": "s", "config": {}, "files": None, "labels": {},
+                  "environment": {}, "started_at": "", "finished_at": ""}), "malformed files"),
+     (json.dumps({"schema_version": 1, "kind": "pickle", "stage": "s", "config": {}, "files": {}, "labels": {},
+                  "environment": {}, "started_at": "", "finished_at": ""}), "unknown kind 'pickle'")],
+    ids=["invalid", "not-object", "newer", "incomplete", "malformed", "unknown-kind"],
 )
 def test_manifest_read_rejects_corrupt_files(tmp_path, content, fragment):
     (tmp_path / MANIFEST_NAME).write_text(content)

@@ -47,6 +47,8 @@ def test_finetune_takes_text_pairs_and_a_single_file(tiny_encoder, tmp_path):
 
     assert manifest.data["splits"]["train"]["rows"] == 30 and manifest.data["splits"]["validation"]["rows"] == 10
     assert "test" not in manifest.metrics and manifest.labels == {"0": "diff", "1": "same"}
+    # Both texts are tokenized: [CLS] a x [SEP] b y [SEP] is 7 tokens (the first text alone would be 4).
+    assert manifest.data["token_lengths"]["p50"] == 7
 
 
 def test_finetune_picks_max_length_from_token_lengths(tiny_encoder, tiny_data, tmp_path):
@@ -56,6 +58,46 @@ def test_finetune_picks_max_length_from_token_lengths(tiny_encoder, tiny_data, t
     # Every tiny text is 7 words + [CLS] + [SEP] = 9 tokens: rounded up to 16.
     assert manifest.data["max_length"] == 16
     assert manifest.data["token_lengths"]["p99"] == 9 and manifest.data["token_lengths"]["truncated_fraction"] == 0
+
+
+def test_finetune_is_reproducible_with_the_same_seed(tiny_encoder, tiny_data, tmp_path):
+    config = FinetuneConfig(epochs=1, max_length=16, seed=3)
+
+    a = finetune(str(tiny_encoder), str(tiny_data), tmp_path / "a", config)
+    b = finetune(str(tiny_encoder), str(tiny_data), tmp_path / "b", config)
+
+    # Same seed, same data: the same weights, fresh classification head included.
+    assert a.files["model.safetensors"] == b.files["model.safetensors"]
+
+
+def test_finetune_from_an_edgewise_artifact_links_it_as_parent(tiny_teacher, tiny_data, tmp_path):
+    manifest = finetune(str(tiny_teacher), str(tiny_data), tmp_path / "again", FinetuneConfig(epochs=1))
+
+    assert manifest.parent == {"path": str(tiny_teacher), "manifest_sha256": Manifest.read(tiny_teacher).sha256}
+    assert manifest.source is None and manifest.data["max_length"] == 16
+
+
+def test_finetune_skips_test_metrics_when_the_test_split_is_unlabelled(tiny_encoder, tmp_path):
+    from tests.conftest import make_texts
+
+    write_csv(tmp_path / "train.csv", make_texts(60, seed=1))
+    write_csv(tmp_path / "test.csv", [(t, "") for t, _ in make_texts(6, seed=2)])
+
+    manifest = finetune(str(tiny_encoder), str(tmp_path), tmp_path / "out", FinetuneConfig(epochs=1))
+
+    assert "test" not in manifest.metrics and "validation" in manifest.metrics
+
+
+def test_drop_incomplete_checkpoints_keeps_only_finished_ones(tmp_path):
+    from edgewise.finetune.stage import drop_incomplete_checkpoints
+
+    (tmp_path / "checkpoint-10").mkdir()
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-20").mkdir()
+    (tmp_path / "checkpoint-20" / "model.safetensors").write_bytes(b"half")
+
+    assert drop_incomplete_checkpoints(tmp_path) == ["checkpoint-20"]
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-10"]
 
 
 def test_choose_max_length_rounds_up_and_caps():
@@ -75,7 +117,7 @@ def test_finetune_failure_leaves_no_output(tiny_encoder, tiny_data, tmp_path):
     ("field", "value", "fragment"),
     [("epochs", 0, "epochs must be > 0"), ("learning_rate", 2.0, "learning_rate must be in (0, 1)"),
      ("batch_size", 0, "batch_size must be >= 1"), ("max_length", 4, "max_length must be >= 8"),
-     ("warmup_ratio", 1.0, "warmup_ratio")],
+     ("warmup_ratio", 1.0, "warmup_ratio"), ("seed", -1, "seed must be >= 0")],
 )
 def test_finetune_config_rejects_bad_values(field, value, fragment):
     with pytest.raises(EdgewiseError) as info:
