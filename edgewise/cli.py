@@ -14,7 +14,8 @@ import click
 
 from edgewise import __version__
 from edgewise.core.errors import EdgewiseError
-from edgewise.evaluate.config import EvaluateConfig
+from edgewise.evaluate.config import BACKENDS, EvaluateConfig
+from edgewise.export.config import BundleConfig, ExportConfig
 from edgewise.finetune.config import FinetuneConfig
 
 
@@ -65,6 +66,14 @@ def _quiet_libraries(debug: bool) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
         # Trainer's checkpoint rotation says so on filesystems with coarse mtimes; it copes.
         warnings.filterwarnings("ignore", message="mtime may not be reliable")
+        # The tracer flags a constant in transformers' mask code that is constant by design.
+        warnings.filterwarnings("ignore", message="torch.tensor results are registered as constants")
+        # optimum-onnx recommends opset 18 for BERT; 17 is our default on purpose (TensorRT 8.6 / JetPack 5).
+        logging.getLogger("optimum.exporters.onnx.convert").addFilter(
+            lambda record: "lower than the recommended minimum opset" not in record.getMessage())
+        # optimum-onnx 0.1.0 still passes torch_dtype to transformers 4.57, which says so on every export.
+        logging.getLogger("transformers.configuration_utils").addFilter(
+            lambda record: "torch_dtype` is deprecated" not in record.getMessage())
 
 
 @click.group(cls=EdgewiseGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,6 +101,8 @@ def config_option(cls, name: str, *flags: str, **kwargs):
 
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
     default = None if f.default is dataclasses.MISSING else f.default
+    if isinstance(default, tuple):  # a profile such as (1, 4, 16) is typed as 1:4:16
+        default, kwargs["type"] = ":".join(map(str, default)), str
     if isinstance(default, enum.Enum):
         kwargs.setdefault("type", click.Choice([m.value for m in type(default)]))
         default = default.value
@@ -206,15 +217,17 @@ def finetune(pretrained, data, output, epochs, learning_rate, batch_size, eval_b
 @config_option(EvaluateConfig, "split")
 @config_option(EvaluateConfig, "batch_size")
 @config_option(EvaluateConfig, "max_length", type=int)
+@config_option(EvaluateConfig, "backend", type=click.Choice(BACKENDS))
 @data_options()
 @config_option(EvaluateConfig, "allow_pickle", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def evaluate(model, data, split, batch_size, max_length, text_column, text_pair_column, label_column,
+def evaluate(model, data, split, batch_size, max_length, backend, text_column, text_pair_column, label_column,
              allow_pickle, as_json):
     """Score the classifier in MODEL on DATA: accuracy, macro-F1, per-class figures, confusion matrix."""
     from edgewise.evaluate import evaluate as run_evaluate
 
-    config = EvaluateConfig(split=split, batch_size=batch_size, max_length=max_length, allow_pickle=allow_pickle,
+    config = EvaluateConfig(split=split, batch_size=batch_size, max_length=max_length, backend=backend,
+                            allow_pickle=allow_pickle,
                             data=_data_config(text_column, text_pair_column, label_column))
     result = run_evaluate(model, data, config)
     if as_json:
@@ -271,6 +284,58 @@ def lineage(artifact, as_json):
         path = entry["path"] if entry["kind"] != "source" else f"{entry['spec']} ({entry['path']})"
         table.add_row(entry["stage"], entry["kind"], path, entry.get("finished_at", ""), accuracy, entry["status"])
     Console().print(table)
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Folder to write the exported model to.")
+@config_option(ExportConfig, "format", "--format")
+@config_option(ExportConfig, "opset")
+@config_option(ExportConfig, "optimize", "--optimize/--no-optimize")
+@click.option("--data", default=None, help="Data whose texts drive the parity check (any DATA spec).")
+@config_option(ExportConfig, "verify_samples")
+@config_option(ExportConfig, "atol")
+@config_option(ExportConfig, "verify", "--verify/--no-verify")
+@config_option(ExportConfig, "max_length", type=int)
+@config_option(ExportConfig, "ort_target")
+@config_option(ExportConfig, "fp16", "--fp16/--no-fp16")
+@config_option(ExportConfig, "batch")
+@config_option(ExportConfig, "seq")
+@config_option(ExportConfig, "workspace_mb")
+@data_options()
+@config_option(ExportConfig, "allow_pickle", is_flag=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def export(src, output, format, opset, optimize, data, verify_samples, atol, verify, max_length, ort_target, fp16,
+           batch, seq, workspace_mb, text_column, text_pair_column, label_column, allow_pickle, overwrite):
+    """Export SRC: an hf model to ONNX (--format onnx), an ONNX model to ORT or TensorRT.
+
+    Every export is checked against its source (max |logit diff| and label agreement in the
+    manifest); a miss beyond --atol is an error unless --no-verify. Without TensorRT or a CUDA GPU,
+    --format tensorrt writes model.onnx and build_engine.sh (the trtexec command) for the device.
+    """
+    from edgewise.export import export as run_export
+
+    config = ExportConfig(
+        format=format, opset=opset, optimize=optimize, verify=verify, atol=atol, verify_samples=verify_samples,
+        max_length=max_length, ort_target=ort_target, fp16=fp16, batch=batch, seq=seq, workspace_mb=workspace_mb,
+        allow_pickle=allow_pickle, data=_data_config(text_column, text_pair_column, label_column),
+    )
+    run_export(src, output, config, data=data, overwrite=overwrite)
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Deploy folder to write.")
+@config_option(BundleConfig, "model_format", type=click.Choice(["auto", "onnx", "ort"]))
+@config_option(BundleConfig, "max_length", type=int)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def bundle(src, output, model_format, max_length, overwrite):
+    """Write a deploy folder from the ONNX / ORT artifact SRC, runnable with `python -m edgewise.runtime`."""
+    from edgewise.export import bundle as run_bundle
+
+    run_bundle(src, output, BundleConfig(model_format=model_format, max_length=max_length), overwrite=overwrite)
 
 
 def main() -> None:

@@ -57,19 +57,33 @@ def build_tokenizer(path: Path):
     return len(vocab)
 
 
+ARCHITECTURES = ("bert", "distilbert", "roberta")
+
+
+def build_encoder(path: Path, arch: str = "bert") -> Path:
+    """A pretrained-encoder folder like all-MiniLM-L6-v2: encoder weights + tokenizer, no head."""
+    import torch
+    from transformers import AutoModel, BertConfig, DistilBertConfig, RobertaConfig
+
+    vocab_size = build_tokenizer(path)
+    torch.manual_seed(0)
+    config = {
+        "bert": lambda: BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=64, max_position_embeddings=64),
+        "distilbert": lambda: DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                               max_position_embeddings=64),
+        # RoBERTa's positions start after the padding index: 2 more than the 64 tokens it takes.
+        "roberta": lambda: RobertaConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=66,
+                                         pad_token_id=0, type_vocab_size=1),
+    }[arch]()
+    AutoModel.from_config(config).save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> Path:
-    """A pretrained-encoder folder like all-MiniLM-L6-v2: BertModel weights + tokenizer, no head."""
-    from transformers import BertConfig, BertModel
-
-    path = tmp_path_factory.mktemp("encoder")
-    vocab_size = build_tokenizer(path)
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertModel(config).save_pretrained(path)
-    return path
+    return build_encoder(tmp_path_factory.mktemp("encoder"), "bert")
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +106,43 @@ def tiny_teacher(tiny_encoder, tiny_data, tmp_path_factory) -> Path:
 
     dst = tmp_path_factory.mktemp("runs") / "teacher"
     finetune(str(tiny_encoder), str(tiny_data), dst, FinetuneConfig(**TINY_FINETUNE))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def teacher_of(tiny_data, tmp_path_factory):
+    """A fine-tuned tiny teacher per architecture, built once per session on first use."""
+    from edgewise.finetune import FinetuneConfig, finetune
+
+    teachers = {}
+
+    def get(arch: str) -> Path:
+        if arch not in teachers:
+            encoder = build_encoder(tmp_path_factory.mktemp(f"encoder-{arch}"), arch)
+            dst = tmp_path_factory.mktemp(f"runs-{arch}") / "teacher"
+            finetune(str(encoder), str(tiny_data), dst, FinetuneConfig(**TINY_FINETUNE))
+            teachers[arch] = dst
+        return teachers[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_teacher, tiny_data, tmp_path_factory) -> Path:
+    """The tiny BERT teacher exported to ONNX by edgewise."""
+    from edgewise.export import ExportConfig, export
+
+    dst = tmp_path_factory.mktemp("onnx") / "teacher-onnx"
+    export(tiny_teacher, dst, ExportConfig(), data=str(tiny_data))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_onnx, tmp_path_factory) -> Path:
+    from edgewise.export import bundle
+
+    dst = tmp_path_factory.mktemp("deploy") / "teacher"
+    bundle(tiny_onnx, dst)
     return dst
 
 

@@ -330,3 +330,100 @@ def test_python_m_edgewise_reports_errors_without_traceback(tmp_path):
 
     assert result.returncode == 2
     assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1 and result.stdout == ""
+
+
+# --- export / bundle -------------------------------------------------------------------------------
+
+def test_export_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
+    import edgewise.export
+
+    seen = {}
+    monkeypatch.setattr(edgewise.export, "export", lambda *a, **kw: seen.update(args=a, kw=kw))
+
+    result = cli_run("export", tmp_path / "onnx", "-o", tmp_path / "trt", "--format", "tensorrt", "--fp16",
+                     "--batch", "1:4:16", "--seq", "8:64:128", "--opset", "18", "--atol", "1e-3",
+                     "--data", "builtin:bbc-news", "--verify-samples", "500", "--workspace-mb", "512")
+
+    assert result.exit_code == 0, result.output
+    src, dst, config = seen["args"]
+    assert (config.format.value, config.fp16, config.batch, config.seq) == ("tensorrt", True, (1, 4, 16), (8, 64, 128))
+    assert (config.opset, config.atol, config.verify_samples, config.workspace_mb) == (18, 1e-3, 500, 512)
+    assert seen["kw"] == {"data": "builtin:bbc-news", "overwrite": False}
+
+
+def test_export_and_bundle_cli_happy_path(cli_run, tiny_teacher, tiny_data, tmp_path):
+    exported = cli_run("export", tiny_teacher, "-o", tmp_path / "onnx", "--data", tiny_data, "--optimize")
+    bundled = cli_run("bundle", tmp_path / "onnx", "-o", tmp_path / "deploy")
+    evaluated = cli_run("evaluate", tmp_path / "deploy", tiny_data, "--json")
+
+    assert exported.exit_code == 0 and "ONNX vs PyTorch: max |diff|" in exported.stderr and exported.stdout == ""
+    assert bundled.exit_code == 0 and (tmp_path / "deploy" / "model.onnx").is_file()
+    assert json.loads(evaluated.stdout)["backend"] == "ort-cpu"
+
+
+def _foreign_onnx(t):
+    folder = t / "foreign-onnx"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"\x08\x07garbage that is not protobuf")
+    (folder / "config.json").write_text('{"id2label": {"0": "a", "1": "b"}}')
+    return folder
+
+
+BAD_EXPORT = {
+    "onnx-from-onnx": (lambda t, teacher, onnx: ["export", onnx], ["needs an 'hf' artifact"]),
+    "ort-from-hf": (lambda t, teacher, onnx: ["export", teacher, "--format", "ort"], ["export it to ONNX first"]),
+    "bad-profile": (lambda t, teacher, onnx: ["export", onnx, "--format", "tensorrt", "--batch", "4:2:1"],
+                    ["MIN <= OPT <= MAX"]),
+    "optimize-ort": (lambda t, teacher, onnx: ["export", onnx, "--format", "ort", "--optimize"],
+                     ["--optimize applies to --format onnx"]),
+    "corrupt-onnx": (lambda t, teacher, onnx: ["export", _foreign_onnx(t), "--format", "ort"],
+                     ["not a readable ONNX model"]),
+    "bad-format": (lambda t, teacher, onnx: ["export", teacher, "--format", "tflite"], ["'tflite' is not one of"]),
+    "missing-src": (lambda t, teacher, onnx: ["export", t / "nope"], ["does not exist"]),
+    "bundle-from-hf": (lambda t, teacher, onnx: ["bundle", teacher], ["this step needs 'onnx' or 'ort'"]),
+    "bundle-ort-missing": (lambda t, teacher, onnx: ["bundle", onnx, "--model-format", "ort"], ["has no model.ort"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EXPORT))
+def test_export_bad_input_is_one_error_line(cli_run, tmp_path, tiny_teacher, tiny_onnx, case):
+    make, fragments = BAD_EXPORT[case]
+
+    result = cli_run(*make(tmp_path, tiny_teacher, tiny_onnx), "-o", tmp_path / "out")
+
+    assert_user_error(result, *fragments)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*.partial"))
+
+
+def test_export_refuses_existing_output(cli_run, tiny_teacher, existing_output):
+    result = cli_run("export", tiny_teacher, "-o", existing_output)
+
+    assert_user_error(result, "already exists")
+    assert _untouched(existing_output)
+
+
+def test_export_tensorrt_without_tensorrt_is_one_error_line_with_the_script(cli_run, tiny_onnx, tmp_path):
+    pytest.importorskip("torch")
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here")
+
+    result = cli_run("export", tiny_onnx, "-o", tmp_path / "trt", "--format", "tensorrt", "--fp16")
+
+    assert_user_error(result, "no TensorRT engine was built here", "bash build_engine.sh")
+    assert (tmp_path / "trt" / "build_engine.sh").is_file() and (tmp_path / "trt" / "model.onnx").is_file()
+
+
+def test_evaluate_tensorrt_artifact_is_one_error_line(cli_run, tiny_onnx, tiny_data, tmp_path):
+    cli_run("export", tiny_onnx, "-o", tmp_path / "trt", "--format", "tensorrt")
+
+    assert_user_error(cli_run("evaluate", tmp_path / "trt", tiny_data), "is a TensorRT artifact")
+
+
+def test_missing_full_extra_names_the_pip_command(cli_run, tiny_teacher, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optimum.exporters.onnx", None)
+
+    result = cli_run("export", tiny_teacher, "-o", tmp_path / "onnx")
+
+    assert_user_error(result, "optimum.exporters.onnx", "pip install 'edgewise[full]'")

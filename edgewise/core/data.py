@@ -165,6 +165,9 @@ def _read_hub(spec: str) -> dict:
 
 def read_frames(spec: str) -> dict:
     """Named pandas frames (train / validation / test / ...) of a data spec."""
+    from edgewise.core.deps import require_full
+
+    require_full("pandas", "sklearn")
     import pandas as pd
 
     if builtin.is_builtin(spec):

@@ -28,6 +28,12 @@ def require(module: str, extra: str) -> ModuleType:
         ) from None
 
 
+def require_full(*modules: str) -> None:
+    """Check, before any heavy work, that the `full` extra's modules a stage needs are importable."""
+    for module in modules:
+        require(module, "full")
+
+
 def dist_version(module_or_dist: str) -> str | None:
     """Installed version of a package, probing every distribution name it ships under."""
     for name in DISTRIBUTIONS.get(module_or_dist, (module_or_dist,)):

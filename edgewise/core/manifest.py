@@ -69,6 +69,8 @@ class Manifest:
     data: dict | None = None
     metrics: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    # Files a later step may add on the target device (e.g. model.engine built by build_engine.sh).
+    expected_files: list = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     edgewise_version: str = ""
     # Not stored: where it was read from and the sha256 of the file it was read from.
@@ -77,7 +79,7 @@ class Manifest:
 
     STORED = (
         "schema_version", "edgewise_version", "kind", "stage", "config", "parent", "source", "data",
-        "files", "metrics", "history", "labels", "environment", "started_at", "finished_at",
+        "files", "expected_files", "metrics", "history", "labels", "environment", "started_at", "finished_at",
     )
 
     def to_json(self) -> str:
@@ -98,6 +100,7 @@ class Manifest:
         data: dict | None = None,
         metrics: dict | None = None,
         history: list | None = None,
+        expected_files: list | None = None,
     ) -> Manifest:
         """Hash every file in ``directory`` and write its edgewise.json (the last file a stage writes)."""
         from edgewise import __version__
@@ -115,6 +118,7 @@ class Manifest:
             files=hash_files(directory),
             metrics=metrics or {},
             history=history or [],
+            expected_files=expected_files or [],
             labels={str(k): str(v) for k, v in labels.items()},
             environment=fingerprint(),
             started_at=started_at,
@@ -153,8 +157,8 @@ class Manifest:
         if missing:
             raise EdgewiseError(f"{path} lacks {', '.join(missing)}; the artifact is corrupt: re-create it")
         types = {"kind": str, "stage": str, "config": dict, "files": dict, "labels": dict, "environment": dict,
-                 "metrics": dict, "history": list, "parent": (dict, type(None)), "source": (dict, type(None)),
-                 "data": (dict, type(None))}
+                 "metrics": dict, "history": list, "expected_files": list, "parent": (dict, type(None)),
+                 "source": (dict, type(None)), "data": (dict, type(None))}
         wrong = sorted(k for k, t in types.items() if k in data and not isinstance(data[k], t))
         if wrong:
             raise EdgewiseError(f"{path} has malformed {', '.join(wrong)}; the artifact is corrupt: re-create it")
@@ -175,5 +179,6 @@ class Manifest:
             for name, digest in self.files.items()
             if name in actual and actual[name] != digest
         ]
-        problems += [f"{name}: added (not in the manifest)" for name in actual if name not in self.files]
+        problems += [f"{name}: added (not in the manifest)" for name in actual
+                     if name not in self.files and name not in self.expected_files]
         return problems

@@ -120,6 +120,14 @@ def max_positions(model_config, tokenizer) -> int:
     return limit
 
 
+def model_inputs(model, encoded) -> dict:
+    """The tokenizer outputs the model's forward accepts (DistilBERT and RoBERTa take no token_type_ids)."""
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    return {k: v for k, v in encoded.items() if k in accepted}
+
+
 def token_lengths(tokenizer, texts: list[str], pairs: list[str] | None) -> list[int]:
     """Token count of every example, special tokens included, without truncation."""
     encoded = tokenizer(texts, pairs, truncation=False, add_special_tokens=True, verbose=False)
@@ -143,7 +151,7 @@ def predict_logits(model, tokenizer, texts, pairs=None, *, batch_size: int = 32,
                 [texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None,
                 truncation=True, max_length=max_length, padding=True, return_tensors="pt",
             ).to(device)
-            out[idx] = model(**batch).logits.float().cpu().numpy()
+            out[idx] = model(**model_inputs(model, batch)).logits.float().cpu().numpy()
             if progress is not None:
                 progress(len(idx))
     return out

@@ -25,12 +25,16 @@ class EncodedDataset(torch.utils.data.Dataset):
         return item
 
 
-def encode(tokenizer, split, labels: list[int] | None, max_length: int, pad_to_max: bool) -> EncodedDataset:
+def encode(tokenizer, split, labels: list[int] | None, max_length: int, pad_to_max: bool,
+           model=None) -> EncodedDataset:
+    """Tokenize a split (only the inputs ``model`` accepts, when given)."""
+    from edgewise.core.models import model_inputs
+
     encodings = tokenizer(
         split.texts, split.pairs, truncation=True, max_length=max_length,
         padding="max_length" if pad_to_max else False,
     )
-    return EncodedDataset(dict(encodings), labels)
+    return EncodedDataset(model_inputs(model, encodings) if model is not None else dict(encodings), labels)
 
 
 def compute_metrics(eval_pred) -> dict:

@@ -8,6 +8,8 @@ from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
 
+BACKENDS = ("auto", "torch", "ort-cpu", "ort-cuda", "ort-tensorrt")
+
 
 @dataclass(frozen=True)
 class EvaluateConfig:
@@ -24,10 +26,14 @@ class EvaluateConfig:
     batch_size: int = setting(32, "Texts per forward pass; batches are grouped by length.")
     max_length: int | None = setting(None, "Tokens per text. Default: the length the model was trained with, "
                                            "else the model's limit.")
+    backend: str = setting("auto", "Engine that runs the model: auto (torch for hf artifacts, ort-cpu for onnx / "
+                                   "ort / bundle), torch, ort-cpu, ort-cuda or ort-tensorrt.")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise EdgewiseError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.batch_size < 1:
             raise EdgewiseError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_length is not None and self.max_length < 2:

@@ -16,15 +16,67 @@ RESULT_SCHEMA_VERSION = 1
 def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig()) -> dict:
     """Predict every text of the chosen split with the model in ``model_dir`` and score it.
 
-    Returns a JSON-ready dict: the artifact, data, split, backend, max_length, timing and the
-    metrics of ``edgewise.core.metrics.classification_metrics``.
+    `hf` artifacts run in PyTorch; `onnx`, `ort` and `bundle` artifacts in ONNX Runtime (the same
+    code the device runtime uses). Returns a JSON-ready dict: the artifact, data, split, backend,
+    max_length, timing and the metrics of ``edgewise.core.metrics.classification_metrics``.
 
     Example:
         >>> result = evaluate(Path("runs/teacher"), "builtin:bbc-news", EvaluateConfig(split="test"))  # doctest: +SKIP
         >>> result["accuracy"]  # doctest: +SKIP
-        0.97
     """
     from edgewise.core.metrics import classification_metrics
+    from edgewise.core.progress import progress_bar
+
+    artifact = Artifact.load(Path(model_dir), kind=("hf", "onnx", "ort", "bundle", "tensorrt"))
+    if artifact.kind == "tensorrt":
+        raise EdgewiseError(
+            f"{artifact.path} is a TensorRT artifact; evaluate its ONNX source instead, with --backend "
+            "ort-tensorrt to run it through TensorRT"
+        )
+    backend = config.backend if config.backend != "auto" else ("torch" if artifact.kind == "hf" else "ort-cpu")
+    if (backend == "torch") != (artifact.kind == "hf"):
+        raise EdgewiseError(
+            f"backend {backend} cannot run a {artifact.kind!r} artifact; torch runs hf artifacts, ort-* run "
+            "onnx / ort / bundle artifacts"
+        )
+    id2label = artifact.labels
+    if not id2label:
+        raise EdgewiseError(f"{artifact.path} names no labels (no id2label in config.json); it is not a classifier")
+    split = select_split(load_splits(data, config.data), config.split, data)
+    truth = encode_labels(split, id2label, config.data.label_column)
+    predict, max_length, backend_name = (_torch_predictor if backend == "torch" else _ort_predictor)(
+        artifact, config, backend)
+
+    start = time.perf_counter()
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task(f"evaluating {split.name}", total=len(split), info="")
+        logits = predict(split.texts, split.pairs, lambda n: bar.advance(task, n))
+    elapsed = time.perf_counter() - start
+    if logits.shape[-1] != len(id2label):
+        raise EdgewiseError(f"{artifact.path}: the model has {logits.shape[-1]} outputs but names "
+                            f"{len(id2label)} labels; fix its label map")
+    return {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "artifact": str(artifact.path),
+        "kind": artifact.kind,
+        "backend": backend_name,
+        "data": data,
+        "split": split.name,
+        "split_sha256": split.sha256(),
+        "max_length": max_length,
+        "runtime_s": round(elapsed, 2),
+        **classification_metrics(truth, logits.argmax(-1).tolist(), id2label),
+    }
+
+
+def _trained_length(artifact: Artifact) -> int | None:
+    return (artifact.manifest.data or {}).get("max_length") if artifact.manifest else None
+
+
+def _torch_predictor(artifact: Artifact, config: EvaluateConfig, backend: str):
+    from edgewise.core.deps import require_full
+
+    require_full("torch", "transformers")
     from edgewise.core.models import (
         ModelSource,
         check_weights,
@@ -33,47 +85,29 @@ def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig
         max_positions,
         predict_logits,
     )
-    from edgewise.core.progress import progress_bar
 
-    artifact = Artifact.load(Path(model_dir), kind="hf")
-    id2label = artifact.labels
-    if not id2label:
-        raise EdgewiseError(f"{artifact.path} names no labels (no id2label in config.json); it is not a classifier")
     check_weights(artifact.path, config.allow_pickle)
-    split = select_split(load_splits(data, config.data), config.split, data)
-    truth = encode_labels(split, id2label, config.data.label_column)
-
     source = ModelSource(str(artifact.path), str(artifact.path), True)
     tokenizer = load_tokenizer(source)
     model = load_classifier(source, config.allow_pickle)
-    if model.config.num_labels != len(id2label):
-        raise EdgewiseError(
-            f"{artifact.path}: the model has {model.config.num_labels} outputs but names {len(id2label)} labels; "
-            "fix id2label in its config.json"
-        )
-    trained_length = (artifact.manifest.data or {}).get("max_length") if artifact.manifest else None
     limit = max_positions(model.config, tokenizer)
-    max_length = config.max_length or trained_length or limit
+    max_length = config.max_length or _trained_length(artifact) or limit
     if max_length > limit:
         raise EdgewiseError(f"max_length {max_length} exceeds the model's limit of {limit} tokens; lower it")
 
-    start = time.perf_counter()
-    with progress_bar(transient=True) as bar:
-        task = bar.add_task(f"evaluating {split.name}", total=len(split), info="")
-        logits = predict_logits(
-            model, tokenizer, split.texts, split.pairs, batch_size=config.batch_size, max_length=max_length,
-            progress=lambda n: bar.advance(task, n),
-        )
-    elapsed = time.perf_counter() - start
-    return {
-        "schema_version": RESULT_SCHEMA_VERSION,
-        "artifact": str(artifact.path),
-        "kind": artifact.kind,
-        "backend": "torch-" + str(next(model.parameters()).device.type),
-        "data": data,
-        "split": split.name,
-        "split_sha256": split.sha256(),
-        "max_length": max_length,
-        "runtime_s": round(elapsed, 2),
-        **classification_metrics(truth, logits.argmax(-1).tolist(), id2label),
-    }
+    def predict(texts, pairs, progress):
+        return predict_logits(model, tokenizer, texts, pairs, batch_size=config.batch_size, max_length=max_length,
+                              progress=progress)
+
+    return predict, max_length, "torch-" + next(model.parameters()).device.type
+
+
+def _ort_predictor(artifact: Artifact, config: EvaluateConfig, backend: str):
+    from edgewise.runtime.predictor import Predictor
+
+    predictor = Predictor(artifact.path, backend=backend, max_length=config.max_length)
+
+    def predict(texts, pairs, progress):
+        return predictor.logits(texts, pairs, batch_size=config.batch_size, progress=progress)
+
+    return predict, predictor.max_length, backend

@@ -87,6 +87,9 @@ def finetune(
         >>> finetune("builtin:all-minilm-l6-v2", "builtin:bbc-news", Path("runs/teacher"),
         ...          FinetuneConfig(epochs=2, max_length=128))  # doctest: +SKIP
     """
+    from edgewise.core.deps import require_full
+
+    require_full("torch", "transformers", "accelerate")
     from edgewise.core.models import resolve_model
 
     started = now()
@@ -184,8 +187,8 @@ def _train(source, parent, out, config, data, started, id2label, train, validati
     )
 
     pad_to_max = not config.dynamic_padding
-    train_ds = encode(tokenizer, train[0], train[1], max_length, pad_to_max)
-    validation_ds = encode(tokenizer, validation[0], validation[1], max_length, pad_to_max)
+    train_ds = encode(tokenizer, train[0], train[1], max_length, pad_to_max, model)
+    validation_ds = encode(tokenizer, validation[0], validation[1], max_length, pad_to_max, model)
     checkpoints = out.work / "checkpoints"
     args = TrainingArguments(
         output_dir=str(checkpoints),
@@ -242,7 +245,7 @@ def _train(source, parent, out, config, data, started, id2label, train, validati
         },
     }
     if test[0] is not None:
-        test_ds = encode(tokenizer, test[0], test[1], max_length, pad_to_max)
+        test_ds = encode(tokenizer, test[0], test[1], max_length, pad_to_max, model)
         metrics["test"] = _split_metrics(trainer, test_ds, test[1], id2label, classification_metrics)
     if not trainer.is_world_process_zero():
         return None

@@ -1,0 +1,114 @@
+"""Settings of `edgewise export` and `edgewise bundle` (no torch / onnx imports here)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from edgewise.core.config import setting
+from edgewise.core.data import DataConfig
+from edgewise.core.errors import EdgewiseError
+
+
+class ExportFormat(str, enum.Enum):
+    ONNX = "onnx"  # from an `hf` artifact
+    ORT = "ort"  # ONNX Runtime's mobile format, from an `onnx` artifact
+    TENSORRT = "tensorrt"  # a TensorRT engine, from an `onnx` artifact
+
+
+class OrtTarget(str, enum.Enum):
+    ARM = "arm"  # phones, Jetson: no x86-only layout transforms baked in
+    AMD64 = "amd64"
+
+
+def parse_profile(text: str, what: str) -> tuple[int, int, int]:
+    """`min:opt:max` (or one number for all three) as a TensorRT optimisation-profile range."""
+    parts = str(text).split(":")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or not 0 < values[0] <= values[1] <= values[2]:
+        raise EdgewiseError(
+            f"{what} {text!r} is not a profile; write MIN:OPT:MAX with 0 < MIN <= OPT <= MAX, e.g. 1:4:16"
+        )
+    return values
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Export of a classifier to ONNX, ONNX Runtime's mobile format or a TensorRT engine.
+
+    Example:
+        >>> ExportConfig(format=ExportFormat.TENSORRT, fp16=True, batch=(1, 4, 16)).seq
+        (8, 64, 128)
+    """
+
+    SCHEMA_VERSION = 1
+
+    format: ExportFormat = setting(ExportFormat.ONNX, "What to write: onnx (from an hf artifact), ort or "
+                                                      "tensorrt (from an onnx artifact).")
+    opset: int = setting(17, "ONNX opset. 17 is the newest TensorRT 8.6 (JetPack 5) parses; 18+ needs TensorRT 10.")
+    optimize: bool = setting(False, "Run ONNX Runtime's transformer optimiser (Attention, SkipLayerNormalization, "
+                                    "BiasGelu fusions) after export.")
+    verify: bool = setting(True, "Compare the exported model's logits with its source's; a miss is an error.")
+    atol: float = setting(1e-4, "Largest |logit difference| the parity check accepts.")
+    verify_samples: int = setting(64, "Texts from --data used by the parity check (test, then validation, then "
+                                      "train); without --data, generated inputs of several shapes.")
+    max_length: int | None = setting(None, "Tokens per text in the parity check. Default: the length the model "
+                                           "was trained with.")
+    ort_target: OrtTarget = setting(OrtTarget.ARM, "Platform the ORT-format model is optimised for.")
+    fp16: bool = setting(False, "TensorRT: allow FP16 kernels.")
+    batch: tuple[int, int, int] = setting((1, 1, 16), "TensorRT profile of the batch size, MIN:OPT:MAX.")
+    seq: tuple[int, int, int] = setting((8, 64, 128), "TensorRT profile of the sequence length, MIN:OPT:MAX.")
+    workspace_mb: int = setting(2048, "TensorRT builder workspace limit in MiB.")
+    allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "format", ExportFormat(self.format))
+        object.__setattr__(self, "ort_target", OrtTarget(self.ort_target))
+        for name in ("batch", "seq"):
+            value = getattr(self, name)
+            text = ":".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+            object.__setattr__(self, name, parse_profile(text, f"--{name}"))
+        problems = []
+        if not 11 <= self.opset <= 23:
+            problems.append(f"opset must be between 11 and 23, got {self.opset}")
+        if not 0 < self.atol < 1:
+            problems.append(f"atol must be in (0, 1), got {self.atol}")
+        if self.verify_samples < 1:
+            problems.append(f"verify_samples must be >= 1, got {self.verify_samples}")
+        if self.max_length is not None and self.max_length < 2:
+            problems.append(f"max_length must be >= 2 or unset, got {self.max_length}")
+        if self.workspace_mb < 16:
+            problems.append(f"workspace_mb must be >= 16, got {self.workspace_mb}")
+        if self.optimize and self.format is not ExportFormat.ONNX:
+            problems.append("--optimize applies to --format onnx; optimise the ONNX first, then convert it")
+        if problems:
+            raise EdgewiseError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """A deploy folder: the model, tokenizer.json, labels, edgewise.json and a usage text.
+
+    Example:
+        >>> BundleConfig().model_format
+        'auto'
+    """
+
+    SCHEMA_VERSION = 1
+
+    model_format: str = setting("auto", "Model file to ship: auto (model.ort if the source has one, else "
+                                        "model.onnx), onnx or ort.")
+    max_length: int | None = setting(None, "Tokens per text on the device. Default: the length the model was "
+                                           "trained with.")
+
+    def __post_init__(self) -> None:
+        if self.model_format not in ("auto", "onnx", "ort"):
+            raise EdgewiseError(f"model_format must be auto, onnx or ort, got {self.model_format!r}")
+        if self.max_length is not None and self.max_length < 2:
+            raise EdgewiseError(f"max_length must be >= 2 or unset, got {self.max_length}")

@@ -1,0 +1,178 @@
+"""`hf` -> `onnx`: optimum-onnx's exporter, a parity check against PyTorch, optional ORT fusions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.progress import console
+from edgewise.export.parity import check, compare, generated_batches, text_batches
+
+TWO_GB = 2 * 1024**3
+# HF model types ONNX Runtime's optimiser handles with its BERT fusions, and which therefore
+# should show Attention fusions; zero of them is a regression worth shouting about.
+ORT_MODEL_TYPES = {
+    "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "distilbert": "bert", "electra": "bert",
+    "camembert": "bert", "albert": "bert", "mpnet": "bert", "deberta": "bert", "deberta-v2": "bert",
+    "ernie": "bert", "xlm": "bert",
+}
+FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization",
+             "BiasGelu", "FastGelu", "Gelu", "LayerNormalization")
+
+
+@contextlib.contextmanager
+def working_directory(path: Path):
+    """ORT and optimum drop temporary files into the current directory: keep them in the work folder."""
+    previous = Path.cwd()
+    path.mkdir(parents=True, exist_ok=True)
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def graph_summary(path: Path) -> dict:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError) as e:
+        raise EdgewiseError(
+            f"{path} is not a readable ONNX model ({type(e).__name__}: {str(e)[:200]}); re-export it"
+        ) from None
+    dims = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]  # noqa: E731
+    initializers = {i.name for i in model.graph.initializer}
+    return {
+        "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+        "inputs": {i.name: dims(i) for i in model.graph.input if i.name not in initializers},
+        "outputs": {o.name: dims(o) for o in model.graph.output},
+        "nodes": len(model.graph.node),
+        "size_bytes": sum(p.stat().st_size for p in path.parent.iterdir() if p.name.startswith(path.name)),
+        "quantized": any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node),
+    }
+
+
+def ort_session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    from edgewise.runtime.predictor import ort_errors
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except ort_errors(ort) as e:
+        raise EdgewiseError(
+            f"onnxruntime cannot load {path} ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
+            "the file is corrupt: re-export it"
+        ) from None
+
+
+def session_runner(session) -> callable:
+    names = {i.name for i in session.get_inputs()}
+    output = session.get_outputs()[0].name
+    return lambda batch: session.run([output], {k: v for k, v in batch.items() if k in names})[0]
+
+
+def torch_runner(model) -> callable:
+    import torch
+
+    def run(batch):
+        with torch.inference_mode():
+            return model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.float().numpy()
+
+    return run
+
+
+def parity_inputs(tokenizer, texts, pairs, max_length: int, input_names, vocab_size: int) -> list[dict]:
+    """Batches from real texts when given, else generated token ids of several shapes."""
+    if texts:
+        def encode(batch_texts, batch_pairs):
+            enc = tokenizer(batch_texts, batch_pairs, truncation=True, max_length=max_length, padding=True,
+                            return_tensors="np")
+            return {k: enc[k].astype("int64") for k in input_names if k in enc}
+
+        return text_batches(encode, texts, pairs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return generated_batches(input_names, vocab_size, max_length, pad)
+
+
+def optimize(path: Path, model_config) -> dict:
+    """ORT's transformer optimiser in place; returns the fused-operator counts."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model_type = getattr(model_config, "model_type", "")
+    if model_type not in ORT_MODEL_TYPES:
+        raise EdgewiseError(
+            f"--optimize knows encoder types {', '.join(sorted(ORT_MODEL_TYPES))}, not {model_type!r}; "
+            "export without --optimize"
+        )
+    heads = getattr(model_config, "num_attention_heads", None) or getattr(model_config, "n_heads", 0)
+    hidden = getattr(model_config, "hidden_size", None) or getattr(model_config, "dim", 0)
+    optimized = optimize_model(str(path), model_type=ORT_MODEL_TYPES[model_type], num_heads=heads,
+                               hidden_size=hidden, opt_level=None, use_gpu=False)
+    stats = optimized.get_fused_operator_statistics()
+    optimized.save_model_to_file(str(path), use_external_data_format=path.stat().st_size > TWO_GB)
+    return {op: int(stats.get(op, 0)) for op in FUSED_OPS}
+
+
+def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
+    """Export the `hf` artifact into ``out.artifact``; returns the metrics for the manifest."""
+    from optimum.exporters.onnx import main_export
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    model_config = AutoConfig.from_pretrained(artifact.path)
+    console().print(f"exporting {artifact.path} ({model_config.model_type}) to ONNX opset {config.opset}")
+    with working_directory(out.work / "tmp"):
+        try:
+            main_export(str(artifact.path), str(out.artifact), task="text-classification", opset=config.opset,
+                        do_validation=False, library_name="transformers", device="cpu")
+        except (ValueError, KeyError, NotImplementedError) as e:
+            raise EdgewiseError(
+                f"optimum-onnx cannot export {artifact.path} ({model_config.model_type}): "
+                f"{str(e).splitlines()[0][:300]}; try another --opset"
+            ) from None
+    path = out.artifact / "model.onnx"
+    summary = graph_summary(path)
+    metrics = {"onnx": summary}
+    if not config.verify and not config.optimize:
+        return metrics
+
+    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
+    model = AutoModelForSequenceClassification.from_pretrained(artifact.path, use_safetensors=not config.allow_pickle)
+    model.eval()
+    batches = parity_inputs(tokenizer, texts, pairs, max_length, list(summary["inputs"]), model_config.vocab_size)
+    reference = torch_runner(model)
+    if config.verify:
+        metrics["parity"] = compare(reference, session_runner(ort_session(path)), batches)
+        console().print(_parity_line("ONNX vs PyTorch", metrics["parity"]))
+        check(metrics["parity"], config.atol, "the ONNX export")
+    if config.optimize:
+        with working_directory(out.work / "tmp"):
+            fusions = optimize(path, model_config)
+        metrics["fusions"] = fusions
+        metrics["onnx"] = graph_summary(path)
+        attention = fusions["Attention"] + fusions["MultiHeadAttention"]
+        console().print("fused: " + ", ".join(f"{k} {v}" for k, v in fusions.items() if v))
+        if attention == 0:
+            warning = (f"no Attention fusion in a {model_config.model_type} model: the attention pattern "
+                       "changed (a transformers / torch attention-backend change?) and the optimised model "
+                       "will be slower than it should")
+            metrics["warnings"] = [warning]
+            console().print(f"[bold red]WARNING[/bold red]: {warning}")
+        if config.verify:
+            metrics["parity_optimized"] = compare(reference, session_runner(ort_session(path)), batches)
+            console().print(_parity_line("optimised ONNX vs PyTorch", metrics["parity_optimized"]))
+            check(metrics["parity_optimized"], config.atol, "the optimised ONNX model")
+    return metrics
+
+
+def _parity_line(what: str, result: dict) -> str:
+    return (f"{what}: max |diff| {result['max_abs_diff']:.2e}, labels agree {result['label_agreement']:.2%} "
+            f"on {result['samples']} inputs")

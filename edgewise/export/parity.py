@@ -1,0 +1,80 @@
+"""Parity checks: the exported model must give its source's logits on real and generated inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from edgewise.core.errors import EdgewiseError
+
+# Shapes (batch, tokens) of the generated inputs used when no data is given.
+GENERATED_SHAPES = ((1, 8), (2, 17), (4, None))  # None: the model's max_length
+
+
+def text_batches(encode: Callable, texts: list[str], pairs: list[str] | None, batch_size: int = 8) -> list[dict]:
+    """Model inputs for the texts, in batches of mixed lengths (so padding is exercised)."""
+    return [
+        encode(texts[i:i + batch_size], pairs[i:i + batch_size] if pairs else None)
+        for i in range(0, len(texts), batch_size)
+    ]
+
+
+def generated_batches(input_names, vocab_size: int, max_length: int, pad_id: int, seed: int = 0) -> list[dict]:
+    """Random token ids of several shapes, the later rows of each batch padded."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    batches = []
+    for batch, length in GENERATED_SHAPES:
+        length = length or max_length
+        length = min(length, max_length)
+        ids = rng.integers(low=min(1000, vocab_size // 2), high=vocab_size, size=(batch, length), dtype=np.int64)
+        mask = np.ones((batch, length), dtype=np.int64)
+        for row in range(1, batch):
+            keep = max(2, length - row * length // (batch + 1))
+            mask[row, keep:] = 0
+            ids[row, keep:] = pad_id
+        columns = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        batches.append({name: columns[name] for name in input_names})
+    return batches
+
+
+def compare(reference: Callable, candidate: Callable, batches: list[dict], output: str = "logits") -> dict:
+    """Run both on every batch: max / mean |difference| and how often their argmax labels agree.
+
+    A shape mismatch is fatal at once; tolerance is judged by ``check``.
+    """
+    import numpy as np
+
+    max_diff, total_diff, values, agree, samples = 0.0, 0.0, 0, 0, 0
+    for batch in batches:
+        ref, cand = np.asarray(reference(batch), dtype=np.float64), np.asarray(candidate(batch), dtype=np.float64)
+        if ref.shape != cand.shape:
+            raise EdgewiseError(
+                f"output {output!r} has shape {cand.shape} in the exported model but {ref.shape} in its source; "
+                "the export is broken: re-export (a different --opset may help)"
+            )
+        diff = np.abs(ref - cand)
+        max_diff = max(max_diff, float(diff.max()))
+        total_diff += float(diff.sum())
+        values += diff.size
+        agree += int((ref.argmax(-1) == cand.argmax(-1)).sum())
+        samples += ref.shape[0]
+    return {
+        "outputs": {output: {"max_abs_diff": max_diff, "mean_abs_diff": total_diff / max(values, 1)}},
+        "max_abs_diff": max_diff,
+        "label_agreement": agree / max(samples, 1),
+        "samples": samples,
+        "batches": len(batches),
+    }
+
+
+def check(result: dict, atol: float, what: str) -> None:
+    """An error listing every output whose largest difference exceeds ``atol``."""
+    missed = [f"{name}: max |diff| {v['max_abs_diff']:.3g}" for name, v in result["outputs"].items()
+              if not v["max_abs_diff"] <= atol]
+    if missed:
+        raise EdgewiseError(
+            f"{what} does not match its source within atol {atol:g} ({'; '.join(missed)}; labels agree on "
+            f"{result['label_agreement']:.1%} of {result['samples']} inputs); raise --atol if that is acceptable, "
+            "or pass --no-verify to keep it unchecked"
+        )

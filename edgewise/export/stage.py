@@ -1,0 +1,148 @@
+"""`edgewise export`: an `hf` teacher or student to ONNX, and ONNX to the ORT format or TensorRT."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from edgewise.core.artifact import Artifact, OutputDir, carry_forward
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import Manifest, now
+from edgewise.core.progress import console
+from edgewise.export.config import ExportConfig, ExportFormat
+
+
+def parity_texts(data: str | None, config: ExportConfig) -> tuple[list[str], list[str] | None]:
+    """Up to ``verify_samples`` texts from the data: test first, then validation, then train."""
+    if not data:
+        return [], None
+    from edgewise.core.data import load_splits
+
+    splits = load_splits(data, config.data)
+    ordered = [splits[n] for n in ("test", "validation", "train") if n in splits]
+    ordered += [s for n, s in splits.items() if n not in ("test", "validation", "train")]
+    texts, pairs = [], [] if config.data.text_pair_column else None
+    for split in ordered:
+        take = config.verify_samples - len(texts)
+        texts += split.texts[:take]
+        if pairs is not None:
+            pairs += split.pairs[:take]
+    return texts, pairs
+
+
+def _model_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _max_length(artifact: Artifact, config: ExportConfig) -> int:
+    if config.max_length:
+        return config.max_length
+    recorded = (artifact.manifest.data or {}).get("max_length") if artifact.manifest else None
+    if recorded:
+        return int(recorded)
+    model_config = _model_config(artifact.path)
+    return min(int(model_config.get("max_position_embeddings") or 512), 512)
+
+
+def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data: str | None = None,
+           overwrite: bool = False) -> Manifest:
+    """Export the classifier in ``src`` to ``dst`` in ``config.format``, verified against its source.
+
+    `onnx` takes an `hf` artifact (or any transformers folder); `ort` and `tensorrt` take an `onnx`
+    artifact. Texts from ``data`` drive the parity check; without it, generated inputs do.
+    Where TensorRT or a GPU is missing, `tensorrt` still writes model.onnx and build_engine.sh, then
+    raises an EdgewiseError saying so.
+
+    Example:
+        >>> export(Path("runs/teacher"), Path("runs/teacher-onnx"), ExportConfig())  # doctest: +SKIP
+    """
+    from edgewise.core.deps import require_full
+
+    require_full("torch", "transformers", "onnx", "onnxruntime", "optimum.exporters.onnx")
+    started = now()
+    wanted = "hf" if config.format is ExportFormat.ONNX else "onnx"
+    artifact = Artifact.load(Path(src))
+    if artifact.kind != wanted:
+        fix = (f"export it to ONNX first: edgewise export {src} -o {src}-onnx" if wanted == "onnx"
+               else "pass the fine-tuned transformers folder it came from")
+        raise EdgewiseError(
+            f"--format {config.format.value} needs an {wanted!r} artifact, {src} is {artifact.kind!r}; {fix}"
+        )
+    if not artifact.labels:
+        raise EdgewiseError(f"{artifact.path} names no labels (no id2label); it is not a classifier")
+    if wanted == "hf":
+        from edgewise.core.models import check_weights
+
+        check_weights(artifact.path, config.allow_pickle)
+    out = OutputDir.prepare(Path(dst), sources=(artifact.path,), overwrite=overwrite)
+    texts, pairs = parity_texts(data, config)
+    max_length = _max_length(artifact, config)
+
+    out.begin()
+    reason = None
+    try:
+        if config.format is ExportFormat.ONNX:
+            from edgewise.export.onnx import export_onnx
+
+            metrics = export_onnx(artifact, out, config, texts, pairs, max_length)
+        else:
+            metrics, reason = _convert(artifact, out, config, texts, pairs, max_length)
+        carry_forward(artifact.path, out.artifact)
+        if not (out.artifact / "config.json").exists() and (artifact.path / "config.json").is_file():
+            shutil.copy2(artifact.path / "config.json", out.artifact / "config.json")
+        manifest = Manifest.write(
+            out.artifact,
+            kind=config.format.value,
+            stage="export",
+            config=config,
+            labels=artifact.labels,
+            started_at=started,
+            parent=artifact.manifest,
+            source=None if artifact.manifest else {"model": artifact.describe()},
+            data={"max_length": max_length, "parity_data": data, "parity_texts": len(texts)},
+            metrics=metrics,
+            expected_files=_expected_files(config, reason),
+        )
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    manifest.path = out.dst
+    if reason:
+        raise EdgewiseError(
+            f"no TensorRT engine was built here: {reason}. {out.dst} holds model.onnx and build_engine.sh "
+            "(same precision and shape profiles): copy the folder to the device and run bash build_engine.sh there"
+        )
+    console().print(f"wrote {out.dst}")
+    return manifest
+
+
+def _expected_files(config: ExportConfig, reason: str | None) -> list[str]:
+    if config.format is not ExportFormat.TENSORRT or not reason:
+        return []
+    from edgewise.export.tensorrt import ENGINE, TIMING_CACHE
+
+    return [ENGINE, TIMING_CACHE]
+
+
+def _convert(artifact: Artifact, out: OutputDir, config: ExportConfig, texts, pairs, max_length: int):
+    from transformers import AutoTokenizer
+
+    from edgewise.export.onnx import graph_summary, parity_inputs
+
+    src_model = artifact.path / "model.onnx"
+    summary = graph_summary(src_model)
+    inputs = list(summary["inputs"])
+    model_config = _model_config(artifact.path)
+    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
+    batches = parity_inputs(tokenizer, texts, pairs, max_length, inputs,
+                            int(model_config.get("vocab_size") or len(tokenizer)))
+    if config.format is ExportFormat.ORT:
+        from edgewise.export.ort_mobile import export_ort
+
+        return export_ort(src_model, out, config, batches), None
+    from edgewise.export.tensorrt import export_tensorrt
+
+    return export_tensorrt(src_model, inputs, out, config, summary["quantized"], batches)

@@ -1,0 +1,215 @@
+"""`onnx` -> `tensorrt`: an engine built with TensorRT's Python API, or a trtexec script for the device.
+
+Engines are specific to the TensorRT version and GPU that built them, so the manifest records both
+and loading an engine elsewhere is refused with the command that rebuilds it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from pathlib import Path
+
+from edgewise.core.errors import EdgewiseError
+
+ENGINE = "model.engine"
+TIMING_CACHE = "timing.cache"
+SCRIPT = "build_engine.sh"
+SEQ_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def shapes(inputs, batch: int, seq: int) -> str:
+    """trtexec's shape syntax: name:BxS,name:BxS."""
+    return ",".join(f"{name}:{batch}x{seq}" for name in inputs)
+
+
+def trtexec_command(inputs, config, int8: bool, onnx: str = "model.onnx") -> list[str]:
+    """The trtexec command that builds the same engine as ``build_engine`` (precision, profiles, limits)."""
+    (bmin, bopt, bmax), (smin, sopt, smax) = config.batch, config.seq
+    command = [
+        "$TRTEXEC", f"--onnx={onnx}", f"--saveEngine={ENGINE}",
+        f"--minShapes={shapes(inputs, bmin, smin)}",
+        f"--optShapes={shapes(inputs, bopt, sopt)}",
+        f"--maxShapes={shapes(inputs, bmax, smax)}",
+        f"--memPoolSize=workspace:{config.workspace_mb}",  # MiB
+        f"--timingCacheFile={TIMING_CACHE}",
+    ]
+    if config.fp16:
+        command.append("--fp16")
+    if int8:
+        command.append("--int8")  # explicit quantization: the scales come from the model's Q/DQ nodes
+    return command
+
+
+def build_script(command: list[str]) -> str:
+    lines = " \\\n    ".join(part if part.startswith("$") else shlex.quote(part) for part in command)
+    return (
+        "#!/usr/bin/env bash\n"
+        "# Builds model.engine from model.onnx on the machine that will run it (a Jetson, a GPU server):\n"
+        "# TensorRT engines only run on the TensorRT version and GPU that built them.\n"
+        "# Written by `edgewise export --format tensorrt` with the same precision and shape profiles.\n"
+        "set -euo pipefail\n"
+        'cd "$(dirname "$0")"\n'
+        'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"\n'
+        f'{lines} "$@"\n'
+    )
+
+
+def probe() -> tuple[object | None, str | None]:
+    """(tensorrt module, None) when an engine can be built here, else (None, the reason)."""
+    import importlib
+
+    try:
+        trt = importlib.import_module("tensorrt")
+    except ImportError as e:
+        return None, f"the tensorrt package is not installed ({e}); pip install 'edgewise[tensorrt]' on a CUDA machine"
+    try:
+        import torch
+    except ImportError:
+        return None, "torch is needed to drive the GPU: pip install 'edgewise[full]'"
+    if not torch.cuda.is_available():
+        return None, "no CUDA GPU is visible (torch.cuda.is_available() is False)"
+    return trt, None
+
+
+def device_info() -> dict:
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(0)
+    return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
+
+
+def build_engine(trt, onnx_path: Path, out_dir: Path, inputs, config, int8: bool) -> dict:
+    """Parse the ONNX, build and save the engine and timing cache; returns what the manifest records."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    major = int(trt.__version__.split(".")[0])
+    # TensorRT 10 networks are always explicit-batch; 8.x needs the flag.
+    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EdgewiseError(f"TensorRT cannot parse {onnx_path}: {errors[:500]}; try another --opset when exporting")
+    builder_config = builder.create_builder_config()
+    builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mb << 20)
+    if config.fp16:
+        builder_config.set_flag(trt.BuilderFlag.FP16)
+    if int8:
+        builder_config.set_flag(trt.BuilderFlag.INT8)
+    profile = builder.create_optimization_profile()
+    (bmin, bopt, bmax), (smin, sopt, smax) = config.batch, config.seq
+    for name in inputs:
+        profile.set_shape(name, (bmin, smin), (bopt, sopt), (bmax, smax))
+    builder_config.add_optimization_profile(profile)
+    cache_path = out_dir / TIMING_CACHE
+    cache = builder_config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    builder_config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, builder_config)
+    if serialized is None:
+        raise EdgewiseError("TensorRT failed to build the engine (see its log above); try a larger --workspace-mb")
+    (out_dir / ENGINE).write_bytes(bytes(serialized))
+    cache_path.write_bytes(bytes(builder_config.get_timing_cache().serialize()))
+    return {"tensorrt_version": trt.__version__, **device_info()}
+
+
+def check_compatible(recorded: dict, current: dict, folder: Path) -> None:
+    """An engine runs only where its TensorRT major.minor and GPU compute capability match."""
+    version = lambda v: ".".join(str(v).split(".")[:2])  # noqa: E731
+    built, here = recorded, current
+    problems = []
+    if version(built.get("tensorrt_version")) != version(here.get("tensorrt_version")):
+        problems.append(f"TensorRT {built.get('tensorrt_version')} built it, this is {here.get('tensorrt_version')}")
+    if built.get("compute_capability") != here.get("compute_capability"):
+        problems.append(f"it was built for compute capability {built.get('compute_capability')} "
+                        f"({built.get('gpu')}), this GPU is {here.get('compute_capability')} ({here.get('gpu')})")
+    if problems:
+        raise EdgewiseError(
+            f"the engine in {folder} cannot run here: {'; '.join(problems)}; rebuild it on this machine with "
+            f"bash {folder / SCRIPT}"
+        )
+
+
+class EngineRunner:
+    """Runs a serialized engine on CUDA with torch tensors as buffers (inputs and outputs)."""
+
+    def __init__(self, trt, engine_path: Path):
+        import torch
+
+        self.torch = torch
+        self.trt = trt
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if self.engine is None:
+            raise EdgewiseError(
+                f"TensorRT could not load {engine_path} (built by another TensorRT version or GPU?); rebuild it "
+                f"with bash {engine_path.parent / SCRIPT}"
+            )
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if n not in self.inputs]
+
+    def _dtype(self, name: str):
+        import numpy as np
+
+        numpy_type = self.trt.nptype(self.engine.get_tensor_dtype(name))
+        return self.torch.from_numpy(np.zeros(1, dtype=numpy_type)).dtype
+
+    def __call__(self, batch: dict):
+        torch = self.torch
+        stream = torch.cuda.current_stream()
+        keep = []  # the input tensors must outlive the asynchronous execution
+        for name in self.inputs:
+            tensor = torch.from_numpy(batch[name]).to(device="cuda", dtype=self._dtype(name)).contiguous()
+            keep.append(tensor)
+            self.context.set_input_shape(name, tuple(tensor.shape))
+            self.context.set_tensor_address(name, tensor.data_ptr())
+        results = {}
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            results[name] = torch.empty(shape, dtype=self._dtype(name), device="cuda")
+            self.context.set_tensor_address(name, results[name].data_ptr())
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        stream.synchronize()
+        return results[self.outputs[0]].float().cpu().numpy()
+
+
+def export_tensorrt(src_model: Path, inputs, out, config, int8: bool, batches: list[dict]) -> tuple[dict, str | None]:
+    """Write model.onnx + build_engine.sh; build the engine when TensorRT and a GPU are here.
+
+    Returns the metrics and, when no engine could be built, the reason (the caller reports it as an
+    Error after the artifact, which holds everything needed to build on the device, is in place).
+    """
+    from edgewise.export.onnx import ort_session, session_runner
+    from edgewise.export.parity import check, compare
+
+    for file in src_model.parent.iterdir():
+        if file.name == src_model.name or file.name.startswith(src_model.name + "."):
+            shutil.copy2(file, out.artifact / file.name)  # model.onnx and its external data
+    command = trtexec_command(inputs, config, int8)
+    script = out.artifact / SCRIPT
+    script.write_text(build_script(command))
+    script.chmod(0o755)
+    metrics = {"tensorrt": {"trtexec": " ".join(command), "fp16": config.fp16, "int8": int8,
+                            "batch": list(config.batch), "seq": list(config.seq), "engine_built": False}}
+    trt, reason = probe()
+    if trt is None:
+        metrics["tensorrt"]["reason"] = reason
+        return metrics, reason
+    metrics["tensorrt"].update(build_engine(trt, out.artifact / src_model.name, out.artifact, inputs, config, int8))
+    metrics["tensorrt"]["engine_built"] = True
+    if config.verify:
+        fitting = [b for b in batches if _fits(b, config)]
+        metrics["parity"] = compare(session_runner(ort_session(src_model)),
+                                    EngineRunner(trt, out.artifact / ENGINE), fitting)
+        # FP16 / INT8 engines differ from FP32 by design: judge them by label agreement, not atol.
+        if not (config.fp16 or int8):
+            check(metrics["parity"], config.atol, "the TensorRT engine")
+    return metrics, None
+
+
+def _fits(batch: dict, config) -> bool:
+    b, s = next(iter(batch.values())).shape
+    return config.batch[0] <= b <= config.batch[2] and config.seq[0] <= s <= config.seq[2]

@@ -1,0 +1,12 @@
+"""On-device inference for edgewise bundles and ONNX artifacts.
+
+Needs only onnxruntime, tokenizers and numpy (`pip install "edgewise[runtime]"`): nothing here, or
+in what it imports, loads torch or transformers.
+
+    python -m edgewise.runtime predict deploy/teacher "a gripping, beautifully shot film"
+    python -m edgewise.runtime bench deploy/teacher --threads 4 --json bench.json
+"""
+
+from edgewise.runtime.predictor import Predictor
+
+__all__ = ["Predictor"]

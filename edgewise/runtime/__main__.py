@@ -1,0 +1,94 @@
+"""`python -m edgewise.runtime predict|bench`: argparse only, so the runtime needs no click or torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgewise.core.errors import EdgewiseError
+
+
+def _positive_ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    return values
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one `Error:` line and exit code 2, like the edgewise CLI."""
+
+    def error(self, message):
+        self.exit(2, f"Error: {message} (see '{self.prog} --help')\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = OneLineParser(prog="python -m edgewise.runtime",
+                                  description="Run an edgewise bundle with onnxruntime + tokenizers + numpy only.")
+    sub = top.add_subparsers(dest="command", required=True)
+    common = OneLineParser(add_help=False)
+    common.add_argument("bundle", type=Path, help="bundle (or ONNX artifact) folder")
+    common.add_argument("--backend", default="ort-cpu", choices=["ort-cpu", "ort-cuda", "ort-tensorrt"])
+    common.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+
+    predict = sub.add_parser("predict", parents=[common], help="classify texts")
+    predict.add_argument("texts", nargs="+", help="texts to classify")
+    predict.add_argument("--pair", action="append", default=None, help="second text (once per text)")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+
+    bench = sub.add_parser("bench", parents=[common], help="measure model latency")
+    bench.add_argument("--batch-sizes", type=_positive_ints, default=[1], help="e.g. 1,8 (default 1)")
+    bench.add_argument("--seq-len", type=int, default=None, help="tokens per input (default: the bundle's max)")
+    bench.add_argument("--warmup", type=int, default=10)
+    bench.add_argument("--min-runs", type=int, default=50)
+    bench.add_argument("--min-time", type=float, default=2.0, help="seconds of timed runs at least")
+    bench.add_argument("--json", dest="json_path", default=None, help="write the report here ('-' for stdout)")
+    return top
+
+
+def run(args) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise EdgewiseError(f"--threads must be >= 1, got {args.threads}")
+    if args.command == "predict":
+        from edgewise.runtime.predictor import Predictor
+
+        if args.pair is not None and len(args.pair) != len(args.texts):
+            raise EdgewiseError(f"give one --pair per text: {len(args.texts)} texts, {len(args.pair)} pairs")
+        results = Predictor(args.bundle, backend=args.backend, threads=args.threads).predict(args.texts, args.pair)
+        if args.json:
+            print(json.dumps([{"text": t, **r} for t, r in zip(args.texts, results, strict=True)], indent=2))
+        else:
+            for text, result in zip(args.texts, results, strict=True):
+                print(f"{result['label']}\t{result['score']:.4f}\t{text}")
+        return 0
+    from edgewise.runtime.bench import bench
+
+    report = bench(args.bundle, backend=args.backend, threads=args.threads, batch_sizes=args.batch_sizes,
+                   seq_len=args.seq_len, warmup=args.warmup, min_runs=args.min_runs, min_time_s=args.min_time)
+    if args.json_path == "-":
+        print(json.dumps(report, indent=2))
+    else:
+        for row in report["results"]:
+            lat = row["latency_ms"]
+            print(f"batch {row['batch_size']} x {row['seq_len']} tokens, {row['backend']}, threads {row['threads']}: "
+                  f"p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  cv {lat['cv']:.3f}  "
+                  f"({lat['runs']} runs, {row['throughput_items_per_s']:.1f} items/s)")
+        if args.json_path:
+            Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except EdgewiseError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Tokenize with `tokenizers`, run with onnxruntime: the same predictions on a server and a phone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgewise.core.errors import EdgewiseError
+
+MODEL_FILES = ("model.ort", "model.onnx")
+BACKENDS = {
+    "ort-cpu": ["CPUExecutionProvider"],
+    "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+PAD_TOKENS = ("[PAD]", "<pad>", "<PAD>", "[pad]")
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise EdgewiseError(f"`{module}` is needed to run models: pip install 'edgewise[runtime]'") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def ort_errors(ort) -> tuple[type[BaseException], ...]:
+    """The exception types onnxruntime raises for a model it cannot load or run."""
+    state = ort.capi.onnxruntime_pybind11_state
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
+             "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, OSError)
+
+
+def model_file(folder: Path) -> Path:
+    for name in MODEL_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise EdgewiseError(f"{folder} holds no model.onnx or model.ort; pass an ONNX artifact or a bundle")
+
+
+def _pad_id(folder: Path, tokenizer, settings: dict) -> int:
+    if isinstance(settings.get("pad_token_id"), int):
+        return settings["pad_token_id"]
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        token = _read_json(folder / name).get("pad_token")
+        token = token.get("content") if isinstance(token, dict) else token
+        if isinstance(token, str) and tokenizer.token_to_id(token) is not None:
+            return tokenizer.token_to_id(token)
+    for token in PAD_TOKENS:
+        if tokenizer.token_to_id(token) is not None:
+            return tokenizer.token_to_id(token)
+    return 0
+
+
+class Predictor:
+    """A text classifier from a bundle or ONNX artifact folder.
+
+    Args:
+        folder: holds model.ort or model.onnx, tokenizer.json and (usually) edgewise.json.
+        backend: ort-cpu (default), ort-cuda or ort-tensorrt.
+        threads: intra-op threads; None lets onnxruntime choose.
+        max_length: tokens per text; default from the manifest, else 512.
+
+    Example:
+        >>> Predictor("deploy/teacher").predict(["a gripping film"])[0]["label"]  # doctest: +SKIP
+        'pos'
+    """
+
+    def __init__(self, folder, backend: str = "ort-cpu", threads: int | None = None, max_length: int | None = None):
+        np = _require("numpy")
+        ort = _require("onnxruntime")
+        tokenizers = _require("tokenizers")
+        self.folder = Path(folder).expanduser().resolve()
+        if not self.folder.is_dir():
+            raise EdgewiseError(f"{self.folder} is not a folder; pass a bundle or an ONNX artifact folder")
+        manifest = _read_json(self.folder / "edgewise.json")
+        settings = manifest.get("data") or {}  # max_length, pad_token_id as the exporting stage recorded them
+        self.model_path = model_file(self.folder)
+        if not (self.folder / "tokenizer.json").is_file():
+            raise EdgewiseError(f"{self.folder} has no tokenizer.json; re-create it with edgewise export or bundle")
+        labels = manifest.get("labels") or _read_json(self.folder / "config.json").get("id2label") or {}
+        self.id2label = {int(k): v for k, v in labels.items()}
+        self.max_length = int(max_length or settings.get("max_length") or 512)
+        if backend not in BACKENDS:
+            raise EdgewiseError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        available = ort.get_available_providers()
+        if BACKENDS[backend][0] not in available:
+            raise EdgewiseError(
+                f"backend {backend} needs {BACKENDS[backend][0]}, which this onnxruntime lacks (it has "
+                f"{', '.join(available)}); install onnxruntime-gpu on a CUDA machine or use ort-cpu"
+            )
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.backend, self.threads = backend, threads
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), options, providers=BACKENDS[backend])
+        except ort_errors(ort) as e:
+            raise EdgewiseError(
+                f"onnxruntime cannot load {self.model_path} ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
+                "the file is corrupt or not an ONNX model: re-create it with edgewise export"
+            ) from None
+        self.inputs = {i.name: (np.int32 if "int32" in i.type else np.int64) for i in self.session.get_inputs()}
+        self.output = self.session.get_outputs()[0].name
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
+        self.pad_id = _pad_id(self.folder, self.tokenizer, settings)
+        self._np = np
+
+    def encode(self, texts: list[str], pairs: list[str] | None = None) -> dict:
+        """Model inputs for a batch, padded to its longest text."""
+        np = self._np
+        items = list(zip(texts, pairs, strict=True)) if pairs is not None else list(texts)
+        encodings = self.tokenizer.encode_batch(items)
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = e.attention_mask
+            types[row, : len(e.ids)] = e.type_ids
+        columns = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {name: columns[name].astype(dtype) for name, dtype in self.inputs.items()}
+
+    def run(self, feed: dict):
+        return self.session.run([self.output], feed)[0]
+
+    def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32, progress=None):
+        """Logits for every text, in order; texts are batched by length so padding stays short."""
+        np = self._np
+        order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
+        out = None
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            logits = self.run(self.encode([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None))
+            if out is None:
+                out = np.zeros((len(texts), logits.shape[-1]), dtype=np.float32)
+            out[idx] = logits
+            if progress is not None:
+                progress(len(idx))
+        return out if out is not None else np.zeros((0, len(self.id2label)), dtype=np.float32)
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[dict]:
+        """Label, its probability and every label's probability, per text."""
+        np = self._np
+        logits = self.logits(texts, pairs)
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probs = shifted / shifted.sum(axis=-1, keepdims=True)
+        results = []
+        for row in probs:
+            best = int(row.argmax())
+            results.append({
+                "label": self.id2label.get(best, str(best)),
+                "score": float(row[best]),
+                "scores": {self.id2label.get(i, str(i)): float(p) for i, p in enumerate(row)},
+            })
+        return results

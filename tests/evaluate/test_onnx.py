@@ -1,0 +1,23 @@
+import pytest
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.evaluate import EvaluateConfig, evaluate
+
+
+def test_evaluate_onnx_and_bundle_agree_with_pytorch(tiny_teacher, tiny_onnx, tiny_bundle, tiny_data):
+    reference = evaluate(tiny_teacher, str(tiny_data))
+
+    for artifact in (tiny_onnx, tiny_bundle):
+        result = evaluate(artifact, str(tiny_data))
+        assert result["backend"] == "ort-cpu" and result["kind"] in ("onnx", "bundle")
+        assert result["confusion_matrix"] == reference["confusion_matrix"]
+        assert result["max_length"] == reference["max_length"] == 32
+
+
+def test_evaluate_refuses_a_backend_that_cannot_run_the_artifact(tiny_onnx, tiny_teacher, tiny_data):
+    with pytest.raises(EdgewiseError, match="backend torch cannot run a 'onnx' artifact"):
+        evaluate(tiny_onnx, str(tiny_data), EvaluateConfig(backend="torch"))
+    with pytest.raises(EdgewiseError, match="backend ort-cpu cannot run a 'hf' artifact"):
+        evaluate(tiny_teacher, str(tiny_data), EvaluateConfig(backend="ort-cpu"))
+    with pytest.raises(EdgewiseError, match="needs CUDAExecutionProvider"):
+        evaluate(tiny_onnx, str(tiny_data), EvaluateConfig(backend="ort-cuda"))

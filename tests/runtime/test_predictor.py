@@ -1,0 +1,109 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.runtime import Predictor
+from edgewise.runtime.bench import bench, latency_stats
+
+# Modules the device runtime must never need: importing any of them raises ImportError.
+BLOCK = ("torch", "transformers", "optimum", "pandas", "sklearn", "datasets", "click", "rich", "onnx", "yaml")
+
+
+def run_runtime(*args):
+    """`python -m edgewise.runtime ...` in a process where torch, transformers, click... cannot be imported."""
+    code = (f"import sys\nfor m in {BLOCK!r}: sys.modules[m] = None\n"
+            "from edgewise.runtime.__main__ import main\nsys.exit(main(sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+
+
+def test_runtime_predicts_without_torch_or_transformers(tiny_bundle):
+    result = run_runtime("predict", tiny_bundle, "apple banana the", "hockey golf a", "--json", "--threads", "1")
+
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)
+    assert [p["label"] for p in predictions] == ["fruit", "sport"]
+    assert set(predictions[0]["scores"]) == {"colour", "fruit", "sport"}
+
+
+def test_runtime_bench_writes_the_report_schema_without_torch(tiny_bundle, tmp_path):
+    result = run_runtime("bench", tiny_bundle, "--threads", "1", "--batch-sizes", "1,4", "--seq-len", "16",
+                         "--min-runs", "20", "--min-time", "0", "--json", tmp_path / "bench.json")
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["schema_version"] == 1 and report["tool"] == "edgewise.runtime"
+    assert report["environment"]["cpu"]["logical_cores"] >= 1
+    rows = report["results"]
+    assert [(r["batch_size"], r["seq_len"], r["threads"], r["backend"]) for r in rows] == [
+        (1, 16, 1, "ort-cpu"), (4, 16, 1, "ort-cpu")]
+    assert len(rows[0]["latency_ms"]["samples"]) == rows[0]["latency_ms"]["runs"] >= 20
+    assert "p50" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [(("predict", "{tmp}/none", "x"), "is not a folder"),
+     (("predict", "{bundle}", "a", "b", "--pair", "c"), "one --pair per text"),
+     (("predict", "{bundle}", "x", "--backend", "ort-cuda"), "needs CUDAExecutionProvider"),
+     (("bench", "{bundle}", "--seq-len", "999"), "--seq-len must be between 2"),
+     (("bench", "{bundle}", "--threads", "0"), "--threads must be >= 1"),
+     (("bench", "{bundle}", "--batch-sizes", "x"), "not a comma-separated list"),
+     (("predict", "{notok}", "x"), "no tokenizer.json"),
+     (("predict", "{corrupt}", "x"), "cannot load")],
+    ids=["missing", "pairs", "no-cuda", "seq-len", "threads", "batch-sizes", "no-tokenizer", "corrupt-model"],
+)
+def test_runtime_bad_input_is_one_error_line(tiny_bundle, tmp_path, args, fragment):
+    notok, corrupt = tmp_path / "notok", tmp_path / "corrupt"
+    shutil.copytree(tiny_bundle, notok)
+    (notok / "tokenizer.json").unlink()
+    shutil.copytree(tiny_bundle, corrupt)
+    (corrupt / "model.onnx").write_bytes(b"\x00garbage")
+    args = [a.format(tmp=tmp_path, bundle=tiny_bundle, notok=notok, corrupt=corrupt) for a in args]
+
+    result = run_runtime(*args)
+
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.stderr
+
+
+def test_predictor_feeds_only_the_model_inputs(teacher_of, tmp_path):
+    from edgewise.export import ExportConfig, export
+
+    export(teacher_of("distilbert"), tmp_path / "onnx", ExportConfig())
+
+    predictor = Predictor(tmp_path / "onnx")
+
+    assert set(predictor.inputs) == {"input_ids", "attention_mask"}
+    assert predictor.predict(["apple banana"])[0]["label"] in {"colour", "fruit", "sport"}
+
+
+def test_predictor_pairs_are_encoded_as_second_segment(tiny_bundle):
+    predictor = Predictor(tiny_bundle)
+
+    feed = predictor.encode(["apple banana"], ["red"])
+
+    assert feed["token_type_ids"].tolist() == [[0, 0, 0, 0, 1, 1]]
+    assert feed["attention_mask"].tolist() == [[1] * 6]
+
+
+def test_predictor_truncates_to_max_length(tiny_bundle):
+    predictor = Predictor(tiny_bundle, max_length=8)
+
+    assert predictor.encode(["apple " * 50])["input_ids"].shape == (1, 8)
+
+
+def test_latency_stats_known_values():
+    stats = latency_stats([1.0, 2.0, 3.0, 4.0])
+
+    assert (stats["p50"], stats["mean"], stats["min"], stats["max"], stats["runs"]) == (2.5, 2.5, 1.0, 4.0, 4)
+    assert stats["cv"] == pytest.approx(stats["std"] / 2.5) and stats["samples"] == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_bench_rejects_bad_settings(tiny_bundle):
+    with pytest.raises(EdgewiseError, match="min-runs >= 1"):
+        bench(tiny_bundle, min_runs=0)
