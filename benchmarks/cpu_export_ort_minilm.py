@@ -64,12 +64,14 @@ def latency(teacher: Path, onnx: Path, optimized: Path, rounds: int, per_round: 
                     for x in inputs] for name, s in sessions.items()}
     torch_inputs = [{k: torch.from_numpy(v) for k, v in x.items()} for x in inputs]
 
+    def ort_runner(session, session_feeds):
+        return lambda i: session.run(None, session_feeds[i])
+
     runners = {"torch-fp32": lambda i: model(**torch_inputs[i])}
-    for name, s in sessions.items():
-        runners[name] = (lambda s, f: lambda i: s.run(None, f[i]))(s, feeds[name])
+    runners.update({name: ort_runner(s, feeds[name]) for name, s in sessions.items()})
     samples = {name: [] for name in runners}
     with torch.inference_mode():
-        for name, run in runners.items():  # warm-up
+        for run in runners.values():  # warm-up
             for i in range(min(10, len(inputs))):
                 run(i)
         for _ in range(rounds):

@@ -303,11 +303,13 @@ def lineage(artifact, as_json):
 @config_option(ExportConfig, "batch")
 @config_option(ExportConfig, "seq")
 @config_option(ExportConfig, "workspace_mb")
+@config_option(ExportConfig, "timing_cache")
 @data_options()
 @config_option(ExportConfig, "allow_pickle", is_flag=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def export(src, output, format, opset, optimize, data, verify_samples, atol, verify, max_length, ort_target, fp16,
-           batch, seq, workspace_mb, text_column, text_pair_column, label_column, allow_pickle, overwrite):
+           batch, seq, workspace_mb, timing_cache, text_column, text_pair_column, label_column, allow_pickle,
+           overwrite):
     """Export SRC: an hf model to ONNX (--format onnx), an ONNX model to ORT or TensorRT.
 
     Every export is checked against its source (max |logit diff| and label agreement in the
@@ -319,6 +321,7 @@ def export(src, output, format, opset, optimize, data, verify_samples, atol, ver
     config = ExportConfig(
         format=format, opset=opset, optimize=optimize, verify=verify, atol=atol, verify_samples=verify_samples,
         max_length=max_length, ort_target=ort_target, fp16=fp16, batch=batch, seq=seq, workspace_mb=workspace_mb,
+        timing_cache=timing_cache,
         allow_pickle=allow_pickle, data=_data_config(text_column, text_pair_column, label_column),
     )
     run_export(src, output, config, data=data, overwrite=overwrite)

@@ -138,6 +138,24 @@ def tiny_onnx(tiny_teacher, tiny_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def external_onnx(tiny_onnx, tmp_path_factory) -> Path:
+    """The tiny ONNX artifact re-saved with its weights in model.onnx_data, as optimum does above 2 GB."""
+    import shutil
+
+    import onnx
+
+    from edgewise.core.manifest import MANIFEST_NAME
+
+    dst = tmp_path_factory.mktemp("external") / "onnx"
+    shutil.copytree(tiny_onnx, dst)
+    (dst / MANIFEST_NAME).unlink()  # a foreign folder now: its files changed
+    model = onnx.load(str(dst / "model.onnx"))
+    onnx.save(model, str(dst / "model.onnx"), save_as_external_data=True, location="model.onnx_data",
+              size_threshold=0)
+    return dst
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle(tiny_onnx, tmp_path_factory) -> Path:
     from edgewise.export import bundle
 

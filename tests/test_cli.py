@@ -342,12 +342,17 @@ def test_export_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
 
     result = cli_run("export", tmp_path / "onnx", "-o", tmp_path / "trt", "--format", "tensorrt", "--fp16",
                      "--batch", "1:4:16", "--seq", "8:64:128", "--opset", "18", "--atol", "1e-3",
-                     "--data", "builtin:bbc-news", "--verify-samples", "500", "--workspace-mb", "512")
+                     "--data", "builtin:bbc-news", "--verify-samples", "500", "--workspace-mb", "512",
+                     "--timing-cache", "old.cache", "--max-length", "64", "--no-verify", "--ort-target", "amd64",
+                     "--text-column", "sentence", "--text-pair-column", "q2")
 
     assert result.exit_code == 0, result.output
     src, dst, config = seen["args"]
     assert (config.format.value, config.fp16, config.batch, config.seq) == ("tensorrt", True, (1, 4, 16), (8, 64, 128))
     assert (config.opset, config.atol, config.verify_samples, config.workspace_mb) == (18, 1e-3, 500, 512)
+    assert (config.timing_cache, config.max_length, config.verify, config.ort_target.value) == (
+        "old.cache", 64, False, "amd64")
+    assert (config.data.text_column, config.data.text_pair_column) == ("sentence", "q2")
     assert seen["kw"] == {"data": "builtin:bbc-news", "overwrite": False}
 
 
@@ -359,6 +364,13 @@ def test_export_and_bundle_cli_happy_path(cli_run, tiny_teacher, tiny_data, tmp_
     assert exported.exit_code == 0 and "ONNX vs PyTorch: max |diff|" in exported.stderr and exported.stdout == ""
     assert bundled.exit_code == 0 and (tmp_path / "deploy" / "model.onnx").is_file()
     assert json.loads(evaluated.stdout)["backend"] == "ort-cpu"
+
+
+def _optimized(teacher, t):
+    from edgewise.export import ExportConfig, export
+
+    export(teacher, t / "opt", ExportConfig(optimize=True, verify=False))
+    return t / "opt"
 
 
 def _foreign_onnx(t):
@@ -382,6 +394,14 @@ BAD_EXPORT = {
     "missing-src": (lambda t, teacher, onnx: ["export", t / "nope"], ["does not exist"]),
     "bundle-from-hf": (lambda t, teacher, onnx: ["bundle", teacher], ["this step needs 'onnx' or 'ort'"]),
     "bundle-ort-missing": (lambda t, teacher, onnx: ["bundle", onnx, "--model-format", "ort"], ["has no model.ort"]),
+    "max-length-over-limit": (lambda t, teacher, onnx: ["export", teacher, "--max-length", "1024"],
+                              ["exceeds the model's limit of 64"]),
+    "bundle-max-length-over-limit": (lambda t, teacher, onnx: ["bundle", onnx, "--max-length", "1024"],
+                                     ["exceeds the model's limit of 64"]),
+    "trt-from-optimized": (lambda t, teacher, onnx: ["export", _optimized(teacher, t), "--format", "tensorrt"],
+                           ["only ONNX Runtime has", "without --optimize"]),
+    "missing-timing-cache": (lambda t, teacher, onnx: ["export", onnx, "--format", "tensorrt", "--timing-cache",
+                                                       t / "none.cache"], ["does not exist"]),
 }
 
 
@@ -415,10 +435,14 @@ def test_export_tensorrt_without_tensorrt_is_one_error_line_with_the_script(cli_
     assert (tmp_path / "trt" / "build_engine.sh").is_file() and (tmp_path / "trt" / "model.onnx").is_file()
 
 
-def test_evaluate_tensorrt_artifact_is_one_error_line(cli_run, tiny_onnx, tiny_data, tmp_path):
+def test_evaluate_tensorrt_artifact_without_engine_is_one_error_line(cli_run, tiny_onnx, tiny_data, tmp_path):
     cli_run("export", tiny_onnx, "-o", tmp_path / "trt", "--format", "tensorrt")
 
-    assert_user_error(cli_run("evaluate", tmp_path / "trt", tiny_data), "is a TensorRT artifact")
+    assert_user_error(cli_run("evaluate", tmp_path / "trt", tiny_data), "has no model.engine yet",
+                      "bash " + str(tmp_path / "trt" / "build_engine.sh"))
+    # Its model.onnx still evaluates through onnxruntime.
+    assert json.loads(cli_run("evaluate", tmp_path / "trt", tiny_data, "--backend", "ort-cpu", "--json").stdout)[
+        "samples"] == 60
 
 
 def test_missing_full_extra_names_the_pip_command(cli_run, tiny_teacher, tmp_path, monkeypatch):

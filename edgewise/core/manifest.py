@@ -69,7 +69,8 @@ class Manifest:
     data: dict | None = None
     metrics: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
-    # Files a later step may add on the target device (e.g. model.engine built by build_engine.sh).
+    # Files a later step may add or rebuild on the target device (model.engine from build_engine.sh):
+    # not hashed, and their presence or change is not a verification failure.
     expected_files: list = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     edgewise_version: str = ""
@@ -115,7 +116,7 @@ class Manifest:
             parent=None if parent is None else {"path": str(parent.path), "manifest_sha256": parent.sha256},
             source=source,
             data=data,
-            files=hash_files(directory),
+            files={k: v for k, v in hash_files(directory).items() if k not in (expected_files or [])},
             metrics=metrics or {},
             history=history or [],
             expected_files=expected_files or [],

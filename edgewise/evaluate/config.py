@@ -8,7 +8,7 @@ from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
 
-BACKENDS = ("auto", "torch", "ort-cpu", "ort-cuda", "ort-tensorrt")
+BACKENDS = ("auto", "torch", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,9 @@ class EvaluateConfig:
     batch_size: int = setting(32, "Texts per forward pass; batches are grouped by length.")
     max_length: int | None = setting(None, "Tokens per text. Default: the length the model was trained with, "
                                            "else the model's limit.")
-    backend: str = setting("auto", "Engine that runs the model: auto (torch for hf artifacts, ort-cpu for onnx / "
-                                   "ort / bundle), torch, ort-cpu, ort-cuda or ort-tensorrt.")
+    backend: str = setting("auto", "Engine that runs the model: auto (torch for hf artifacts; ort-cuda when "
+                                   "onnxruntime has CUDA, else ort-cpu, for onnx / ort / bundle; tensorrt for "
+                                   "tensorrt), torch, ort-cpu, ort-cuda, ort-tensorrt or tensorrt.")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
     data: DataConfig = field(default_factory=DataConfig)
 

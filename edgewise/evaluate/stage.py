@@ -28,16 +28,12 @@ def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig
     from edgewise.core.progress import progress_bar
 
     artifact = Artifact.load(Path(model_dir), kind=("hf", "onnx", "ort", "bundle", "tensorrt"))
-    if artifact.kind == "tensorrt":
+    backend = config.backend if config.backend != "auto" else _auto_backend(artifact.kind)
+    runs = {"torch": ("hf",), "tensorrt": ("tensorrt",)}.get(backend, ("onnx", "ort", "bundle", "tensorrt"))
+    if artifact.kind not in runs:
         raise EdgewiseError(
-            f"{artifact.path} is a TensorRT artifact; evaluate its ONNX source instead, with --backend "
-            "ort-tensorrt to run it through TensorRT"
-        )
-    backend = config.backend if config.backend != "auto" else ("torch" if artifact.kind == "hf" else "ort-cpu")
-    if (backend == "torch") != (artifact.kind == "hf"):
-        raise EdgewiseError(
-            f"backend {backend} cannot run a {artifact.kind!r} artifact; torch runs hf artifacts, ort-* run "
-            "onnx / ort / bundle artifacts"
+            f"backend {backend} cannot run a {artifact.kind!r} artifact; torch runs hf artifacts, tensorrt runs "
+            "tensorrt artifacts (their engine), ort-* run onnx / ort / bundle / tensorrt (its model.onnx) artifacts"
         )
     id2label = artifact.labels
     if not id2label:
@@ -69,6 +65,19 @@ def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig
     }
 
 
+def _auto_backend(kind: str) -> str:
+    if kind == "hf":
+        return "torch"
+    if kind == "tensorrt":
+        return "tensorrt"
+    try:
+        import onnxruntime
+
+        return "ort-cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "ort-cpu"
+    except ImportError:
+        return "ort-cpu"  # the predictor then says which package is missing
+
+
 def _trained_length(artifact: Artifact) -> int | None:
     return (artifact.manifest.data or {}).get("max_length") if artifact.manifest else None
 
@@ -77,6 +86,8 @@ def _torch_predictor(artifact: Artifact, config: EvaluateConfig, backend: str):
     from edgewise.core.deps import require_full
 
     require_full("torch", "transformers")
+    import torch
+
     from edgewise.core.models import (
         ModelSource,
         check_weights,
@@ -90,6 +101,8 @@ def _torch_predictor(artifact: Artifact, config: EvaluateConfig, backend: str):
     source = ModelSource(str(artifact.path), str(artifact.path), True)
     tokenizer = load_tokenizer(source)
     model = load_classifier(source, config.allow_pickle)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
     limit = max_positions(model.config, tokenizer)
     max_length = config.max_length or _trained_length(artifact) or limit
     if max_length > limit:

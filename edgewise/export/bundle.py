@@ -38,6 +38,8 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, overw
     Example:
         >>> bundle(Path("runs/teacher-onnx"), Path("deploy/teacher"))  # doctest: +SKIP
     """
+    from edgewise.export.onnx import model_files
+    from edgewise.export.stage import _model_config, model_limit
     from edgewise.runtime.predictor import Predictor, _pad_id, _require
 
     started = now()
@@ -45,22 +47,20 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, overw
     if not artifact.labels:
         raise EdgewiseError(f"{artifact.path} names no labels; it is not a classifier")
     model_file = _choose_model(artifact, config)
-    if not (artifact.path / "tokenizer.json").is_file():
-        raise EdgewiseError(
-            f"{artifact.path} has no tokenizer.json (the runtime needs a fast tokenizer); re-export it from a "
-            "model whose tokenizer has a fast version"
-        )
-    recorded = (artifact.manifest.data or {}).get("max_length") if artifact.manifest else None
-    max_length = int(config.max_length or recorded or 512)
+    recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
+    limit = recorded.get("max_positions") or model_limit(_model_config(artifact.path))
+    max_length = int(config.max_length or recorded.get("max_length") or min(limit, 512))
+    if max_length > limit:
+        raise EdgewiseError(f"--max-length {max_length} exceeds the model's limit of {limit} tokens; lower it")
     out = OutputDir.prepare(Path(dst), sources=(artifact.path,), overwrite=overwrite)
-    tokenizer = _require("tokenizers").Tokenizer.from_file(str(artifact.path / "tokenizer.json"))
 
     out.begin()
     try:
-        for file in artifact.path.iterdir():
-            if file.name == model_file or file.name.startswith(model_file + "."):
-                shutil.copy2(file, out.artifact / file.name)  # the model and its external data
-        shutil.copy2(artifact.path / "tokenizer.json", out.artifact / "tokenizer.json")
+        tokenizer_json = _fast_tokenizer(artifact.path, out.work / "tokenizer")
+        tokenizer = _require("tokenizers").Tokenizer.from_file(str(tokenizer_json))
+        for file in model_files(artifact.path / model_file):
+            shutil.copy2(file, out.artifact / file.name)  # the model and its external data
+        shutil.copy2(tokenizer_json, out.artifact / "tokenizer.json")
         labels = {str(k): v for k, v in sorted(artifact.labels.items())}
         (out.artifact / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
         (out.artifact / "README.txt").write_text(USAGE.format(
@@ -72,7 +72,8 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, overw
         manifest = Manifest.write(
             out.artifact, kind="bundle", stage="bundle", config=config, labels=artifact.labels, started_at=started,
             parent=artifact.manifest, source=None if artifact.manifest else {"model": artifact.describe()},
-            data={"max_length": max_length, "pad_token_id": _pad_id(artifact.path, tokenizer, {}),
+            data={"max_length": max_length, "max_positions": limit,
+                  "pad_token_id": _pad_id(artifact.path, tokenizer, {}),
                   "model_file": model_file, "inputs": [i.name for i in session.get_inputs()]},
         )
         # The bundle must run with the runtime alone before it is put in place.
@@ -84,6 +85,26 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, overw
     manifest.path = out.dst
     console().print(f"wrote {out.dst} ({model_file}, {len(labels)} labels, max_length {max_length})")
     return manifest
+
+
+def _fast_tokenizer(folder: Path, scratch: Path) -> Path:
+    """tokenizer.json of the artifact, converted from its slow tokenizer files when it has none."""
+    if (folder / "tokenizer.json").is_file():
+        return folder / "tokenizer.json"
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True)
+    except (ImportError, OSError, ValueError, TypeError):
+        tokenizer = None
+    if tokenizer is None or not tokenizer.is_fast:
+        raise EdgewiseError(
+            f"{folder} has no tokenizer.json and its tokenizer files cannot be converted to one; the runtime "
+            "needs a fast (tokenizers) tokenizer: save one into the model folder with tokenizer.save_pretrained"
+        )
+    scratch.mkdir(parents=True, exist_ok=True)
+    tokenizer.backend_tokenizer.save(str(scratch / "tokenizer.json"))
+    return scratch / "tokenizer.json"
 
 
 def _choose_model(artifact: Artifact, config: BundleConfig) -> str:

@@ -64,6 +64,8 @@ class ExportConfig:
     batch: tuple[int, int, int] = setting((1, 1, 16), "TensorRT profile of the batch size, MIN:OPT:MAX.")
     seq: tuple[int, int, int] = setting((8, 64, 128), "TensorRT profile of the sequence length, MIN:OPT:MAX.")
     workspace_mb: int = setting(2048, "TensorRT builder workspace limit in MiB.")
+    timing_cache: str | None = setting(None, "TensorRT timing cache to start from (e.g. an earlier export's "
+                                             "timing.cache); the updated cache is written into the output.")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
     data: DataConfig = field(default_factory=DataConfig)
 

@@ -9,17 +9,32 @@ from pathlib import Path
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console
 from edgewise.export.parity import check, compare, generated_batches, text_batches
+from edgewise.runtime.predictor import KNOWN_INPUTS
 
 TWO_GB = 2 * 1024**3
 # HF model types ONNX Runtime's optimiser handles with its BERT fusions, and which therefore
 # should show Attention fusions; zero of them is a regression worth shouting about.
 ORT_MODEL_TYPES = {
     "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "distilbert": "bert", "electra": "bert",
-    "camembert": "bert", "albert": "bert", "mpnet": "bert", "deberta": "bert", "deberta-v2": "bert",
-    "ernie": "bert", "xlm": "bert",
+    "camembert": "bert", "ernie": "bert",
 }
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization",
              "BiasGelu", "FastGelu", "Gelu", "LayerNormalization")
+
+
+def model_files(path: Path) -> list[Path]:
+    """model.onnx and its external-data files (optimum writes model.onnx_data, ORT model.onnx.data)."""
+    return sorted(p for p in path.parent.iterdir() if p.is_file() and p.name.startswith(path.name))
+
+
+def check_optimizable(model_config) -> str:
+    model_type = getattr(model_config, "model_type", None) or model_config.get("model_type", "")
+    if model_type not in ORT_MODEL_TYPES:
+        raise EdgewiseError(
+            f"--optimize knows encoder types {', '.join(sorted(ORT_MODEL_TYPES))}, not {model_type!r}; "
+            "export without --optimize"
+        )
+    return ORT_MODEL_TYPES[model_type]
 
 
 @contextlib.contextmanager
@@ -46,13 +61,24 @@ def graph_summary(path: Path) -> dict:
         ) from None
     dims = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]  # noqa: E731
     initializers = {i.name for i in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    unknown = [name for name in inputs if name not in KNOWN_INPUTS]
+    if unknown:
+        raise EdgewiseError(
+            f"{path} takes input(s) {', '.join(unknown)}; edgewise runs text classifiers whose inputs are "
+            f"{', '.join(KNOWN_INPUTS)} (export it with edgewise export)"
+        )
     return {
         "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
         "inputs": {i.name: dims(i) for i in model.graph.input if i.name not in initializers},
         "outputs": {o.name: dims(o) for o in model.graph.output},
         "nodes": len(model.graph.node),
-        "size_bytes": sum(p.stat().st_size for p in path.parent.iterdir() if p.name.startswith(path.name)),
-        "quantized": any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node),
+        "size_bytes": sum(p.stat().st_size for p in model_files(path)),
+        # Static QDQ quantization puts QuantizeLinear on activations; dynamic quantization does not.
+        "qdq": any(n.op_type == "QuantizeLinear" for n in model.graph.node),
+        "ort_only_ops": sorted({n.op_type for n in model.graph.node if n.domain == "com.microsoft"}
+                               | {n.op_type for n in model.graph.node
+                                  if n.op_type in ("MatMulInteger", "DynamicQuantizeLinear", "ConvInteger")}),
     }
 
 
@@ -107,25 +133,26 @@ def optimize(path: Path, model_config) -> dict:
     """ORT's transformer optimiser in place; returns the fused-operator counts."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    model_type = getattr(model_config, "model_type", "")
-    if model_type not in ORT_MODEL_TYPES:
-        raise EdgewiseError(
-            f"--optimize knows encoder types {', '.join(sorted(ORT_MODEL_TYPES))}, not {model_type!r}; "
-            "export without --optimize"
-        )
+    model_type = check_optimizable(model_config)
     heads = getattr(model_config, "num_attention_heads", None) or getattr(model_config, "n_heads", 0)
     hidden = getattr(model_config, "hidden_size", None) or getattr(model_config, "dim", 0)
-    optimized = optimize_model(str(path), model_type=ORT_MODEL_TYPES[model_type], num_heads=heads,
-                               hidden_size=hidden, opt_level=None, use_gpu=False)
+    before = model_files(path)
+    external = sum(p.stat().st_size for p in before) > TWO_GB
+    optimized = optimize_model(str(path), model_type=model_type, num_heads=heads, hidden_size=hidden,
+                               opt_level=None, use_gpu=False)
     stats = optimized.get_fused_operator_statistics()
-    optimized.save_model_to_file(str(path), use_external_data_format=path.stat().st_size > TWO_GB)
+    for stale in before:  # the optimised model is written afresh, with its own data file if it needs one
+        stale.unlink()
+    optimized.save_model_to_file(str(path), use_external_data_format=external)
     return {op: int(stats.get(op, 0)) for op in FUSED_OPS}
 
 
 def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
     """Export the `hf` artifact into ``out.artifact``; returns the metrics for the manifest."""
     from optimum.exporters.onnx import main_export
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from edgewise.core.models import ModelSource, load_tokenizer
 
     model_config = AutoConfig.from_pretrained(artifact.path)
     console().print(f"exporting {artifact.path} ({model_config.model_type}) to ONNX opset {config.opset}")
@@ -144,7 +171,7 @@ def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
     if not config.verify and not config.optimize:
         return metrics
 
-    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
+    tokenizer = load_tokenizer(ModelSource(str(artifact.path), str(artifact.path), True))
     model = AutoModelForSequenceClassification.from_pretrained(artifact.path, use_safetensors=not config.allow_pickle)
     model.eval()
     batches = parity_inputs(tokenizer, texts, pairs, max_length, list(summary["inputs"]), model_config.vocab_size)

@@ -36,14 +36,23 @@ def _model_config(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _max_length(artifact: Artifact, config: ExportConfig) -> int:
-    if config.max_length:
-        return config.max_length
+def model_limit(model_config: dict) -> int:
+    """The longest input a model takes, from its config.json (RoBERTa-like models lose two positions)."""
+    from edgewise.core.models import OFFSET_POSITIONS
+
+    limit = int(model_config.get("max_position_embeddings") or 512)
+    return limit - 2 if model_config.get("model_type") in OFFSET_POSITIONS else limit
+
+
+def lengths(artifact: Artifact, config: ExportConfig) -> tuple[int, int]:
+    """(the model's working max_length carried forward, the length the parity check uses)."""
+    limit = model_limit(_model_config(artifact.path))
     recorded = (artifact.manifest.data or {}).get("max_length") if artifact.manifest else None
-    if recorded:
-        return int(recorded)
-    model_config = _model_config(artifact.path)
-    return min(int(model_config.get("max_position_embeddings") or 512), 512)
+    working = int(recorded or min(limit, 512))
+    parity = config.max_length or working
+    if parity > limit:
+        raise EdgewiseError(f"--max-length {parity} exceeds the model's limit of {limit} tokens; lower it")
+    return working, parity
 
 
 def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data: str | None = None,
@@ -76,9 +85,13 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
         from edgewise.core.models import check_weights
 
         check_weights(artifact.path, config.allow_pickle)
+        if config.optimize:
+            from edgewise.export.onnx import check_optimizable
+
+            check_optimizable(_model_config(artifact.path))
     out = OutputDir.prepare(Path(dst), sources=(artifact.path,), overwrite=overwrite)
+    working_length, max_length = lengths(artifact, config)
     texts, pairs = parity_texts(data, config)
-    max_length = _max_length(artifact, config)
 
     out.begin()
     reason = None
@@ -101,7 +114,8 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
             started_at=started,
             parent=artifact.manifest,
             source=None if artifact.manifest else {"model": artifact.describe()},
-            data={"max_length": max_length, "parity_data": data, "parity_texts": len(texts)},
+            data={"max_length": working_length, "max_positions": model_limit(_model_config(artifact.path)),
+                  "parity_max_length": max_length, "parity_data": data, "parity_texts": len(texts)},
             metrics=metrics,
             expected_files=_expected_files(config, reason),
         )
@@ -120,7 +134,8 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
 
 
 def _expected_files(config: ExportConfig, reason: str | None) -> list[str]:
-    if config.format is not ExportFormat.TENSORRT or not reason:
+    """The engine and timing cache may be (re)built on the device by build_engine.sh."""
+    if config.format is not ExportFormat.TENSORRT:
         return []
     from edgewise.export.tensorrt import ENGINE, TIMING_CACHE
 
@@ -128,15 +143,20 @@ def _expected_files(config: ExportConfig, reason: str | None) -> list[str]:
 
 
 def _convert(artifact: Artifact, out: OutputDir, config: ExportConfig, texts, pairs, max_length: int):
-    from transformers import AutoTokenizer
-
+    from edgewise.core.models import ModelSource, load_tokenizer
     from edgewise.export.onnx import graph_summary, parity_inputs
 
     src_model = artifact.path / "model.onnx"
     summary = graph_summary(src_model)
     inputs = list(summary["inputs"])
+    if config.format is ExportFormat.TENSORRT and summary["ort_only_ops"]:
+        raise EdgewiseError(
+            f"{src_model} uses operators only ONNX Runtime has ({', '.join(summary['ort_only_ops'])}), which "
+            "TensorRT cannot parse: export the model without --optimize, and quantize for TensorRT with static "
+            "QDQ INT8 (not dynamic)"
+        )
     model_config = _model_config(artifact.path)
-    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
+    tokenizer = load_tokenizer(ModelSource(str(artifact.path), str(artifact.path), True))
     batches = parity_inputs(tokenizer, texts, pairs, max_length, inputs,
                             int(model_config.get("vocab_size") or len(tokenizer)))
     if config.format is ExportFormat.ORT:
@@ -145,4 +165,6 @@ def _convert(artifact: Artifact, out: OutputDir, config: ExportConfig, texts, pa
         return export_ort(src_model, out, config, batches), None
     from edgewise.export.tensorrt import export_tensorrt
 
-    return export_tensorrt(src_model, inputs, out, config, summary["quantized"], batches)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return export_tensorrt(src_model, inputs, out, config, summary["qdq"], batches,
+                           int(model_config.get("vocab_size") or len(tokenizer)), pad)

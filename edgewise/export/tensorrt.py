@@ -42,7 +42,7 @@ def trtexec_command(inputs, config, int8: bool, onnx: str = "model.onnx") -> lis
 
 
 def build_script(command: list[str]) -> str:
-    lines = " \\\n    ".join(part if part.startswith("$") else shlex.quote(part) for part in command)
+    lines = " \\\n    ".join('"$TRTEXEC"' if part == "$TRTEXEC" else shlex.quote(part) for part in command)
     return (
         "#!/usr/bin/env bash\n"
         "# Builds model.engine from model.onnx on the machine that will run it (a Jetson, a GPU server):\n"
@@ -102,7 +102,7 @@ def build_engine(trt, onnx_path: Path, out_dir: Path, inputs, config, int8: bool
     for name in inputs:
         profile.set_shape(name, (bmin, smin), (bopt, sopt), (bmax, smax))
     builder_config.add_optimization_profile(profile)
-    cache_path = out_dir / TIMING_CACHE
+    cache_path = out_dir / TIMING_CACHE  # export copies --timing-cache here first, so earlier timings are reused
     cache = builder_config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
     builder_config.set_timing_cache(cache, ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, builder_config)
@@ -146,6 +146,7 @@ class EngineRunner:
                 f"with bash {engine_path.parent / SCRIPT}"
             )
         self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream()  # TensorRT warns against (and serialises on) the default stream
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
@@ -158,7 +159,7 @@ class EngineRunner:
 
     def __call__(self, batch: dict):
         torch = self.torch
-        stream = torch.cuda.current_stream()
+        stream = self.stream
         keep = []  # the input tensors must outlive the asynchronous execution
         for name in self.inputs:
             tensor = torch.from_numpy(batch[name]).to(device="cuda", dtype=self._dtype(name)).contiguous()
@@ -170,24 +171,57 @@ class EngineRunner:
             shape = tuple(self.context.get_tensor_shape(name))
             results[name] = torch.empty(shape, dtype=self._dtype(name), device="cuda")
             self.context.set_tensor_address(name, results[name].data_ptr())
+        torch.cuda.current_stream().synchronize()  # the input copies were queued on the current stream
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
         stream.synchronize()
         return results[self.outputs[0]].float().cpu().numpy()
 
 
-def export_tensorrt(src_model: Path, inputs, out, config, int8: bool, batches: list[dict]) -> tuple[dict, str | None]:
+# FP16 / INT8 engines differ from the FP32 model by design: they are judged by label agreement.
+REDUCED_PRECISION_AGREEMENT = 0.98
+
+
+def profile_batches(inputs, vocab_size: int, pad_id: int, config) -> list[dict]:
+    """Generated inputs at the profile's min, opt and max shapes: the engine must take all three."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    batches = []
+    for batch, seq in zip(config.batch, config.seq, strict=True):
+        ids = rng.integers(low=min(1000, vocab_size // 2), high=vocab_size, size=(batch, seq), dtype=np.int64)
+        mask = np.ones_like(ids)
+        if batch > 1 and seq > 2:
+            mask[-1, seq // 2:] = 0
+            ids[-1, seq // 2:] = pad_id
+        columns = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        batches.append({name: columns[name] for name in inputs})
+    return batches
+
+
+def fits(batch: dict, config) -> bool:
+    b, s = next(iter(batch.values())).shape
+    return config.batch[0] <= b <= config.batch[2] and config.seq[0] <= s <= config.seq[2]
+
+
+def export_tensorrt(src_model: Path, inputs, out, config, int8: bool, batches: list[dict], vocab_size: int,
+                    pad_id: int) -> tuple[dict, str | None]:
     """Write model.onnx + build_engine.sh; build the engine when TensorRT and a GPU are here.
 
     Returns the metrics and, when no engine could be built, the reason (the caller reports it as an
     Error after the artifact, which holds everything needed to build on the device, is in place).
     """
-    from edgewise.export.onnx import ort_session, session_runner
+    from edgewise.core.manifest import sha256_file
+    from edgewise.export.onnx import model_files, ort_session, session_runner
     from edgewise.export.parity import check, compare
 
-    for file in src_model.parent.iterdir():
-        if file.name == src_model.name or file.name.startswith(src_model.name + "."):
-            shutil.copy2(file, out.artifact / file.name)  # model.onnx and its external data
+    for file in model_files(src_model):
+        shutil.copy2(file, out.artifact / file.name)  # model.onnx and its external data
+    if config.timing_cache:
+        cache = Path(config.timing_cache).expanduser()
+        if not cache.is_file():
+            raise EdgewiseError(f"--timing-cache {cache} does not exist; drop the option to start a new cache")
+        shutil.copy2(cache, out.artifact / TIMING_CACHE)
     command = trtexec_command(inputs, config, int8)
     script = out.artifact / SCRIPT
     script.write_text(build_script(command))
@@ -200,16 +234,35 @@ def export_tensorrt(src_model: Path, inputs, out, config, int8: bool, batches: l
         return metrics, reason
     metrics["tensorrt"].update(build_engine(trt, out.artifact / src_model.name, out.artifact, inputs, config, int8))
     metrics["tensorrt"]["engine_built"] = True
+    metrics["tensorrt"]["engine_sha256"] = sha256_file(out.artifact / ENGINE)
     if config.verify:
-        fitting = [b for b in batches if _fits(b, config)]
+        checked = [b for b in batches if fits(b, config)] + profile_batches(inputs, vocab_size, pad_id, config)
         metrics["parity"] = compare(session_runner(ort_session(src_model)),
-                                    EngineRunner(trt, out.artifact / ENGINE), fitting)
-        # FP16 / INT8 engines differ from FP32 by design: judge them by label agreement, not atol.
-        if not (config.fp16 or int8):
+                                    EngineRunner(trt, out.artifact / ENGINE), checked)
+        if config.fp16 or int8:
+            agreement = metrics["parity"]["label_agreement"]
+            if agreement < REDUCED_PRECISION_AGREEMENT:
+                raise EdgewiseError(
+                    f"the {'INT8' if int8 else 'FP16'} engine agrees with the FP32 model on only {agreement:.1%} "
+                    f"of {metrics['parity']['samples']} inputs (at least {REDUCED_PRECISION_AGREEMENT:.0%} expected); "
+                    "build without reduced precision or keep the fragile layers in FP32"
+                )
+        else:
             check(metrics["parity"], config.atol, "the TensorRT engine")
     return metrics, None
 
 
-def _fits(batch: dict, config) -> bool:
-    b, s = next(iter(batch.values())).shape
-    return config.batch[0] <= b <= config.batch[2] and config.seq[0] <= s <= config.seq[2]
+def load_engine(folder: Path) -> EngineRunner:
+    """The engine of a `tensorrt` artifact, refused with the rebuild command on another TensorRT or GPU."""
+    from edgewise.core.manifest import Manifest
+
+    engine = folder / ENGINE
+    if not engine.is_file():
+        raise EdgewiseError(f"{folder} has no {ENGINE} yet; build it on the target with bash {folder / SCRIPT}")
+    trt, reason = probe()
+    if trt is None:
+        raise EdgewiseError(f"cannot run the TensorRT engine in {folder}: {reason}")
+    recorded = Manifest.read(folder).metrics.get("tensorrt", {})
+    if recorded.get("engine_built"):  # built here by edgewise: it recorded where; else the device built it
+        check_compatible(recorded, {"tensorrt_version": trt.__version__, **device_info()}, folder)
+    return EngineRunner(trt, engine)

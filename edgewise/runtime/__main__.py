@@ -31,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     common = OneLineParser(add_help=False)
     common.add_argument("bundle", type=Path, help="bundle (or ONNX artifact) folder")
-    common.add_argument("--backend", default="ort-cpu", choices=["ort-cpu", "ort-cuda", "ort-tensorrt"])
+    common.add_argument("--backend", default="ort-cpu", choices=["ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt"])
     common.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
 
     predict = sub.add_parser("predict", parents=[common], help="classify texts")
@@ -77,7 +77,12 @@ def run(args) -> int:
                   f"p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  cv {lat['cv']:.3f}  "
                   f"({lat['runs']} runs, {row['throughput_items_per_s']:.1f} items/s)")
         if args.json_path:
-            Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
+            path = Path(args.json_path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(report, indent=2) + "\n")
+            except OSError as e:
+                raise EdgewiseError(f"cannot write {path}: {e.strerror}; choose another --json path") from None
     return 0
 
 

@@ -77,7 +77,7 @@ def bench(folder, *, backend: str = "ort-cpu", threads: int | None = None, batch
             "artifact": str(predictor.folder),
             "model_file": predictor.model_path.name,
             "backend": backend,
-            "providers": predictor.session.get_providers(),
+            "providers": predictor.providers(),
             "threads": threads,
             "batch_size": batch_size,
             "seq_len": seq_len,

@@ -12,7 +12,10 @@ BACKENDS = {
     "ort-cpu": ["CPUExecutionProvider"],
     "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": [],  # a native engine (model.engine of a `tensorrt` artifact); needs tensorrt + torch + a GPU
 }
+# The inputs the runtime feeds; a graph asking for others is not an exported transformers classifier.
+KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PAD_TOKENS = ("[PAD]", "<pad>", "<PAD>", "[pad]")
 
 
@@ -38,6 +41,17 @@ def ort_errors(ort) -> tuple[type[BaseException], ...]:
     names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
              "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail")
     return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, OSError)
+
+
+def _config_limit(folder: Path) -> int | None:
+    """The longest input the model takes, from config.json when the folder has one."""
+    config = _read_json(folder / "config.json")
+    if not config.get("max_position_embeddings"):
+        return None
+    from edgewise.core.models import OFFSET_POSITIONS
+
+    limit = int(config["max_position_embeddings"])
+    return limit - 2 if config.get("model_type") in OFFSET_POSITIONS else limit
 
 
 def model_file(folder: Path) -> Path:
@@ -66,7 +80,7 @@ class Predictor:
 
     Args:
         folder: holds model.ort or model.onnx, tokenizer.json and (usually) edgewise.json.
-        backend: ort-cpu (default), ort-cuda or ort-tensorrt.
+        backend: ort-cpu (default), ort-cuda, ort-tensorrt, or tensorrt (a built engine).
         threads: intra-op threads; None lets onnxruntime choose.
         max_length: tokens per text; default from the manifest, else 512.
 
@@ -90,8 +104,37 @@ class Predictor:
         labels = manifest.get("labels") or _read_json(self.folder / "config.json").get("id2label") or {}
         self.id2label = {int(k): v for k, v in labels.items()}
         self.max_length = int(max_length or settings.get("max_length") or 512)
+        limit = settings.get("max_positions") or _config_limit(self.folder)
+        if limit and self.max_length > limit:
+            raise EdgewiseError(f"max_length {self.max_length} exceeds the model's limit of {limit} tokens; lower it")
         if backend not in BACKENDS:
             raise EdgewiseError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.backend, self.threads, self._ort = backend, threads, ort
+        if backend == "tensorrt":
+            from edgewise.export.tensorrt import load_engine
+
+            self.session, self._engine = None, load_engine(self.folder)
+            names = self._engine.inputs
+            self.inputs = {name: np.int64 for name in names}  # the engine casts to its own types
+            self.output = self._engine.outputs[0]
+        else:
+            self.session = self._session(ort, backend, threads)
+            names = [i.name for i in self.session.get_inputs()]
+            self.inputs = {i.name: (np.int32 if "int32" in i.type else np.int64) for i in self.session.get_inputs()}
+            self.output = self.session.get_outputs()[0].name
+        unknown = [name for name in names if name not in KNOWN_INPUTS]
+        if unknown:
+            raise EdgewiseError(
+                f"{self.model_path} takes input(s) {', '.join(unknown)}; the runtime feeds text classifiers whose "
+                f"inputs are {', '.join(KNOWN_INPUTS)} (export the model with edgewise export)"
+            )
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
+        self.pad_id = _pad_id(self.folder, self.tokenizer, settings)
+        self._np = np
+
+    def _session(self, ort, backend: str, threads: int | None):
         available = ort.get_available_providers()
         if BACKENDS[backend][0] not in available:
             raise EdgewiseError(
@@ -103,21 +146,16 @@ class Predictor:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.backend, self.threads = backend, threads
         try:
-            self.session = ort.InferenceSession(str(self.model_path), options, providers=BACKENDS[backend])
+            return ort.InferenceSession(str(self.model_path), options, providers=BACKENDS[backend])
         except ort_errors(ort) as e:
             raise EdgewiseError(
                 f"onnxruntime cannot load {self.model_path} ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
                 "the file is corrupt or not an ONNX model: re-create it with edgewise export"
             ) from None
-        self.inputs = {i.name: (np.int32 if "int32" in i.type else np.int64) for i in self.session.get_inputs()}
-        self.output = self.session.get_outputs()[0].name
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.max_length)
-        self.pad_id = _pad_id(self.folder, self.tokenizer, settings)
-        self._np = np
+
+    def providers(self) -> list[str]:
+        return self.session.get_providers() if self.session is not None else ["tensorrt"]
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> dict:
         """Model inputs for a batch, padded to its longest text."""
@@ -136,7 +174,15 @@ class Predictor:
         return {name: columns[name].astype(dtype) for name, dtype in self.inputs.items()}
 
     def run(self, feed: dict):
-        return self.session.run([self.output], feed)[0]
+        if self.session is None:
+            return self._engine(feed)
+        try:
+            return self.session.run([self.output], feed)[0]
+        except ort_errors(self._ort) as e:
+            raise EdgewiseError(
+                f"onnxruntime failed to run {self.model_path} on inputs of shape "
+                f"{next(iter(feed.values())).shape} ({type(e).__name__}: {str(e).splitlines()[0][:300]})"
+            ) from None
 
     def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32, progress=None):
         """Logits for every text, in order; texts are batched by length so padding stays short."""

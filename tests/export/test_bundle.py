@@ -41,3 +41,29 @@ def test_bundle_refuses_a_missing_model_format(tiny_onnx, tmp_path):
     with pytest.raises(EdgewiseError, match="has no model.ort"):
         bundle(tiny_onnx, tmp_path / "deploy", BundleConfig(model_format="ort"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bundle_copies_external_weight_files_and_runs(external_onnx, tmp_path):
+    bundle(external_onnx, tmp_path / "deploy", BundleConfig(max_length=32))
+
+    assert (tmp_path / "deploy" / "model.onnx_data").stat().st_size > 10_000
+    assert Predictor(tmp_path / "deploy").predict(["apple banana"])[0]["label"] == "fruit"
+
+
+def test_bundle_writes_tokenizer_json_from_slow_tokenizer_files(tiny_onnx, tmp_path):
+    import shutil
+
+    from transformers import BertTokenizer
+
+    folder = tmp_path / "slow"
+    shutil.copytree(tiny_onnx, folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "edgewise.json"):
+        (folder / name).unlink()
+    vocab = json.loads((tiny_onnx / "tokenizer.json").read_text())["model"]["vocab"]
+    (folder / "vocab.txt").write_text("\n".join(sorted(vocab, key=vocab.get)) + "\n")
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+
+    bundle(folder, tmp_path / "deploy")
+
+    assert (tmp_path / "deploy" / "tokenizer.json").is_file()
+    assert Predictor(tmp_path / "deploy").predict(["apple banana"])[0]["label"] == "fruit"

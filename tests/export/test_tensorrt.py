@@ -94,3 +94,64 @@ def test_export_tensorrt_builds_an_engine_in_parity(tiny_onnx, tiny_data, tmp_pa
 
     assert (tmp_path / "trt" / ENGINE).is_file() and manifest.metrics["tensorrt"]["engine_built"]
     assert manifest.metrics["parity"]["label_agreement"] == 1.0
+
+
+def test_trtexec_command_reuses_the_timing_cache_and_defaults_to_fp32():
+    command = trtexec_command(INPUTS, ExportConfig(format=ExportFormat.TENSORRT), int8=False)
+
+    assert "--timingCacheFile=timing.cache" in command and "--fp16" not in command
+
+
+def test_profile_batches_cover_min_opt_and_max_shapes():
+    from edgewise.export.tensorrt import fits, profile_batches
+
+    config = ExportConfig(format=ExportFormat.TENSORRT, batch="1:2:4", seq="8:16:32")
+
+    batches = profile_batches(INPUTS, vocab_size=100, pad_id=0, config=config)
+
+    assert [b["input_ids"].shape for b in batches] == [(1, 8), (2, 16), (4, 32)]
+    assert all(fits(b, config) for b in batches) and batches[2]["attention_mask"][-1, 16:].sum() == 0
+
+
+def test_export_tensorrt_copies_the_timing_cache(tiny_onnx, tmp_path):
+    (tmp_path / "old.cache").write_bytes(b"timings from an earlier build")
+
+    with pytest.raises(EdgewiseError):  # no TensorRT here: the folder is written, then the Error
+        export(tiny_onnx, tmp_path / "trt", ExportConfig(format=ExportFormat.TENSORRT,
+                                                         timing_cache=str(tmp_path / "old.cache")))
+
+    assert (tmp_path / "trt" / "timing.cache").read_bytes() == b"timings from an earlier build"
+
+
+def test_load_engine_refuses_an_engine_from_another_gpu(tiny_onnx, tmp_path, monkeypatch):
+    import json
+
+    import edgewise.export.tensorrt as trt_export
+    from edgewise.core.manifest import MANIFEST_NAME
+
+    with pytest.raises(EdgewiseError):
+        export(tiny_onnx, tmp_path / "trt", ExportConfig(format=ExportFormat.TENSORRT))
+    folder = tmp_path / "trt"
+    with pytest.raises(EdgewiseError, match="has no model.engine yet"):
+        trt_export.load_engine(folder)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    manifest["metrics"]["tensorrt"].update(engine_built=True, tensorrt_version="10.3.0", gpu="Orin",
+                                           compute_capability="8.7")
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
+    (folder / ENGINE).write_bytes(b"engine")
+
+    class FakeTensorRT:
+        __version__ = "10.3.0"
+
+    monkeypatch.setattr(trt_export, "probe", lambda: (FakeTensorRT, None))
+    monkeypatch.setattr(trt_export, "device_info", lambda: {"gpu": "H200", "compute_capability": "9.0"})
+
+    with pytest.raises(EdgewiseError, match="compute capability 8.7 \\(Orin\\), this GPU is 9.0 \\(H200\\)"):
+        trt_export.load_engine(folder)
+
+
+def test_export_tensorrt_copies_external_weight_files(external_onnx, tmp_path):
+    with pytest.raises(EdgewiseError, match="no TensorRT engine"):
+        export(external_onnx, tmp_path / "trt", ExportConfig(format=ExportFormat.TENSORRT, verify=False))
+
+    assert (tmp_path / "trt" / "model.onnx_data").stat().st_size > 0

@@ -101,9 +101,66 @@ def test_latency_stats_known_values():
     stats = latency_stats([1.0, 2.0, 3.0, 4.0])
 
     assert (stats["p50"], stats["mean"], stats["min"], stats["max"], stats["runs"]) == (2.5, 2.5, 1.0, 4.0, 4)
+    assert stats["std"] == pytest.approx(1.2909944)  # sample standard deviation
+    assert (stats["p90"], stats["p95"], stats["p99"]) == pytest.approx((3.7, 3.85, 3.97))
     assert stats["cv"] == pytest.approx(stats["std"] / 2.5) and stats["samples"] == [1.0, 2.0, 3.0, 4.0]
 
 
 def test_bench_rejects_bad_settings(tiny_bundle):
     with pytest.raises(EdgewiseError, match="min-runs >= 1"):
         bench(tiny_bundle, min_runs=0)
+
+
+def test_predictor_encodes_like_transformers_on_truncated_pairs(tiny_teacher, tiny_bundle):
+    from transformers import AutoTokenizer
+
+    reference = AutoTokenizer.from_pretrained(tiny_teacher)
+    predictor = Predictor(tiny_bundle, max_length=10)
+    texts, pairs = ["apple banana cherry grape lemon mango", "red"], ["the a is very and we like", "golf"]
+
+    ours = predictor.encode(texts, pairs)
+    theirs = reference(texts, pairs, truncation=True, max_length=10, padding=True, return_tensors="np")
+
+    for name in ("input_ids", "attention_mask", "token_type_ids"):
+        assert ours[name].tolist() == theirs[name].tolist(), name
+
+
+def test_pad_id_comes_from_the_tokenizer_files(tmp_path):
+    from tokenizers import Tokenizer, models
+
+    from edgewise.runtime.predictor import _pad_id
+
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 1, "<pad>": 2, "[PAD]": 3}, unk_token="[UNK]"))
+    (tmp_path / "special_tokens_map.json").write_text(json.dumps({"pad_token": {"content": "<pad>"}}))
+
+    assert _pad_id(tmp_path, tokenizer, {}) == 2
+    assert _pad_id(tmp_path, tokenizer, {"pad_token_id": 7}) == 7
+    (tmp_path / "special_tokens_map.json").unlink()
+    assert _pad_id(tmp_path, tokenizer, {}) == 3  # "[PAD]" by name
+
+
+def test_predictor_refuses_max_length_over_the_model_limit(tiny_onnx):
+    with pytest.raises(EdgewiseError, match="exceeds the model's limit of 64"):
+        Predictor(tiny_onnx, max_length=1000)
+
+
+def test_predictor_refuses_graphs_with_unknown_inputs(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["pixels"], ["logits"])], "g",
+                              [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])])
+    onnx.save(helper.make_model(graph), str(tmp_path / "model.onnx"))
+    (tmp_path / "tokenizer.json").write_text("{}")
+
+    with pytest.raises(EdgewiseError, match="takes input\\(s\\) pixels"):
+        Predictor(tmp_path)
+
+
+def test_runtime_bench_creates_the_report_folder(tiny_bundle, tmp_path):
+    result = run_runtime("bench", tiny_bundle, "--min-runs", "5", "--min-time", "0", "--json",
+                         tmp_path / "new" / "dir" / "bench.json")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "new" / "dir" / "bench.json").read_text())["results"]
