@@ -13,6 +13,8 @@ from pathlib import Path
 import click
 
 from edgewise import __version__
+from edgewise.bench.config import BACKENDS as BENCH_BACKENDS
+from edgewise.bench.config import BenchConfig, CompareConfig
 from edgewise.core.errors import EdgewiseError
 from edgewise.evaluate.config import BACKENDS, EvaluateConfig
 from edgewise.export.config import BundleConfig, ExportConfig
@@ -112,6 +114,12 @@ def config_option(cls, name: str, *flags: str, **kwargs):
         kwargs["type"] = type(default)
     return click.option(*flags, name, default=default, show_default=default is not None,
                         help=help_for(cls, name), **kwargs)
+
+
+def help_for_field(cls, name: str) -> str:
+    from edgewise.core.config import help_for
+
+    return help_for(cls, name)
 
 
 def data_options(validation: bool = False):
@@ -339,6 +347,106 @@ def bundle(src, output, model_format, max_length, overwrite):
     from edgewise.export import bundle as run_bundle
 
     run_bundle(src, output, BundleConfig(model_format=model_format, max_length=max_length), overwrite=overwrite)
+
+
+class DefaultCommandGroup(EdgewiseGroup):
+    """`edgewise bench A B ...` runs `bench run A B ...`; `edgewise bench compare ...` names its command."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=DefaultCommandGroup)
+def bench():
+    """Benchmark artifacts side by side (`edgewise bench ARTIFACT... [options]`) or gate a report
+    against a baseline (`edgewise bench compare REPORT BASELINE`)."""
+
+
+def _batch_sizes(ctx, param, value):
+    try:
+        return tuple(int(v) for v in str(value).split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers, e.g. 1,8") from None
+
+
+@bench.command("run")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", default=None, help="Labelled data for accuracy (and --seq-len data); any DATA spec.")
+@config_option(BenchConfig, "split")
+@click.option("--backend", "backends", multiple=True, default=("auto",), show_default=True,
+              type=click.Choice(BENCH_BACKENDS), help=help_for_field(BenchConfig, "backends"))
+@click.option("--batch-sizes", default="1", show_default=True, callback=_batch_sizes,
+              help=help_for_field(BenchConfig, "batch_sizes"))
+@config_option(BenchConfig, "threads", type=int)
+@config_option(BenchConfig, "seq_len")
+@config_option(BenchConfig, "warmup")
+@config_option(BenchConfig, "min_runs")
+@config_option(BenchConfig, "min_time_s", "--min-time")
+@config_option(BenchConfig, "rounds")
+@config_option(BenchConfig, "accuracy_samples", type=int)
+@config_option(BenchConfig, "eval_batch_size")
+@data_options()
+@click.option("-o", "--output", "output", default=None, type=click.Path(path_type=Path),
+              help="Folder for report.json, report.md, pareto.png and latency_cdf.png.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report JSON on stdout.")
+def bench_run(artifacts, data, split, backends, batch_sizes, threads, seq_len, warmup, min_runs, min_time_s, rounds,
+              accuracy_samples, eval_batch_size, text_column, text_pair_column, label_column, output, overwrite,
+              as_json):
+    """Time ARTIFACTS (the first is the reference) on every backend and batch size, interleaved in rounds,
+    with accuracy from the same run when --data is given."""
+    from edgewise.bench import bench as run_bench
+
+    config = BenchConfig(backends=backends, batch_sizes=batch_sizes, threads=threads, seq_len=seq_len,
+                         warmup=warmup, min_runs=min_runs, min_time_s=min_time_s, rounds=rounds, split=split,
+                         accuracy_samples=accuracy_samples, eval_batch_size=eval_batch_size,
+                         data=_data_config(text_column, text_pair_column, label_column))
+    report = run_bench(list(artifacts), config, data=data, output=output, overwrite=overwrite)
+    if as_json:
+        _print_json(report)
+    else:
+        from edgewise.bench.report import markdown
+
+        click.echo(markdown(report))
+
+
+@bench.command("compare")
+@click.argument("current", type=click.Path(path_type=Path))
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.option("--max-latency-regression", default="10%", show_default=True,
+              help=help_for_field(CompareConfig, "max_latency_regression"))
+@config_option(CompareConfig, "max_accuracy_drop")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
+@click.pass_context
+def bench_compare(ctx, current, baseline, max_latency_regression, max_accuracy_drop, as_json):
+    """Gate the bench report CURRENT against BASELINE: exit 0 pass, 1 regression, 2 usage error.
+
+    Writes the Markdown table to $GITHUB_STEP_SUMMARY too when that is set (GitHub Actions).
+    """
+    import os
+
+    from edgewise.bench import compare, load_report
+    from edgewise.bench.compare import markdown
+    from edgewise.bench.config import parse_percent
+
+    config = CompareConfig(max_latency_regression=parse_percent(max_latency_regression, "--max-latency-regression"),
+                           max_accuracy_drop=max_accuracy_drop)
+    result = compare(load_report(current), load_report(baseline), config)
+    text = markdown(result)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(text)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as f:
+            f.write(text)
+    if not result["passed"]:
+        ctx.exit(1)
 
 
 def main() -> None:

@@ -451,3 +451,82 @@ def test_missing_full_extra_names_the_pip_command(cli_run, tiny_teacher, tmp_pat
     result = cli_run("export", tiny_teacher, "-o", tmp_path / "onnx")
 
     assert_user_error(result, "optimum.exporters.onnx", "pip install 'edgewise[full]'")
+
+
+# --- bench ----------------------------------------------------------------------------------------
+
+def test_bench_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
+    import edgewise.bench
+
+    seen = {}
+
+    def fake(artifacts, config, **kw):
+        seen.update(artifacts=artifacts, config=config, kw=kw)
+        return {"results": []}
+
+    monkeypatch.setattr(edgewise.bench, "bench", fake)
+
+    result = cli_run("bench", "a", "b", "--backend", "torch", "--backend", "ort-cpu", "--batch-sizes", "1,8",
+                     "--threads", "1", "--seq-len", "128", "--data", "builtin:bbc-news", "--rounds", "7",
+                     "--min-runs", "20", "--min-time", "0.5", "-o", tmp_path / "r", "--json")
+
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert [str(a) for a in seen["artifacts"]] == ["a", "b"]
+    assert (config.backends, config.batch_sizes, config.threads, config.seq_len) == (
+        ("torch", "ort-cpu"), (1, 8), 1, "128")
+    assert (config.rounds, config.min_runs, config.min_time_s) == (7, 20, 0.5)
+    assert seen["kw"] == {"data": "builtin:bbc-news", "output": tmp_path / "r", "overwrite": False}
+    assert json.loads(result.stdout) == {"results": []}
+
+
+def test_bench_cli_writes_a_report_and_prints_the_ladder(cli_run, tiny_onnx, tmp_path):
+    result = cli_run("bench", tiny_onnx, "--threads", "1", "--min-runs", "5", "--min-time", "0", "--rounds", "1",
+                     "-o", tmp_path / "r")
+
+    assert result.exit_code == 0, result.output
+    assert "| teacher-onnx | ort-cpu | 1 |" in result.stdout and (tmp_path / "r" / "pareto.png").is_file()
+
+
+def _report_file(path, p50, low, high, accuracy=0.9):
+    path.write_text(json.dumps({"schema_version": 1, "results": [{
+        "artifact": "m", "backend": "ort-cpu", "batch_size": 1, "seq_len": 16, "status": "ok",
+        "latency_ms": {"p50": p50, "p50_ci95": [low, high]}, "accuracy": accuracy}]}))
+    return path
+
+
+def test_bench_compare_exit_codes_and_step_summary(cli_run, tmp_path, monkeypatch):
+    baseline = _report_file(tmp_path / "base.json", 10.0, 9.9, 10.1)
+    same = _report_file(tmp_path / "same.json", 10.2, 10.0, 10.4)
+    slower = _report_file(tmp_path / "slow.json", 20.0, 19.8, 20.2)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+
+    passed = cli_run("bench", "compare", same, baseline, "--max-latency-regression", "10%")
+    failed = cli_run("bench", "compare", slower, baseline, "--max-latency-regression", "10%")
+
+    assert passed.exit_code == 0 and "passed" in passed.stdout
+    assert failed.exit_code == 1 and "FAILED (1 regression(s))" in failed.stdout and "+100.0 %" in failed.stdout
+    assert summary.read_text().count("## edgewise bench compare") == 2
+
+
+BAD_BENCH = {
+    "missing-artifact": (lambda t, onnx: ["bench", t / "none"], ["does not exist"]),
+    "bad-backend": (lambda t, onnx: ["bench", onnx, "--backend", "gpu"], ["'gpu' is not one of"]),
+    "bad-batch-sizes": (lambda t, onnx: ["bench", onnx, "--batch-sizes", "1,x"], ["not a comma-separated list"]),
+    "bad-seq-len": (lambda t, onnx: ["bench", onnx, "--seq-len", "long"], ["seq_len must be"]),
+    "seq-len-data-without-data": (lambda t, onnx: ["bench", onnx, "--seq-len", "data"], ["pass --data"]),
+    "compare-missing-report": (lambda t, onnx: ["bench", "compare", t / "a.json", t / "b.json"], ["does not exist"]),
+    "compare-bad-threshold": (lambda t, onnx: ["bench", "compare", _report_file(t / "a.json", 1, 1, 1),
+                                               _report_file(t / "b.json", 1, 1, 1), "--max-latency-regression",
+                                               "lots"], ["not a percentage"]),
+    "compare-not-a-report": (lambda t, onnx: ["bench", "compare", _touch(t / "a.json"), _touch(t / "b.json")],
+                             ["not a readable JSON report"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BENCH))
+def test_bench_bad_input_is_one_error_line(cli_run, tmp_path, tiny_onnx, case):
+    make, fragments = BAD_BENCH[case]
+
+    assert_user_error(cli_run(*make(tmp_path, tiny_onnx)), *fragments)

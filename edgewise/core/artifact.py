@@ -119,6 +119,7 @@ class OutputDir:
         overwrite: bool = False,
         resumable: bool = False,
         resume: bool = False,
+        marker: str = MANIFEST_NAME,
     ) -> OutputDir:
         """Check ``dst`` before any heavy work; nothing is created until ``begin``."""
         dst = Path(dst).expanduser().resolve()
@@ -139,9 +140,9 @@ class OutputDir:
                     raise EdgewiseError(
                         f"the output {dst} already exists; pass --overwrite to replace it or choose another -o"
                     )
-                if not (dst / MANIFEST_NAME).exists():
+                if not (dst / marker).exists():
                     raise EdgewiseError(
-                        f"the output {dst} is not empty and is not an edgewise artifact (no {MANIFEST_NAME}); "
+                        f"the output {dst} is not empty and was not written by edgewise (no {marker}); "
                         "edgewise only replaces its own outputs: remove it yourself or choose another -o"
                     )
         out = cls(dst, dst.parent / f".{dst.name}.partial")

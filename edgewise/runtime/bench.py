@@ -11,6 +11,16 @@ from edgewise.runtime.predictor import Predictor
 RESULT_SCHEMA_VERSION = 1
 
 
+def median_ci(samples, resamples: int = 1000, seed: int = 0) -> list[float]:
+    """Bootstrap 95 % confidence interval of the median (percentile method)."""
+    import numpy as np
+
+    arr = np.asarray(samples, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(arr, size=(resamples, arr.size), replace=True), axis=1)
+    return [float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))]
+
+
 def latency_stats(samples_ms: list[float]) -> dict:
     """Summary of raw latencies (milliseconds); the raw samples are kept alongside."""
     import numpy as np
@@ -23,6 +33,7 @@ def latency_stats(samples_ms: list[float]) -> dict:
         "runs": int(arr.size), "mean": mean, "std": std, "cv": std / mean if mean else 0.0,
         "min": float(arr.min()), "max": float(arr.max()),
         "p50": percentile(50), "p90": percentile(90), "p95": percentile(95), "p99": percentile(99),
+        "p50_ci95": median_ci(arr),
         "samples": [round(float(x), 4) for x in arr],
     }
 
@@ -74,7 +85,9 @@ def bench(folder, *, backend: str = "ort-cpu", threads: int | None = None, batch
         samples = measure(predictor.run, synthetic_batch(predictor, batch_size, seq_len), warmup, min_runs, min_time_s)
         stats = latency_stats(samples)
         results.append({
-            "artifact": str(predictor.folder),
+            "artifact": predictor.folder.name,
+            "path": str(predictor.folder),
+            "status": "ok",
             "model_file": predictor.model_path.name,
             "backend": backend,
             "providers": predictor.providers(),

@@ -74,7 +74,7 @@ def test_output_dir_never_replaces_a_folder_edgewise_did_not_write(tmp_path):
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "thesis.tex").write_text("precious")
 
-    with pytest.raises(EdgewiseError, match="not an edgewise artifact"):
+    with pytest.raises(EdgewiseError, match="was not written by edgewise"):
         OutputDir.prepare(tmp_path / "home", overwrite=True)
     assert (tmp_path / "home" / "thesis.tex").read_text() == "precious"
 

@@ -1,0 +1,96 @@
+"""Settings of `edgewise bench` and `edgewise bench compare` (no torch / onnx imports here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgewise.core.config import setting
+from edgewise.core.data import DataConfig
+from edgewise.core.errors import EdgewiseError
+
+# auto: torch for hf artifacts, ort-cpu (ort-cuda with a GPU build) for onnx / ort / bundle, tensorrt for tensorrt.
+BACKENDS = ("auto", "torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Latency, throughput, memory, size and accuracy of one or more artifacts, measured side by side.
+
+    Example:
+        >>> BenchConfig(backends=("torch", "ort-cpu"), batch_sizes=(1, 8), threads=1).rounds
+        5
+    """
+
+    SCHEMA_VERSION = 1
+
+    backends: tuple[str, ...] = setting(("auto",), "Backends to run every artifact on (repeat the flag); one "
+                                                   "that cannot run an artifact here is a skipped row.")
+    batch_sizes: tuple[int, ...] = setting((1,), "Batch sizes to time, e.g. 1,8.")
+    threads: int | None = setting(None, "Threads for torch and ONNX Runtime alike (pinned); default: theirs.")
+    seq_len: str = setting("auto", "Tokens per input: a number (synthetic inputs of that length), 'data' (the "
+                                   "evaluation texts at their real length) or auto (data with --data, else the "
+                                   "model's max length).")
+    warmup: int = setting(10, "Untimed runs before timing, per artifact, backend and batch size.")
+    min_runs: int = setting(50, "Timed runs at least, per artifact, backend and batch size.")
+    min_time_s: float = setting(2.0, "Seconds of timed runs at least, per artifact, backend and batch size.")
+    rounds: int = setting(5, "Timing rounds: every artifact runs once per round (A B C A B C ...) so machine "
+                             "drift hits all alike.")
+    split: str | None = setting(None, "Split whose texts give accuracy (and real lengths). Default: test, else "
+                                      "validation, else the only one.")
+    accuracy_samples: int | None = setting(None, "Texts scored for accuracy (default: the whole split).")
+    eval_batch_size: int = setting(32, "Batch size of the accuracy pass.")
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "backends", tuple(self.backends))
+        object.__setattr__(self, "batch_sizes", tuple(int(b) for b in self.batch_sizes))
+        problems = []
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown or not self.backends:
+            problems.append(f"backend(s) {', '.join(unknown) or '(none)'} unknown; choose from {', '.join(BACKENDS)}")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            problems.append(f"batch sizes must be >= 1, got {list(self.batch_sizes)}")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"threads must be >= 1, got {self.threads}")
+        if self.seq_len not in ("auto", "data") and not (str(self.seq_len).isdigit() and int(self.seq_len) >= 2):
+            problems.append(f"seq_len must be a number >= 2, 'data' or 'auto', got {self.seq_len!r}")
+        if self.warmup < 0 or self.min_runs < 1 or self.min_time_s < 0 or self.rounds < 1:
+            problems.append("warmup must be >= 0, min_runs >= 1, min_time_s >= 0 and rounds >= 1")
+        if self.accuracy_samples is not None and self.accuracy_samples < 1:
+            problems.append(f"accuracy_samples must be >= 1, got {self.accuracy_samples}")
+        if self.eval_batch_size < 1:
+            problems.append(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if problems:
+            raise EdgewiseError("; ".join(problems))
+
+
+def parse_percent(text: str, what: str) -> float:
+    """'10%' or '10' -> 0.10."""
+    value = str(text).strip().removesuffix("%")
+    try:
+        number = float(value)
+    except ValueError:
+        raise EdgewiseError(f"{what} {text!r} is not a percentage; write e.g. 10%") from None
+    if number < 0:
+        raise EdgewiseError(f"{what} must be >= 0, got {text!r}")
+    return number / 100.0
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """The CI gate: what counts as a regression of a report against a baseline.
+
+    Example:
+        >>> CompareConfig(max_latency_regression=0.1).max_accuracy_drop
+        0.5
+    """
+
+    SCHEMA_VERSION = 1
+
+    max_latency_regression: float = setting(0.10, "Largest p50 slow-down tolerated (10% = 0.10); a slower "
+                                                   "row fails only when the confidence intervals also separate.")
+    max_accuracy_drop: float = setting(0.5, "Largest accuracy drop tolerated, in percentage points.")
+
+    def __post_init__(self) -> None:
+        if self.max_latency_regression < 0 or self.max_accuracy_drop < 0:
+            raise EdgewiseError("max_latency_regression and max_accuracy_drop must be >= 0")

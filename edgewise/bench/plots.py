@@ -1,0 +1,87 @@
+"""PNG plots of a bench report (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both latency (lower) and accuracy (higher)."""
+    front = []
+    for i, (lat, acc) in enumerate(points):
+        dominated = any((l2 <= lat and a2 >= acc) and (l2 < lat or a2 > acc) for j, (l2, a2) in enumerate(points)
+                        if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def _smallest_batch_rows(report: dict) -> list[dict]:
+    ok = [r for r in report["results"] if r["status"] == "ok"]
+    if not ok:
+        return []
+    smallest = min(r["batch_size"] for r in ok)
+    return [r for r in ok if r["batch_size"] == smallest]
+
+
+def plot_pareto(report: dict, path: Path) -> None:
+    """Latency (p50, smallest batch) against accuracy, the Pareto frontier marked."""
+    plt = _pyplot()
+    rows = [r for r in _smallest_batch_rows(report) if r.get("accuracy") is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    if rows:
+        points = [(r["latency_ms"]["p50"], r["accuracy"] * 100) for r in rows]
+        front = pareto_front(points)
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", s=30, zorder=3,
+                   label="artifact / backend")
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="tab:red", lw=1.5,
+                marker="o", markersize=9, markerfacecolor="none", markeredgewidth=1.8, zorder=4,
+                label="Pareto frontier")
+        for i, (row, (x, y)) in enumerate(zip(rows, points, strict=True)):
+            # Stagger the labels: equal accuracies would otherwise print on top of each other.
+            ax.annotate(f"{row['artifact']} ({row['backend']})", (x, y), textcoords="offset points",
+                        xytext=(6, 6 + 11 * (i % 3)), fontsize=8)
+        ax.legend(loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no accuracy measured (run with --data)", ha="center", va="center",
+                transform=ax.transAxes)
+    batch = rows[0]["batch_size"] if rows else 1
+    ax.set_xlabel(f"p50 latency, batch {batch} (ms)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("latency vs accuracy")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_latency_cdf(report: dict, path: Path) -> None:
+    """Empirical CDF of every row's raw latencies (smallest batch)."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    rows = _smallest_batch_rows(report)
+    for row in rows:
+        samples = np.sort(np.asarray(row["latency_ms"]["samples"]))
+        ax.step(samples, np.arange(1, samples.size + 1) / samples.size, where="post",
+                label=f"{row['artifact']} ({row['backend']})")
+    if rows:
+        ax.legend(fontsize=8, loc="lower right")
+        ax.set_xscale("log")
+    ax.set_xlabel(f"latency, batch {rows[0]['batch_size'] if rows else 1} (ms, log scale)")
+    ax.set_ylabel("share of runs at or below")
+    ax.set_title("latency distribution")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

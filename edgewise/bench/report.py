@@ -1,0 +1,59 @@
+"""Reports for people: the Markdown ladder table of a bench report."""
+
+from __future__ import annotations
+
+
+def _ms(value) -> str:
+    return f"{value:.2f}" if value is not None else ""
+
+
+def _pct(value) -> str:
+    return f"{value * 100:.2f} %" if value is not None else ""
+
+
+def markdown(report: dict) -> str:
+    """A ladder table: every artifact / backend / batch size with latency, throughput, size and accuracy."""
+    env = report["environment"]
+    cpu = env.get("cpu", {})
+    gpus = ", ".join(g["name"] for g in env.get("gpu") or []) or "none"
+    artifacts = {a["name"]: a for a in report.get("artifacts", [])}
+    config = report.get("config", {})
+    lines = [
+        f"# edgewise bench — {report['created_at']}",
+        "",
+        f"Machine: {cpu.get('model')} ({cpu.get('arch')}, {cpu.get('logical_cores')} logical cores; "
+        f"{' '.join(cpu.get('isa', []))}); GPU: {gpus}. Threads: {config.get('threads') or 'default'}; "
+        f"{config.get('rounds')} interleaved rounds, at least {config.get('min_runs')} runs and "
+        f"{config.get('min_time_s')} s per row. Reference: **{report['reference']}**.",
+    ]
+    if report.get("data"):
+        d = report["data"]
+        lines.append(f"Accuracy on {d['spec']} ({d['split']}, {d['rows']} texts), through the backend timed.")
+    lines += [
+        "",
+        "| artifact | backend | batch | seq | p50 ms (95 % CI) | p90 | p99 | CV | vs ref | items/s | accuracy "
+        "| macro-F1 | agreement | size MB | params |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["results"]:
+        art = artifacts.get(row["artifact"], {})
+        size = f"{art['size_bytes'] / 2**20:.1f}" if art.get("size_bytes") else ""
+        params = f"{art['parameters'] / 1e6:.2f} M" if art.get("parameters") else ""
+        if row["status"] != "ok":
+            lines.append(f"| {row['artifact']} | {row['backend']} | {row['batch_size']} | | skipped: "
+                         f"{row.get('reason', '')} | | | | | | | | | {size} | {params} |")
+            continue
+        lat = row["latency_ms"]
+        low, high = lat["p50_ci95"]
+        ratio = row.get("reference", {}).get("p50_ratio")
+        lines.append(
+            f"| {row['artifact']} | {row['backend']} | {row['batch_size']} | {row['seq_len']} | "
+            f"{lat['p50']:.2f} ({low:.2f}-{high:.2f}) | {_ms(lat['p90'])} | {_ms(lat['p99'])} | {lat['cv']:.3f} | "
+            f"{f'{ratio:.2f}x' if ratio is not None else ''} | {row['throughput_items_per_s']:.1f} | "
+            f"{_pct(row.get('accuracy'))} | {_pct(row.get('macro_f1'))} | {_pct(row.get('label_agreement'))} | "
+            f"{size} | {params} |"
+        )
+    lines += ["", "`vs ref`: p50 relative to the reference artifact on the same backend and batch size "
+              "(above 1 is slower). `agreement`: share of evaluation texts labelled as the reference labels them.",
+              ""]
+    return "\n".join(lines)

@@ -1,0 +1,296 @@
+"""`edgewise bench`: several artifacts and backends timed side by side, with accuracy from the same run."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edgewise.bench.backends import Skip, load, resolve
+from edgewise.bench.config import BenchConfig
+from edgewise.core.artifact import Artifact
+from edgewise.core.config import config_to_dict
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.progress import console, progress_bar
+
+REPORT_SCHEMA_VERSION = 1
+REPORT_FILE = "report.json"
+MODEL_FILES = {"hf": ("model.safetensors",), "onnx": ("model.onnx",), "ort": ("model.ort",),
+               "bundle": ("model.onnx", "model.ort"), "tensorrt": ("model.engine", "model.onnx")}
+
+
+def current_rss_mb() -> float | None:
+    """Resident memory of this process now (Linux /proc), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def model_size(artifact: Artifact) -> int:
+    """Bytes on disk of the model weights (external data included)."""
+    for name in MODEL_FILES[artifact.kind]:
+        files = [p for p in artifact.path.iterdir() if p.is_file() and p.name.startswith(name)]
+        if files:
+            return sum(p.stat().st_size for p in files)
+    return sum(p.stat().st_size for p in artifact.path.glob("*.safetensors"))
+
+
+def parameter_count(artifact: Artifact) -> int | None:
+    """Parameters, read from the safetensors header or the ONNX initializers (no weights loaded)."""
+    if artifact.kind == "hf":
+        total = 0
+        for file in artifact.path.glob("*.safetensors"):
+            with open(file, "rb") as f:
+                header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+            total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+        return total or None
+    onnx_path = artifact.path / "model.onnx"
+    if onnx_path.is_file():
+        import onnx
+
+        model = onnx.load(str(onnx_path), load_external_data=False)
+        return sum(math.prod(t.dims) for t in model.graph.initializer)
+    return None
+
+
+def _names(artifacts: list[Artifact]) -> list[str]:
+    """Short unique names: the folder name, with its parent when two folders share a name."""
+    names = [a.path.name for a in artifacts]
+    return [f"{a.path.parent.name}/{a.path.name}" if names.count(a.path.name) > 1 else a.path.name
+            for a in artifacts]
+
+
+def bench(artifacts: list[Path], config: BenchConfig = BenchConfig(), *, data: str | None = None,
+          output: Path | None = None, overwrite: bool = False) -> dict:
+    """Time every artifact on every backend and batch size, interleaved in rounds; score accuracy.
+
+    Writes report.json, report.md, pareto.png and latency_cdf.png into ``output`` when given.
+    The first artifact is the reference for latency ratios and label agreement.
+
+    Example:
+        >>> bench([Path("runs/teacher"), Path("runs/teacher-onnx")], BenchConfig(backends=("auto",), threads=1),
+        ...       data="builtin:bbc-news", output=Path("reports/today"))  # doctest: +SKIP
+    """
+    from edgewise.core.deps import require_full
+
+    require_full("numpy")
+    if not artifacts:
+        raise EdgewiseError("name at least one artifact to benchmark")
+    loaded = [Artifact.load(Path(p), kind=("hf", "onnx", "ort", "bundle", "tensorrt")) for p in artifacts]
+    names = _names(loaded)
+    out = _prepare_output(output, [a.path for a in loaded], overwrite) if output else None
+    seq_mode = config.seq_len if config.seq_len != "auto" else ("data" if data else "max")
+    if seq_mode == "data" and not data:
+        raise EdgewiseError("--seq-len data times the evaluation texts: pass --data, or a number such as 128")
+    split = _eval_split(data, config) if data else None
+
+    slots, rows, predictions = [], [], {}
+    for artifact, name in zip(loaded, names, strict=True):
+        for wanted in config.backends:
+            backend = resolve(wanted, artifact.kind)
+            before = current_rss_mb()
+            try:
+                runner = load(artifact, backend, config.threads)
+            except Skip as skip:
+                console().print(f"[yellow]skipped[/yellow] {name} on {backend}: {skip}")
+                rows += [_skipped(name, artifact, backend, b, config, str(skip)) for b in config.batch_sizes]
+                continue
+            accuracy = _accuracy(runner, artifact, split, config) if split is not None else None
+            if accuracy is not None:
+                predictions[(name, backend)] = accuracy.pop("predictions")
+            for batch_size in config.batch_sizes:
+                feeds = _feeds(runner, split, batch_size, seq_mode, config)
+                for i in range(config.warmup):
+                    runner.forward(feeds[i % len(feeds)][0])
+                # Memory this model and backend added, measured before the next one loads.
+                slots.append({"name": name, "artifact": artifact, "backend": backend, "batch_size": batch_size,
+                              "runner": runner, "feeds": feeds, "samples": [], "rss_before": before,
+                              "rss_after": current_rss_mb(), "accuracy": accuracy,
+                              "seq_len": "data" if seq_mode == "data" else feeds[0][1]})
+    _time_interleaved(slots, config)
+    rows += [_row(slot, config) for slot in slots]
+    _relate(rows, names[0], predictions)
+    report = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "tool": "edgewise bench",
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config_to_dict(config),
+        "data": None if split is None else {"spec": data, "split": split.name, "rows": len(split),
+                                            "sha256": split.sha256()},
+        "reference": names[0],
+        "artifacts": [_describe(a, n) for a, n in zip(loaded, names, strict=True)],
+        "results": _ordered(rows, names, config),
+        "environment": _environment(),
+    }
+    if out is not None:
+        _write(report, out)
+    return report
+
+
+def _prepare_output(output: Path, sources, overwrite: bool):
+    from edgewise.core.artifact import OutputDir
+
+    return OutputDir.prepare(Path(output), sources=tuple(sources), overwrite=overwrite, marker=REPORT_FILE)
+
+
+def _eval_split(data: str, config: BenchConfig):
+    from edgewise.core.data import load_splits, select_split
+
+    split = select_split(load_splits(data, config.data), config.split, data)
+    if config.accuracy_samples:
+        split = split.subset(range(min(len(split), config.accuracy_samples)), split.name)
+    return split
+
+
+def _accuracy(runner, artifact: Artifact, split, config: BenchConfig) -> dict:
+    """Predictions through the backend that is timed, and their metrics when the split is labelled."""
+    import numpy as np
+
+    from edgewise.core.data import encode_labels
+    from edgewise.core.metrics import classification_metrics
+
+    order = np.argsort([len(t) for t in split.texts], kind="stable")
+    predicted = np.zeros(len(split), dtype=np.int64)
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task(f"accuracy {runner.backend}", total=len(split), info="")
+        for start in range(0, len(split), config.eval_batch_size):
+            idx = order[start:start + config.eval_batch_size]
+            feed = runner.encode([split.texts[i] for i in idx], [split.pairs[i] for i in idx] if split.pairs else None)
+            predicted[idx] = np.asarray(runner.logits(feed)).argmax(-1)
+            bar.advance(task, len(idx))
+    if split.labels is None:
+        return {"predictions": predicted}
+    truth = encode_labels(split, artifact.labels, config.data.label_column)
+    metrics = classification_metrics(truth, predicted.tolist(), artifact.labels)
+    return {"predictions": predicted, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+
+def _feeds(runner, split, batch_size: int, seq_mode: str, config: BenchConfig) -> list[tuple]:
+    """Inputs to time: (feed, seq_len) pairs, cycled through during timing."""
+    if seq_mode == "data":
+        texts = split.texts[: max(batch_size, min(len(split), 256))]
+        pairs = split.pairs[: len(texts)] if split.pairs else None
+        feeds = []
+        for start in range(0, len(texts) - batch_size + 1, batch_size):
+            feed = runner.encode(texts[start:start + batch_size], pairs[start:start + batch_size] if pairs else None)
+            feeds.append((feed, int(next(iter(feed.values())).shape[1])))
+        return feeds
+    seq_len = runner.max_length if seq_mode == "max" else int(seq_mode)
+    if seq_len > runner.max_length:
+        raise EdgewiseError(f"--seq-len {seq_len} exceeds the model's max_length {runner.max_length}; lower it")
+    return [(runner.synthetic(batch_size, seq_len), seq_len)]
+
+
+def _time_interleaved(slots: list[dict], config: BenchConfig) -> None:
+    """Time the (already warmed) slots in rounds: A B C A B C ..."""
+    import time
+
+    if not slots:
+        return
+    per_round_runs = math.ceil(config.min_runs / config.rounds)
+    per_round_time = config.min_time_s / config.rounds
+    with progress_bar() as bar:
+        task = bar.add_task("timing", total=config.rounds * len(slots), info="")
+        for round_index in range(config.rounds):
+            for slot in slots:
+                runner, feeds, samples = slot["runner"], slot["feeds"], slot["samples"]
+                start, runs = time.perf_counter(), 0
+                while runs < per_round_runs or time.perf_counter() - start < per_round_time:
+                    samples.append(runner.time_ms(feeds[len(samples) % len(feeds)][0]))
+                    runs += 1
+                bar.update(task, advance=1, info=f"round {round_index + 1}/{config.rounds}")
+
+
+def _row(slot: dict, config: BenchConfig) -> dict:
+    from edgewise.runtime.bench import latency_stats
+
+    stats = latency_stats(slot["samples"])
+    artifact, runner = slot["artifact"], slot["runner"]
+    row = {
+        "artifact": slot["name"], "path": str(artifact.path), "kind": artifact.kind, "status": "ok",
+        "backend": slot["backend"], "batch_size": slot["batch_size"], "seq_len": slot["seq_len"],
+        "threads": config.threads, "info": runner.info,
+        "latency_ms": stats,
+        "throughput_items_per_s": slot["batch_size"] * 1000.0 / stats["p50"],
+        "memory_mb": {"rss_delta": _delta(slot.get("rss_before"), slot.get("rss_after")),
+                      "rss_now": slot.get("rss_after")},
+    }
+    accuracy = slot["accuracy"] or {}
+    if "accuracy" in accuracy:
+        row["accuracy"], row["macro_f1"] = accuracy["accuracy"], accuracy["macro_f1"]
+    return row
+
+
+def _delta(before, after):
+    return None if before is None or after is None else round(after - before, 1)
+
+
+def _skipped(name, artifact, backend, batch_size, config, reason) -> dict:
+    return {"artifact": name, "path": str(artifact.path), "kind": artifact.kind, "status": "skipped",
+            "reason": reason, "backend": backend, "batch_size": batch_size, "seq_len": None,
+            "threads": config.threads}
+
+
+def _relate(rows: list[dict], reference: str, predictions: dict) -> None:
+    """Latency ratio and label agreement of every row against the reference artifact."""
+    import numpy as np
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    reference_predictions = next((p for (n, _), p in predictions.items() if n == reference), None)
+    for row in ok:
+        same = [r for r in ok if r["artifact"] == reference and r["batch_size"] == row["batch_size"]]
+        ref = next((r for r in same if r["backend"] == row["backend"]), same[0] if same else None)
+        if ref is not None:
+            row["reference"] = {"backend": ref["backend"],
+                                "p50_ratio": row["latency_ms"]["p50"] / ref["latency_ms"]["p50"]}
+        mine = predictions.get((row["artifact"], row["backend"]))
+        if mine is not None and reference_predictions is not None:
+            row["label_agreement"] = float(np.mean(mine == reference_predictions))
+
+
+def _ordered(rows: list[dict], names: list[str], config: BenchConfig) -> list[dict]:
+    order = {n: i for i, n in enumerate(names)}
+    return sorted(rows, key=lambda r: (order[r["artifact"]], r["backend"], r["batch_size"]))
+
+
+def _describe(artifact: Artifact, name: str) -> dict:
+    return {"name": name, "path": str(artifact.path), "kind": artifact.kind,
+            "stage": artifact.manifest.stage if artifact.manifest else None,
+            "manifest_sha256": artifact.manifest.sha256 if artifact.manifest else None,
+            "size_bytes": model_size(artifact), "parameters": parameter_count(artifact)}
+
+
+def _environment() -> dict:
+    from edgewise.core.env import fingerprint
+
+    env = fingerprint()
+    try:
+        import onnxruntime
+
+        env["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except ImportError:
+        env["onnxruntime_providers"] = []
+    return env
+
+
+def _write(report: dict, out) -> None:
+    from edgewise.bench.plots import plot_latency_cdf, plot_pareto
+    from edgewise.bench.report import markdown
+
+    out.begin()
+    try:
+        (out.artifact / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        (out.artifact / "report.md").write_text(markdown(report))
+        plot_pareto(report, out.artifact / "pareto.png")
+        plot_latency_cdf(report, out.artifact / "latency_cdf.png")
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    console().print(f"wrote {out.dst}: report.json, report.md, pareto.png, latency_cdf.png")

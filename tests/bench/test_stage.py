@@ -1,0 +1,137 @@
+import json
+
+import pytest
+
+from edgewise.bench import BenchConfig, bench
+from edgewise.bench.stage import _time_interleaved
+from edgewise.core.errors import EdgewiseError
+from edgewise.evaluate import evaluate
+
+FAST = dict(warmup=2, min_runs=10, min_time_s=0.05, rounds=2)
+
+
+@pytest.fixture(scope="module")
+def report(tiny_teacher, tiny_onnx, tiny_bundle, tiny_data, tmp_path_factory):
+    import shutil
+
+    out = tmp_path_factory.mktemp("reports") / "today"
+    # Named apart: two folders called `teacher` would be told apart by their parent folder.
+    bundle = tmp_path_factory.mktemp("b") / "teacher-bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    config = BenchConfig(backends=("torch", "ort-cpu"), batch_sizes=(1, 2), threads=1, **FAST)
+    return bench([tiny_teacher, tiny_onnx, bundle], config, data=str(tiny_data), output=out), out
+
+
+def test_bench_rows_cover_every_artifact_backend_and_batch(report):
+    result, _ = report
+    rows = {(r["artifact"], r["backend"], r["batch_size"]): r for r in result["results"]}
+
+    assert len(rows) == 3 * 2 * 2
+    assert rows[("teacher", "torch", 1)]["status"] == "ok" and rows[("teacher-onnx", "ort-cpu", 2)]["status"] == "ok"
+    skipped = rows[("teacher-onnx", "torch", 1)]
+    assert skipped["status"] == "skipped" and "torch runs hf artifacts" in skipped["reason"]
+    assert "export this hf model first" in rows[("teacher", "ort-cpu", 1)]["reason"]
+
+
+def test_bench_rows_hold_latency_statistics_and_throughput(report):
+    result, _ = report
+    row = next(r for r in result["results"] if r["artifact"] == "teacher-onnx" and r["status"] == "ok"
+               and r["batch_size"] == 2)
+
+    lat = row["latency_ms"]
+    assert lat["runs"] >= 10 and len(lat["samples"]) == lat["runs"]
+    assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    assert lat["p50_ci95"][0] <= lat["p50"] <= lat["p50_ci95"][1]
+    assert row["throughput_items_per_s"] == pytest.approx(2000 / lat["p50"])
+    assert row["seq_len"] == "data" and row["threads"] == 1 and "rss_delta" in row["memory_mb"]
+
+
+def test_bench_accuracy_matches_evaluate_and_agreement_is_against_the_reference(report, tiny_teacher, tiny_data):
+    result, _ = report
+    expected = evaluate(tiny_teacher, str(tiny_data))["accuracy"]
+
+    for row in (r for r in result["results"] if r["status"] == "ok"):
+        assert row["accuracy"] == pytest.approx(expected)
+        assert row["label_agreement"] == 1.0  # ONNX and bundle label every text as PyTorch does
+    reference = next(r for r in result["results"] if r["artifact"] == "teacher" and r["status"] == "ok")
+    assert reference["reference"]["p50_ratio"] == 1.0 and result["reference"] == "teacher"
+
+
+def test_bench_writes_json_markdown_and_plots(report):
+    result, out = report
+
+    assert json.loads((out / "report.json").read_text())["schema_version"] == 1
+    markdown = (out / "report.md").read_text()
+    assert "| teacher-onnx | ort-cpu | 1 |" in markdown and "skipped: torch runs hf artifacts" in markdown
+    for plot in ("pareto.png", "latency_cdf.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    artifacts = {a["name"]: a for a in result["artifacts"]}
+    assert artifacts["teacher"]["parameters"] == artifacts["teacher-onnx"]["parameters"] > 10_000
+    assert artifacts["teacher"]["size_bytes"] > 0 and result["environment"]["cpu"]["logical_cores"] >= 1
+
+
+def test_bench_interleaves_artifacts_in_rounds():
+    order = []
+
+    class Runner:
+        def __init__(self, name):
+            self.name = name
+
+        def time_ms(self, feed):
+            order.append(self.name)
+            return 1.0
+
+    slots = [{"runner": Runner(n), "feeds": [({}, 8)], "samples": []} for n in "ABC"]
+
+    _time_interleaved(slots, BenchConfig(rounds=3, min_runs=3, min_time_s=0))
+
+    assert "".join(order) == "ABCABCABC"
+
+
+def test_bench_fixed_sequence_length_and_its_limits(tiny_onnx, tmp_path):
+    result = bench([tiny_onnx], BenchConfig(seq_len="16", **FAST))
+
+    assert result["results"][0]["seq_len"] == 16 and result["results"][0]["backend"] == "ort-cpu"
+    with pytest.raises(EdgewiseError, match="exceeds the model's max_length 32"):
+        bench([tiny_onnx], BenchConfig(seq_len="64", **FAST))
+    with pytest.raises(EdgewiseError, match="--seq-len data times the evaluation texts: pass --data"):
+        bench([tiny_onnx], BenchConfig(seq_len="data", **FAST))
+
+
+def test_bench_names_same_named_folders_apart(tiny_teacher, tiny_bundle):
+    result = bench([tiny_teacher, tiny_bundle], BenchConfig(**FAST))
+
+    names = [a["name"] for a in result["artifacts"]]
+    assert names[0] != names[1] and all(n.endswith("/teacher") for n in names)
+
+
+def test_bench_marks_a_backend_that_cannot_run_here_as_skipped(tiny_onnx):
+    result = bench([tiny_onnx], BenchConfig(backends=("ort-cuda", "tensorrt"), **FAST))
+
+    reasons = [r["reason"] for r in result["results"]]
+    assert all(r["status"] == "skipped" for r in result["results"])
+    assert "CUDAExecutionProvider" in reasons[0] and "runs tensorrt artifacts" in reasons[1]
+
+
+def test_bench_refuses_an_existing_report_folder(tiny_onnx, tmp_path):
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "notes.txt").write_text("mine")
+
+    with pytest.raises(EdgewiseError, match="was not written by edgewise"):
+        bench([tiny_onnx], BenchConfig(**FAST), output=tmp_path / "reports", overwrite=True)
+    assert (tmp_path / "reports" / "notes.txt").read_text() == "mine"
+
+    bench([tiny_onnx], BenchConfig(**FAST), output=tmp_path / "r2")
+    with pytest.raises(EdgewiseError, match="already exists"):
+        bench([tiny_onnx], BenchConfig(**FAST), output=tmp_path / "r2")
+    bench([tiny_onnx], BenchConfig(**FAST), output=tmp_path / "r2", overwrite=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [({"backends": ("gpu",)}, "unknown"), ({"batch_sizes": (0,)}, "batch sizes"), ({"threads": 0}, "threads"),
+     ({"seq_len": "long"}, "seq_len"), ({"rounds": 0}, "rounds"), ({"accuracy_samples": 0}, "accuracy_samples")],
+)
+def test_bench_config_rejects_bad_values(kwargs, fragment):
+    with pytest.raises(EdgewiseError, match=fragment):
+        BenchConfig(**kwargs)
