@@ -54,6 +54,8 @@ def plot_pareto(report: dict, path: Path) -> None:
     else:
         ax.text(0.5, 0.5, "no accuracy measured (run with --data)", ha="center", va="center",
                 transform=ax.transAxes)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, min(high, 100.5))  # accuracy never exceeds 100 %
     batch = rows[0]["batch_size"] if rows else 1
     ax.set_xlabel(f"p50 latency, batch {batch} (ms)")
     ax.set_ylabel("accuracy (%)")
@@ -71,14 +73,21 @@ def plot_latency_cdf(report: dict, path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     rows = _smallest_batch_rows(report)
+    lowest, highest = np.inf, 0.0
     for row in rows:
         samples = np.sort(np.asarray(row["latency_ms"]["samples"]))
+        lowest, highest = min(lowest, samples[0]), max(highest, samples[-1])
         ax.step(samples, np.arange(1, samples.size + 1) / samples.size, where="post",
                 label=f"{row['artifact']} ({row['backend']})")
+    log = bool(rows) and highest / lowest > 20  # a log axis only when the rows span orders of magnitude
     if rows:
         ax.legend(fontsize=8, loc="lower right")
+    if log:
+        from matplotlib.ticker import ScalarFormatter
+
         ax.set_xscale("log")
-    ax.set_xlabel(f"latency, batch {rows[0]['batch_size'] if rows else 1} (ms, log scale)")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel(f"latency, batch {rows[0]['batch_size'] if rows else 1} (ms{', log scale' if log else ''})")
     ax.set_ylabel("share of runs at or below")
     ax.set_title("latency distribution")
     ax.grid(alpha=0.3, which="both")

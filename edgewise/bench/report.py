@@ -53,7 +53,8 @@ def markdown(report: dict) -> str:
             f"{_pct(row.get('accuracy'))} | {_pct(row.get('macro_f1'))} | {_pct(row.get('label_agreement'))} | "
             f"{size} | {params} |"
         )
-    lines += ["", "`vs ref`: p50 relative to the reference artifact on the same backend and batch size "
-              "(above 1 is slower). `agreement`: share of evaluation texts labelled as the reference labels them.",
-              ""]
+    lines += ["", "`vs ref`: p50 relative to the reference artifact at the same batch size, on the same backend "
+              "when the reference ran there, else on its first backend (below 1 is faster). `agreement`: share of "
+              "evaluation texts labelled as the reference labels them. `seq` data: the evaluation texts at their "
+              "real length, padded per batch.", ""]
     return "\n".join(lines)
