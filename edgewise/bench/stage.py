@@ -32,6 +32,27 @@ def current_rss_mb() -> float | None:
     return None
 
 
+def peak_rss_mb() -> float | None:
+    """The most resident memory this process has held so far (ru_maxrss is KiB on Linux)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _gpu_peak_mb(backend: str, reset: bool = False) -> float | None:
+    """Peak CUDA memory torch allocated (torch-cuda rows only; ORT and TensorRT allocate outside torch)."""
+    if backend != "torch-cuda":
+        return None
+    import torch
+
+    if reset:
+        torch.cuda.reset_peak_memory_stats()
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
 def model_size(artifact: Artifact) -> int:
     """Bytes on disk of the model weights (external data included)."""
     for name in MODEL_FILES[artifact.kind]:
@@ -96,6 +117,8 @@ def bench(artifacts: list[Path], config: BenchConfig = BenchConfig(), *, data: s
             backend = resolve(wanted, artifact.kind)
             before = current_rss_mb()
             try:
+                if backend == "torch-cuda":
+                    _gpu_peak_mb(backend, reset=_cuda_available())
                 runner = load(artifact, backend, config.threads)
             except Skip as skip:
                 console().print(f"[yellow]skipped[/yellow] {name} on {backend}: {skip}")
@@ -111,7 +134,8 @@ def bench(artifacts: list[Path], config: BenchConfig = BenchConfig(), *, data: s
                 # Memory this model and backend added, measured before the next one loads.
                 slots.append({"name": name, "artifact": artifact, "backend": backend, "batch_size": batch_size,
                               "runner": runner, "feeds": feeds, "samples": [], "rss_before": before,
-                              "rss_after": current_rss_mb(), "accuracy": accuracy,
+                              "rss_after": current_rss_mb(), "gpu_peak": _gpu_peak_mb(backend),
+                              "accuracy": accuracy,
                               "seq_len": "data" if seq_mode == "data" else feeds[0][1]})
     _time_interleaved(slots, config)
     rows += [_row(slot, config) for slot in slots]
@@ -126,11 +150,20 @@ def bench(artifacts: list[Path], config: BenchConfig = BenchConfig(), *, data: s
         "reference": names[0],
         "artifacts": [_describe(a, n) for a, n in zip(loaded, names, strict=True)],
         "results": _ordered(rows, names, config),
+        "process_peak_rss_mb": peak_rss_mb(),
         "environment": _environment(),
     }
     if out is not None:
         _write(report, out)
     return report
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def _prepare_output(output: Path, sources, overwrite: bool):
@@ -219,7 +252,7 @@ def _row(slot: dict, config: BenchConfig) -> dict:
         "latency_ms": stats,
         "throughput_items_per_s": slot["batch_size"] * 1000.0 / stats["p50"],
         "memory_mb": {"rss_delta": _delta(slot.get("rss_before"), slot.get("rss_after")),
-                      "rss_now": slot.get("rss_after")},
+                      "rss_now": slot.get("rss_after"), "gpu_peak": slot.get("gpu_peak")},
     }
     accuracy = slot["accuracy"] or {}
     if "accuracy" in accuracy:

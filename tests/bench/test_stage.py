@@ -43,7 +43,9 @@ def test_bench_rows_hold_latency_statistics_and_throughput(report):
     assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
     assert lat["p50_ci95"][0] <= lat["p50"] <= lat["p50_ci95"][1]
     assert row["throughput_items_per_s"] == pytest.approx(2000 / lat["p50"])
-    assert row["seq_len"] == "data" and row["threads"] == 1 and "rss_delta" in row["memory_mb"]
+    assert row["seq_len"] == "data" and row["threads"] == 1
+    assert row["memory_mb"]["rss_now"] > 0 and row["memory_mb"]["gpu_peak"] is None  # no GPU row here
+    assert result["process_peak_rss_mb"] >= row["memory_mb"]["rss_now"]
 
 
 def test_bench_accuracy_matches_evaluate_and_agreement_is_against_the_reference(report, tiny_teacher, tiny_data):
