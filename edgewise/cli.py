@@ -420,9 +420,10 @@ def bench_run(artifacts, data, split, backends, batch_sizes, threads, seq_len, w
 @click.option("--max-latency-regression", default="10%", show_default=True,
               help=help_for_field(CompareConfig, "max_latency_regression"))
 @config_option(CompareConfig, "max_accuracy_drop")
+@config_option(CompareConfig, "allow_missing", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
 @click.pass_context
-def bench_compare(ctx, current, baseline, max_latency_regression, max_accuracy_drop, as_json):
+def bench_compare(ctx, current, baseline, max_latency_regression, max_accuracy_drop, allow_missing, as_json):
     """Gate the bench report CURRENT against BASELINE: exit 0 pass, 1 regression, 2 usage error.
 
     Writes the Markdown table to $GITHUB_STEP_SUMMARY too when that is set (GitHub Actions).
@@ -434,7 +435,7 @@ def bench_compare(ctx, current, baseline, max_latency_regression, max_accuracy_d
     from edgewise.bench.config import parse_percent
 
     config = CompareConfig(max_latency_regression=parse_percent(max_latency_regression, "--max-latency-regression"),
-                           max_accuracy_drop=max_accuracy_drop)
+                           max_accuracy_drop=max_accuracy_drop, allow_missing=allow_missing)
     result = compare(load_report(current), load_report(baseline), config)
     text = markdown(result)
     if as_json:
@@ -443,8 +444,11 @@ def bench_compare(ctx, current, baseline, max_latency_regression, max_accuracy_d
         click.echo(text)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        with open(summary, "a") as f:
-            f.write(text)
+        try:
+            with open(summary, "a") as f:
+                f.write(text)
+        except OSError as e:  # the verdict must still decide the exit code, not a summary file
+            click.echo(f"warning: could not write $GITHUB_STEP_SUMMARY ({summary}): {e.strerror}", err=True)
     if not result["passed"]:
         ctx.exit(1)
 

@@ -164,6 +164,24 @@ def tiny_bundle(tiny_onnx, tmp_path_factory) -> Path:
     return dst
 
 
+def random_classifier(path: Path, tokenizer_from: Path, hidden: int = 32, layers: int = 2, seed: int = 1) -> Path:
+    """An untrained classifier on the tiny labels and tokenizer: it predicts at chance."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    labels = ["colour", "fruit", "sport"]
+    config = BertConfig(vocab_size=35, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=4 * hidden, max_position_embeddings=64, id2label=dict(enumerate(labels)),
+                        label2id={v: k for k, v in enumerate(labels)})
+    BertForSequenceClassification(config).save_pretrained(path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(tokenizer_from / name, path / name)
+    return path
+
+
 def assert_user_error(result, *fragments: str) -> None:
     """A CLI result is exactly one `Error: ...` line on stderr, exit code 2, no traceback."""
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)

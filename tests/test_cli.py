@@ -468,14 +468,18 @@ def test_bench_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
 
     result = cli_run("bench", "a", "b", "--backend", "torch", "--backend", "ort-cpu", "--batch-sizes", "1,8",
                      "--threads", "1", "--seq-len", "128", "--data", "builtin:bbc-news", "--rounds", "7",
-                     "--min-runs", "20", "--min-time", "0.5", "-o", tmp_path / "r", "--json")
+                     "--min-runs", "20", "--min-time", "0.5", "-o", tmp_path / "r", "--json", "--warmup", "3",
+                     "--split", "validation", "--accuracy-samples", "100", "--eval-batch-size", "16",
+                     "--text-column", "sentence", "--label-column", "y")
 
     assert result.exit_code == 0, result.output
     config = seen["config"]
     assert [str(a) for a in seen["artifacts"]] == ["a", "b"]
     assert (config.backends, config.batch_sizes, config.threads, config.seq_len) == (
         ("torch", "ort-cpu"), (1, 8), 1, "128")
-    assert (config.rounds, config.min_runs, config.min_time_s) == (7, 20, 0.5)
+    assert (config.rounds, config.min_runs, config.min_time_s, config.warmup) == (7, 20, 0.5, 3)
+    assert (config.split, config.accuracy_samples, config.eval_batch_size) == ("validation", 100, 16)
+    assert (config.data.text_column, config.data.label_column) == ("sentence", "y")
     assert seen["kw"] == {"data": "builtin:bbc-news", "output": tmp_path / "r", "overwrite": False}
     assert json.loads(result.stdout) == {"results": []}
 
@@ -508,6 +512,9 @@ def test_bench_compare_exit_codes_and_step_summary(cli_run, tmp_path, monkeypatc
     assert passed.exit_code == 0 and "passed" in passed.stdout
     assert failed.exit_code == 1 and "FAILED (1 regression(s))" in failed.stdout and "+100.0 %" in failed.stdout
     assert summary.read_text().count("## edgewise bench compare") == 2
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "no" / "such" / "dir" / "summary.md"))
+    unwritable = cli_run("bench", "compare", slower, baseline)
+    assert unwritable.exit_code == 1 and "could not write $GITHUB_STEP_SUMMARY" in unwritable.stderr
 
 
 BAD_BENCH = {
@@ -522,6 +529,9 @@ BAD_BENCH = {
                                                "lots"], ["not a percentage"]),
     "compare-not-a-report": (lambda t, onnx: ["bench", "compare", _touch(t / "a.json"), _touch(t / "b.json")],
                              ["not a readable JSON report"]),
+    "same-artifact-twice": (lambda t, onnx: ["bench", onnx, onnx], ["is given twice"]),
+    "too-few-texts-for-batch": (lambda t, onnx: ["bench", onnx, "--data", write_csv(t / "d.csv", [("apple", "fruit")]),
+                                                 "--batch-sizes", "8"], ["needs at least 8 evaluation texts"]),
 }
 
 

@@ -123,12 +123,16 @@ def _torch(artifact, backend: str, threads: int | None) -> Runner:
 
 def _onnxruntime(artifact, backend: str, threads: int | None) -> Runner:
     from edgewise.runtime.bench import synthetic_batch
-    from edgewise.runtime.predictor import Predictor
+    from edgewise.runtime.predictor import BACKENDS, Predictor
 
     try:
         predictor = Predictor(artifact.path, backend=backend, threads=threads)
     except EdgewiseError as e:
         raise Skip(str(e)) from None
+    wanted = BACKENDS[backend][:1]
+    if wanted and predictor.providers()[0] != wanted[0]:
+        # onnxruntime falls back to the next provider when one fails to start: do not time that as this backend.
+        raise Skip(f"{wanted[0]} did not start (onnxruntime fell back to {predictor.providers()[0]})")
     forward = predictor.run
     return Runner(
         backend, predictor.max_length, predictor.encode, lambda b, s: synthetic_batch(predictor, b, s),

@@ -28,11 +28,47 @@ def load_report(path: Path) -> dict:
     if not isinstance(version, int) or version > SUPPORTED_SCHEMA:
         raise EdgewiseError(f"{path} has report schema {version!r}; this edgewise reads up to {SUPPORTED_SCHEMA}: "
                             "upgrade edgewise")
+    for index, row in enumerate(report["results"]):
+        if not isinstance(row, dict) or not all(k in row for k in ("artifact", "backend", "batch_size", "status")):
+            raise EdgewiseError(f"{path}: result {index} lacks artifact / backend / batch_size / status; the report "
+                                "is damaged: re-run edgewise bench")
+        lat = row.get("latency_ms") if row["status"] == "ok" else {}
+        if row["status"] == "ok" and not (isinstance(lat, dict) and isinstance(lat.get("p50"), (int, float))
+                                          and isinstance(lat.get("p50_ci95"), list) and len(lat["p50_ci95"]) == 2):
+            raise EdgewiseError(f"{path}: result {index} has no latency p50 and interval; re-run edgewise bench")
+    keys = [_key(r) for r in report["results"]]
+    if len(set(keys)) != len(keys):
+        twice = next(k for k in keys if keys.count(k) > 1)
+        raise EdgewiseError(f"{path} holds two rows for {twice}; a report to compare must name each row once")
     return report
 
 
+KEY_FIELDS = ("artifact", "backend", "batch_size", "seq_len", "threads")
+
+
 def _key(row: dict) -> tuple:
-    return row["artifact"], row["backend"], row["batch_size"], row.get("seq_len")
+    return tuple(row.get(k) for k in KEY_FIELDS)
+
+
+def _machine(report: dict) -> str:
+    cpu = (report.get("environment") or {}).get("cpu") or {}
+    gpus = ", ".join(g.get("name", "?") for g in (report.get("environment") or {}).get("gpu") or [])
+    return f"{cpu.get('model')} ({cpu.get('logical_cores')} cores){', ' + gpus if gpus else ''}"
+
+
+def _check_comparable(current: dict, baseline: dict) -> list[str]:
+    """Errors for reports that measured different things; warnings for different machines."""
+    data_now, data_then = current.get("data") or {}, baseline.get("data") or {}
+    if data_now.get("sha256") and data_then.get("sha256") and data_now["sha256"] != data_then["sha256"]:
+        raise EdgewiseError(
+            f"the report scored accuracy on other texts ({data_now.get('spec')} {data_now.get('split')}, "
+            f"{data_now.get('rows')} rows) than the baseline ({data_then.get('spec')} {data_then.get('split')}, "
+            f"{data_then.get('rows')} rows); bench with the baseline's data and --accuracy-samples"
+        )
+    if _machine(current) != _machine(baseline):
+        return [f"the baseline was measured on {_machine(baseline)}, this report on {_machine(current)}: latency "
+                "differences may be the machine's; refresh the baseline on this machine type"]
+    return []
 
 
 def compare(current: dict, baseline: dict, config: CompareConfig = CompareConfig()) -> dict:
@@ -42,14 +78,15 @@ def compare(current: dict, baseline: dict, config: CompareConfig = CompareConfig
     interval lies wholly above the baseline's (the difference is real, not noise); in accuracy when
     it dropped by more than ``max_accuracy_drop`` points. Rows only in one report are listed, not failed.
     """
+    warnings = _check_comparable(current, baseline)
     base = {_key(r): r for r in baseline["results"] if r.get("status") == "ok"}
     cur = {_key(r): r for r in current["results"] if r.get("status") == "ok"}
     common = [k for k in cur if k in base]
     if not common:
         raise EdgewiseError(
-            "no row of the report matches the baseline (rows match on artifact name, backend, batch size and "
-            f"sequence length; report has {sorted(map(str, cur))[:4]}, baseline {sorted(map(str, base))[:4]}); "
-            "benchmark the same artifacts and settings as the baseline"
+            "no row of the report matches the baseline (rows match on artifact name, backend, batch size, "
+            f"sequence length and threads; report has {sorted(map(str, cur))[:3]}, baseline "
+            f"{sorted(map(str, base))[:3]}); benchmark the same artifacts and settings as the baseline"
         )
     rows = []
     for key in common:
@@ -61,20 +98,26 @@ def compare(current: dict, baseline: dict, config: CompareConfig = CompareConfig
         row = {"artifact": key[0], "backend": key[1], "batch_size": key[2], "seq_len": key[3],
                "baseline_p50": then["p50"], "current_p50": now["p50"], "change": ratio - 1,
                "ci_separated": separated, "latency": latency}
-        if cur[key].get("accuracy") is not None and base[key].get("accuracy") is not None:
-            drop = (base[key]["accuracy"] - cur[key]["accuracy"]) * 100
-            row.update(baseline_accuracy=base[key]["accuracy"], current_accuracy=cur[key]["accuracy"],
-                       accuracy_drop_points=drop,
-                       accuracy="regression" if drop > config.max_accuracy_drop else "ok")
-        row["verdict"] = "FAIL" if "regression" in (row["latency"], row.get("accuracy")) else "pass"
+        if base[key].get("accuracy") is not None:
+            if cur[key].get("accuracy") is None:
+                row.update(baseline_accuracy=base[key]["accuracy"], accuracy="regression: not measured (no --data)")
+            else:
+                drop = (base[key]["accuracy"] - cur[key]["accuracy"]) * 100
+                row.update(baseline_accuracy=base[key]["accuracy"], current_accuracy=cur[key]["accuracy"],
+                           accuracy_drop_points=drop,
+                           accuracy="regression" if drop > config.max_accuracy_drop else "ok")
+        failed = row["latency"] == "regression" or str(row.get("accuracy", "")).startswith("regression")
+        row["verdict"] = "FAIL" if failed else "pass"
         rows.append(row)
-    fields = ("artifact", "backend", "batch_size", "seq_len")
-    missing = [dict(zip(fields, k, strict=True)) for k in base if k not in cur]
-    new = [dict(zip(fields, k, strict=True)) for k in cur if k not in base]
-    failures = sum(r["verdict"] == "FAIL" for r in rows)
+    skipped_now = {_key(r): r.get("reason", "") for r in current["results"] if r.get("status") != "ok"}
+    missing = [dict(zip(KEY_FIELDS, k, strict=True)) | {"reason": skipped_now.get(k, "not in the report")}
+               for k in base if k not in cur]
+    new = [dict(zip(KEY_FIELDS, k, strict=True)) for k in cur if k not in base]
+    failures = sum(r["verdict"] == "FAIL" for r in rows) + (0 if config.allow_missing else len(missing))
     return {"passed": failures == 0, "failures": failures, "rows": rows, "missing": missing, "new": new,
+            "warnings": warnings,
             "config": {"max_latency_regression": config.max_latency_regression,
-                       "max_accuracy_drop": config.max_accuracy_drop}}
+                       "max_accuracy_drop": config.max_accuracy_drop, "allow_missing": config.allow_missing}}
 
 
 def markdown(result: dict) -> str:
@@ -84,7 +127,9 @@ def markdown(result: dict) -> str:
         f"## edgewise bench compare: {verdict}",
         "",
         f"Latency fails above +{config['max_latency_regression'] * 100:.0f} % when the 95 % intervals separate; "
-        f"accuracy fails when it drops more than {config['max_accuracy_drop']} points.",
+        f"accuracy fails when it drops more than {config['max_accuracy_drop']} points"
+        + ("." if config.get("allow_missing") else "; a baseline row missing or skipped in the report fails."),
+        *[f"\n**Warning:** {w}" for w in result.get("warnings", [])],
         "",
         "| artifact | backend | batch | baseline p50 ms | current p50 ms | change | intervals separate | "
         "accuracy (baseline -> current) | verdict |",
@@ -92,13 +137,15 @@ def markdown(result: dict) -> str:
     ]
     for r in result["rows"]:
         accuracy = (f"{r['baseline_accuracy'] * 100:.2f} -> {r['current_accuracy'] * 100:.2f} %"
-                    if "accuracy" in r else "")
+                    if "current_accuracy" in r else r.get("accuracy", ""))
         lines.append(f"| {r['artifact']} | {r['backend']} | {r['batch_size']} | {r['baseline_p50']:.3f} | "
                      f"{r['current_p50']:.3f} | {r['change'] * 100:+.1f} % | {'yes' if r['ci_separated'] else 'no'} | "
                      f"{accuracy} | {r['verdict']} |")
-    for title, keys in (("Only in the baseline (not compared)", result["missing"]),
-                        ("Only in this report (no baseline)", result["new"])):
-        if keys:
-            lines += ["", f"{title}: " + ", ".join(f"{k['artifact']} / {k['backend']} / batch {k['batch_size']}"
-                                                   for k in keys)]
+    if result["missing"]:
+        verdict = "allowed" if config.get("allow_missing") else "FAIL"
+        lines += ["", f"Missing or skipped in this report ({verdict}): " + "; ".join(
+            f"{k['artifact']} / {k['backend']} / batch {k['batch_size']} ({k['reason']})" for k in result["missing"])]
+    if result["new"]:
+        lines += ["", "Only in this report (no baseline): " + ", ".join(
+            f"{k['artifact']} / {k['backend']} / batch {k['batch_size']}" for k in result["new"])]
     return "\n".join(lines) + "\n"

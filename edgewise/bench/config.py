@@ -43,7 +43,8 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backends", tuple(self.backends))
-        object.__setattr__(self, "batch_sizes", tuple(int(b) for b in self.batch_sizes))
+        object.__setattr__(self, "batch_sizes", tuple(dict.fromkeys(int(b) for b in self.batch_sizes)))
+        object.__setattr__(self, "backends", tuple(dict.fromkeys(self.backends)))
         problems = []
         unknown = [b for b in self.backends if b not in BACKENDS]
         if unknown or not self.backends:
@@ -71,6 +72,8 @@ def parse_percent(text: str, what: str) -> float:
         number = float(value)
     except ValueError:
         raise EdgewiseError(f"{what} {text!r} is not a percentage; write e.g. 10%") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise EdgewiseError(f"{what} {text!r} is not a finite percentage; write e.g. 10%")
     if number < 0:
         raise EdgewiseError(f"{what} must be >= 0, got {text!r}")
     return number / 100.0
@@ -90,6 +93,8 @@ class CompareConfig:
     max_latency_regression: float = setting(0.10, "Largest p50 slow-down tolerated (10% = 0.10); a slower "
                                                    "row fails only when the confidence intervals also separate.")
     max_accuracy_drop: float = setting(0.5, "Largest accuracy drop tolerated, in percentage points.")
+    allow_missing: bool = setting(False, "Pass when rows of the baseline are missing or skipped in the report "
+                                         "(by default that fails: a backend that broke must not pass silently).")
 
     def __post_init__(self) -> None:
         if self.max_latency_regression < 0 or self.max_accuracy_drop < 0:

@@ -14,6 +14,7 @@ from edgewise.core.artifact import Artifact
 from edgewise.core.config import config_to_dict
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console, progress_bar
+from edgewise.runtime.bench import current_rss_mb
 
 REPORT_SCHEMA_VERSION = 1
 REPORT_FILE = "report.json"
@@ -21,29 +22,23 @@ MODEL_FILES = {"hf": ("model.safetensors",), "onnx": ("model.onnx",), "ort": ("m
                "bundle": ("model.onnx", "model.ort"), "tensorrt": ("model.engine", "model.onnx")}
 
 
-def current_rss_mb() -> float | None:
-    """Resident memory of this process now (Linux /proc), in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
-
-
 def peak_rss_mb() -> float | None:
-    """The most resident memory this process has held so far (ru_maxrss is KiB on Linux)."""
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """The most resident memory this process has held so far (Linux VmHWM, the high-water mark of VmRSS)."""
+    return current_rss_mb("VmHWM:")
+
+
+def _import_backend(backend: str) -> None:
+    import importlib
+    import importlib.util
+
+    for module in (("torch", "transformers") if backend.startswith("torch") else ("onnxruntime", "tokenizers")):
+        if importlib.util.find_spec(module) is not None:  # a missing one is the row's skip reason, from load()
+            importlib.import_module(module)
 
 
 def _gpu_peak_mb(backend: str, reset: bool = False) -> float | None:
     """Peak CUDA memory torch allocated (torch-cuda rows only; ORT and TensorRT allocate outside torch)."""
-    if backend != "torch-cuda":
+    if backend != "torch-cuda" or not _cuda_available():
         return None
     import torch
 
@@ -62,8 +57,11 @@ def model_size(artifact: Artifact) -> int:
     return sum(p.stat().st_size for p in artifact.path.glob("*.safetensors"))
 
 
-def parameter_count(artifact: Artifact) -> int | None:
-    """Parameters, read from the safetensors header or the ONNX initializers (no weights loaded)."""
+def parameter_count(artifact: Artifact, depth: int = 3) -> int | None:
+    """Parameters, read from the safetensors header or the ONNX initializers (no weights loaded).
+
+    ORT-format models and bundles of them are counted through the ONNX model they came from.
+    """
     if artifact.kind == "hf":
         total = 0
         for file in artifact.path.glob("*.safetensors"):
@@ -77,6 +75,12 @@ def parameter_count(artifact: Artifact) -> int | None:
 
         model = onnx.load(str(onnx_path), load_external_data=False)
         return sum(math.prod(t.dims) for t in model.graph.initializer)
+    parent = (artifact.manifest.parent or {}).get("path") if artifact.manifest else None
+    if parent and depth > 0 and Path(parent).is_dir():
+        try:
+            return parameter_count(Artifact.load(Path(parent), verify=False), depth - 1)
+        except EdgewiseError:
+            return None
     return None
 
 
@@ -100,43 +104,55 @@ def bench(artifacts: list[Path], config: BenchConfig = BenchConfig(), *, data: s
     """
     from edgewise.core.deps import require_full
 
-    require_full("numpy")
+    require_full("onnxruntime", "onnx", "sklearn", "matplotlib")
     if not artifacts:
         raise EdgewiseError("name at least one artifact to benchmark")
     loaded = [Artifact.load(Path(p), kind=("hf", "onnx", "ort", "bundle", "tensorrt")) for p in artifacts]
+    paths = [a.path for a in loaded]
+    if len(set(paths)) != len(paths):
+        twice = next(p for p in paths if paths.count(p) > 1)
+        raise EdgewiseError(f"{twice} is given twice; name each artifact once")
     names = _names(loaded)
     out = _prepare_output(output, [a.path for a in loaded], overwrite) if output else None
     seq_mode = config.seq_len if config.seq_len != "auto" else ("data" if data else "max")
     if seq_mode == "data" and not data:
         raise EdgewiseError("--seq-len data times the evaluation texts: pass --data, or a number such as 128")
     split = _eval_split(data, config) if data else None
+    if seq_mode == "data" and len(split) < max(config.batch_sizes):
+        raise EdgewiseError(
+            f"--seq-len data needs at least {max(config.batch_sizes)} evaluation texts for batch size "
+            f"{max(config.batch_sizes)}; the split has {len(split)}: lower the batch size or use more texts"
+        )
 
     slots, rows, predictions = [], [], {}
     for artifact, name in zip(loaded, names, strict=True):
-        for wanted in config.backends:
-            backend = resolve(wanted, artifact.kind)
+        for backend in dict.fromkeys(resolve(wanted, artifact.kind) for wanted in config.backends):
+            _import_backend(backend)  # so the memory figures hold the model, not the library's import
             before = current_rss_mb()
             try:
-                if backend == "torch-cuda":
-                    _gpu_peak_mb(backend, reset=_cuda_available())
+                _gpu_peak_mb(backend, reset=True)
                 runner = load(artifact, backend, config.threads)
             except Skip as skip:
                 console().print(f"[yellow]skipped[/yellow] {name} on {backend}: {skip}")
                 rows += [_skipped(name, artifact, backend, b, config, str(skip)) for b in config.batch_sizes]
                 continue
-            accuracy = _accuracy(runner, artifact, split, config) if split is not None else None
-            if accuracy is not None:
-                predictions[(name, backend)] = accuracy.pop("predictions")
+            new_slots = []
             for batch_size in config.batch_sizes:
                 feeds = _feeds(runner, split, batch_size, seq_mode, config)
                 for i in range(config.warmup):
                     runner.forward(feeds[i % len(feeds)][0])
-                # Memory this model and backend added, measured before the next one loads.
-                slots.append({"name": name, "artifact": artifact, "backend": backend, "batch_size": batch_size,
-                              "runner": runner, "feeds": feeds, "samples": [], "rss_before": before,
-                              "rss_after": current_rss_mb(), "gpu_peak": _gpu_peak_mb(backend),
-                              "accuracy": accuracy,
-                              "seq_len": "data" if seq_mode == "data" else feeds[0][1]})
+                # Memory the model and its runs at this batch size added, before anything else loads.
+                new_slots.append({"name": name, "artifact": artifact, "backend": backend, "batch_size": batch_size,
+                                  "runner": runner, "feeds": feeds, "samples": [], "rounds": [],
+                                  "rss_before": before, "rss_after": current_rss_mb(),
+                                  "gpu_peak": _gpu_peak_mb(backend),
+                                  "seq_len": "data" if seq_mode == "data" else feeds[0][1]})
+            accuracy = _accuracy(runner, artifact, split, config) if split is not None else None
+            if accuracy is not None:
+                predictions[(name, backend)] = accuracy.pop("predictions")
+            for slot in new_slots:
+                slot["accuracy"] = accuracy
+            slots += new_slots
     _time_interleaved(slots, config)
     rows += [_row(slot, config) for slot in slots]
     _relate(rows, names[0], predictions)
@@ -230,20 +246,24 @@ def _time_interleaved(slots: list[dict], config: BenchConfig) -> None:
     per_round_time = config.min_time_s / config.rounds
     with progress_bar() as bar:
         task = bar.add_task("timing", total=config.rounds * len(slots), info="")
+        for slot in slots:  # the accuracy passes and later loads ran since the warm-up: warm up again
+            for i in range(min(config.warmup, 3)):
+                slot["runner"].forward(slot["feeds"][i % len(slot["feeds"])][0])
         for round_index in range(config.rounds):
             for slot in slots:
                 runner, feeds, samples = slot["runner"], slot["feeds"], slot["samples"]
-                start, runs = time.perf_counter(), 0
-                while runs < per_round_runs or time.perf_counter() - start < per_round_time:
-                    samples.append(runner.time_ms(feeds[len(samples) % len(feeds)][0]))
-                    runs += 1
+                start, this_round = time.perf_counter(), []
+                while len(this_round) < per_round_runs or time.perf_counter() - start < per_round_time:
+                    this_round.append(runner.time_ms(feeds[(len(samples) + len(this_round)) % len(feeds)][0]))
+                samples.extend(this_round)
+                slot["rounds"].append(this_round)
                 bar.update(task, advance=1, info=f"round {round_index + 1}/{config.rounds}")
 
 
 def _row(slot: dict, config: BenchConfig) -> dict:
     from edgewise.runtime.bench import latency_stats
 
-    stats = latency_stats(slot["samples"])
+    stats = latency_stats(slot["samples"], slot["rounds"])
     artifact, runner = slot["artifact"], slot["runner"]
     row = {
         "artifact": slot["name"], "path": str(artifact.path), "kind": artifact.kind, "status": "ok",
@@ -275,16 +295,15 @@ def _relate(rows: list[dict], reference: str, predictions: dict) -> None:
     import numpy as np
 
     ok = [r for r in rows if r["status"] == "ok"]
-    reference_predictions = next((p for (n, _), p in predictions.items() if n == reference), None)
     for row in ok:
         same = [r for r in ok if r["artifact"] == reference and r["batch_size"] == row["batch_size"]]
         ref = next((r for r in same if r["backend"] == row["backend"]), same[0] if same else None)
-        if ref is not None:
-            row["reference"] = {"backend": ref["backend"],
-                                "p50_ratio": row["latency_ms"]["p50"] / ref["latency_ms"]["p50"]}
-        mine = predictions.get((row["artifact"], row["backend"]))
-        if mine is not None and reference_predictions is not None:
-            row["label_agreement"] = float(np.mean(mine == reference_predictions))
+        if ref is None:
+            continue
+        row["reference"] = {"backend": ref["backend"], "p50_ratio": row["latency_ms"]["p50"] / ref["latency_ms"]["p50"]}
+        mine, theirs = predictions.get((row["artifact"], row["backend"])), predictions.get((reference, ref["backend"]))
+        if mine is not None and theirs is not None:
+            row["label_agreement"] = float(np.mean(mine == theirs))
 
 
 def _ordered(rows: list[dict], names: list[str], config: BenchConfig) -> list[dict]:

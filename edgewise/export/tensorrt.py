@@ -164,7 +164,11 @@ class EngineRunner:
         for name in self.inputs:
             tensor = torch.from_numpy(batch[name]).to(device="cuda", dtype=self._dtype(name)).contiguous()
             keep.append(tensor)
-            self.context.set_input_shape(name, tuple(tensor.shape))
+            if not self.context.set_input_shape(name, tuple(tensor.shape)):
+                raise EdgewiseError(
+                    f"input {name} of shape {tuple(tensor.shape)} is outside the engine's optimisation profile; "
+                    "rebuild it with wider --batch / --seq ranges or use smaller inputs"
+                )
             self.context.set_tensor_address(name, tensor.data_ptr())
         results = {}
         for name in self.outputs:

@@ -41,7 +41,8 @@ def test_bench_rows_hold_latency_statistics_and_throughput(report):
     lat = row["latency_ms"]
     assert lat["runs"] >= 10 and len(lat["samples"]) == lat["runs"]
     assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
-    assert lat["p50_ci95"][0] <= lat["p50"] <= lat["p50_ci95"][1]
+    # Two rounds: the interval spans the two round medians (the only distribution-free choice).
+    assert len(lat["round_p50"]) == 2 and lat["p50_ci95"] == sorted(lat["round_p50"])
     assert row["throughput_items_per_s"] == pytest.approx(2000 / lat["p50"])
     assert row["seq_len"] == "data" and row["threads"] == 1
     assert row["memory_mb"]["rss_now"] > 0 and row["memory_mb"]["gpu_peak"] is None  # no GPU row here
@@ -79,15 +80,39 @@ def test_bench_interleaves_artifacts_in_rounds():
         def __init__(self, name):
             self.name = name
 
+        def forward(self, feed):
+            order.append(self.name.lower())  # warm-up: run, not timed
+
         def time_ms(self, feed):
-            order.append(self.name)
+            order.append(self.name + str(feed["i"]))
             return 1.0
 
-    slots = [{"runner": Runner(n), "feeds": [({}, 8)], "samples": []} for n in "ABC"]
+    slots = [{"runner": Runner(n), "feeds": [({"i": 0}, 8), ({"i": 1}, 8)], "samples": [], "rounds": []}
+             for n in "ABC"]
 
-    _time_interleaved(slots, BenchConfig(rounds=3, min_runs=3, min_time_s=0))
+    _time_interleaved(slots, BenchConfig(rounds=3, min_runs=6, min_time_s=0, warmup=1))
 
-    assert "".join(order) == "ABCABCABC"
+    # One re-warm each, then rounds of two timed runs per slot, cycling through the inputs.
+    assert " ".join(order) == "a b c A0 A1 B0 B1 C0 C1 A0 A1 B0 B1 C0 C1 A0 A1 B0 B1 C0 C1"
+    assert [len(r) for r in slots[0]["rounds"]] == [2, 2, 2] and len(slots[0]["samples"]) == 6
+
+
+def test_bench_rounds_last_at_least_min_time():
+    import time
+
+    class Runner:
+        def forward(self, feed):
+            pass
+
+        def time_ms(self, feed):
+            time.sleep(0.002)
+            return 2.0
+
+    slot = {"runner": Runner(), "feeds": [({}, 8)], "samples": [], "rounds": []}
+
+    _time_interleaved([slot], BenchConfig(rounds=2, min_runs=1, min_time_s=0.1, warmup=0))
+
+    assert len(slot["samples"]) >= 20 and all(len(r) >= 10 for r in slot["rounds"])
 
 
 def test_bench_fixed_sequence_length_and_its_limits(tiny_onnx, tmp_path):
@@ -137,3 +162,24 @@ def test_bench_refuses_an_existing_report_folder(tiny_onnx, tmp_path):
 def test_bench_config_rejects_bad_values(kwargs, fragment):
     with pytest.raises(EdgewiseError, match=fragment):
         BenchConfig(**kwargs)
+
+
+def test_bench_accuracy_and_agreement_are_measured_per_artifact(tiny_teacher, tiny_onnx, tiny_data, tmp_path):
+    from edgewise.core.data import load_splits
+    from edgewise.export import ExportConfig, export
+    from edgewise.runtime import Predictor
+    from tests.conftest import random_classifier
+
+    untrained = tmp_path / "untrained"
+    export(random_classifier(tmp_path / "hf", tiny_teacher), untrained, ExportConfig(max_length=32))
+
+    result = bench([tiny_teacher, untrained], BenchConfig(**FAST), data=str(tiny_data))
+
+    rows = {r["artifact"]: r for r in result["results"]}
+    assert rows["untrained"]["accuracy"] == pytest.approx(evaluate(untrained, str(tiny_data))["accuracy"])
+    assert rows["untrained"]["accuracy"] < 0.7 < rows["teacher"]["accuracy"]
+    texts = load_splits(str(tiny_data))["test"].texts
+    theirs = Predictor(tiny_onnx).logits(texts).argmax(-1)  # labels exactly as the PyTorch teacher's
+    mine = Predictor(untrained).logits(texts).argmax(-1)
+    assert rows["untrained"]["label_agreement"] == pytest.approx(float((mine == theirs).mean()))
+    assert rows["untrained"]["label_agreement"] < 1.0

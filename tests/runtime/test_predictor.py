@@ -164,3 +164,20 @@ def test_runtime_bench_creates_the_report_folder(tiny_bundle, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "new" / "dir" / "bench.json").read_text())["results"]
+
+
+def test_median_ci_uses_order_statistics_of_round_medians():
+    from edgewise.runtime.bench import median_ci
+
+    assert median_ci([3.0, 1.0, 2.0, 5.0, 4.0]) == ([1.0, 5.0], pytest.approx(0.9375))
+    interval, coverage = median_ci(list(range(10)))
+    assert interval == [1.0, 8.0] and coverage == pytest.approx(0.978515625)
+
+
+def test_latency_stats_interval_reflects_rounds_not_samples():
+    # Two runs that drift apart: thousands of samples cannot make the interval narrower than the drift.
+    rounds = [[10.0] * 500, [10.5] * 500, [10.2] * 500, [10.4] * 500, [10.1] * 500]
+
+    stats = latency_stats([x for r in rounds for x in r], rounds)
+
+    assert stats["p50_ci95"] == [10.0, 10.5] and stats["round_p50"] == [10.0, 10.5, 10.2, 10.4, 10.1]
