@@ -16,6 +16,7 @@ from edgewise import __version__
 from edgewise.bench.config import BACKENDS as BENCH_BACKENDS
 from edgewise.bench.config import BenchConfig, CompareConfig
 from edgewise.core.errors import EdgewiseError
+from edgewise.distill.config import DistillConfig
 from edgewise.evaluate.config import BACKENDS, EvaluateConfig
 from edgewise.export.config import BundleConfig, ExportConfig
 from edgewise.finetune.config import FinetuneConfig
@@ -217,6 +218,63 @@ def finetune(pretrained, data, output, epochs, learning_rate, batch_size, eval_b
         data=_data_config(text_column, text_pair_column, label_column, validation_fraction, seed),
     )
     run_finetune(pretrained, data, output, config, overwrite=overwrite, resume=resume)
+
+
+@cli.command()
+@click.argument("teacher", type=click.Path(path_type=Path))
+@click.argument("data")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Folder to write the student to.")
+@config_option(DistillConfig, "layers", type=int)
+@config_option(DistillConfig, "layer_map", type=str)
+@config_option(DistillConfig, "student", type=str)
+@config_option(DistillConfig, "student_config", type=str)
+@config_option(DistillConfig, "temperature")
+@config_option(DistillConfig, "alpha")
+@config_option(DistillConfig, "hidden_weight")
+@config_option(DistillConfig, "attention_weight")
+@config_option(DistillConfig, "cache_logits", "--cache-logits/--no-cache-logits")
+@click.option("--unlabeled", default=None, help="Extra texts (a .txt file, one per line, or any DATA spec) the "
+                                                "teacher labels with soft targets.")
+@config_option(DistillConfig, "epochs")
+@config_option(DistillConfig, "learning_rate", "--learning-rate", "--lr")
+@config_option(DistillConfig, "batch_size")
+@config_option(DistillConfig, "eval_batch_size")
+@config_option(DistillConfig, "warmup_ratio")
+@config_option(DistillConfig, "weight_decay")
+@config_option(DistillConfig, "gradient_accumulation_steps")
+@config_option(DistillConfig, "seed")
+@config_option(DistillConfig, "max_length", type=int)
+@config_option(DistillConfig, "dynamic_padding", "--dynamic-padding/--pad-to-max-length")
+@config_option(DistillConfig, "best_metric")
+@config_option(DistillConfig, "save_total_limit")
+@config_option(DistillConfig, "train_split", "--split")
+@data_options(validation=True)
+@config_option(DistillConfig, "allow_pickle", is_flag=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def distill(teacher, data, output, layers, layer_map, student, student_config, temperature, alpha, hidden_weight,
+            attention_weight, cache_logits, unlabeled, epochs, learning_rate, batch_size, eval_batch_size,
+            warmup_ratio, weight_decay, gradient_accumulation_steps, seed, max_length, dynamic_padding, best_metric,
+            save_total_limit, train_split, text_column, text_pair_column, label_column, validation_fraction,
+            allow_pickle, resume, overwrite):
+    """Distil the fine-tuned TEACHER into a smaller student trained on DATA.
+
+    The student is the teacher's own layers (--layers N or --layer-map 0,2,5), a given encoder
+    (--student), or a fresh config (--student-config layers=4,hidden=256,heads=4,ffn=1024).
+    """
+    from edgewise.distill import distill as run_distill
+
+    config = DistillConfig(
+        layers=layers, layer_map=layer_map, student=student, student_config=student_config, temperature=temperature,
+        alpha=alpha, hidden_weight=hidden_weight, attention_weight=attention_weight, cache_logits=cache_logits,
+        epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, eval_batch_size=eval_batch_size,
+        warmup_ratio=warmup_ratio, weight_decay=weight_decay, gradient_accumulation_steps=gradient_accumulation_steps,
+        seed=seed, max_length=max_length, dynamic_padding=dynamic_padding, best_metric=best_metric,
+        save_total_limit=save_total_limit, train_split=train_split, allow_pickle=allow_pickle,
+        data=_data_config(text_column, text_pair_column, label_column, validation_fraction, seed),
+    )
+    run_distill(teacher, data, output, config, unlabeled=unlabeled, overwrite=overwrite, resume=resume)
 
 
 @cli.command()

@@ -8,6 +8,21 @@ from pathlib import Path
 
 import pytest
 
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Teacher-logit caches go to a temporary folder, never the user's ~/.cache."""
+    import os
+
+    previous = os.environ.get("EDGEWISE_CACHE")
+    os.environ["EDGEWISE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        del os.environ["EDGEWISE_CACHE"]
+    else:
+        os.environ["EDGEWISE_CACHE"] = previous
+
+
 # Three classes, each signalled by its own words inside shared filler: learnable in seconds.
 CLASS_WORDS = {
     "fruit": ["apple", "banana", "cherry", "grape", "lemon", "mango"],

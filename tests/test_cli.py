@@ -540,3 +540,57 @@ def test_bench_bad_input_is_one_error_line(cli_run, tmp_path, tiny_onnx, case):
     make, fragments = BAD_BENCH[case]
 
     assert_user_error(cli_run(*make(tmp_path, tiny_onnx)), *fragments)
+
+
+# --- distill --------------------------------------------------------------------------------------
+
+def test_distill_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
+    import edgewise.distill
+
+    seen = {}
+    monkeypatch.setattr(edgewise.distill, "distill", lambda *a, **kw: seen.update(args=a, kw=kw))
+
+    result = cli_run("distill", "runs/teacher", "data.csv", "-o", tmp_path / "s", "--layer-map", "0,2,5",
+                     "--temperature", "2", "--alpha", "0.5", "--hidden-weight", "1", "--attention-weight", "0.5",
+                     "--no-cache-logits", "--unlabeled", "more.txt", "--epochs", "5", "--lr", "2e-4", "--resume")
+
+    assert result.exit_code == 0, result.output
+    teacher, data, dst, config = seen["args"]
+    assert (str(teacher), data, dst) == ("runs/teacher", "data.csv", tmp_path / "s")
+    assert (config.layer_map, config.temperature, config.alpha, config.hidden_weight, config.attention_weight) == (
+        (0, 2, 5), 2.0, 0.5, 1.0, 0.5)
+    assert (config.cache_logits, config.epochs, config.learning_rate) == (False, 5.0, 2e-4)
+    assert seen["kw"] == {"unlabeled": "more.txt", "overwrite": False, "resume": True}
+
+
+def test_distill_cli_happy_path(cli_run, tiny_teacher, tiny_data, tmp_path):
+    result = cli_run("distill", tiny_teacher, tiny_data, "-o", tmp_path / "s", "--layers", "1", "--epochs", "1")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and "wrote" in result.stderr and "of the teacher's parameters" in result.stderr
+
+
+BAD_DISTILL = {
+    "two-student-kinds": (lambda t, teacher, data: ["distill", teacher, data, "--layers", "1", "--layer-map", "0"],
+                          ["choose one kind of student"]),
+    "bad-layer-map": (lambda t, teacher, data: ["distill", teacher, data, "--layer-map", "1,0"],
+                      ["increasing order"]),
+    "too-many-layers": (lambda t, teacher, data: ["distill", teacher, data, "--layers", "9"],
+                        ["exceeds the teacher's 2 layers"]),
+    "bad-student-config": (lambda t, teacher, data: ["distill", teacher, data, "--student-config", "depth=2"],
+                           ["KEY=N pairs"]),
+    "alpha-out-of-range": (lambda t, teacher, data: ["distill", teacher, data, "--alpha", "2"], ["alpha must be"]),
+    "missing-unlabeled": (lambda t, teacher, data: ["distill", teacher, data, "--unlabeled", t / "none.txt"],
+                          ["does not exist"]),
+    "teacher-not-hf": (lambda t, teacher, data: ["distill", data, data], ["not a model folder"]),
+    "missing-student": (lambda t, teacher, data: ["distill", teacher, data, "--student", t / "none"],
+                        ["does not exist"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DISTILL))
+def test_distill_bad_input_is_one_error_line(cli_run, tmp_path, tiny_teacher, tiny_data, case):
+    make, fragments = BAD_DISTILL[case]
+
+    assert_user_error(cli_run(*make(tmp_path, tiny_teacher, tiny_data), "-o", tmp_path / "out"), *fragments)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*.partial"))

@@ -2,10 +2,97 @@
 
 from __future__ import annotations
 
+import json
+import math
+import shutil
+from pathlib import Path
+
 import torch
 from transformers import TrainerCallback
 
+from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console, progress_bar
+
+RUN_FILE = "run.json"  # in the work folder: what an interrupted run was started with
+
+
+def check_resume(work: Path, run: dict) -> None:
+    """A resumed run must use the same model, data and settings as the interrupted one."""
+    try:
+        previous = json.loads((work / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise EdgewiseError(
+            f"{work} holds no readable record of the interrupted run; start over with --overwrite"
+        ) from None
+    if previous != run:
+        changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
+        raise EdgewiseError(
+            f"--resume needs the same settings as the interrupted run, but {', '.join(changed)} differ; "
+            "rerun with the original settings or start over with --overwrite"
+        )
+
+
+def drop_incomplete_checkpoints(checkpoints: Path) -> list[str]:
+    """Remove checkpoints a kill interrupted while saving (Trainer writes trainer_state.json last)."""
+    dropped = []
+    for folder in sorted(checkpoints.glob("checkpoint-*")):
+        if not (folder / "trainer_state.json").is_file():
+            shutil.rmtree(folder)
+            dropped.append(folder.name)
+    return dropped
+
+
+def has_checkpoint(checkpoints: Path) -> bool:
+    return checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+
+
+def training_arguments(config, checkpoints: Path, train_size: int, **overrides):
+    """TrainingArguments from a stage config (epochs, learning rate, batch sizes, warm-up, seed, ...):
+    evaluation and a checkpoint every epoch, the best checkpoint kept by ``config.best_metric``."""
+    from transformers import TrainingArguments
+
+    values = dict(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        warmup_ratio=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        data_seed=config.seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model=f"rank_{config.best_metric.value}",
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=max(1, math.ceil(train_size / config.batch_size / 10)),
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every parameter of a classifier takes part in the loss
+    )
+    values.update(overrides)
+    return TrainingArguments(**values)
+
+
+def quiet(trainer) -> None:
+    """Trainer's PrinterCallback prints raw log dicts to stdout; RichProgress shows them instead."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+
+
+def split_metrics(trainer, dataset, label_ids, id2label) -> dict:
+    """Full classification metrics of the trainer's model on a dataset (collective under torchrun)."""
+    from edgewise.core.metrics import classification_metrics
+
+    prediction = trainer.predict(dataset)
+    return classification_metrics(label_ids, prediction.predictions.argmax(-1), id2label)
 
 
 class EncodedDataset(torch.utils.data.Dataset):
@@ -37,14 +124,28 @@ def encode(tokenizer, split, labels: list[int] | None, max_length: int, pad_to_m
     return EncodedDataset(model_inputs(model, encodings) if model is not None else dict(encodings), labels)
 
 
+# The checkpoint kept is the best by `rank_<metric>`: the metric, ties broken by the lower validation
+# cross-entropy. On small validation sets many epochs tie (e.g. at 100 %), and keeping the first of
+# them keeps the least confident model, whose near-ties a distilled student then copies.
+TIE_BREAK = 1e-4
+
+
 def compute_metrics(eval_pred) -> dict:
+    import numpy as np
     from sklearn.metrics import accuracy_score, f1_score
 
-    predictions = eval_pred.predictions.argmax(-1)
-    return {
-        "accuracy": float(accuracy_score(eval_pred.label_ids, predictions)),
-        "macro_f1": float(f1_score(eval_pred.label_ids, predictions, average="macro", zero_division=0)),
+    logits = np.asarray(eval_pred.predictions, dtype=np.float64)
+    labels = np.asarray(eval_pred.label_ids)
+    predictions = logits.argmax(-1)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    cross_entropy = float(-log_probs[np.arange(len(labels)), labels].mean())
+    metrics = {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
     }
+    metrics.update({f"rank_{k}": v - TIE_BREAK * min(cross_entropy, 100.0) for k, v in list(metrics.items())})
+    return metrics
 
 
 class RichProgress(TrainerCallback):

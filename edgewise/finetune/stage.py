@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 
 from edgewise.core.artifact import Artifact, OutputDir
@@ -15,8 +14,6 @@ from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import MANIFEST_NAME, Manifest, now
 from edgewise.core.progress import console
 from edgewise.finetune.config import FinetuneConfig
-
-RUN_FILE = "run.json"  # in the work folder: what an interrupted run was started with
 
 
 def choose_max_length(lengths: list[int], percentile: float, limit: int) -> int:
@@ -39,33 +36,6 @@ def length_stats(lengths: list[int], max_length: int) -> dict:
         "max": int(arr.max()),
         "truncated_fraction": round(float((arr > max_length).mean()), 4),
     }
-
-
-def _check_resume(out: OutputDir, run: dict) -> None:
-    """A resumed run must use the same model, data and settings as the interrupted one."""
-    previous_file = out.work / RUN_FILE
-    try:
-        previous = json.loads(previous_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        raise EdgewiseError(
-            f"{out.work} holds no readable record of the interrupted run; start over with --overwrite"
-        ) from None
-    if previous != run:
-        changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
-        raise EdgewiseError(
-            f"--resume needs the same settings as the interrupted run, but {', '.join(changed)} differ; "
-            "rerun with the original settings or start over with --overwrite"
-        )
-
-
-def drop_incomplete_checkpoints(checkpoints: Path) -> list[str]:
-    """Remove checkpoints a kill interrupted while saving (Trainer writes trainer_state.json last)."""
-    dropped = []
-    for folder in sorted(checkpoints.glob("checkpoint-*")):
-        if not (folder / "trainer_state.json").is_file():
-            shutil.rmtree(folder)
-            dropped.append(folder.name)
-    return dropped
 
 
 def finetune(
@@ -134,9 +104,11 @@ def finetune(
         "data": {s.name: s.sha256() for s in (train, validation, test) if s is not None},
         "config": config_to_dict(config),
     }
+    from edgewise.core.training import RUN_FILE, check_resume, drop_incomplete_checkpoints, has_checkpoint
+
     if rank == 0:
         if resume:
-            _check_resume(out, run)
+            check_resume(out.work, run)
             dropped = drop_incomplete_checkpoints(out.work / "checkpoints")
             if dropped:
                 console().print(f"dropped {', '.join(dropped)}: the kill interrupted its saving")
@@ -147,19 +119,24 @@ def finetune(
                           (train, train_ids), (validation, validation_ids), (test, test_ids), resume, rank)
     except BaseException:
         if rank == 0:
-            checkpoints = out.work / "checkpoints"
-            out.abort(keep_checkpoints=checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*")))
+            out.abort(keep_checkpoints=has_checkpoint(out.work / "checkpoints"))
         raise
     return manifest
 
 
 def _train(source, parent, out, config, data, started, id2label, train, validation, test, resume, rank):
-    import torch
-    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
 
-    from edgewise.core.metrics import classification_metrics
     from edgewise.core.models import load_classifier, load_tokenizer, max_positions, token_lengths
-    from edgewise.core.training import RichProgress, compute_metrics, encode
+    from edgewise.core.training import (
+        RichProgress,
+        compute_metrics,
+        encode,
+        has_checkpoint,
+        quiet,
+        split_metrics,
+        training_arguments,
+    )
 
     say = console().print if rank == 0 else (lambda *args, **kwargs: None)
     tokenizer = load_tokenizer(source)
@@ -190,31 +167,7 @@ def _train(source, parent, out, config, data, started, id2label, train, validati
     train_ds = encode(tokenizer, train[0], train[1], max_length, pad_to_max, model)
     validation_ds = encode(tokenizer, validation[0], validation[1], max_length, pad_to_max, model)
     checkpoints = out.work / "checkpoints"
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        warmup_ratio=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        seed=config.seed,
-        data_seed=config.seed,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=config.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model=config.best_metric.value,
-        greater_is_better=True,
-        logging_strategy="steps",
-        logging_steps=max(1, math.ceil(len(train_ds) / config.batch_size / 10)),
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,  # every parameter of a classifier takes part in the loss
-    )
+    args = training_arguments(config, checkpoints, len(train_ds))
     trainer = Trainer(
         model=model,
         args=args,
@@ -225,28 +178,28 @@ def _train(source, parent, out, config, data, started, id2label, train, validati
         compute_metrics=compute_metrics,
         callbacks=[RichProgress("fine-tuning")],
     )
-    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts to stdout; RichProgress shows them
-    has_checkpoint = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    if resume and not has_checkpoint:
+    quiet(trainer)
+    resumable = has_checkpoint(checkpoints)
+    if resume and not resumable:
         say("no checkpoint was saved before the interruption; starting from the first step")
-    result = trainer.train(resume_from_checkpoint=True if resume and has_checkpoint else None)
+    result = trainer.train(resume_from_checkpoint=True if resume and resumable else None)
 
     # Prediction is collective under torchrun: every rank runs it, only rank 0 writes.
     metrics = {
-        "validation": _split_metrics(trainer, validation_ds, validation[1], id2label, classification_metrics),
+        "validation": split_metrics(trainer, validation_ds, validation[1], id2label),
         "train": {
             "runtime_s": round(result.metrics["train_runtime"], 1),
             "samples_per_second": round(result.metrics["train_samples_per_second"], 2),
             "steps": trainer.state.global_step,
             "epochs": config.epochs,
             "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
-            "best_validation_" + config.best_metric.value: trainer.state.best_metric,
+            "selected_by": f"validation {config.best_metric.value}, ties to the lower validation loss",
             "resumed": bool(resume),
         },
     }
     if test[0] is not None:
         test_ds = encode(tokenizer, test[0], test[1], max_length, pad_to_max, model)
-        metrics["test"] = _split_metrics(trainer, test_ds, test[1], id2label, classification_metrics)
+        metrics["test"] = split_metrics(trainer, test_ds, test[1], id2label)
     if not trainer.is_world_process_zero():
         return None
 
@@ -279,8 +232,3 @@ def _train(source, parent, out, config, data, started, id2label, train, validati
     )
     say(f"wrote {out.dst}: {summary}")
     return manifest
-
-
-def _split_metrics(trainer, dataset, label_ids, id2label, classification_metrics) -> dict:
-    prediction = trainer.predict(dataset)
-    return classification_metrics(label_ids, prediction.predictions.argmax(-1), id2label)

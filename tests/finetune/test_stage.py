@@ -89,7 +89,7 @@ def test_finetune_skips_test_metrics_when_the_test_split_is_unlabelled(tiny_enco
 
 
 def test_drop_incomplete_checkpoints_keeps_only_finished_ones(tmp_path):
-    from edgewise.finetune.stage import drop_incomplete_checkpoints
+    from edgewise.core.training import drop_incomplete_checkpoints
 
     (tmp_path / "checkpoint-10").mkdir()
     (tmp_path / "checkpoint-10" / "trainer_state.json").write_text("{}")

@@ -1,0 +1,48 @@
+"""The teacher's logits, computed once per (teacher, texts, max length) and kept on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """$EDGEWISE_CACHE, else ~/.cache/edgewise."""
+    return Path(os.environ.get("EDGEWISE_CACHE") or Path.home() / ".cache" / "edgewise")
+
+
+def logits_key(teacher_id: str, texts: list[str], pairs: list[str] | None, max_length: int) -> str:
+    """Keyed by the teacher's manifest hash, the texts' hash and the max length: any change recomputes."""
+    digest = hashlib.sha256(json.dumps([teacher_id, texts, pairs, max_length], ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def teacher_logits(teacher, tokenizer, texts, pairs, max_length: int, key: str, batch_size: int = 64,
+                   use_cache: bool = True, label: str = "teacher logits") -> tuple:
+    """(logits, seconds spent computing them, whether they came from the cache)."""
+    import numpy as np
+
+    from edgewise.core.models import predict_logits
+    from edgewise.core.progress import progress_bar
+
+    path = cache_dir() / "logits" / f"{key}.npy"
+    if use_cache and path.is_file():
+        try:
+            return np.load(path), 0.0, True
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)  # a damaged cache file is recomputed
+    start = time.perf_counter()
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task(label, total=len(texts), info="")
+        logits = predict_logits(teacher, tokenizer, texts, pairs, batch_size=batch_size, max_length=max_length,
+                                progress=lambda n: bar.advance(task, n))
+    seconds = time.perf_counter() - start
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial.npy")
+        np.save(partial, logits)
+        partial.rename(path)  # atomic: a reader never sees half a file
+    return logits, seconds, False

@@ -1,0 +1,132 @@
+"""Settings of distillation (no torch imports here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgewise.core.config import setting
+from edgewise.core.data import DataConfig
+from edgewise.core.errors import EdgewiseError
+from edgewise.finetune.config import BestMetric
+
+STUDENT_CONFIG_KEYS = {"layers": "num_hidden_layers", "hidden": "hidden_size", "heads": "num_attention_heads",
+                       "ffn": "intermediate_size"}
+
+
+def parse_layer_map(text: str | tuple | None) -> tuple[int, ...] | None:
+    """`0,2,5` -> (0, 2, 5): the teacher layers a student keeps, in order."""
+    if text is None or isinstance(text, tuple):
+        return text
+    try:
+        values = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        raise EdgewiseError(
+            f"--layer-map {text!r} is not a comma-separated list of layer numbers, e.g. 0,2,5"
+        ) from None
+    if any(v < 0 for v in values) or list(values) != sorted(set(values)):
+        raise EdgewiseError(f"--layer-map {text!r} must list distinct teacher layers in increasing order")
+    return values
+
+
+def parse_student_config(text: str | None) -> dict[str, int] | None:
+    """`layers=4,hidden=256,heads=4,ffn=1024` -> the config fields of a fresh student."""
+    if not text:
+        return None
+    values = {}
+    for part in str(text).split(","):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if key not in STUDENT_CONFIG_KEYS or not value.strip().isdigit() or int(value) < 1:
+            raise EdgewiseError(
+                f"--student-config {text!r}: write KEY=N pairs with KEY one of {', '.join(STUDENT_CONFIG_KEYS)}, "
+                "e.g. layers=4,hidden=256,heads=4,ffn=1024"
+            )
+        values[key] = int(value)
+    if "hidden" in values and values["hidden"] % values.get("heads", 1):
+        raise EdgewiseError(f"--student-config {text!r}: hidden must be a multiple of heads")
+    return values
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation of a fine-tuned teacher into a smaller student.
+
+    The student is one of: the teacher's own layers (`layers` evenly spaced, or `layer_map`), a given
+    pretrained encoder (`student`), or a fresh configuration (`student_config`). The loss is
+    `alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels)`, plus optional hidden-state
+    and attention-distribution terms.
+
+    Example:
+        >>> DistillConfig(layers=3, temperature=4, alpha=0.7).layer_map is None
+        True
+    """
+
+    SCHEMA_VERSION = 1
+
+    layers: int | None = setting(None, "Student from the teacher's own layers: this many, evenly spaced "
+                                       "(first and last kept), with its embeddings, pooler and classifier.")
+    layer_map: tuple[int, ...] | None = setting(None, "Student from exactly these teacher layers, e.g. 0,2,5.")
+    student: str | None = setting(None, "A pretrained encoder to use as the student (folder or Hub id); it keeps "
+                                        "its own tokenizer, the teacher reads its own tokenization.")
+    student_config: str | None = setting(None, "A fresh student from the teacher's config with these changes, "
+                                               "e.g. layers=4,hidden=256,heads=4,ffn=1024.")
+    temperature: float = setting(4.0, "Softmax temperature of the soft targets (the KL term is scaled by T^2).")
+    alpha: float = setting(0.7, "Weight of the soft-target KL term; 1 - alpha weighs the label cross-entropy. "
+                                "0 trains on labels only.")
+    hidden_weight: float = setting(0.0, "Weight of the hidden-state MSE between mapped student and teacher "
+                                        "layers (a learned projection when widths differ).")
+    attention_weight: float = setting(0.0, "Weight of the attention-distribution KL (MiniLM-style) between "
+                                           "mapped layers, heads averaged.")
+    cache_logits: bool = setting(True, "Compute the teacher's logits once and reuse them (every epoch and later "
+                                       "runs); off: a teacher forward pass every step.")
+    epochs: float = setting(3.0, "Passes over the transfer set.")
+    learning_rate: float = setting(1e-4, "Peak AdamW learning rate, reached after warm-up.")
+    batch_size: int = setting(32, "Training examples per step and process.")
+    eval_batch_size: int = setting(64, "Examples per evaluation step.")
+    warmup_ratio: float = setting(0.1, "Share of steps spent warming the learning rate up linearly.")
+    weight_decay: float = setting(0.01, "AdamW weight decay.")
+    seed: int = setting(42, "Seed of initialisation, shuffling, dropout and the validation carve-out.")
+    max_length: int | None = setting(None, "Tokens per text. Default: the length the teacher was trained with.")
+    dynamic_padding: bool = setting(True, "Pad each batch to its longest text, or every text to --max-length.")
+    best_metric: BestMetric = setting(BestMetric.MACRO_F1, "Validation metric that selects the checkpoint kept.")
+    gradient_accumulation_steps: int = setting(1, "Steps whose gradients are summed before an update.")
+    save_total_limit: int = setting(2, "Checkpoints kept for --resume besides the best.")
+    train_split: str = setting("train", "Split to train on.")
+    allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epochs", float(self.epochs))
+        object.__setattr__(self, "best_metric", BestMetric(self.best_metric))
+        object.__setattr__(self, "layer_map", parse_layer_map(self.layer_map))
+        problems = []
+        chosen = [n for n in ("layers", "layer_map", "student", "student_config") if getattr(self, n)]
+        if len(chosen) > 1:
+            problems.append(f"choose one kind of student, not {' and '.join(chosen)}")
+        if self.layers is not None and self.layers < 1:
+            problems.append(f"layers must be >= 1, got {self.layers}")
+        parse_student_config(self.student_config)
+        if self.temperature <= 0:
+            problems.append(f"temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            problems.append(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.hidden_weight < 0 or self.attention_weight < 0:
+            problems.append("hidden_weight and attention_weight must be >= 0")
+        if self.epochs <= 0:
+            problems.append(f"epochs must be > 0, got {self.epochs}")
+        if not 0 < self.learning_rate < 1:
+            problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "save_total_limit"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0 or self.seed < 0:
+            problems.append("warmup_ratio must be in [0, 1), weight_decay >= 0 and seed >= 0")
+        if self.max_length is not None and self.max_length < 8:
+            problems.append(f"max_length must be >= 8 tokens or unset, got {self.max_length}")
+        if problems:
+            raise EdgewiseError("; ".join(problems))
+
+    @property
+    def teacher_forward_each_step(self) -> bool:
+        """Hidden-state and attention terms need the teacher's internals every step; logits alone do not."""
+        return self.hidden_weight > 0 or self.attention_weight > 0 or not self.cache_logits

@@ -1,0 +1,216 @@
+"""`edgewise distill`: a fine-tuned teacher taught into a smaller student."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from edgewise.core.artifact import Artifact, OutputDir
+from edgewise.core.config import config_to_dict
+from edgewise.core.data import DataConfig, Split, encode_labels, load_splits, training_splits
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import Manifest, now
+from edgewise.core.progress import console
+from edgewise.distill.config import DistillConfig
+
+
+def unlabeled_texts(spec: str, config: DistillConfig) -> list[str]:
+    """Every text of every split of ``spec`` (a .txt file holds one text per line)."""
+    splits = load_splits(spec, DataConfig(text_column=config.data.text_column if not spec.endswith(".txt") else "text"))
+    texts = [t for split in splits.values() for t in split.texts]
+    if not texts:
+        raise EdgewiseError(f"--unlabeled {spec} holds no texts")
+    return texts
+
+
+def distill(teacher_dir: Path, data: str, dst: Path, config: DistillConfig = DistillConfig(), *,
+            unlabeled: str | None = None, overwrite: bool = False, resume: bool = False) -> Manifest | None:
+    """Distil the `hf` teacher in ``teacher_dir`` into a student trained on ``data`` (+ ``unlabeled`` text).
+
+    The transfer set is the training split plus the unlabelled texts; the teacher's logits on it are
+    computed once and cached unless hidden-state / attention terms (or ``cache_logits=False``) need
+    the teacher every step. Work happens in ``.<dst>.partial`` with a checkpoint per epoch (``resume``).
+
+    Example:
+        >>> distill(Path("runs/teacher"), "builtin:bbc-news", Path("runs/student-l3"),
+        ...         DistillConfig(layers=3))  # doctest: +SKIP
+    """
+    from edgewise.core.deps import require_full
+
+    require_full("torch", "transformers", "accelerate")
+    started = now()
+    rank = int(os.environ.get("RANK", "0"))
+    teacher = Artifact.load(Path(teacher_dir), kind="hf")
+    id2label = teacher.labels
+    if not id2label:
+        raise EdgewiseError(f"{teacher.path} names no labels (no id2label); distil from a fine-tuned classifier")
+    out = OutputDir.prepare(Path(dst), sources=(teacher.path,), overwrite=overwrite, resumable=rank == 0,
+                            resume=resume and rank == 0)
+    splits = load_splits(data, config.data)
+    train, validation, test = training_splits(splits, config.data, data, config.train_split)
+    labels = {s.name: encode_labels(s, id2label, config.data.label_column) for s in (train, validation)}
+    if test is not None and test.labels is not None:
+        labels["test"] = encode_labels(test, id2label, config.data.label_column)
+    else:
+        test = None
+    extra = unlabeled_texts(unlabeled, config) if unlabeled else []
+    if extra and train.pairs is not None:
+        raise EdgewiseError("--unlabeled adds single texts; it cannot be mixed with --text-pair-column data")
+    transfer = Split("transfer", train.texts + extra, train.pairs, None, source=data)
+
+    run = {"teacher": teacher.describe(), "config": config_to_dict(config),
+           "data": {s.name: s.sha256() for s in (train, validation, test) if s is not None},
+           "unlabeled": Split("u", extra, None, None).sha256() if extra else None}
+    from edgewise.core.training import RUN_FILE, check_resume, drop_incomplete_checkpoints, has_checkpoint
+
+    if rank == 0:
+        if resume:
+            check_resume(out.work, run)
+            drop_incomplete_checkpoints(out.work / "checkpoints")
+        out.begin(resume=resume)
+        (out.work / RUN_FILE).write_text(json.dumps(run, indent=2))
+    try:
+        return _train(teacher, out, config, data, unlabeled, started, id2label, train, validation, test,
+                      transfer, len(extra), labels, resume, rank)
+    except BaseException:
+        if rank == 0:
+            out.abort(keep_checkpoints=has_checkpoint(out.work / "checkpoints"))
+        raise
+
+
+def _train(teacher, out, config, data, unlabeled, started, id2label, train, validation, test, transfer,
+           unlabeled_rows, labels, resume, rank):
+    import numpy as np
+    import torch
+    from transformers import set_seed
+
+    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer, max_positions
+    from edgewise.core.training import (
+        RichProgress,
+        compute_metrics,
+        encode,
+        has_checkpoint,
+        quiet,
+        split_metrics,
+        training_arguments,
+    )
+    from edgewise.distill.cache import logits_key, teacher_logits
+    from edgewise.distill.losses import Projection
+    from edgewise.distill.students import build_student
+    from edgewise.distill.trainer import PROJECTION_FILE, DistillCollator, DistillTrainer, SaveProjection
+
+    say = console().print if rank == 0 else (lambda *args, **kwargs: None)
+    source = ModelSource(str(teacher.path), str(teacher.path), True)
+    eager = {"attn_implementation": "eager"} if config.attention_weight > 0 else {}
+    teacher_tokenizer = load_tokenizer(source)
+    teacher_model = load_classifier(source, config.allow_pickle, **eager).eval()
+    limit = max_positions(teacher_model.config, teacher_tokenizer)
+    max_length = int(config.max_length or (teacher.manifest.data or {}).get("max_length") or limit)
+    if max_length > limit:
+        raise EdgewiseError(f"max_length {max_length} exceeds the teacher's limit of {limit} tokens; lower it")
+    student = build_student(teacher_model, teacher_tokenizer, config, id2label, config.seed)
+    if eager:
+        student.model.config._attn_implementation = "eager"  # attention probabilities are needed
+    if config.teacher_forward_each_step and not student.same_tokenizer:
+        raise EdgewiseError(
+            "a teacher forward pass every step (--no-cache-logits) needs the student to share the teacher's "
+            "tokenizer; keep the logit cache on"
+        )
+    checkpoints = out.work / "checkpoints"
+    # remove_unused_columns would strip the cached teacher logits (not a forward() argument) from every
+    # batch, and the trainer would then quietly run the teacher each step.
+    args = training_arguments(config, checkpoints, len(transfer), remove_unused_columns=False)
+    pad_to_max = not config.dynamic_padding
+
+    teacher_id = teacher.manifest.sha256 if teacher.manifest else json.dumps(teacher.describe(), sort_keys=True)
+    pass_seconds, from_cache = 0.0, None
+    transfer_labels = labels["train"] + [-100] * unlabeled_rows
+    train_ds = encode(student.tokenizer, transfer, transfer_labels, max_length, pad_to_max, student.model)
+    if not config.teacher_forward_each_step:
+        with args.main_process_first(desc="teacher logits"):  # rank 0 computes, the others read the cache
+            cached, pass_seconds, from_cache = teacher_logits(
+                teacher_model, teacher_tokenizer, transfer.texts, transfer.pairs, max_length,
+                logits_key(teacher_id, transfer.texts, transfer.pairs, max_length))
+        train_ds.encodings["teacher_logits"] = cached.tolist()
+    say(f"distilling {teacher.path.name} ({_millions(teacher_model)} parameters) into a "
+        f"{student.kind} student ({_millions(student.model)}, layers {student.layer_map}) on "
+        f"{len(train)} labelled + {unlabeled_rows} unlabelled texts, max_length {max_length}; teacher logits "
+        + ("every step" if config.teacher_forward_each_step else
+           "from the cache" if from_cache else f"computed once in {pass_seconds:.1f} s"))
+
+    validation_ds = encode(student.tokenizer, validation, labels["validation"], max_length, pad_to_max, student.model)
+    teacher_width = getattr(teacher_model.config, "hidden_size", None) or teacher_model.config.dim
+    student_width = getattr(student.model.config, "hidden_size", None) or student.model.config.dim
+    projection = Projection(student_width, teacher_width)
+    set_seed(config.seed)
+    trainer = DistillTrainer(
+        model=student.model, args=args, train_dataset=train_ds, eval_dataset=validation_ds,
+        data_collator=DistillCollator(student.tokenizer), processing_class=student.tokenizer,
+        compute_metrics=compute_metrics, callbacks=[RichProgress("distilling"), SaveProjection(projection)],
+        teacher=teacher_model, distill=config, layer_map=student.layer_map, projection=projection,
+    )
+    quiet(trainer)
+    resumable = has_checkpoint(checkpoints)
+    if resume and resumable:
+        last = max(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        if (last / PROJECTION_FILE).is_file():
+            projection.load_state_dict(torch.load(last / PROJECTION_FILE, weights_only=True))
+    result = trainer.train(resume_from_checkpoint=True if resume and resumable else None)
+
+    metrics = {"validation": split_metrics(trainer, validation_ds, labels["validation"], id2label)}
+    if test is not None:
+        test_ds = encode(student.tokenizer, test, labels["test"], max_length, pad_to_max, student.model)
+        prediction = trainer.predict(test_ds).predictions.argmax(-1)
+        metrics["test"] = split_metrics(trainer, test_ds, labels["test"], id2label)
+        with args.main_process_first(desc="teacher test logits"):
+            test_teacher, _, _ = teacher_logits(teacher_model, teacher_tokenizer, test.texts, test.pairs, max_length,
+                                                logits_key(teacher_id, test.texts, test.pairs, max_length))
+        metrics["test"]["agreement_with_teacher"] = float(np.mean(prediction == test_teacher.argmax(-1)))
+        teacher_accuracy = float(np.mean(test_teacher.argmax(-1) == np.asarray(labels["test"])))
+        metrics["test"]["teacher_accuracy"] = teacher_accuracy
+        metrics["test"]["accuracy_vs_teacher"] = metrics["test"]["accuracy"] / max(teacher_accuracy, 1e-12)
+    if not trainer.is_world_process_zero():
+        return None
+    epochs = max(result.metrics.get("epoch", config.epochs), 1e-9)
+    metrics["train"] = {
+        "runtime_s": round(result.metrics["train_runtime"], 2),
+        "seconds_per_epoch": round(result.metrics["train_runtime"] / epochs, 2),
+        "steps": trainer.state.global_step, "epochs": config.epochs, "resumed": bool(resume),
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
+        "teacher_pass_s": round(pass_seconds, 2), "teacher_logits_cached": not config.teacher_forward_each_step,
+        "teacher_logits_from_cache": from_cache,
+    }
+    metrics["size"] = {"student_parameters": _count(trainer.model), "teacher_parameters": _count(teacher_model),
+                       "parameter_ratio": _count(trainer.model) / _count(teacher_model),
+                       "student_kind": student.kind, "layer_map": student.layer_map}
+
+    trainer.model.save_pretrained(out.artifact, safe_serialization=True)
+    student.tokenizer.save_pretrained(out.artifact)
+    manifest = Manifest.write(
+        out.artifact, kind="hf", stage="distill", config=config, labels=id2label, started_at=started,
+        parent=teacher.manifest, source=None if teacher.manifest else {"teacher": teacher.describe()},
+        data={"spec": data, "unlabeled": unlabeled, "unlabeled_rows": unlabeled_rows, "transfer_rows": len(transfer),
+              "splits": {s.name: s.describe() for s in (train, validation, test) if s is not None},
+              "max_length": max_length},
+        metrics=metrics, history=trainer.state.log_history,
+    )
+    out.commit()
+    manifest.path = out.dst
+    size_ratio = manifest_size(out.dst) / max(manifest_size(teacher.path), 1)
+    say(f"wrote {out.dst}: " + "  ".join(
+        f"{split} accuracy {metrics[split]['accuracy']:.4f}" for split in ("validation", "test") if split in metrics)
+        + f"; {metrics['size']['parameter_ratio']:.0%} of the teacher's parameters ({size_ratio:.0%} of its size)")
+    return manifest
+
+
+def manifest_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+
+
+def _count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _millions(model) -> str:
+    return f"{_count(model) / 1e6:.2f} M"

@@ -1,0 +1,114 @@
+"""Hugging Face Trainer with the distillation loss; every loss term is logged per logging step."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
+
+from edgewise.distill.losses import attention_loss, hidden_loss, label_loss, soft_target_loss
+
+PROJECTION_FILE = "projection.pt"
+
+
+class DistillCollator:
+    """Pads the student's inputs per batch and stacks the cached teacher logits alongside."""
+
+    def __init__(self, tokenizer):
+        self.pad = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, features: list[dict]) -> dict:
+        cached = [f.pop("teacher_logits") for f in features] if "teacher_logits" in features[0] else None
+        batch = self.pad(features)
+        if cached is not None:
+            batch["teacher_logits"] = torch.tensor(cached, dtype=torch.float32)
+        return batch
+
+
+class SaveProjection(TrainerCallback):
+    """Keeps the learned hidden-state projection in each checkpoint, so --resume restores it."""
+
+    def __init__(self, projection):
+        self.projection = projection
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(self.projection.state_dict(), folder / PROJECTION_FILE)
+
+
+class DistillTrainer(Trainer):
+    """Trains the student on soft targets (cached or live teacher), labels, hidden states and attentions."""
+
+    def __init__(self, *args, teacher, distill, layer_map, projection, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher.to(self.args.device).eval()
+        for parameter in self.teacher.parameters():
+            parameter.requires_grad_(False)
+        self.distill = distill
+        self.layer_map = layer_map
+        self.projection = projection.to(self.args.device)
+        self.model_accepts_loss_kwargs = False  # our loss averages per batch itself
+        self._terms: dict[str, list[float]] = defaultdict(list)
+        import inspect
+
+        accepted = inspect.signature(self.teacher.forward).parameters
+        self._teacher_inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted]
+
+    def create_optimizer(self):
+        optimizer = super().create_optimizer()
+        extra = [p for p in self.projection.parameters() if p.requires_grad]
+        if extra:  # the projection learns with the student (before the scheduler is built on the optimizer)
+            optimizer.add_param_group({"params": extra, "weight_decay": 0.0})
+        return optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels", None)
+        cached = inputs.pop("teacher_logits", None)
+        d = self.distill
+        training = model.training
+        want_hidden = training and d.hidden_weight > 0
+        want_attention = training and d.attention_weight > 0
+        outputs = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attention)
+        logits = outputs.logits
+        if not training:  # evaluation: the plain classification loss
+            loss = label_loss(logits, labels) if labels is not None else logits.sum() * 0.0
+            return (loss, outputs) if return_outputs else loss
+
+        if cached is None and not self.distill.teacher_forward_each_step:
+            raise RuntimeError("the batch lacks the cached teacher logits the configuration promised")
+        teacher_out = None
+        if cached is None or want_hidden or want_attention:
+            with torch.no_grad():
+                teacher_out = self.teacher(**{k: inputs[k] for k in self._teacher_inputs if k in inputs},
+                                           output_hidden_states=want_hidden, output_attentions=want_attention)
+        teacher_logits = cached.to(logits.device) if cached is not None else teacher_out.logits
+        terms = {}
+        loss = logits.new_zeros(())
+        if d.alpha > 0:
+            terms["kd"] = soft_target_loss(logits, teacher_logits, d.temperature)
+            loss = loss + d.alpha * terms["kd"]
+        if d.alpha < 1 and labels is not None:
+            terms["ce"] = label_loss(logits, labels)
+            loss = loss + (1 - d.alpha) * terms["ce"]
+        mask = inputs.get("attention_mask", torch.ones(logits.shape[0], 1, device=logits.device))
+        if want_hidden:
+            terms["hidden"] = hidden_loss(outputs.hidden_states, teacher_out.hidden_states, self.layer_map, mask,
+                                          self.projection)
+            loss = loss + d.hidden_weight * terms["hidden"]
+        if want_attention:
+            terms["attention"] = attention_loss(outputs.attentions, teacher_out.attentions, self.layer_map, mask)
+            loss = loss + d.attention_weight * terms["attention"]
+        for name, value in terms.items():
+            self._terms[name].append(float(value.detach()))
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs, start_time=None):
+        if "loss" in logs and self._terms:
+            for name, values in self._terms.items():
+                logs[f"loss_{name}"] = round(sum(values) / len(values), 6)
+            self._terms.clear()
+        super().log(logs, start_time)
