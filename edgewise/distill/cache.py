@@ -41,8 +41,16 @@ def teacher_logits(teacher, tokenizer, texts, pairs, max_length: int, key: str, 
                                 progress=lambda n: bar.advance(task, n))
     seconds = time.perf_counter() - start
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from edgewise.core.errors import EdgewiseError
+
         partial = path.with_suffix(f".{os.getpid()}.partial.npy")
-        np.save(partial, logits)
-        partial.rename(path)  # atomic: a reader never sees half a file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(partial, logits)
+            partial.rename(path)  # atomic: a reader never sees half a file
+        except OSError as e:
+            raise EdgewiseError(
+                f"cannot write the teacher-logit cache in {path.parent} ({e.strerror}); set EDGEWISE_CACHE to a "
+                "writable folder"
+            ) from None
     return logits, seconds, False

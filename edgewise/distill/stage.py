@@ -79,12 +79,26 @@ def distill(teacher_dir: Path, data: str, dst: Path, config: DistillConfig = Dis
         raise
 
 
+def transfer_dataset(tokenizer, transfer: Split, labels: list[int], unlabeled_rows: int, logits, max_length: int,
+                     pad_to_max: bool, model):
+    """The student's training set: its tokenization of each text, the label (-100 for unlabelled texts)
+    and, when cached, the teacher's logits for that same text (row i belongs to text i)."""
+    from edgewise.core.training import encode
+
+    dataset = encode(tokenizer, transfer, labels + [-100] * unlabeled_rows, max_length, pad_to_max, model)
+    if logits is not None:
+        if len(logits) != len(transfer):
+            raise ValueError(f"{len(logits)} teacher logit rows for {len(transfer)} texts")
+        dataset.encodings["teacher_logits"] = logits.tolist()
+    return dataset
+
+
 def _train(teacher, out, config, data, unlabeled, started, id2label, train, validation, test, transfer,
            unlabeled_rows, labels, resume, rank):
     import numpy as np
-    import torch
     from transformers import set_seed
 
+    from edgewise.core.metrics import classification_metrics
     from edgewise.core.models import ModelSource, load_classifier, load_tokenizer, max_positions
     from edgewise.core.training import (
         RichProgress,
@@ -98,7 +112,13 @@ def _train(teacher, out, config, data, unlabeled, started, id2label, train, vali
     from edgewise.distill.cache import logits_key, teacher_logits
     from edgewise.distill.losses import Projection
     from edgewise.distill.students import build_student
-    from edgewise.distill.trainer import PROJECTION_FILE, DistillCollator, DistillTrainer, SaveProjection
+    from edgewise.distill.trainer import (
+        DistillCollator,
+        DistillTrainer,
+        EpochTimer,
+        attach_projection,
+        detach_projection,
+    )
 
     say = console().print if rank == 0 else (lambda *args, **kwargs: None)
     source = ModelSource(str(teacher.path), str(teacher.path), True)
@@ -106,12 +126,19 @@ def _train(teacher, out, config, data, unlabeled, started, id2label, train, vali
     teacher_tokenizer = load_tokenizer(source)
     teacher_model = load_classifier(source, config.allow_pickle, **eager).eval()
     limit = max_positions(teacher_model.config, teacher_tokenizer)
-    max_length = int(config.max_length or (teacher.manifest.data or {}).get("max_length") or limit)
+    recorded = (teacher.manifest.data or {}).get("max_length") if teacher.manifest else None
+    max_length = int(config.max_length or recorded or limit)
     if max_length > limit:
         raise EdgewiseError(f"max_length {max_length} exceeds the teacher's limit of {limit} tokens; lower it")
-    student = build_student(teacher_model, teacher_tokenizer, config, id2label, config.seed)
-    if eager:
-        student.model.config._attn_implementation = "eager"  # attention probabilities are needed
+    student = build_student(teacher_model, teacher_tokenizer, config, id2label, config.seed, **eager)
+    student_limit = max_positions(student.model.config, student.tokenizer)
+    if max_length > student_limit:
+        raise EdgewiseError(f"the student takes at most {student_limit} tokens, fewer than max_length {max_length}; "
+                            "pass --max-length or a student with more positions")
+    if student.tokenizer.pad_token is None:
+        if student.tokenizer.eos_token is None:
+            raise EdgewiseError("the student's tokenizer has no padding or end token; add a pad token to it")
+        student.tokenizer.pad_token = student.tokenizer.eos_token
     if config.teacher_forward_each_step and not student.same_tokenizer:
         raise EdgewiseError(
             "a teacher forward pass every step (--no-cache-logits) needs the student to share the teacher's "
@@ -121,72 +148,74 @@ def _train(teacher, out, config, data, unlabeled, started, id2label, train, vali
     # remove_unused_columns would strip the cached teacher logits (not a forward() argument) from every
     # batch, and the trainer would then quietly run the teacher each step.
     args = training_arguments(config, checkpoints, len(transfer), remove_unused_columns=False)
+    teacher_model.to(args.device)  # the one-time pass and any per-step passes run where training runs
     pad_to_max = not config.dynamic_padding
 
     teacher_id = teacher.manifest.sha256 if teacher.manifest else json.dumps(teacher.describe(), sort_keys=True)
-    pass_seconds, from_cache = 0.0, None
-    transfer_labels = labels["train"] + [-100] * unlabeled_rows
-    train_ds = encode(student.tokenizer, transfer, transfer_labels, max_length, pad_to_max, student.model)
-    if not config.teacher_forward_each_step:
+    pass_seconds, from_cache, cached = 0.0, None, None
+    needs_soft_targets = config.alpha > 0 and not config.teacher_forward_each_step
+    if needs_soft_targets:
         with args.main_process_first(desc="teacher logits"):  # rank 0 computes, the others read the cache
             cached, pass_seconds, from_cache = teacher_logits(
                 teacher_model, teacher_tokenizer, transfer.texts, transfer.pairs, max_length,
                 logits_key(teacher_id, transfer.texts, transfer.pairs, max_length))
-        train_ds.encodings["teacher_logits"] = cached.tolist()
+    train_ds = transfer_dataset(student.tokenizer, transfer, labels["train"], unlabeled_rows, cached, max_length,
+                                pad_to_max, student.model)
     say(f"distilling {teacher.path.name} ({_millions(teacher_model)} parameters) into a "
         f"{student.kind} student ({_millions(student.model)}, layers {student.layer_map}) on "
         f"{len(train)} labelled + {unlabeled_rows} unlabelled texts, max_length {max_length}; teacher logits "
-        + ("every step" if config.teacher_forward_each_step else
-           "from the cache" if from_cache else f"computed once in {pass_seconds:.1f} s"))
+        + ("every step" if config.teacher_forward_each_step else "not needed (alpha 0)" if not needs_soft_targets
+           else "from the cache" if from_cache else f"computed once in {pass_seconds:.1f} s"))
 
     validation_ds = encode(student.tokenizer, validation, labels["validation"], max_length, pad_to_max, student.model)
     teacher_width = getattr(teacher_model.config, "hidden_size", None) or teacher_model.config.dim
     student_width = getattr(student.model.config, "hidden_size", None) or student.model.config.dim
-    projection = Projection(student_width, teacher_width)
     set_seed(config.seed)
+    projection = Projection(student_width, teacher_width)
+    if config.hidden_weight > 0:
+        attach_projection(student.model, projection)
+    timer = EpochTimer()
     trainer = DistillTrainer(
         model=student.model, args=args, train_dataset=train_ds, eval_dataset=validation_ds,
         data_collator=DistillCollator(student.tokenizer), processing_class=student.tokenizer,
-        compute_metrics=compute_metrics, callbacks=[RichProgress("distilling"), SaveProjection(projection)],
+        compute_metrics=compute_metrics, callbacks=[RichProgress("distilling"), timer],
         teacher=teacher_model, distill=config, layer_map=student.layer_map, projection=projection,
     )
     quiet(trainer)
     resumable = has_checkpoint(checkpoints)
-    if resume and resumable:
-        last = max(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        if (last / PROJECTION_FILE).is_file():
-            projection.load_state_dict(torch.load(last / PROJECTION_FILE, weights_only=True))
     result = trainer.train(resume_from_checkpoint=True if resume and resumable else None)
 
     metrics = {"validation": split_metrics(trainer, validation_ds, labels["validation"], id2label)}
     if test is not None:
         test_ds = encode(student.tokenizer, test, labels["test"], max_length, pad_to_max, student.model)
         prediction = trainer.predict(test_ds).predictions.argmax(-1)
-        metrics["test"] = split_metrics(trainer, test_ds, labels["test"], id2label)
+        metrics["test"] = classification_metrics(labels["test"], prediction.tolist(), id2label)
         with args.main_process_first(desc="teacher test logits"):
             test_teacher, _, _ = teacher_logits(teacher_model, teacher_tokenizer, test.texts, test.pairs, max_length,
                                                 logits_key(teacher_id, test.texts, test.pairs, max_length))
-        metrics["test"]["agreement_with_teacher"] = float(np.mean(prediction == test_teacher.argmax(-1)))
         teacher_accuracy = float(np.mean(test_teacher.argmax(-1) == np.asarray(labels["test"])))
-        metrics["test"]["teacher_accuracy"] = teacher_accuracy
-        metrics["test"]["accuracy_vs_teacher"] = metrics["test"]["accuracy"] / max(teacher_accuracy, 1e-12)
+        metrics["test"].update(agreement_with_teacher=float(np.mean(prediction == test_teacher.argmax(-1))),
+                               teacher_accuracy=teacher_accuracy,
+                               accuracy_vs_teacher=metrics["test"]["accuracy"] / max(teacher_accuracy, 1e-12))
     if not trainer.is_world_process_zero():
         return None
-    epochs = max(result.metrics.get("epoch", config.epochs), 1e-9)
+    detach_projection(trainer.model)
     metrics["train"] = {
         "runtime_s": round(result.metrics["train_runtime"], 2),
-        "seconds_per_epoch": round(result.metrics["train_runtime"] / epochs, 2),
+        "step_seconds_per_epoch": [round(s, 2) for s in timer.seconds],
+        "seconds_per_epoch": round(sum(timer.seconds) / len(timer.seconds), 2) if timer.seconds else None,
         "steps": trainer.state.global_step, "epochs": config.epochs, "resumed": bool(resume),
         "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
-        "teacher_pass_s": round(pass_seconds, 2), "teacher_logits_cached": not config.teacher_forward_each_step,
+        "teacher_pass_s": round(pass_seconds, 2), "teacher_logits_cached": needs_soft_targets,
         "teacher_logits_from_cache": from_cache,
     }
-    metrics["size"] = {"student_parameters": _count(trainer.model), "teacher_parameters": _count(teacher_model),
-                       "parameter_ratio": _count(trainer.model) / _count(teacher_model),
-                       "student_kind": student.kind, "layer_map": student.layer_map}
 
     trainer.model.save_pretrained(out.artifact, safe_serialization=True)
     student.tokenizer.save_pretrained(out.artifact)
+    metrics["size"] = {"student_parameters": _count(trainer.model), "teacher_parameters": _count(teacher_model),
+                       "parameter_ratio": _count(trainer.model) / _count(teacher_model),
+                       "file_size_ratio": manifest_size(out.artifact) / max(manifest_size(teacher.path), 1),
+                       "student_kind": student.kind, "layer_map": student.layer_map}
     manifest = Manifest.write(
         out.artifact, kind="hf", stage="distill", config=config, labels=id2label, started_at=started,
         parent=teacher.manifest, source=None if teacher.manifest else {"teacher": teacher.describe()},
@@ -197,10 +226,10 @@ def _train(teacher, out, config, data, unlabeled, started, id2label, train, vali
     )
     out.commit()
     manifest.path = out.dst
-    size_ratio = manifest_size(out.dst) / max(manifest_size(teacher.path), 1)
     say(f"wrote {out.dst}: " + "  ".join(
         f"{split} accuracy {metrics[split]['accuracy']:.4f}" for split in ("validation", "test") if split in metrics)
-        + f"; {metrics['size']['parameter_ratio']:.0%} of the teacher's parameters ({size_ratio:.0%} of its size)")
+        + f"; {metrics['size']['parameter_ratio']:.0%} of the teacher's parameters "
+        f"({metrics['size']['file_size_ratio']:.0%} of its size)")
     return manifest
 
 

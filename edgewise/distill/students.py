@@ -39,7 +39,7 @@ def _num_layers(config) -> int:
     return int(getattr(config, "num_hidden_layers", None) or config.n_layers)
 
 
-def from_teacher_layers(teacher, layer_map: list[int]):
+def from_teacher_layers(teacher, layer_map: list[int], **load):
     """A copy of the teacher with only the layers in ``layer_map`` (embeddings, pooler, classifier kept)."""
     import copy
 
@@ -50,17 +50,24 @@ def from_teacher_layers(teacher, layer_map: list[int]):
         raise EdgewiseError(f"--layer-map {layer_map} names layers the teacher lacks (it has 0..{total - 1})")
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(layer_map)  # DistilBERT maps this onto n_layers
-    student = AutoModelForSequenceClassification.from_config(config)
+    student = AutoModelForSequenceClassification.from_config(config, **load)
     source = teacher.state_dict()
-    state = {}
+    state, layers_seen = {}, set()
     for key in student.state_dict():
         match = LAYER_KEY.match(key)
+        if match:
+            layers_seen.add(int(match[2]))
         state[key] = source[f"{match[1]}{layer_map[int(match[2])]}{match[3]}" if match else key].clone()
+    if layers_seen != set(range(len(layer_map))):
+        raise EdgewiseError(
+            f"cannot find the transformer layers of this {teacher.config.model_type} model (expected weights named "
+            "...layer.N...); build the student with --student or --student-config instead"
+        )
     student.load_state_dict(state)
     return student
 
 
-def fresh(teacher, changes: dict[str, int]):
+def fresh(teacher, changes: dict[str, int], **load):
     """A randomly initialised student from the teacher's config with layers / hidden / heads / FFN changed."""
     import copy
 
@@ -70,15 +77,18 @@ def fresh(teacher, changes: dict[str, int]):
 
     config = copy.deepcopy(teacher.config)
     for key, value in changes.items():
-        setattr(config, STUDENT_CONFIG_KEYS[key], value)
+        name = STUDENT_CONFIG_KEYS[key]
+        if name == "intermediate_size" and hasattr(config, "hidden_dim"):
+            name = "hidden_dim"  # DistilBERT calls its FFN width hidden_dim
+        setattr(config, name, value)
     hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", None)
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None)
     if hidden and heads and hidden % heads:
         raise EdgewiseError(f"--student-config gives hidden {hidden} and {heads} heads; hidden must divide by heads")
-    return AutoModelForSequenceClassification.from_config(config)
+    return AutoModelForSequenceClassification.from_config(config, **load)
 
 
-def build_student(teacher, teacher_tokenizer, config, id2label, seed: int) -> Student:
+def build_student(teacher, teacher_tokenizer, config, id2label, seed: int, **load) -> Student:
     """The student ``config`` asks for, labelled like the teacher."""
     from transformers import set_seed
 
@@ -91,7 +101,7 @@ def build_student(teacher, teacher_tokenizer, config, id2label, seed: int) -> St
         source = resolve_model(config.student, allow_pickle=config.allow_pickle)
         tokenizer = load_tokenizer(source)
         model = load_classifier(source, config.allow_pickle, num_labels=len(id2label), id2label=id2label,
-                                label2id={v: k for k, v in id2label.items()}, ignore_mismatched_sizes=True)
+                                label2id={v: k for k, v in id2label.items()}, ignore_mismatched_sizes=True, **load)
         same = tokenizer.get_vocab() == teacher_tokenizer.get_vocab()
         if (config.hidden_weight or config.attention_weight) and not same:
             raise EdgewiseError(
@@ -100,7 +110,8 @@ def build_student(teacher, teacher_tokenizer, config, id2label, seed: int) -> St
             )
         return Student(model, tokenizer, "pretrained", default_map(_num_layers(model.config), total), same)
     if config.student_config:
-        model = fresh(teacher, parse_student_config(config.student_config))
+        model = fresh(teacher, parse_student_config(config.student_config), **load)
         return Student(model, teacher_tokenizer, "fresh", default_map(_num_layers(model.config), total), True)
     layer_map = list(config.layer_map or evenly_spaced(total, config.layers or max(1, total // 2)))
-    return Student(from_teacher_layers(teacher, layer_map), teacher_tokenizer, "teacher-layers", layer_map, True)
+    return Student(from_teacher_layers(teacher, layer_map, **load), teacher_tokenizer, "teacher-layers", layer_map,
+                   True)

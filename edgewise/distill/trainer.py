@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 
 from edgewise.distill.losses import attention_loss, hidden_loss, label_loss, soft_target_loss
-
-PROJECTION_FILE = "projection.pt"
 
 
 class DistillCollator:
@@ -27,17 +24,38 @@ class DistillCollator:
         return batch
 
 
-class SaveProjection(TrainerCallback):
-    """Keeps the learned hidden-state projection in each checkpoint, so --resume restores it."""
+PROJECTION = "edgewise_projection"  # the student's submodule name while it trains
 
-    def __init__(self, projection):
-        self.projection = projection
 
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            folder.mkdir(parents=True, exist_ok=True)
-            torch.save(self.projection.state_dict(), folder / PROJECTION_FILE)
+def attach_projection(model, projection) -> None:
+    """Train the projection as part of the student: DDP syncs it, clipping sees it, checkpoints keep it."""
+    if any(True for _ in projection.parameters()):
+        model.add_module(PROJECTION, projection)
+
+
+def detach_projection(model) -> None:
+    """Drop the projection before the student is saved: it is a training aid, not part of the model."""
+    if hasattr(model, PROJECTION):
+        delattr(model, PROJECTION)
+
+
+class EpochTimer(TrainerCallback):
+    """Seconds spent in each epoch's training steps (evaluation and checkpointing excluded)."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._start = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        import time
+
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        import time
+
+        if self._start is not None:
+            self.seconds.append(time.perf_counter() - self._start)
 
 
 class DistillTrainer(Trainer):
@@ -50,20 +68,13 @@ class DistillTrainer(Trainer):
             parameter.requires_grad_(False)
         self.distill = distill
         self.layer_map = layer_map
-        self.projection = projection.to(self.args.device)
+        self.projection = projection
         self.model_accepts_loss_kwargs = False  # our loss averages per batch itself
         self._terms: dict[str, list[float]] = defaultdict(list)
         import inspect
 
         accepted = inspect.signature(self.teacher.forward).parameters
         self._teacher_inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted]
-
-    def create_optimizer(self):
-        optimizer = super().create_optimizer()
-        extra = [p for p in self.projection.parameters() if p.requires_grad]
-        if extra:  # the projection learns with the student (before the scheduler is built on the optimizer)
-            optimizer.add_param_group({"params": extra, "weight_decay": 0.0})
-        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels", None)
@@ -78,26 +89,29 @@ class DistillTrainer(Trainer):
             loss = label_loss(logits, labels) if labels is not None else logits.sum() * 0.0
             return (loss, outputs) if return_outputs else loss
 
-        if cached is None and not self.distill.teacher_forward_each_step:
+        soft = d.alpha > 0
+        if soft and cached is None and not d.teacher_forward_each_step:
             raise RuntimeError("the batch lacks the cached teacher logits the configuration promised")
         teacher_out = None
-        if cached is None or want_hidden or want_attention:
+        if (soft and cached is None) or want_hidden or want_attention:
             with torch.no_grad():
                 teacher_out = self.teacher(**{k: inputs[k] for k in self._teacher_inputs if k in inputs},
                                            output_hidden_states=want_hidden, output_attentions=want_attention)
-        teacher_logits = cached.to(logits.device) if cached is not None else teacher_out.logits
         terms = {}
         loss = logits.new_zeros(())
-        if d.alpha > 0:
+        if soft:
+            teacher_logits = cached.to(logits.device) if cached is not None else teacher_out.logits
             terms["kd"] = soft_target_loss(logits, teacher_logits, d.temperature)
             loss = loss + d.alpha * terms["kd"]
-        if d.alpha < 1 and labels is not None:
+        if d.alpha < 1 and labels is not None and bool((labels >= 0).any()):  # unlabelled-only batches: no CE
             terms["ce"] = label_loss(logits, labels)
             loss = loss + (1 - d.alpha) * terms["ce"]
         mask = inputs.get("attention_mask", torch.ones(logits.shape[0], 1, device=logits.device))
         if want_hidden:
+            projection = getattr(model, "module", model)  # DDP wraps the student
+            projection = getattr(projection, PROJECTION, self.projection)
             terms["hidden"] = hidden_loss(outputs.hidden_states, teacher_out.hidden_states, self.layer_map, mask,
-                                          self.projection)
+                                          projection)
             loss = loss + d.hidden_weight * terms["hidden"]
         if want_attention:
             terms["attention"] = attention_loss(outputs.attentions, teacher_out.attentions, self.layer_map, mask)

@@ -135,3 +135,72 @@ def test_distill_under_torchrun_with_two_cpu_processes(tiny_teacher, tiny_data, 
     m = Manifest.read(tmp_path / "s")
     assert m.metrics["train"]["steps"] == 16  # 240 texts, 16 per process, 2 processes, 2 epochs
     assert m.metrics["test"]["samples"] == 60 and not list(tmp_path.glob(".*.partial"))
+
+
+def test_transfer_dataset_keeps_each_texts_teacher_logits_and_marks_unlabelled_rows(tiny_teacher):
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from edgewise.core.data import Split
+    from edgewise.distill.stage import transfer_dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    transfer = Split("transfer", ["apple a", "red the very", "golf"], None, None)
+    logits = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]], dtype=np.float32)
+
+    dataset = transfer_dataset(tokenizer, transfer, [1, 0], 1, logits, 16, False, None)
+
+    items = [dataset[i] for i in range(3)]
+    assert [item["teacher_logits"] for item in items] == logits.tolist()
+    assert [item["labels"] for item in items] == [1, 0, -100]
+    assert [len(item["input_ids"]) for item in items] == [4, 5, 3]  # [CLS] text [SEP], row by row
+    with pytest.raises(ValueError, match="2 teacher logit rows for 3 texts"):
+        transfer_dataset(tokenizer, transfer, [1, 0], 1, logits[:2], 16, False, None)
+
+
+def test_distill_soft_targets_alone_teach_the_student(tiny_teacher, tiny_data, tmp_path):
+    # alpha 1: no label term at all, so only correctly aligned teacher logits can teach the task.
+    m = distill(tiny_teacher, str(tiny_data), tmp_path / "s",
+                DistillConfig(layers=1, alpha=1.0, temperature=1.0, **FAST))
+
+    assert _terms(m) == {"loss_kd"} and m.metrics["test"]["agreement_with_teacher"] >= 0.95
+
+
+def test_distill_student_with_its_own_tokenizer_reads_its_own_tokens(tiny_teacher, tiny_data, tmp_path):
+    import json
+
+    encoder = build_encoder(tmp_path / "enc", "bert")
+    vocab_file = encoder / "tokenizer.json"
+    spec = json.loads(vocab_file.read_text())
+    vocab = spec["model"]["vocab"]
+    words = [w for w in vocab if not w.startswith("[")]
+    # Same words, other ids: the student's tokenizer differs from the teacher's.
+    for word, new_id in zip(words, reversed([vocab[w] for w in words]), strict=True):
+        vocab[word] = new_id
+    vocab_file.write_text(json.dumps(spec))
+
+    m = distill(tiny_teacher, str(tiny_data), tmp_path / "s", DistillConfig(student=str(encoder), **FAST))
+
+    assert m.metrics["size"]["student_kind"] == "pretrained" and m.metrics["test"]["accuracy"] >= 0.6
+    saved = json.loads((tmp_path / "s" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert saved == vocab  # the student ships its own tokenizer
+
+
+def test_distill_from_a_teacher_without_manifest(tiny_teacher, tiny_data, tmp_path):
+    foreign = tmp_path / "foreign-teacher"
+    shutil.copytree(tiny_teacher, foreign)
+    (foreign / "edgewise.json").unlink()
+
+    m = distill(foreign, str(tiny_data), tmp_path / "s", DistillConfig(layers=1, epochs=1))
+
+    assert m.parent is None and m.source["teacher"]["path"] == str(foreign) and m.data["max_length"] == 64
+
+
+def test_distill_cache_write_failure_is_a_user_error(tiny_teacher, tiny_data, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("EDGEWISE_CACHE", str(blocker))
+
+    with pytest.raises(EdgewiseError, match="set EDGEWISE_CACHE to a writable folder"):
+        distill(tiny_teacher, str(tiny_data), tmp_path / "s", DistillConfig(layers=1, epochs=1, max_length=20))
+    assert not (tmp_path / "s").exists()

@@ -112,3 +112,27 @@ def test_hidden_and_attention_losses_vanish_on_identical_internals_and_project_w
     loss = hidden_loss(narrow, teacher_hidden, [0, 1], mask, projection)
     loss.backward()
     assert projection.linear.weight.grad is not None and loss.item() > 0
+
+
+def test_hidden_loss_pairs_student_layers_with_their_mapped_teacher_layers():
+    torch.manual_seed(0)
+    mask = torch.tensor([[1, 1, 1, 0]])
+    teacher_hidden = tuple(torch.randn(1, 4, 6) for _ in range(4))  # embeddings + 3 layers
+    # Student layer 0 equals teacher layer 2, except at the padded position, which must not count.
+    student_layer = teacher_hidden[3].clone()
+    student_layer[0, 3] += 5.0
+    student_hidden = (teacher_hidden[0], student_layer)
+
+    assert hidden_loss(student_hidden, teacher_hidden, [2], mask, Projection(6, 6)).item() == 0.0
+    assert hidden_loss(student_hidden, teacher_hidden, [1], mask, Projection(6, 6)).item() > 0.1
+
+
+def test_attention_loss_uses_the_mapped_layer_and_ignores_padded_queries():
+    torch.manual_seed(0)
+    mask = torch.tensor([[1, 1, 0]])
+    teacher = tuple(torch.softmax(torch.randn(1, 2, 3, 3), -1) for _ in range(3))
+    student_layer = teacher[2].clone()
+    student_layer[0, :, 2] = torch.softmax(torch.randn(2, 3), -1)  # differs only at the padded query row
+
+    assert attention_loss((student_layer,), teacher, [2], mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert attention_loss((student_layer,), teacher, [0], mask).item() > 0.01
