@@ -11,6 +11,7 @@ Stages (each reuses the previous outputs under --workdir; rerun a stage with --s
   students  3-layer students, same epochs: labels only (alpha 0) vs KD (with / without unlabelled text)
   timing    one epoch with cached teacher logits vs a teacher forward every step, 3- and 2-layer students
   latency   teacher and the best student exported to ONNX, benched side by side (edgewise bench)
+  seeds     labels-only and KD students again with seeds 1 and 2: the KD margin over three seeds
 
     python benchmarks/cpu_distill_minilm_movies.py [--workdir /tmp/edgewise-bench-distill] [--stages ...]
 """
@@ -28,7 +29,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STAGES = ("data", "teacher", "students", "timing", "latency")
+STAGES = ("data", "teacher", "students", "timing", "latency", "seeds")
+SEEDS = (1, 2)  # besides the default 42 of the students stage
 STUDENT_EPOCHS = 3
 
 
@@ -149,6 +151,23 @@ def stage_timing(work: Path) -> dict:
     return result
 
 
+def stage_seeds(work: Path, earlier: dict) -> dict:
+    import statistics
+
+    runs = {"labels_only": [earlier["labels_only"]["test_accuracy"]], "kd": [earlier["kd"]["test_accuracy"]]}
+    for seed in SEEDS:
+        runs["labels_only"].append(_student(work, f"student-labels-s{seed}", "--alpha", 0, "--seed", seed)[
+            "test_accuracy"])
+        runs["kd"].append(_student(work, f"student-kd-s{seed}", "--alpha", 0.7, "--temperature", 4, "--seed", seed)[
+            "test_accuracy"])
+    margins = [kd - labels for kd, labels in zip(runs["kd"], runs["labels_only"], strict=True)]
+    return {"seeds": [42, *SEEDS], "test_accuracy": runs,
+            "mean": {k: statistics.mean(v) for k, v in runs.items()},
+            "stdev": {k: statistics.stdev(v) for k, v in runs.items()},
+            "kd_margin_points": [round(m * 100, 2) for m in margins],
+            "mean_kd_margin_points": round(statistics.mean(margins) * 100, 2)}
+
+
 def stage_latency(work: Path, best: str) -> dict:
     for name in ("teacher", best):
         edgewise("export", work / name, "-o", work / f"{name}-onnx", "--overwrite")
@@ -181,6 +200,8 @@ def main() -> None:
             results["students"] = stage_students(args.workdir)
         elif stage == "timing":
             results["timing"] = stage_timing(args.workdir)
+        elif stage == "seeds":
+            results["seeds"] = stage_seeds(args.workdir, results["students"])
         elif stage == "latency":
             students = results.get("students", {})
             best = max(students, key=lambda k: students[k]["validation_accuracy"]) if students else "kd"
