@@ -20,6 +20,7 @@ from edgewise.distill.config import DistillConfig
 from edgewise.evaluate.config import BACKENDS, EvaluateConfig
 from edgewise.export.config import BundleConfig, ExportConfig
 from edgewise.finetune.config import FinetuneConfig
+from edgewise.quantize.config import QuantizeConfig
 
 
 class UserError(click.ClickException):
@@ -405,6 +406,92 @@ def bundle(src, output, model_format, max_length, overwrite):
     from edgewise.export import bundle as run_bundle
 
     run_bundle(src, output, BundleConfig(model_format=model_format, max_length=max_length), overwrite=overwrite)
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Folder to write the quantized model to.")
+@config_option(QuantizeConfig, "method")
+@config_option(QuantizeConfig, "per_channel", "--per-channel/--per-tensor")
+@config_option(QuantizeConfig, "weight_type")
+@config_option(QuantizeConfig, "activation_type")
+@config_option(QuantizeConfig, "reduce_range", "--reduce-range/--no-reduce-range")
+@click.option("--calibration", default=None, help="Data whose texts calibrate static INT8 (any DATA spec; train "
+                                                   "split first; labels not needed). Default: --data.")
+@config_option(QuantizeConfig, "calibration_method")
+@config_option(QuantizeConfig, "samples")
+@config_option(QuantizeConfig, "calibration_batch_size")
+@config_option(QuantizeConfig, "percentile")
+@click.option("--exclude-op", multiple=True, help=help_for_field(QuantizeConfig, "exclude_op"))
+@click.option("--exclude-node", multiple=True, help=help_for_field(QuantizeConfig, "exclude_node"))
+@click.option("--fp16-keep-ops", default=None,
+              help=help_for_field(QuantizeConfig, "fp16_keep_ops") + " Default: normalisations, Softmax and the ops "
+                   "of a decomposed LayerNorm.")
+@config_option(QuantizeConfig, "inc_approach")
+@click.option("--data", default=None, help="Labelled data whose validation / test splits measure accuracy (any DATA "
+                                           "spec). Default: the data the model was trained on, if recorded.")
+@config_option(QuantizeConfig, "max_accuracy_drop", type=float)
+@config_option(QuantizeConfig, "sensitivity_samples")
+@click.option("--fallback-layers", default="1,2,4", show_default=True,
+              help=help_for_field(QuantizeConfig, "fallback_layers"))
+@config_option(QuantizeConfig, "threads")
+@config_option(QuantizeConfig, "seq_len")
+@config_option(QuantizeConfig, "eval_batch_size")
+@config_option(QuantizeConfig, "max_eval_samples", type=int)
+@config_option(QuantizeConfig, "atol", type=float)
+@data_options(validation=True)
+@config_option(QuantizeConfig, "allow_pickle", is_flag=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result (size, accuracy, search table) as JSON.")
+def quantize(src, output, method, per_channel, weight_type, activation_type, reduce_range, calibration,
+             calibration_method, samples, calibration_batch_size, percentile, exclude_op, exclude_node, fp16_keep_ops,
+             inc_approach, data, max_accuracy_drop, sensitivity_samples, fallback_layers, threads, seq_len,
+             eval_batch_size, max_eval_samples, atol, text_column, text_pair_column, label_column,
+             validation_fraction, allow_pickle, overwrite, as_json):
+    """Quantize SRC: an ONNX model to INT8 (dynamic / static QDQ) or FP16, an hf model with INC.
+
+    Accuracy and agreement with the source are measured on --data (default: the training data
+    recorded in the lineage). With --max-accuracy-drop, candidates are compared and the fastest
+    within the drop is kept; the table of every candidate is printed and stored in the manifest.
+    """
+    from edgewise.quantize import quantize as run_quantize
+    from edgewise.quantize.stage import summary
+
+    fields = {"fp16_keep_ops": fp16_keep_ops} if fp16_keep_ops is not None else {}
+    config = QuantizeConfig(
+        method=method, per_channel=per_channel, weight_type=weight_type, activation_type=activation_type,
+        reduce_range=reduce_range, calibration_method=calibration_method, samples=samples,
+        calibration_batch_size=calibration_batch_size, percentile=percentile, exclude_op=exclude_op,
+        exclude_node=exclude_node, inc_approach=inc_approach, max_accuracy_drop=max_accuracy_drop,
+        sensitivity_samples=sensitivity_samples, fallback_layers=fallback_layers, threads=threads, seq_len=seq_len,
+        eval_batch_size=eval_batch_size, max_eval_samples=max_eval_samples, atol=atol, allow_pickle=allow_pickle,
+        data=_data_config(text_column, text_pair_column, label_column, validation_fraction), **fields,
+    )
+    manifest = run_quantize(src, output, config, data=data, calibration=calibration, overwrite=overwrite)
+    result = summary(manifest)
+    if as_json:
+        _print_json(result)
+    else:
+        _print_quantized(result)
+
+
+def _print_quantized(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    size = result["size"]
+    table = Table(title=f"{result['artifact']} ({result['method']}; {size['bytes'] / 1e6:.1f} MB, "
+                        f"{size['ratio']:.1%} of the source)")
+    for column in ("split", "source acc", "quantized acc", "drop (pts)", "agreement", "max |diff|"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for split, row in result["accuracy"].items():
+        table.add_row(split, f"{row['source']['accuracy']:.2%}", f"{row['quantized']['accuracy']:.2%}",
+                      f"{row['drop_points']:.2f}", f"{row['quantized']['agreement_with_source']:.1%}",
+                      f"{row['quantized']['max_abs_diff']:.3g}")
+    if not result["accuracy"]:
+        table.add_row("(no data)", "", "", "", "", "")
+    Console().print(table)
 
 
 class DefaultCommandGroup(EdgewiseGroup):

@@ -57,3 +57,23 @@ def lineage(path: Path) -> list[dict]:
             chain.append({"path": str(parent), "stage": "?", "kind": "?", "status": "missing: parent not found"})
             return chain
         path = parent
+
+
+def training_data(path: Path) -> tuple[str, dict] | None:
+    """The data spec and data settings the artifact at ``path`` (or its nearest ancestor) was trained on.
+
+    Stages that measure accuracy default to it, so `quantize runs/student-onnx` scores on the
+    student's own validation split without being told where that is.
+    """
+    path = Path(path).expanduser().resolve()
+    seen = set()
+    while (path / MANIFEST_NAME).is_file() and path not in seen:
+        seen.add(path)
+        manifest = Manifest.read(path)
+        spec = (manifest.data or {}).get("spec")
+        if spec:
+            return str(spec), dict((manifest.config.get("values") or {}).get("data") or {})
+        if not manifest.parent:
+            return None
+        path = Path(manifest.parent["path"])
+    return None

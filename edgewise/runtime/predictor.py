@@ -83,13 +83,15 @@ class Predictor:
         backend: ort-cpu (default), ort-cuda, ort-tensorrt, or tensorrt (a built engine).
         threads: intra-op threads; None lets onnxruntime choose.
         max_length: tokens per text; default from the manifest, else 512.
+        model: another ONNX file to run with this folder's tokenizer and settings (a candidate).
 
     Example:
         >>> Predictor("deploy/teacher").predict(["a gripping film"])[0]["label"]  # doctest: +SKIP
         'pos'
     """
 
-    def __init__(self, folder, backend: str = "ort-cpu", threads: int | None = None, max_length: int | None = None):
+    def __init__(self, folder, backend: str = "ort-cpu", threads: int | None = None, max_length: int | None = None,
+                 model=None):
         np = _require("numpy")
         ort = _require("onnxruntime")
         tokenizers = _require("tokenizers")
@@ -98,13 +100,14 @@ class Predictor:
             raise EdgewiseError(f"{self.folder} is not a folder; pass a bundle or an ONNX artifact folder")
         manifest = _read_json(self.folder / "edgewise.json")
         settings = manifest.get("data") or {}  # max_length, pad_token_id as the exporting stage recorded them
-        self.model_path = model_file(self.folder)
+        self.model_path = Path(model) if model is not None else model_file(self.folder)
         if not (self.folder / "tokenizer.json").is_file():
             raise EdgewiseError(f"{self.folder} has no tokenizer.json; re-create it with edgewise export or bundle")
         labels = manifest.get("labels") or _read_json(self.folder / "config.json").get("id2label") or {}
         self.id2label = {int(k): v for k, v in labels.items()}
-        self.max_length = int(max_length or settings.get("max_length") or 512)
         limit = settings.get("max_positions") or _config_limit(self.folder)
+        # A folder edgewise did not write records no working length: take the model's own limit.
+        self.max_length = int(max_length or settings.get("max_length") or min(512, limit or 512))
         if limit and self.max_length > limit:
             raise EdgewiseError(f"max_length {self.max_length} exceeds the model's limit of {limit} tokens; lower it")
         if backend not in BACKENDS:

@@ -181,3 +181,9 @@ def test_latency_stats_interval_reflects_rounds_not_samples():
     stats = latency_stats([x for r in rounds for x in r], rounds)
 
     assert stats["p50_ci95"] == [10.0, 10.5] and stats["round_p50"] == [10.0, 10.5, 10.2, 10.4, 10.1]
+
+
+def test_predictor_on_a_folder_without_manifest_uses_the_models_own_limit(external_onnx):
+    predictor = Predictor(external_onnx)
+
+    assert predictor.max_length == 64  # max_position_embeddings of the tiny model, not a blanket 512

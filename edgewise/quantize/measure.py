@@ -1,0 +1,90 @@
+"""What a quantized model is worth: accuracy and agreement against its source, size, and latency
+measured side by side with the source (interleaved rounds, medians)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class EvalSplit:
+    """Labelled texts of one split, with the label ids in the model's id2label."""
+
+    name: str
+    texts: list[str]
+    pairs: list[str] | None
+    truth: list[int]
+
+
+def eval_splits(splits: dict, id2label: dict[int, str], label_column: str, names=("validation", "test"),
+                limit: int | None = None) -> list[EvalSplit]:
+    """The validation and test splits that carry labels (at most ``limit`` texts each, in order)."""
+    from edgewise.core.data import encode_labels
+
+    chosen = []
+    for name in names:
+        split = splits.get(name)
+        if split is None or split.labels is None or not len(split):
+            continue
+        if limit is not None and len(split) > limit:
+            split = split.subset(range(limit), name)
+        chosen.append(EvalSplit(name, split.texts, split.pairs, encode_labels(split, id2label, label_column)))
+    return chosen
+
+
+def model_size(path: Path) -> int:
+    """Bytes of the model file and any external-data files next to it."""
+    total = path.stat().st_size
+    for sibling in path.parent.glob(path.name + ".*"):
+        total += sibling.stat().st_size
+    return total
+
+
+def predict(folder: Path, model: Path, split: EvalSplit, batch_size: int, threads: int | None = None):
+    from edgewise.runtime.predictor import Predictor
+
+    return Predictor(folder, model=model, threads=threads).logits(split.texts, split.pairs, batch_size=batch_size)
+
+
+def score(logits, split: EvalSplit, id2label: dict[int, str], reference=None) -> dict:
+    """Accuracy and macro-F1 of ``logits``; with ``reference`` logits, agreement and |difference| too."""
+    import numpy as np
+
+    from edgewise.core.metrics import classification_metrics
+
+    predicted = logits.argmax(-1)
+    metrics = classification_metrics(split.truth, predicted.tolist(), id2label)
+    result = {"samples": len(split.truth), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    if reference is not None:
+        diff = np.abs(np.asarray(reference, dtype=np.float64) - np.asarray(logits, dtype=np.float64))
+        result.update({
+            "agreement_with_source": float((reference.argmax(-1) == predicted).mean()) if len(predicted) else 1.0,
+            "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+            "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        })
+    return result
+
+
+def time_side_by_side(folder: Path, models: dict[str, Path], *, threads: int, seq_len: int, rounds: int = 5,
+                      seconds_per_round: float = 0.3, warmup: int = 5) -> dict[str, dict]:
+    """Batch-1 latency of each model at ``seq_len`` tokens, the models interleaved round by round so
+    that drift of a noisy machine falls on all of them alike. Returns latency stats per name."""
+    from edgewise.runtime.bench import latency_stats, measure, synthetic_batch
+    from edgewise.runtime.predictor import Predictor
+
+    predictors = {name: Predictor(folder, model=path, threads=threads) for name, path in models.items()}
+    any_predictor = next(iter(predictors.values()))
+    seq_len = min(seq_len, any_predictor.max_length)
+    feed = synthetic_batch(any_predictor, 1, seq_len)
+    samples: dict[str, list[list[float]]] = {name: [] for name in predictors}
+    for round_index in range(rounds):
+        for name, predictor in predictors.items():
+            samples[name].append(measure(predictor.run, feed, warmup if round_index == 0 else 1, 5,
+                                         seconds_per_round))
+    out = {}
+    for name, blocks in samples.items():
+        stats = latency_stats([s for block in blocks for s in block], blocks)
+        stats.pop("samples")
+        out[name] = {**stats, "seq_len": seq_len, "batch_size": 1, "threads": threads}
+    return out

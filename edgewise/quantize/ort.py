@@ -1,0 +1,229 @@
+"""INT8 quantization of ONNX classifiers with onnxruntime.quantization: dynamic, and static QDQ."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.quantize.config import CalibrationMethod, IntType, QuantizeConfig
+
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def int8_settings(config: QuantizeConfig, cpu: dict) -> dict:
+    """Weight / activation types and range reduction, from the config or else from the CPU.
+
+    onnxruntime's x86 INT8 kernels multiply uint8 activations by int8 weights. Without VNNI the
+    AVX2 / AVX-512 instruction (vpmaddubsw) adds pairs of products into int16, which saturates with
+    full-range int8 weights: 7-bit weights (reduce_range) avoid that. With VNNI (and on ARM, whose
+    dot-product instructions accumulate in int32) full 8 bits are safe.
+    """
+    arch = str(cpu.get("arch", "")).lower()
+    isa = set(cpu.get("isa", ()))
+    if arch in ("aarch64", "arm64") or arch.startswith("arm"):
+        family, reduce, why = "arm", False, "ARM: int32 dot products, full 8-bit weights"
+    elif isa & set(VNNI_FLAGS):
+        family, reduce, why = "x86-vnni", False, f"x86 with {sorted(isa & set(VNNI_FLAGS))[0]}: full 8-bit weights"
+    else:
+        family, reduce, why = "x86", True, "x86 without VNNI: 7-bit weights avoid int16 saturation (reduce_range)"
+    weight = "int8" if config.weight_type is IntType.AUTO else config.weight_type.value
+    activation = "uint8" if config.activation_type is IntType.AUTO else config.activation_type.value
+    reduce_range = reduce if config.reduce_range is None else config.reduce_range
+    return {"cpu_family": family, "weight_type": weight, "activation_type": activation,
+            "reduce_range": reduce_range, "per_channel": config.per_channel,
+            "chosen_by": "cpu" if config.reduce_range is None and config.weight_type is IntType.AUTO else "user",
+            "reason": why}
+
+
+@contextlib.contextmanager
+def scratch_cwd() -> Iterator[Path]:
+    """onnxruntime and neural-compressor write temporary files into the current directory: give them one.
+
+    The quantizer also logs a warning on the root logger for every 1-D weight it declines to quantize
+    per channel (LayerNorm scales); those are expected, so warnings are muted meanwhile.
+    """
+    import logging
+
+    previous, muted = Path.cwd(), logging.root.manager.disable
+    with tempfile.TemporaryDirectory(prefix="edgewise-quant-") as folder:
+        os.chdir(folder)
+        logging.disable(max(muted, logging.WARNING))
+        try:
+            yield Path(folder)
+        finally:
+            logging.disable(muted)
+            os.chdir(previous)
+
+
+def _quant_type(name: str):
+    from onnxruntime.quantization import QuantType
+
+    return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[name]
+
+
+def contrib_ops(model_path: Path) -> list[str]:
+    """Operators of onnxruntime's own domain (a graph that went through the transformer optimiser)."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return sorted({n.op_type for n in model.graph.node if n.domain == "com.microsoft"})
+
+
+def preprocess(src: Path, dst: Path) -> dict:
+    """onnxruntime's pre-processing (shape inference, graph clean-up) before quantization.
+
+    Symbolic shape inference needs auto-merge here (without it: "Incomplete symbolic shape
+    inference"); it is what gives the tensors behind fused ops (Attention, SkipLayerNormalization)
+    the types calibration needs. If it fails, plain ONNX shape inference is used; if that fails too,
+    the model is quantized as it is. Which one ran is recorded.
+    """
+    import shutil
+
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    errors = []
+    for mode, options in (("symbolic", {"auto_merge": True, "guess_output_rank": True}),
+                          ("onnx", {"skip_symbolic_shape": True})):
+        try:
+            with scratch_cwd():
+                quant_pre_process(str(src), str(dst), **options)
+            return {"preprocessed": mode}
+        except Exception as e:  # noqa: BLE001 - a failure only means trying the next, plainer pre-processing
+            errors.append(f"{mode}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+    shutil.copy2(src, dst)
+    return {"preprocessed": None, "preprocess_errors": errors}
+
+
+def _extra_options(model_path: Path) -> dict:
+    import onnx
+
+    # Weights that the transformer optimiser folded into fused ops carry no type information the
+    # quantizer can find ("Unable to find data type for weight_name"): tell it they are FP32.
+    return {"DefaultTensorType": onnx.TensorProto.FLOAT} if contrib_ops(model_path) else {}
+
+
+def quantizable_nodes(model_path: Path, exclude_op: tuple[str, ...] = ()) -> list[dict]:
+    """The layers INT8 quantization touches: MatMul / Gemm / Gather / fused Attention nodes, in graph order."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return [{"name": n.name, "op_type": n.op_type} for n in model.graph.node
+            if n.op_type in ("MatMul", "Gemm", "Gather", "Attention") and n.op_type not in exclude_op and n.name]
+
+
+def _op_types(model_path: Path, exclude_op: tuple[str, ...]) -> list[str] | None:
+    """Every operator type in the graph but the excluded ones (None: onnxruntime's defaults)."""
+    if not exclude_op:
+        return None
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return sorted({n.op_type for n in model.graph.node} - set(exclude_op))
+
+
+def _fail(what: str, e: Exception) -> EdgewiseError:
+    return EdgewiseError(
+        f"onnxruntime could not {what} ({type(e).__name__}: {str(e).splitlines()[0][:300]}); the model may use "
+        "operators the quantizer does not handle: leave them in FP32 with --exclude-op / --exclude-node, or "
+        "quantize the model exported without --optimize"
+    )
+
+
+def quantize_dynamic(src: Path, dst: Path, settings: dict, config: QuantizeConfig,
+                     exclude_node: tuple[str, ...] = (), only_nodes: tuple[str, ...] | None = None) -> None:
+    """Dynamic INT8: weights quantized ahead of time, activations at run time (uint8)."""
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    try:
+        with scratch_cwd():
+            ort_quantize_dynamic(
+                str(src), str(dst),
+                per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+                weight_type=_quant_type(settings["weight_type"]),
+                op_types_to_quantize=_op_types(src, config.exclude_op),
+                nodes_to_exclude=list(dict.fromkeys((*config.exclude_node, *exclude_node))),
+                nodes_to_quantize=list(only_nodes) if only_nodes is not None else None,
+                extra_options=_extra_options(src),
+            )
+    except (ValueError, RuntimeError, KeyError, AttributeError) as e:
+        raise _fail("quantize the model dynamically", e) from None
+
+
+class TextBatches:
+    """Calibration batches for onnxruntime: texts sorted by length, each batch padded to its longest.
+
+    onnxruntime asks for the data in ranges (``set_range``); with a range of one batch, only that
+    batch's activations are held in memory before they are folded into the running ranges or
+    histograms, whatever the number of calibration texts.
+    """
+
+    def __init__(self, encode, texts: list[str], pairs: list[str] | None, batch_size: int):
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]) + (len(pairs[i]) if pairs else 0))
+        self._encode = encode
+        self._batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        self._texts, self._pairs = texts, pairs
+        self.set_range(0, len(self._batches))
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._pending = iter(self._batches[start_index:end_index])
+
+    def get_next(self) -> dict | None:
+        batch = next(self._pending, None)
+        if batch is None:
+            return None
+        return self._encode([self._texts[i] for i in batch], [self._pairs[i] for i in batch] if self._pairs else None)
+
+
+def _calibration_method(method: CalibrationMethod):
+    from onnxruntime.quantization import CalibrationMethod as OrtMethod
+
+    return {CalibrationMethod.MINMAX: OrtMethod.MinMax, CalibrationMethod.ENTROPY: OrtMethod.Entropy,
+            CalibrationMethod.PERCENTILE: OrtMethod.Percentile}[method]
+
+
+def quantize_static(src: Path, dst: Path, settings: dict, config: QuantizeConfig, batches: TextBatches | None,
+                    cache: Path, method: CalibrationMethod | None = None, exclude_node: tuple[str, ...] = (),
+                    only_nodes: tuple[str, ...] | None = None) -> None:
+    """Static INT8 in QDQ format. Activation ranges come from ``batches``, or from ``cache`` when it
+    exists (written by an earlier call with the same method), so variants calibrate once."""
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    method = method or config.calibration_method
+    reader = None
+    if batches is not None and not cache.is_file():
+        reader = batches  # onnxruntime's CalibrationDataReader is a protocol: get_next, __len__, set_range
+        reader.set_range(0, len(batches))
+    symmetric = settings["activation_type"] == "int8"  # TensorRT wants symmetric int8 activations
+    extra = {
+        **_extra_options(src),
+        "CalibStridedMinMax": 1,  # one batch per collection step: memory bounded by a batch
+        "ActivationSymmetric": symmetric,
+        "WeightSymmetric": True,
+    }
+    if method is CalibrationMethod.PERCENTILE:
+        extra["CalibPercentile"] = config.percentile
+    try:
+        with scratch_cwd():
+            ort_quantize_static(
+                str(src), str(dst), reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+                activation_type=_quant_type(settings["activation_type"]),
+                weight_type=_quant_type(settings["weight_type"]),
+                op_types_to_quantize=_op_types(src, config.exclude_op),
+                nodes_to_exclude=list(dict.fromkeys((*config.exclude_node, *exclude_node))),
+                nodes_to_quantize=list(only_nodes) if only_nodes is not None else None,
+                calibrate_method=_calibration_method(method),
+                extra_options=extra,
+                calibration_cache_path=str(cache),
+            )
+    except (ValueError, RuntimeError, KeyError, AttributeError, AssertionError) as e:
+        raise _fail(f"quantize the model statically ({method.value} calibration)", e) from None

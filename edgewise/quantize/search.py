@@ -1,0 +1,168 @@
+"""Accuracy-aware search: the fastest INT8 model whose validation accuracy stays within a drop.
+
+Candidates: dynamic per-tensor and per-channel; static QDQ calibrated with minmax, entropy and
+percentile; then the most accurate of those with its most sensitive layers left in FP32, found by
+a per-layer scan (each layer quantized alone; its effect on the logits measured against the
+source). All candidates and the source are then timed side by side, and the fastest within the
+drop is kept.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.quantize.config import CalibrationMethod, QuantizeConfig
+from edgewise.quantize.measure import EvalSplit, model_size, predict, score, time_side_by_side
+from edgewise.quantize.ort import TextBatches, quantizable_nodes, quantize_dynamic, quantize_static
+
+
+@dataclass
+class Candidate:
+    name: str
+    method: str  # dynamic | static
+    per_channel: bool
+    calibration: CalibrationMethod | None = None
+    fp32_nodes: tuple[str, ...] = ()
+    path: Path | None = None
+    metrics: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        return {"name": self.name, "method": self.method, "per_channel": self.per_channel,
+                "calibration": self.calibration.value if self.calibration else None,
+                "fp32_nodes": list(self.fp32_nodes), **self.metrics}
+
+
+def _build(candidate: Candidate, pre: Path, scratch: Path, settings: dict, config: QuantizeConfig,
+           batches: TextBatches | None, only_nodes: tuple[str, ...] | None = None, suffix: str = "") -> Path:
+    path = scratch / f"{candidate.name}{suffix}.onnx"
+    variant = {**settings, "per_channel": candidate.per_channel}
+    if candidate.method == "dynamic":
+        quantize_dynamic(pre, path, variant, config, exclude_node=candidate.fp32_nodes, only_nodes=only_nodes)
+    else:
+        cache = scratch / f"calibration-{candidate.calibration.value}.json"
+        quantize_static(pre, path, variant, config, batches, cache, candidate.calibration,
+                        exclude_node=candidate.fp32_nodes, only_nodes=only_nodes)
+    return path
+
+
+def sensitivity(best: Candidate, pre: Path, scratch: Path, settings: dict, config: QuantizeConfig,
+                batches: TextBatches | None, folder: Path, probe: EvalSplit, reference, advance) -> list[dict]:
+    """Each quantizable layer quantized alone: mean squared logit error against the source, worst first."""
+    import numpy as np
+
+    layers = [n for n in quantizable_nodes(pre, config.exclude_op) if n["name"] not in config.exclude_node]
+    scores = []
+    for layer in layers:
+        path = _build(best, pre, scratch, settings, config, batches, only_nodes=(layer["name"],), suffix="-probe")
+        logits = predict(folder, path, probe, config.eval_batch_size)
+        scores.append({**layer, "logit_mse": float(np.mean((logits - reference) ** 2))})
+        path.unlink()
+        advance()
+    return sorted(scores, key=lambda s: -s["logit_mse"])
+
+
+def search(pre: Path, scratch: Path, folder: Path, settings: dict, config: QuantizeConfig,
+           batches: TextBatches | None, validation: EvalSplit, id2label: dict[int, str]) -> tuple[Path, dict]:
+    """Run the search; return the chosen model file and the search record for the manifest."""
+    from edgewise.core.progress import console, progress_bar
+
+    candidates = [Candidate("dynamic", "dynamic", False), Candidate("dynamic-pc", "dynamic", True)]
+    if batches is not None:
+        candidates += [Candidate(f"static-{m.value}", "static", True, m) for m in CalibrationMethod]
+    layers = len([n for n in quantizable_nodes(pre, config.exclude_op) if n["name"] not in config.exclude_node])
+    steps = len(candidates) + layers + len(config.fallback_layers) + 2
+
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("quantization search", total=steps, info="source")
+        source_logits = predict(folder, pre, validation, config.eval_batch_size)
+        source = score(source_logits, validation, id2label)
+        bar.advance(task)
+
+        def evaluate(candidate: Candidate) -> None:
+            bar.update(task, info=candidate.name)
+            candidate.path = _build(candidate, pre, scratch, settings, config, batches)
+            logits = predict(folder, candidate.path, validation, config.eval_batch_size)
+            result = score(logits, validation, id2label, source_logits)
+            candidate.metrics = {
+                "accuracy": result["accuracy"], "macro_f1": result["macro_f1"],
+                "drop_points": round((source["accuracy"] - result["accuracy"]) * 100, 4),
+                "agreement_with_source": result["agreement_with_source"], "size_bytes": model_size(candidate.path),
+            }
+            bar.advance(task)
+
+        for candidate in candidates:
+            evaluate(candidate)
+        best = max(candidates, key=lambda c: (c.metrics["accuracy"], c.metrics["agreement_with_source"]))
+        probe = EvalSplit(validation.name, validation.texts[:config.sensitivity_samples],
+                          validation.pairs[:config.sensitivity_samples] if validation.pairs else None,
+                          validation.truth[:config.sensitivity_samples])
+        bar.update(task, info=f"per-layer scan of {best.name}")
+        scan = sensitivity(best, pre, scratch, settings, config, batches, folder, probe,
+                           source_logits[:len(probe.truth)], lambda: bar.advance(task))
+        for count in config.fallback_layers:
+            if count > len(scan):
+                bar.advance(task)
+                continue
+            fallback = Candidate(f"{best.name}+fp32x{count}", best.method, best.per_channel, best.calibration,
+                                 tuple(s["name"] for s in scan[:count]))
+            candidates.append(fallback)
+            evaluate(fallback)
+        bar.update(task, info="timing side by side")
+        timed = time_side_by_side(folder, {"source": pre, **{c.name: c.path for c in candidates}},
+                                  threads=config.threads, seq_len=config.seq_len)
+        bar.advance(task)
+
+    source_p50 = timed["source"]["p50"]
+    for candidate in candidates:
+        p50 = timed[candidate.name]["p50"]
+        candidate.metrics.update({"latency_p50_ms": p50, "latency_p50_ci95": timed[candidate.name]["p50_ci95"],
+                                  "speedup_vs_source": source_p50 / p50})
+    passing = [c for c in candidates if c.metrics["drop_points"] <= config.max_accuracy_drop + 1e-9]
+    record = {
+        "max_accuracy_drop_points": config.max_accuracy_drop,
+        "split": validation.name, "samples": len(validation.truth),
+        "source": {"accuracy": source["accuracy"], "macro_f1": source["macro_f1"], "latency_p50_ms": source_p50,
+                   "size_bytes": model_size(pre)},
+        "timing": {"threads": config.threads, "batch_size": 1, "seq_len": timed["source"]["seq_len"],
+                   "method": "candidates and source interleaved in 5 rounds; p50 of all runs"},
+        "sensitivity": {"of": best.name, "probe_samples": len(probe.truth), "layers": scan[:10]},
+        "candidates": [c.row() for c in candidates],
+    }
+    if not passing:
+        closest = min(candidates, key=lambda c: c.metrics["drop_points"])
+        console().print(candidate_table(record))
+        raise EdgewiseError(
+            f"no candidate stays within {config.max_accuracy_drop:g} accuracy points of the source "
+            f"({source['accuracy']:.2%} on {validation.name}); the closest is {closest.name} at "
+            f"{closest.metrics['accuracy']:.2%} (drop {closest.metrics['drop_points']:.2f} points). Allow a larger "
+            "--max-accuracy-drop, calibrate on more --samples, leave more layers in FP32 (--fallback-layers), or "
+            "use --method fp16"
+        )
+    pick = min(passing, key=lambda c: c.metrics["latency_p50_ms"])
+    record["pick"] = pick.name
+    chosen = scratch / "chosen.onnx"
+    shutil.move(pick.path, chosen)
+    return chosen, {**record, "picked": pick.row()}
+
+
+def candidate_table(record: dict):
+    """The search's candidates as a rich table (the pick marked)."""
+    from rich.table import Table
+
+    table = Table(title=f"quantization candidates (validation, {record['samples']} texts; batch 1, "
+                        f"{record['timing']['seq_len']} tokens, {record['timing']['threads']} thread(s)); "
+                        "pc = per-channel, * = kept")
+    for column in ("candidate", "accuracy", "drop", "agree", "p50 ms", "speedup", "MB"):
+        table.add_column(column, justify="left" if column == "candidate" else "right", no_wrap=True)
+    source = record["source"]
+    table.add_row("source (fp32)", f"{source['accuracy']:.2%}", "", "", f"{source['latency_p50_ms']:.2f}", "1.00x",
+                  f"{source['size_bytes'] / 1e6:.1f}")
+    for row in record["candidates"]:
+        mark = " *" if row["name"] == record.get("pick") else ""
+        table.add_row(row["name"] + mark, f"{row['accuracy']:.2%}", f"{row['drop_points']:.2f}",
+                      f"{row['agreement_with_source']:.1%}", f"{row['latency_p50_ms']:.2f}",
+                      f"{row['speedup_vs_source']:.2f}x", f"{row['size_bytes'] / 1e6:.1f}")
+    return table

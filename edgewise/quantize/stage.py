@@ -1,0 +1,291 @@
+"""`edgewise quantize`: INT8 (dynamic, static QDQ) and FP16 ONNX models, INC INT8 PyTorch models,
+and the accuracy-aware search. Every output records its size, accuracy and agreement vs its source."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgewise.core.artifact import Artifact, OutputDir, carry_forward
+from edgewise.core.data import DataConfig, load_splits
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import Manifest, now
+from edgewise.core.progress import console
+from edgewise.quantize.config import QuantizeConfig, QuantMethod
+
+
+def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *, data: str | None = None,
+             calibration: str | None = None, overwrite: bool = False) -> Manifest:
+    """Quantize the classifier in ``src`` and write it, with edgewise.json, to ``dst``.
+
+    Args:
+        src: an `onnx` artifact (an `hf` one for ``method=inc``).
+        dst: the output folder; refused if it exists unless ``overwrite``.
+        config: what to do (default: dynamic INT8 with CPU-aware types).
+        data: labelled data whose validation / test splits measure accuracy; default: the data the
+            source (or its nearest ancestor) was trained on, if edgewise recorded it.
+        calibration: data whose texts calibrate static INT8 (train split first); default: ``data``.
+
+    Example:
+        >>> quantize(Path("runs/student-onnx"), Path("runs/student-int8"))  # doctest: +SKIP
+    """
+    from edgewise.core.deps import require_full
+
+    started = now()
+    inc = config.method is QuantMethod.INC
+    require_full(*(("torch", "transformers", "neural_compressor.torch.quantization") if inc
+                   else ("onnx", "onnxruntime", "onnxruntime.quantization")))
+    artifact = Artifact.load(Path(src))
+    wanted = "hf" if inc else "onnx"
+    if artifact.kind != wanted:
+        fix = ("pass the fine-tuned transformers folder (hf artifact) the ONNX model came from" if inc
+               else f"export it first: edgewise export {src} -o {src}-onnx" if artifact.kind == "hf"
+               else "quantize the onnx artifact it was converted from, then convert the result")
+        raise EdgewiseError(f"--method {config.method.value} needs an {wanted!r} artifact, {src} is "
+                            f"{artifact.kind!r}; {fix}")
+    if not artifact.labels:
+        raise EdgewiseError(f"{artifact.path} names no labels (no id2label); it is not a classifier")
+    if inc:
+        from edgewise.core.models import check_weights
+
+        check_weights(artifact.path, config.allow_pickle)
+    if not inc and config.method.value in ("dynamic", "static"):
+        _check_onnx(artifact.path / "model.onnx")
+
+    evaluation = _evaluation_data(artifact, data, config)
+    calibration_texts = _calibration_texts(calibration, evaluation, config)
+    if config.max_accuracy_drop is not None and not any(s.name == "validation" for s in evaluation["splits"]):
+        raise EdgewiseError(
+            "--max-accuracy-drop compares candidates on labelled validation data, and none was found: pass --data "
+            "with a validation split (or a single labelled file, from which one is carved)"
+        )
+    out = OutputDir.prepare(Path(dst), sources=(artifact.path,), overwrite=overwrite)
+
+    out.begin()
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgewise-quantize-") as scratch:
+            if inc:
+                from edgewise.quantize.inc import quantize_inc
+
+                metrics = quantize_inc(artifact, out.artifact, Path(scratch), config, evaluation, calibration_texts)
+            else:
+                metrics = _quantize_onnx(artifact, out.artifact, Path(scratch), config, evaluation,
+                                         calibration_texts)
+        carry_forward(artifact.path, out.artifact)
+        if not (out.artifact / "config.json").exists() and (artifact.path / "config.json").is_file():
+            shutil.copy2(artifact.path / "config.json", out.artifact / "config.json")
+        recorded = dict((artifact.manifest.data or {}) if artifact.manifest else {})
+        manifest = Manifest.write(
+            out.artifact,
+            kind=artifact.kind,
+            stage="quantize",
+            config=config,
+            labels=artifact.labels,
+            started_at=started,
+            parent=artifact.manifest,
+            source=None if artifact.manifest else {"model": artifact.describe()},
+            data={**{k: v for k, v in recorded.items() if k in ("max_length", "max_positions", "pad_token_id",
+                                                                   "token_lengths")},
+                  "eval_data": evaluation["spec"], "eval_data_from": evaluation["from"],
+                  "calibration_data": calibration_texts["spec"] if calibration_texts else None,
+                  "calibration_samples": len(calibration_texts["texts"]) if calibration_texts else 0},
+            metrics=metrics,
+        )
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    manifest.path = out.dst
+    console().print(f"wrote {out.dst}")
+    return manifest
+
+
+def _check_onnx(path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, OSError, ValueError... for a bad file
+        raise EdgewiseError(
+            f"{path} is not a readable ONNX model ({type(e).__name__}); re-create it with edgewise export"
+        ) from None
+
+
+def _evaluation_data(artifact: Artifact, data: str | None, config: QuantizeConfig) -> dict:
+    """The labelled splits accuracy is measured on: --data, else the data the model was trained on."""
+    from edgewise.core.lineage import training_data
+    from edgewise.quantize.measure import eval_splits
+
+    spec, data_config, origin = data, config.data, "--data"
+    if spec is None:
+        found = training_data(artifact.path)
+        if found is not None:
+            from edgewise.core.config import config_from_dict
+
+            spec, origin = found[0], "lineage"
+            data_config = config_from_dict(DataConfig, found[1], "recorded data settings")
+    if spec is None:
+        return {"spec": None, "from": None, "splits": [], "config": data_config, "all": {}}
+    try:
+        splits = load_splits(spec, data_config)
+    except EdgewiseError as e:
+        if origin == "lineage":
+            raise EdgewiseError(f"the data the model was trained on ({spec}) cannot be read any more ({e}); pass "
+                                "--data with labelled data to measure accuracy on") from None
+        raise
+    chosen = eval_splits(splits, artifact.labels, data_config.label_column, limit=config.max_eval_samples)
+    if not chosen:
+        # A single labelled file: carve validation from it the way training does.
+        from edgewise.core.data import training_splits
+
+        if "train" in splits:
+            train, validation, _ = training_splits(splits, data_config, spec)
+            splits = {**splits, "train": train, "validation": validation}
+            chosen = eval_splits(splits, artifact.labels, data_config.label_column, limit=config.max_eval_samples)
+    if not chosen:
+        raise EdgewiseError(f"{spec} has no labelled validation or test split to measure accuracy on (it has "
+                            f"{', '.join(splits) or 'no splits'}); pass --data with labelled texts")
+    return {"spec": spec, "from": origin, "splits": chosen, "config": data_config, "all": splits}
+
+
+def _calibration_texts(calibration: str | None, evaluation: dict, config: QuantizeConfig) -> dict | None:
+    """``config.samples`` texts for calibration (train split first), drawn with the data seed."""
+    if not config.needs_calibration:
+        return None
+    spec = calibration or evaluation["spec"]
+    if spec is None:
+        raise EdgewiseError(
+            f"--method {config.method.value} calibrates on real texts and none were given: pass --calibration DATA "
+            "(e.g. the training data; labels are not needed)"
+        )
+    splits = evaluation["all"] if spec == evaluation["spec"] else load_splits(spec, config.data)
+    order = [n for n in ("train", "validation", "test") if n in splits] + [n for n in splits if n not in
+                                                                              ("train", "validation", "test")]
+    split = next((splits[n] for n in order if len(splits[n])), None)
+    if split is None:
+        raise EdgewiseError(f"the calibration data {spec} holds no texts; pass data with at least one text")
+    picked = sorted(random.Random(config.data.seed).sample(range(len(split)), min(config.samples, len(split))))
+    return {"spec": spec, "split": split.name, "texts": [split.texts[i] for i in picked],
+            "pairs": [split.pairs[i] for i in picked] if split.pairs else None}
+
+
+def _quantize_onnx(artifact: Artifact, out: Path, scratch: Path, config: QuantizeConfig, evaluation: dict,
+                   calibration: dict | None) -> dict:
+    from edgewise.core.env import cpu_info
+    from edgewise.quantize.measure import model_size
+    from edgewise.quantize.ort import TextBatches, contrib_ops, int8_settings, preprocess, quantize_static
+    from edgewise.runtime.predictor import Predictor
+
+    src_model = artifact.path / "model.onnx"
+    target = out / "model.onnx"
+    settings = int8_settings(config, cpu_info())
+    record: dict = {"method": config.method.value}
+    batches = None
+    if calibration is not None:
+        encoder = Predictor(artifact.path)
+        batches = TextBatches(encoder.encode, calibration["texts"], calibration["pairs"],
+                              config.calibration_batch_size)
+        record["calibration"] = {"data": calibration["spec"], "split": calibration["split"],
+                                 "samples": len(calibration["texts"]), "batches": len(batches),
+                                 "batch_size": config.calibration_batch_size}
+
+    if config.method is QuantMethod.FP16:
+        from edgewise.quantize.fp16 import convert_fp16
+
+        with console().status("converting to FP16"):
+            record.update(convert_fp16(src_model, target, config))
+    else:
+        pre = scratch / "preprocessed.onnx"
+        with console().status("pre-processing the model for quantization"):
+            record.update(preprocess(src_model, pre))
+        record.update({"int8": settings, "optimized_graph_ops": contrib_ops(src_model)})
+        if config.max_accuracy_drop is not None:
+            from edgewise.quantize.search import candidate_table, search
+
+            validation = next(s for s in evaluation["splits"] if s.name == "validation")
+            chosen, record["search"] = search(pre, scratch, artifact.path, settings, config, batches, validation,
+                                              artifact.labels)
+            console().print(candidate_table(record["search"]))
+            shutil.move(chosen, target)
+            picked = record["search"]["picked"]
+            record.update({"method": picked["method"], "picked": picked["name"]})
+        elif config.method is QuantMethod.DYNAMIC:
+            from edgewise.quantize.ort import quantize_dynamic
+
+            with console().status("quantizing (dynamic INT8)"):
+                quantize_dynamic(pre, target, settings, config)
+        else:
+            with console().status(f"calibrating ({config.calibration_method.value}, {len(batches)} batches) and "
+                                  "quantizing (static INT8, QDQ)"):
+                quantize_static(pre, target, settings, config, batches, scratch / "calibration.json")
+            record["calibration"]["method"] = config.calibration_method.value
+    metrics = {"quantization": record,
+               "size": {"source_bytes": model_size(src_model), "bytes": model_size(target),
+                        "ratio": model_size(target) / model_size(src_model)}}
+    metrics.update(_accuracy(artifact.path, artifact.labels, src_model, target, config, evaluation))
+    if config.method is QuantMethod.FP16:
+        _check_fp16(metrics, config)
+    return metrics
+
+
+def _accuracy(folder: Path, id2label: dict[int, str], src_model: Path, target: Path, config: QuantizeConfig,
+              evaluation: dict) -> dict:
+    """Accuracy of source and result per split, their agreement and logit differences; without data,
+    the logit differences on generated inputs."""
+    from edgewise.core.progress import progress_bar
+    from edgewise.quantize.measure import predict, score
+
+    results = {}
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("measuring accuracy", total=2 * len(evaluation["splits"]), info="")
+        for split in evaluation["splits"]:
+            source = predict(folder, src_model, split, config.eval_batch_size)
+            bar.advance(task)
+            quantized = predict(folder, target, split, config.eval_batch_size)
+            bar.advance(task)
+            results[split.name] = {"source": score(source, split, id2label),
+                                   "quantized": score(quantized, split, id2label, source)}
+            results[split.name]["drop_points"] = round(
+                (results[split.name]["source"]["accuracy"] - results[split.name]["quantized"]["accuracy"]) * 100, 4)
+    if results:
+        return {"accuracy": results, "data": evaluation["spec"]}
+    return {"accuracy": {}, "data": None, "parity_generated": _generated_parity(folder, src_model, target)}
+
+
+def _generated_parity(folder: Path, src_model: Path, target: Path) -> dict:
+    from edgewise.export.parity import compare, generated_batches
+    from edgewise.runtime.predictor import Predictor
+
+    source, result = Predictor(folder, model=src_model), Predictor(folder, model=target)
+    batches = generated_batches(list(source.inputs), source.tokenizer.get_vocab_size(), source.max_length,
+                                source.pad_id)
+    batches = [{k: v.astype(source.inputs[k]) for k, v in b.items()} for b in batches]
+    return compare(source.run, result.run, batches)
+
+
+def _check_fp16(metrics: dict, config: QuantizeConfig) -> None:
+    from edgewise.quantize.fp16 import DEFAULT_ATOL
+
+    atol = config.atol or DEFAULT_ATOL
+    diffs = [v["quantized"]["max_abs_diff"] for v in metrics["accuracy"].values()]
+    if "parity_generated" in metrics:
+        diffs.append(metrics["parity_generated"]["max_abs_diff"])
+    worst = max(diffs) if diffs else 0.0
+    metrics["fp16_check"] = {"atol": atol, "max_abs_diff": worst, "passed": worst <= atol}
+    if worst > atol:
+        raise EdgewiseError(
+            f"the FP16 model's logits differ from the FP32 model's by up to {worst:.3g} (> atol {atol:g}); keep more "
+            "operators in FP32 with --exclude-op, or raise --atol if that is acceptable"
+        )
+
+
+def summary(manifest: Manifest) -> dict:
+    """The figures a person or a CI script reads after quantizing (the CLI prints them)."""
+    metrics = manifest.metrics
+    return {"artifact": str(manifest.path), "method": metrics["quantization"]["method"],
+            "size": metrics["size"], "accuracy": metrics.get("accuracy", {}),
+            "search": metrics["quantization"].get("search"), "int8": metrics["quantization"].get("int8"),
+            "manifest": json.loads(manifest.to_json())["config"]}

@@ -1,0 +1,198 @@
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from edgewise.core.artifact import Artifact
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import MANIFEST_NAME, Manifest
+from edgewise.quantize import quantize
+from edgewise.quantize.config import QuantizeConfig
+from edgewise.runtime.predictor import Predictor
+
+
+def _ops(path):
+    return [n.op_type for n in onnx.load(str(path / "model.onnx")).graph.node]
+
+
+def test_quantize_dynamic_defaults_record_cpu_choice_size_and_accuracy(tiny_onnx, tmp_path):
+    manifest = quantize(tiny_onnx, tmp_path / "int8")
+
+    record = manifest.metrics["quantization"]
+    assert record["method"] == "dynamic" and record["preprocessed"] == "symbolic"
+    assert record["int8"]["chosen_by"] == "cpu" and record["int8"]["cpu_family"] in ("x86", "x86-vnni", "arm")
+    assert manifest.metrics["size"]["ratio"] < 0.8
+    assert "MatMulInteger" in _ops(tmp_path / "int8") or "DynamicQuantizeMatMul" in _ops(tmp_path / "int8")
+    # The data the teacher was trained on (recorded in the lineage) measures accuracy by default.
+    assert manifest.data["eval_data_from"] == "lineage" and set(manifest.metrics["accuracy"]) == {"validation", "test"}
+    test = manifest.metrics["accuracy"]["test"]
+    assert test["source"]["accuracy"] > 0.8 and abs(test["drop_points"]) <= 5
+    assert test["quantized"]["agreement_with_source"] >= 0.95 and test["quantized"]["samples"] == 60
+    assert manifest.parent["manifest_sha256"] == Manifest.read(tiny_onnx).sha256
+    assert manifest.data["max_length"] == 32 and Artifact.load(tmp_path / "int8").kind == "onnx"
+    assert Predictor(tmp_path / "int8").predict(["the sky is blue"])[0]["label"] in ("colour", "fruit", "sport")
+
+
+def test_quantize_dynamic_per_channel_on_an_optimized_graph(tiny_teacher, tmp_path):
+    from edgewise.export import ExportConfig, export
+
+    export(tiny_teacher, tmp_path / "opt", ExportConfig(optimize=True))
+
+    manifest = quantize(tmp_path / "opt", tmp_path / "int8", QuantizeConfig(per_channel=True))
+
+    assert "Attention" in manifest.metrics["quantization"]["optimized_graph_ops"]
+    assert manifest.metrics["accuracy"]["test"]["quantized"]["agreement_with_source"] >= 0.95
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_quantize_static_writes_qdq_calibrated_on_the_chosen_samples(tiny_onnx, tiny_data, tmp_path, method):
+    config = QuantizeConfig(method="static", calibration_method=method, samples=40, calibration_batch_size=16)
+
+    manifest = quantize(tiny_onnx, tmp_path / "s8", config, calibration=str(tiny_data))
+
+    ops = _ops(tmp_path / "s8")
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    calibration = manifest.metrics["quantization"]["calibration"]
+    assert calibration == {"data": str(tiny_data), "split": "train", "samples": 40, "batches": 3, "batch_size": 16,
+                           "method": method}
+    assert manifest.metrics["accuracy"]["test"]["quantized"]["agreement_with_source"] >= 0.9
+
+
+def test_quantize_static_feeds_calibration_one_batch_at_a_time(tiny_onnx, tiny_data, tmp_path, monkeypatch):
+    from edgewise.quantize import ort
+
+    ranges = []
+    original = ort.TextBatches.set_range
+    def spy(self, start_index, end_index):
+        ranges.append(end_index - start_index)
+        original(self, start_index, end_index)
+
+    monkeypatch.setattr(ort.TextBatches, "set_range", spy)
+
+    quantize(tiny_onnx, tmp_path / "s8", QuantizeConfig(method="static", samples=24, calibration_batch_size=8),
+             calibration=str(tiny_data))
+
+    assert ranges[-3:] == [1, 1, 1]  # three batches, each collected on its own
+
+
+def test_quantize_static_on_an_optimized_graph(tiny_teacher, tiny_data, tmp_path):
+    from edgewise.export import ExportConfig, export
+
+    export(tiny_teacher, tmp_path / "opt", ExportConfig(optimize=True))
+
+    manifest = quantize(tmp_path / "opt", tmp_path / "s8", QuantizeConfig(method="static", samples=16))
+
+    assert manifest.metrics["accuracy"]["validation"]["quantized"]["agreement_with_source"] >= 0.9
+
+
+def test_quantize_excluded_ops_and_nodes_stay_fp32(tiny_onnx, tmp_path):
+    source = onnx.load(str(tiny_onnx / "model.onnx"))
+    matmul = next(n.name for n in source.graph.node if n.op_type == "MatMul")
+
+    quantize(tiny_onnx, tmp_path / "int8", QuantizeConfig(exclude_op=("Gather",), exclude_node=(matmul,)))
+
+    graph = onnx.load(str(tmp_path / "int8" / "model.onnx")).graph
+    assert any(n.name == matmul and n.op_type == "MatMul" for n in graph.node)
+    int8 = {i.name for i in graph.initializer if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    gathers = [n for n in graph.node if n.op_type == "Gather"]
+    assert gathers and not any(n.input[0] in int8 for n in gathers)
+
+
+def test_quantize_fp16_keeps_io_types_and_layernorm_in_fp32(tiny_onnx, tmp_path):
+    manifest = quantize(tiny_onnx, tmp_path / "fp16", QuantizeConfig(method="fp16"))
+
+    model = onnx.load(str(tmp_path / "fp16" / "model.onnx"))
+    types = {i.name: i.data_type for i in model.graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in types.values()
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    ln = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
+    assert ln and all(types.get(n.input[1]) == onnx.TensorProto.FLOAT for n in ln)
+    check = manifest.metrics["fp16_check"]
+    assert check["passed"] and check["max_abs_diff"] < 0.05
+    assert "LayerNormalization" in manifest.metrics["quantization"]["kept_fp32_ops"]
+    assert manifest.metrics["size"]["ratio"] < 1  # tiny graphs are mostly structure; MiniLM halves
+
+
+def test_quantize_fp16_beyond_atol_is_an_error_and_writes_nothing(tiny_onnx, tmp_path):
+    with pytest.raises(EdgewiseError, match="differ from the FP32 model's"):
+        quantize(tiny_onnx, tmp_path / "fp16", QuantizeConfig(method="fp16", atol=1e-9))
+
+    assert not (tmp_path / "fp16").exists() and not list(tmp_path.glob(".*.partial"))
+
+
+def test_quantize_without_any_data_checks_generated_inputs(external_onnx, tmp_path):
+    manifest = quantize(external_onnx, tmp_path / "int8")
+
+    assert manifest.metrics["accuracy"] == {} and manifest.data["eval_data"] is None
+    assert manifest.metrics["parity_generated"]["samples"] == 7
+
+
+def test_quantize_static_without_calibration_data_is_an_error(external_onnx, tmp_path):
+    with pytest.raises(EdgewiseError, match="pass --calibration DATA"):
+        quantize(external_onnx, tmp_path / "s8", QuantizeConfig(method="static"))
+
+
+def test_quantize_never_modifies_the_source(tiny_onnx, tmp_path):
+    before = {p.name: p.read_bytes() for p in tiny_onnx.iterdir()}
+
+    quantize(tiny_onnx, tmp_path / "int8")
+
+    assert {p.name: p.read_bytes() for p in tiny_onnx.iterdir()} == before
+
+
+def test_quantize_search_keeps_the_fastest_candidate_within_the_drop(tiny_onnx, tiny_data, tmp_path):
+    config = QuantizeConfig(max_accuracy_drop=5, samples=16, sensitivity_samples=8, fallback_layers=(1, 2))
+
+    manifest = quantize(tiny_onnx, tmp_path / "best", config)
+
+    search = manifest.metrics["quantization"]["search"]
+    names = [c["name"] for c in search["candidates"]]
+    assert names[:5] == ["dynamic", "dynamic-pc", "static-minmax", "static-entropy", "static-percentile"]
+    fallbacks = [c for c in search["candidates"] if "+fp32x" in c["name"]]
+    assert [len(c["fp32_nodes"]) for c in fallbacks] == [1, 2]
+    assert fallbacks[1]["fp32_nodes"][:1] == fallbacks[0]["fp32_nodes"]  # the most sensitive layer first
+    passing = [c for c in search["candidates"] if c["drop_points"] <= 5]
+    assert search["pick"] == min(passing, key=lambda c: c["latency_p50_ms"])["name"]
+    assert all(c["latency_p50_ms"] > 0 and c["size_bytes"] > 0 for c in search["candidates"])
+    assert search["sensitivity"]["layers"][0]["logit_mse"] >= search["sensitivity"]["layers"][-1]["logit_mse"]
+    assert manifest.metrics["quantization"]["picked"] == search["pick"]
+
+
+def test_quantize_search_with_no_candidate_within_the_drop_names_the_closest(tiny_onnx, tmp_path, monkeypatch):
+    from edgewise.quantize import search
+
+    real_score = search.score
+
+    def worse(logits, split, id2label, reference=None):  # every candidate loses a third of its accuracy
+        result = real_score(logits, split, id2label, reference)
+        if reference is not None:
+            result["accuracy"] -= 0.34
+        return result
+
+    monkeypatch.setattr(search, "score", worse)
+
+    with pytest.raises(EdgewiseError, match="no candidate stays within 1 accuracy points.*the closest is"):
+        quantize(tiny_onnx, tmp_path / "best", QuantizeConfig(max_accuracy_drop=1, samples=8, sensitivity_samples=4,
+                                                              fallback_layers=(1,)))
+
+    assert not (tmp_path / "best").exists() and not list(tmp_path.glob(".*.partial"))
+
+
+def test_quantize_search_needs_validation_data(external_onnx, tmp_path, tiny_data):
+    shutil.copy(tiny_data / "test.csv", tmp_path / "only-test.csv")
+    (tmp_path / "d").mkdir()
+    shutil.copy(tiny_data / "test.csv", tmp_path / "d" / "test.csv")
+
+    with pytest.raises(EdgewiseError, match="needs|validation"):
+        quantize(external_onnx, tmp_path / "best", QuantizeConfig(max_accuracy_drop=1), data=str(tmp_path / "d"))
+
+
+def test_quantize_manifest_is_json_and_verifies(tiny_onnx, tmp_path):
+    quantize(tiny_onnx, tmp_path / "int8")
+
+    data = json.loads((tmp_path / "int8" / MANIFEST_NAME).read_text())
+    assert data["stage"] == "quantize" and data["config"]["values"]["method"] == "dynamic"
+    assert Manifest.read(tmp_path / "int8").verify() == []
+    assert np.isfinite(data["metrics"]["accuracy"]["validation"]["quantized"]["max_abs_diff"])
