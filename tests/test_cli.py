@@ -8,6 +8,8 @@ import time
 import pytest
 
 from edgewise.cli import cli
+from edgewise.core.artifact import Artifact
+from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import MANIFEST_NAME
 from tests.conftest import assert_user_error, write_csv
 
@@ -594,3 +596,91 @@ def test_distill_bad_input_is_one_error_line(cli_run, tmp_path, tiny_teacher, ti
 
     assert_user_error(cli_run(*make(tmp_path, tiny_teacher, tiny_data), "-o", tmp_path / "out"), *fragments)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*.partial"))
+
+
+def _unrecorded_onnx(t, onnx):
+    """The ONNX model without its manifest: no lineage, so no recorded training data."""
+    folder = t / "unrecorded-onnx"
+    shutil.copytree(onnx, folder)
+    (folder / MANIFEST_NAME).unlink()
+    return folder
+
+
+def _csv(t, rows, header=("text", "label")):
+    return write_csv(t / "q.csv", rows, header)
+
+
+BAD_QUANTIZE = {
+    "inc-from-onnx": (lambda t, teacher, onnx: ["quantize", onnx, "--method", "inc"], ["needs an 'hf' artifact"]),
+    "dynamic-from-hf": (lambda t, teacher, onnx: ["quantize", teacher], ["export it first"]),
+    "corrupt-onnx": (lambda t, teacher, onnx: ["quantize", _foreign_onnx(t)], ["not a readable ONNX model"]),
+    "static-without-calibration": (lambda t, teacher, onnx: ["quantize", _unrecorded_onnx(t, onnx), "--method",
+                                                             "static"], ["pass --calibration DATA"]),
+    "bad-calibration-method": (lambda t, teacher, onnx: ["quantize", onnx, "--calibration-method", "kl"],
+                               ["'kl' is not one of"]),
+    "unknown-labels": (lambda t, teacher, onnx: ["quantize", onnx, "--data", _csv(t, [("rain", "weather")] * 4)],
+                       ["weather"]),
+    "wrong-columns": (lambda t, teacher, onnx: ["quantize", onnx, "--data", _csv(t, [("a", "b")], ("q", "y"))],
+                      ["text"]),
+    "empty-data": (lambda t, teacher, onnx: ["quantize", onnx, "--data", _csv(t, [])], []),
+    "missing-calibration": (lambda t, teacher, onnx: ["quantize", onnx, "--method", "static", "--calibration",
+                                                      t / "none.csv"], ["does not exist"]),
+    "fp16-search": (lambda t, teacher, onnx: ["quantize", onnx, "--method", "fp16", "--max-accuracy-drop", "1"],
+                    ["drop --method fp16"]),
+    "negative-drop": (lambda t, teacher, onnx: ["quantize", onnx, "--max-accuracy-drop", "-1"],
+                      ["max_accuracy_drop must be between 0 and 100"]),
+    "bad-fallback-layers": (lambda t, teacher, onnx: ["quantize", onnx, "--fallback-layers", "0"],
+                            ["fallback_layers must be counts >= 1"]),
+    "missing-src": (lambda t, teacher, onnx: ["quantize", t / "nope"], ["does not exist"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_QUANTIZE))
+def test_quantize_bad_input_is_one_error_line(cli_run, tmp_path, tiny_teacher, tiny_onnx, case):
+    make, fragments = BAD_QUANTIZE[case]
+
+    assert_user_error(cli_run(*make(tmp_path, tiny_teacher, tiny_onnx), "-o", tmp_path / "out"), *fragments)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*.partial"))
+
+
+def test_quantize_refuses_existing_output(cli_run, tiny_onnx, existing_output):
+    result = cli_run("quantize", tiny_onnx, "-o", existing_output)
+
+    assert_user_error(result, "already exists", "--overwrite")
+    assert _untouched(existing_output)
+
+
+def test_quantize_without_inc_installed_names_the_extra(cli_run, tiny_teacher, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "neural_compressor.torch.quantization", None)
+
+    result = cli_run("quantize", tiny_teacher, "--method", "inc", "-o", tmp_path / "out")
+
+    assert_user_error(result, "pip install 'edgewise[full]'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_quantize_json_reports_size_and_accuracy(cli_run, tiny_onnx, tmp_path):
+    result = cli_run("quantize", tiny_onnx, "-o", tmp_path / "int8", "--json", "--per-channel")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["method"] == "dynamic" and report["int8"]["per_channel"] is True
+    assert set(report["accuracy"]) == {"validation", "test"} and report["size"]["ratio"] < 1
+    assert Artifact.load(tmp_path / "int8").manifest.config["values"]["per_channel"] is True
+
+
+def test_quantize_command_maps_flags_to_the_config(cli_run, tiny_onnx, tmp_path, monkeypatch):
+    import edgewise.quantize
+
+    seen = {}
+    monkeypatch.setattr(edgewise.quantize, "quantize", lambda src, dst, config, **kw: seen.update(config=config, **kw)
+                        or (_ for _ in ()).throw(EdgewiseError("stop here")))
+
+    cli_run("quantize", tiny_onnx, "-o", tmp_path / "x", "--method", "static", "--calibration", "cal.csv",
+            "--calibration-method", "percentile", "--samples", "300", "--exclude-op", "Gather",
+            "--exclude-node", "a,b", "--max-accuracy-drop", "0.5", "--fallback-layers", "2,3")
+
+    config = seen["config"]
+    assert config.method.value == "static" and config.calibration_method.value == "percentile"
+    assert config.samples == 300 and config.exclude_op == ("Gather",) and config.exclude_node == ("a", "b")
+    assert config.max_accuracy_drop == 0.5 and config.fallback_layers == (2, 3) and seen["calibration"] == "cal.csv"

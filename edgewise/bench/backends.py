@@ -34,7 +34,7 @@ def resolve(backend: str, kind: str) -> str:
     """The concrete backend for `auto`."""
     if backend != "auto":
         return backend
-    if kind == "hf":
+    if kind in ("hf", "inc"):
         return "torch"
     if kind == "tensorrt":
         return "tensorrt"
@@ -59,16 +59,17 @@ def load(artifact, backend: str, threads: int | None) -> Runner:
     """A runner for ``artifact`` on ``backend``, or `Skip`."""
     if backend in ("torch", "torch-cuda"):
         return _torch(artifact, backend, threads)
-    if artifact.kind == "hf":
-        raise Skip(f"{backend} runs onnx / ort / bundle / tensorrt artifacts; export this hf model first")
+    if artifact.kind in ("hf", "inc"):
+        raise Skip(f"{backend} runs onnx / ort / bundle / tensorrt artifacts; export this {artifact.kind} model first"
+                   if artifact.kind == "hf" else f"{backend} cannot run INC models; they run with --backend torch")
     if backend == "tensorrt" and artifact.kind != "tensorrt":
         raise Skip("the tensorrt backend runs tensorrt artifacts (their engine)")
     return _onnxruntime(artifact, backend, threads)
 
 
 def _torch(artifact, backend: str, threads: int | None) -> Runner:
-    if artifact.kind != "hf":
-        raise Skip(f"{backend} runs hf artifacts; this one is {artifact.kind}")
+    if artifact.kind not in ("hf", "inc"):
+        raise Skip(f"{backend} runs hf and inc artifacts; this one is {artifact.kind}")
     try:
         import torch
     except ImportError:
@@ -76,6 +77,8 @@ def _torch(artifact, backend: str, threads: int | None) -> Runner:
     cuda = backend == "torch-cuda"
     if cuda and not torch.cuda.is_available():
         raise Skip("no CUDA GPU is visible to torch")
+    if cuda and artifact.kind == "inc":
+        raise Skip("INC INT8 models run on the CPU (oneDNN kernels)")
     from edgewise.core.models import ModelSource, load_classifier, load_tokenizer, max_positions, model_inputs
 
     if threads:
@@ -83,7 +86,12 @@ def _torch(artifact, backend: str, threads: int | None) -> Runner:
     source = ModelSource(str(artifact.path), str(artifact.path), True)
     tokenizer = load_tokenizer(source)
     device = "cuda" if cuda else "cpu"
-    model = load_classifier(source).to(device).eval()
+    if artifact.kind == "inc":
+        from edgewise.quantize.inc import QuantizedClassifier
+
+        model = QuantizedClassifier(artifact.path)
+    else:
+        model = load_classifier(source).to(device).eval()
     limit = max_positions(model.config, tokenizer)
     recorded = (artifact.manifest.data or {}).get("max_length") if artifact.manifest else None
     max_length = min(int(recorded or limit), limit)

@@ -19,7 +19,8 @@ from edgewise.runtime.bench import current_rss_mb
 REPORT_SCHEMA_VERSION = 1
 REPORT_FILE = "report.json"
 MODEL_FILES = {"hf": ("model.safetensors",), "onnx": ("model.onnx",), "ort": ("model.ort",),
-               "bundle": ("model.onnx", "model.ort"), "tensorrt": ("model.engine", "model.onnx")}
+               "bundle": ("model.onnx", "model.ort"), "tensorrt": ("model.engine", "model.onnx"),
+               "inc": ("model.pt2", "quantized_weight.pt")}
 
 
 def peak_rss_mb() -> float | None:
@@ -107,7 +108,7 @@ def bench(artifacts: list[Path], config: BenchConfig = BenchConfig(), *, data: s
     require_full("onnxruntime", "onnx", "sklearn", "matplotlib")
     if not artifacts:
         raise EdgewiseError("name at least one artifact to benchmark")
-    loaded = [Artifact.load(Path(p), kind=("hf", "onnx", "ort", "bundle", "tensorrt")) for p in artifacts]
+    loaded = [Artifact.load(Path(p), kind=("hf", "inc", "onnx", "ort", "bundle", "tensorrt")) for p in artifacts]
     paths = [a.path for a in loaded]
     if len(set(paths)) != len(paths):
         twice = next(p for p in paths if paths.count(p) > 1)

@@ -15,7 +15,7 @@ from edgewise.core.errors import EdgewiseError
 
 MANIFEST_NAME = "edgewise.json"
 SCHEMA_VERSION = 1
-KINDS = ("hf", "onnx", "ort", "tensorrt", "bundle")
+KINDS = ("hf", "onnx", "ort", "tensorrt", "bundle", "inc")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

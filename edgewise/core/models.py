@@ -141,7 +141,7 @@ def predict_logits(model, tokenizer, texts, pairs=None, *, batch_size: int = 32,
     import torch
 
     order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
-    device = next(model.parameters()).device
+    device = getattr(model, "device", None) or next(model.parameters()).device
     model.eval()
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     with torch.inference_mode():

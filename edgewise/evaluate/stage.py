@@ -27,13 +27,14 @@ def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig
     from edgewise.core.metrics import classification_metrics
     from edgewise.core.progress import progress_bar
 
-    artifact = Artifact.load(Path(model_dir), kind=("hf", "onnx", "ort", "bundle", "tensorrt"))
+    artifact = Artifact.load(Path(model_dir), kind=("hf", "inc", "onnx", "ort", "bundle", "tensorrt"))
     backend = config.backend if config.backend != "auto" else _auto_backend(artifact.kind)
-    runs = {"torch": ("hf",), "tensorrt": ("tensorrt",)}.get(backend, ("onnx", "ort", "bundle", "tensorrt"))
+    runs = {"torch": ("hf", "inc"), "tensorrt": ("tensorrt",)}.get(backend, ("onnx", "ort", "bundle", "tensorrt"))
     if artifact.kind not in runs:
         raise EdgewiseError(
-            f"backend {backend} cannot run a {artifact.kind!r} artifact; torch runs hf artifacts, tensorrt runs "
-            "tensorrt artifacts (their engine), ort-* run onnx / ort / bundle / tensorrt (its model.onnx) artifacts"
+            f"backend {backend} cannot run a {artifact.kind!r} artifact; torch runs hf and inc artifacts, tensorrt "
+            "runs tensorrt artifacts (their engine), ort-* run onnx / ort / bundle / tensorrt (its model.onnx) "
+            "artifacts"
         )
     id2label = artifact.labels
     if not id2label:
@@ -66,7 +67,7 @@ def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig
 
 
 def _auto_backend(kind: str) -> str:
-    if kind == "hf":
+    if kind in ("hf", "inc"):
         return "torch"
     if kind == "tensorrt":
         return "tensorrt"
@@ -97,12 +98,17 @@ def _torch_predictor(artifact: Artifact, config: EvaluateConfig, backend: str):
         predict_logits,
     )
 
-    check_weights(artifact.path, config.allow_pickle)
     source = ModelSource(str(artifact.path), str(artifact.path), True)
     tokenizer = load_tokenizer(source)
-    model = load_classifier(source, config.allow_pickle)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    if artifact.kind == "inc":
+        from edgewise.quantize.inc import QuantizedClassifier
+
+        model = QuantizedClassifier(artifact.path)  # INT8 oneDNN kernels: CPU only
+    else:
+        check_weights(artifact.path, config.allow_pickle)
+        model = load_classifier(source, config.allow_pickle)
+        if torch.cuda.is_available():
+            model = model.to("cuda")
     limit = max_positions(model.config, tokenizer)
     max_length = config.max_length or _trained_length(artifact) or limit
     if max_length > limit:
@@ -112,7 +118,7 @@ def _torch_predictor(artifact: Artifact, config: EvaluateConfig, backend: str):
         return predict_logits(model, tokenizer, texts, pairs, batch_size=config.batch_size, max_length=max_length,
                               progress=progress)
 
-    return predict, max_length, "torch-" + next(model.parameters()).device.type
+    return predict, max_length, "torch-" + model.device.type
 
 
 def _ort_predictor(artifact: Artifact, config: EvaluateConfig, backend: str):

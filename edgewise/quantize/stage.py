@@ -36,8 +36,13 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
 
     started = now()
     inc = config.method is QuantMethod.INC
-    require_full(*(("torch", "transformers", "neural_compressor.torch.quantization") if inc
-                   else ("onnx", "onnxruntime", "onnxruntime.quantization")))
+    if inc:
+        from edgewise.quantize.inc import quiet_inc
+
+        with quiet_inc():  # INC logs at import time
+            require_full("torch", "transformers", "neural_compressor.torch.quantization")
+    else:
+        require_full("onnx", "onnxruntime", "onnxruntime.quantization")
     artifact = Artifact.load(Path(src))
     wanted = "hf" if inc else "onnx"
     if artifact.kind != wanted:
@@ -80,7 +85,7 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
         recorded = dict((artifact.manifest.data or {}) if artifact.manifest else {})
         manifest = Manifest.write(
             out.artifact,
-            kind=artifact.kind,
+            kind="inc" if inc else artifact.kind,
             stage="quantize",
             config=config,
             labels=artifact.labels,

@@ -42,3 +42,17 @@ def test_lineage_flags_a_changed_or_missing_parent(tmp_path):
 def test_lineage_needs_a_manifest(tmp_path):
     with pytest.raises(EdgewiseError, match="has no edgewise.json"):
         lineage(tmp_path)
+
+
+def test_training_data_is_found_through_the_parents(tiny_onnx, tiny_data):
+    from edgewise.core.lineage import training_data
+
+    spec, settings = training_data(tiny_onnx)  # the export records none; its parent, the teacher, does
+
+    assert spec == str(tiny_data) and settings["label_column"] == "label"
+
+
+def test_training_data_of_a_folder_edgewise_did_not_write_is_none(tmp_path):
+    from edgewise.core.lineage import training_data
+
+    assert training_data(tmp_path) is None

@@ -9,6 +9,7 @@ from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import MANIFEST_NAME, SCHEMA_VERSION, Manifest
 from edgewise.evaluate import EvaluateConfig
 from edgewise.finetune import BestMetric, FinetuneConfig
+from edgewise.quantize.config import QuantizeConfig
 
 ALL_CONFIGS = [
     DataConfig(),
@@ -17,6 +18,9 @@ ALL_CONFIGS = [
     FinetuneConfig(epochs=2, max_length=128, best_metric=BestMetric.ACCURACY, data=DataConfig(text_column="s")),
     EvaluateConfig(),
     EvaluateConfig(split="test", batch_size=4, max_length=64),
+    QuantizeConfig(),
+    QuantizeConfig(method="static", calibration_method="entropy", exclude_op=("Gather",), reduce_range=True,
+                   max_accuracy_drop=0.5, fallback_layers=(1, 3), data=DataConfig(label_column="y")),
 ]
 
 
