@@ -456,7 +456,6 @@ def quantize(src, output, method, per_channel, weight_type, activation_type, red
     within the drop is kept; the table of every candidate is printed and stored in the manifest.
     """
     from edgewise.quantize import quantize as run_quantize
-    from edgewise.quantize.stage import summary
 
     fields = {"fp16_keep_ops": fp16_keep_ops} if fp16_keep_ops is not None else {}
     config = QuantizeConfig(
@@ -469,7 +468,10 @@ def quantize(src, output, method, per_channel, weight_type, activation_type, red
         data=_data_config(text_column, text_pair_column, label_column, validation_fraction), **fields,
     )
     manifest = run_quantize(src, output, config, data=data, calibration=calibration, overwrite=overwrite)
-    result = summary(manifest)
+    metrics = manifest.metrics
+    result = {"artifact": str(manifest.path), "method": metrics["quantization"]["method"], "size": metrics["size"],
+              "accuracy": metrics.get("accuracy", {}), "int8": metrics["quantization"].get("int8"),
+              "search": metrics["quantization"].get("search"), "config": manifest.config["values"]}
     if as_json:
         _print_json(result)
     else:
@@ -481,8 +483,8 @@ def _print_quantized(result: dict) -> None:
     from rich.table import Table
 
     size = result["size"]
-    table = Table(title=f"{result['artifact']} ({result['method']}; {size['bytes'] / 1e6:.1f} MB, "
-                        f"{size['ratio']:.1%} of the source)")
+    ratio = f", {size['ratio']:.1%} of the source" if size.get("ratio") else ""
+    table = Table(title=f"{result['artifact']} ({result['method']}; {size['bytes'] / 1e6:.1f} MB{ratio})")
     for column in ("split", "source acc", "quantized acc", "drop (pts)", "agreement", "max |diff|"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for split, row in result["accuracy"].items():

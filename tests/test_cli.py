@@ -610,6 +610,13 @@ def _csv(t, rows, header=("text", "label")):
     return write_csv(t / "q.csv", rows, header)
 
 
+def _int8(onnx, t):
+    from edgewise.quantize import quantize
+
+    quantize(onnx, t / "int8")
+    return t / "int8"
+
+
 BAD_QUANTIZE = {
     "inc-from-onnx": (lambda t, teacher, onnx: ["quantize", onnx, "--method", "inc"], ["needs an 'hf' artifact"]),
     "dynamic-from-hf": (lambda t, teacher, onnx: ["quantize", teacher], ["export it first"]),
@@ -622,7 +629,16 @@ BAD_QUANTIZE = {
                        ["weather"]),
     "wrong-columns": (lambda t, teacher, onnx: ["quantize", onnx, "--data", _csv(t, [("a", "b")], ("q", "y"))],
                       ["text"]),
-    "empty-data": (lambda t, teacher, onnx: ["quantize", onnx, "--data", _csv(t, [])], []),
+    "empty-data": (lambda t, teacher, onnx: ["quantize", onnx, "--data", _csv(t, [])], ["q.csv"]),
+    "already-quantized": (lambda t, teacher, onnx: ["quantize", _int8(onnx, t)], ["already quantized",
+                                                                                   "FP32 parent"]),
+    "unknown-exclude-node": (lambda t, teacher, onnx: ["quantize", onnx, "--exclude-node", "/bert/nope/MatMul"],
+                             ["--exclude-node names no node", "/bert/nope/MatMul"]),
+    "fallback-layers-not-numbers": (lambda t, teacher, onnx: ["quantize", onnx, "--fallback-layers", "a,b"],
+                                    ["comma-separated counts"]),
+    "search-without-validation-data": (lambda t, teacher, onnx: ["quantize", _unrecorded_onnx(t, onnx),
+                                                                 "--max-accuracy-drop", "1"],
+                                       ["labelled validation data", "--data"]),
     "missing-calibration": (lambda t, teacher, onnx: ["quantize", onnx, "--method", "static", "--calibration",
                                                       t / "none.csv"], ["does not exist"]),
     "fp16-search": (lambda t, teacher, onnx: ["quantize", onnx, "--method", "fp16", "--max-accuracy-drop", "1"],
@@ -684,3 +700,11 @@ def test_quantize_command_maps_flags_to_the_config(cli_run, tiny_onnx, tmp_path,
     assert config.method.value == "static" and config.calibration_method.value == "percentile"
     assert config.samples == 300 and config.exclude_op == ("Gather",) and config.exclude_node == ("a", "b")
     assert config.max_accuracy_drop == 0.5 and config.fallback_layers == (2, 3) and seen["calibration"] == "cal.csv"
+
+
+def test_quantize_json_stays_clean_when_calibration_prints_progress(cli_run, tiny_onnx, tiny_data, tmp_path):
+    result = cli_run("quantize", tiny_onnx, "-o", tmp_path / "s8", "--method", "static", "--calibration-method",
+                     "entropy", "--samples", "16", "--calibration", tiny_data, "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["method"] == "static"

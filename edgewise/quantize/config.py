@@ -114,7 +114,10 @@ class QuantizeConfig:
         for name in ("exclude_op", "exclude_node", "fp16_keep_ops"):
             object.__setattr__(self, name, _ops(getattr(self, name)))
         layers = self.fallback_layers
-        layers = tuple(int(v) for v in (layers.split(",") if isinstance(layers, str) else layers))
+        try:
+            layers = tuple(sorted({int(v) for v in (layers.split(",") if isinstance(layers, str) else layers)}))
+        except ValueError:
+            raise EdgewiseError(f"fallback_layers must be comma-separated counts, e.g. 1,2,4, got {layers!r}") from None
         object.__setattr__(self, "fallback_layers", layers)
         problems = []
         if self.samples < 1:

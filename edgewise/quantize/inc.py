@@ -131,8 +131,8 @@ def quantize_inc(artifact: Artifact, out: Path, scratch: Path, config: QuantizeC
                                  "samples": len(calibration["texts"]), "batches": len(batches)}
     shutil.copy2(artifact.path / "config.json", out / "config.json")
 
-    source_bytes = sum((artifact.path / f).stat().st_size for f in ("model.safetensors", "pytorch_model.bin")
-                       if (artifact.path / f).is_file())
+    weights = list(artifact.path.glob("*.safetensors")) or list(artifact.path.glob("pytorch_model*.bin"))
+    source_bytes = sum(p.stat().st_size for p in weights)  # sharded checkpoints too
     runs = out / PACKAGE if (out / PACKAGE).is_file() else out / PORTABLE[0]
     metrics = {"quantization": record,
                "size": {"source_bytes": source_bytes, "bytes": runs.stat().st_size,

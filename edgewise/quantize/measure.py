@@ -19,7 +19,10 @@ class EvalSplit:
 
 def eval_splits(splits: dict, id2label: dict[int, str], label_column: str, names=("validation", "test"),
                 limit: int | None = None) -> list[EvalSplit]:
-    """The validation and test splits that carry labels (at most ``limit`` texts each, in order)."""
+    """The validation and test splits that carry labels (at most ``limit`` texts each, drawn with a
+    fixed seed so that a file sorted by label still gives every class)."""
+    import random
+
     from edgewise.core.data import encode_labels
 
     chosen = []
@@ -28,17 +31,16 @@ def eval_splits(splits: dict, id2label: dict[int, str], label_column: str, names
         if split is None or split.labels is None or not len(split):
             continue
         if limit is not None and len(split) > limit:
-            split = split.subset(range(limit), name)
+            split = split.subset(sorted(random.Random(0).sample(range(len(split)), limit)), name)
         chosen.append(EvalSplit(name, split.texts, split.pairs, encode_labels(split, id2label, label_column)))
     return chosen
 
 
 def model_size(path: Path) -> int:
-    """Bytes of the model file and any external-data files next to it."""
-    total = path.stat().st_size
-    for sibling in path.parent.glob(path.name + ".*"):
-        total += sibling.stat().st_size
-    return total
+    """Bytes of the model file and its external-data files (model.onnx_data, model.onnx.data)."""
+    from edgewise.export.onnx import model_files
+
+    return sum(p.stat().st_size for p in model_files(path))
 
 
 def predict(folder: Path, model: Path, split: EvalSplit, batch_size: int, threads: int | None = None):

@@ -47,13 +47,16 @@ def scratch_cwd() -> Iterator[Path]:
     per channel (LayerNorm scales); those are expected, so warnings are muted meanwhile.
     """
     import logging
+    import sys
 
     previous, muted = Path.cwd(), logging.root.manager.disable
     with tempfile.TemporaryDirectory(prefix="edgewise-quant-") as folder:
         os.chdir(folder)
         logging.disable(max(muted, logging.WARNING))
         try:
-            yield Path(folder)
+            # The histogram calibrators print progress on stdout, which belongs to --json.
+            with contextlib.redirect_stdout(sys.stderr):
+                yield Path(folder)
         finally:
             logging.disable(muted)
             os.chdir(previous)
@@ -81,8 +84,6 @@ def preprocess(src: Path, dst: Path) -> dict:
     the types calibration needs. If it fails, plain ONNX shape inference is used; if that fails too,
     the model is quantized as it is. Which one ran is recorded.
     """
-    import shutil
-
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     errors = []
@@ -94,7 +95,9 @@ def preprocess(src: Path, dst: Path) -> dict:
             return {"preprocessed": mode}
         except Exception as e:  # noqa: BLE001 - a failure only means trying the next, plainer pre-processing
             errors.append(f"{mode}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
-    shutil.copy2(src, dst)
+    import onnx
+
+    onnx.save(onnx.load(str(src)), str(dst))  # external data, if any, read in and written inline
     return {"preprocessed": None, "preprocess_errors": errors}
 
 
@@ -115,14 +118,41 @@ def quantizable_nodes(model_path: Path, exclude_op: tuple[str, ...] = ()) -> lis
             if n.op_type in ("MatMul", "Gemm", "Gather", "Attention") and n.op_type not in exclude_op and n.name]
 
 
-def _op_types(model_path: Path, exclude_op: tuple[str, ...]) -> list[str] | None:
-    """Every operator type in the graph but the excluded ones (None: onnxruntime's defaults)."""
+def _op_types(model_path: Path, exclude_op: tuple[str, ...], static: bool) -> list[str] | None:
+    """onnxruntime's default operator list for the mode, minus the excluded types (None: the defaults)."""
     if not exclude_op:
         return None
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
+
+    defaults = set(QLinearOpsRegistry) | set(QDQRegistry) if static else set(IntegerOpsRegistry)
+    return sorted(defaults - set(exclude_op))
+
+
+QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
+                 "DynamicQuantizeMatMul", "QLinearMatMul", "MatMulNBits", "QAttention", "QGemm")
+
+
+def check_source(model_path: Path, exclude_node: tuple[str, ...]) -> None:
+    """Refuse a model that is already quantized or in FP16, and node names the graph does not have."""
+    import difflib
+
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
-    return sorted({n.op_type for n in model.graph.node} - set(exclude_op))
+    ops = {n.op_type for n in model.graph.node}
+    if ops & set(QUANTIZED_OPS) or any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        found = sorted(ops & set(QUANTIZED_OPS)) or ["FP16 weights"]
+        raise EdgewiseError(
+            f"{model_path} is already quantized ({', '.join(found[:4])}); quantize its FP32 parent instead "
+            "(edgewise lineage shows it)"
+        )
+    names = [n.name for n in model.graph.node]
+    unknown = [n for n in exclude_node if n not in set(names)]
+    if unknown:
+        hints = {u: difflib.get_close_matches(u, names, n=2) for u in unknown}
+        said = "; ".join(f"{u!r}" + (f" (did you mean {', '.join(h)}?)" if h else "") for u, h in hints.items())
+        raise EdgewiseError(f"--exclude-node names no node of {model_path.name}: {said}; node names are listed by "
+                            "onnx.load(...).graph.node or Netron")
 
 
 def _fail(what: str, e: Exception) -> EdgewiseError:
@@ -144,7 +174,7 @@ def quantize_dynamic(src: Path, dst: Path, settings: dict, config: QuantizeConfi
                 str(src), str(dst),
                 per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
                 weight_type=_quant_type(settings["weight_type"]),
-                op_types_to_quantize=_op_types(src, config.exclude_op),
+                op_types_to_quantize=_op_types(src, config.exclude_op, static=False),
                 nodes_to_exclude=list(dict.fromkeys((*config.exclude_node, *exclude_node))),
                 nodes_to_quantize=list(only_nodes) if only_nodes is not None else None,
                 extra_options=_extra_options(src),
@@ -218,7 +248,7 @@ def quantize_static(src: Path, dst: Path, settings: dict, config: QuantizeConfig
                 per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
                 activation_type=_quant_type(settings["activation_type"]),
                 weight_type=_quant_type(settings["weight_type"]),
-                op_types_to_quantize=_op_types(src, config.exclude_op),
+                op_types_to_quantize=_op_types(src, config.exclude_op, static=True),
                 nodes_to_exclude=list(dict.fromkeys((*config.exclude_node, *exclude_node))),
                 nodes_to_quantize=list(only_nodes) if only_nodes is not None else None,
                 calibrate_method=_calibration_method(method),

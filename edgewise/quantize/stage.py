@@ -3,7 +3,6 @@ and the accuracy-aware search. Every output records its size, accuracy and agree
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import tempfile
@@ -48,6 +47,8 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
     if artifact.kind != wanted:
         fix = ("pass the fine-tuned transformers folder (hf artifact) the ONNX model came from" if inc
                else f"export it first: edgewise export {src} -o {src}-onnx" if artifact.kind == "hf"
+               else "it is INC-quantized already; quantize its hf parent's ONNX export instead"
+               if artifact.kind == "inc"
                else "quantize the onnx artifact it was converted from, then convert the result")
         raise EdgewiseError(f"--method {config.method.value} needs an {wanted!r} artifact, {src} is "
                             f"{artifact.kind!r}; {fix}")
@@ -57,16 +58,19 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
         from edgewise.core.models import check_weights
 
         check_weights(artifact.path, config.allow_pickle)
-    if not inc and config.method.value in ("dynamic", "static"):
+    if not inc:
+        from edgewise.quantize.ort import check_source
+
         _check_onnx(artifact.path / "model.onnx")
+        check_source(artifact.path / "model.onnx", config.exclude_node)
 
     evaluation = _evaluation_data(artifact, data, config)
-    calibration_texts = _calibration_texts(calibration, evaluation, config)
     if config.max_accuracy_drop is not None and not any(s.name == "validation" for s in evaluation["splits"]):
         raise EdgewiseError(
             "--max-accuracy-drop compares candidates on labelled validation data, and none was found: pass --data "
             "with a validation split (or a single labelled file, from which one is carved)"
         )
+    calibration_texts = _calibration_texts(calibration, evaluation, config)
     out = OutputDir.prepare(Path(dst), sources=(artifact.path,), overwrite=overwrite)
 
     out.begin()
@@ -211,12 +215,19 @@ def _quantize_onnx(artifact: Artifact, out: Path, scratch: Path, config: Quantiz
             from edgewise.quantize.search import candidate_table, search
 
             validation = next(s for s in evaluation["splits"] if s.name == "validation")
-            chosen, record["search"] = search(pre, scratch, artifact.path, settings, config, batches, validation,
-                                              artifact.labels)
+            chosen, record["search"] = search(pre, src_model, scratch, artifact.path, settings, config, batches,
+                                              validation, artifact.labels)
             console().print(candidate_table(record["search"]))
             shutil.move(chosen, target)
             picked = record["search"]["picked"]
-            record.update({"method": picked["method"], "picked": picked["name"]})
+            # Record what was kept, not what the command line said.
+            record.update({"method": picked["method"], "picked": picked["name"],
+                           "int8": {**settings, "per_channel": picked["per_channel"]},
+                           "fp32_nodes": picked["fp32_nodes"]})
+            if picked["method"] == "static":
+                record["calibration"]["method"] = picked["calibration"]
+            else:
+                record.pop("calibration", None)
         elif config.method is QuantMethod.DYNAMIC:
             from edgewise.quantize.ort import quantize_dynamic
 
@@ -285,12 +296,3 @@ def _check_fp16(metrics: dict, config: QuantizeConfig) -> None:
             f"the FP16 model's logits differ from the FP32 model's by up to {worst:.3g} (> atol {atol:g}); keep more "
             "operators in FP32 with --exclude-op, or raise --atol if that is acceptable"
         )
-
-
-def summary(manifest: Manifest) -> dict:
-    """The figures a person or a CI script reads after quantizing (the CLI prints them)."""
-    metrics = manifest.metrics
-    return {"artifact": str(manifest.path), "method": metrics["quantization"]["method"],
-            "size": metrics["size"], "accuracy": metrics.get("accuracy", {}),
-            "search": metrics["quantization"].get("search"), "int8": metrics["quantization"].get("int8"),
-            "manifest": json.loads(manifest.to_json())["config"]}

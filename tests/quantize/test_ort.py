@@ -59,3 +59,51 @@ def test_quantizable_nodes_lists_matmuls_and_can_leave_an_op_type_out(tiny_onnx)
 
     assert {n["op_type"] for n in nodes} >= {"MatMul", "Gather"}
     assert {n["op_type"] for n in without_gather} == {n["op_type"] for n in nodes} - {"Gather"}
+
+
+def _quantized_inputs(path):
+    """MatMuls whose second operand (the weight, or K / V in attention) comes through DequantizeLinear.
+
+    The first operand is no guide: a quantized node's input activation is shared by its siblings."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in dequantized}
+
+
+def test_static_quantization_of_chosen_nodes_only_or_all_but_excluded(tiny_onnx, tiny_data, tmp_path):
+    from edgewise.core.data import load_splits
+    from edgewise.quantize.ort import preprocess, quantize_static
+    from edgewise.runtime.predictor import Predictor
+
+    pre = tmp_path / "pre.onnx"
+    preprocess(tiny_onnx / "model.onnx", pre)
+    matmuls = [n["name"] for n in quantizable_nodes(pre) if n["op_type"] == "MatMul"]
+    texts = load_splits(str(tiny_data))["train"].texts[:16]
+    batches = TextBatches(Predictor(tiny_onnx).encode, texts, None, 8)
+    settings = int8_settings(QuantizeConfig(method="static", per_channel=True), {"arch": "x86_64", "isa": []})
+    config = QuantizeConfig(method="static")
+
+    quantize_static(pre, tmp_path / "all.onnx", settings, config, batches, tmp_path / "cache.json")
+    quantize_static(pre, tmp_path / "one.onnx", settings, config, None, tmp_path / "cache.json",
+                    only_nodes=(matmuls[0],))
+    quantize_static(pre, tmp_path / "but.onnx", settings, config, None, tmp_path / "cache.json",
+                    exclude_node=(matmuls[0],))
+
+    assert _quantized_inputs(tmp_path / "one.onnx") == {matmuls[0]}  # ranges came from the cache
+    assert _quantized_inputs(tmp_path / "but.onnx") == _quantized_inputs(tmp_path / "all.onnx") - {matmuls[0]}
+    assert len(_quantized_inputs(tmp_path / "all.onnx")) == len(matmuls)
+
+
+def test_exclude_op_keeps_onnxruntimes_default_op_list(tiny_onnx, tmp_path):
+    import onnx
+
+    from edgewise.quantize.ort import quantize_dynamic
+
+    settings = int8_settings(QuantizeConfig(), {"arch": "x86_64", "isa": ["avx512_vnni"]})
+    quantize_dynamic(tiny_onnx / "model.onnx", tmp_path / "a.onnx", settings, QuantizeConfig())
+    quantize_dynamic(tiny_onnx / "model.onnx", tmp_path / "b.onnx", settings, QuantizeConfig(exclude_op=("NoSuchOp",)))
+
+    ops = [sorted(n.op_type for n in onnx.load(str(tmp_path / f)).graph.node) for f in ("a.onnx", "b.onnx")]
+    assert ops[0] == ops[1]

@@ -129,6 +129,13 @@ def test_quantize_without_any_data_checks_generated_inputs(external_onnx, tmp_pa
     assert manifest.metrics["parity_generated"]["samples"] == 7
 
 
+def test_quantize_counts_external_weight_files_in_the_size(external_onnx, tmp_path):
+    manifest = quantize(external_onnx, tmp_path / "int8")
+
+    on_disk = sum(p.stat().st_size for p in external_onnx.iterdir() if p.name.startswith("model.onnx"))
+    assert manifest.metrics["size"]["source_bytes"] == on_disk and manifest.metrics["size"]["ratio"] < 0.8
+
+
 def test_quantize_static_without_calibration_data_is_an_error(external_onnx, tmp_path):
     with pytest.raises(EdgewiseError, match="pass --calibration DATA"):
         quantize(external_onnx, tmp_path / "s8", QuantizeConfig(method="static"))
@@ -142,22 +149,65 @@ def test_quantize_never_modifies_the_source(tiny_onnx, tmp_path):
     assert {p.name: p.read_bytes() for p in tiny_onnx.iterdir()} == before
 
 
-def test_quantize_search_keeps_the_fastest_candidate_within_the_drop(tiny_onnx, tiny_data, tmp_path):
-    config = QuantizeConfig(max_accuracy_drop=5, samples=16, sensitivity_samples=8, fallback_layers=(1, 2))
+def _static_misses_the_drop(monkeypatch):
+    """Make every static candidate without FP32 layers lose 10 points, so the search must rescue one."""
+    from edgewise.quantize import search
+
+    current = {}
+    real_build, real_score = search._build, search.score
+
+    def build(candidate, *args, **kwargs):
+        current["candidate"] = candidate
+        return real_build(candidate, *args, **kwargs)
+
+    def score(logits, split, id2label, reference=None):
+        result = real_score(logits, split, id2label, reference)
+        candidate = current.get("candidate")
+        if reference is not None and candidate is not None and candidate.method == "static" \
+                and not candidate.fp32_nodes:
+            result["accuracy"] -= 0.10
+        return result
+
+    monkeypatch.setattr(search, "_build", build)
+    monkeypatch.setattr(search, "score", score)
+
+
+def test_quantize_search_rescues_the_fastest_failing_candidate_and_keeps_the_fastest_passing(
+        tiny_onnx, tmp_path, monkeypatch):
+    _static_misses_the_drop(monkeypatch)
+    config = QuantizeConfig(max_accuracy_drop=5, samples=16, sensitivity_samples=8, fallback_layers="2,1,1")
 
     manifest = quantize(tiny_onnx, tmp_path / "best", config)
 
     search = manifest.metrics["quantization"]["search"]
-    names = [c["name"] for c in search["candidates"]]
-    assert names[:5] == ["dynamic", "dynamic-pc", "static-minmax", "static-entropy", "static-percentile"]
-    fallbacks = [c for c in search["candidates"] if "+fp32x" in c["name"]]
-    assert [len(c["fp32_nodes"]) for c in fallbacks] == [1, 2]
-    assert fallbacks[1]["fp32_nodes"][:1] == fallbacks[0]["fp32_nodes"]  # the most sensitive layer first
-    passing = [c for c in search["candidates"] if c["drop_points"] <= 5]
-    assert search["pick"] == min(passing, key=lambda c: c["latency_p50_ms"])["name"]
-    assert all(c["latency_p50_ms"] > 0 and c["size_bytes"] > 0 for c in search["candidates"])
-    assert search["sensitivity"]["layers"][0]["logit_mse"] >= search["sensitivity"]["layers"][-1]["logit_mse"]
-    assert manifest.metrics["quantization"]["picked"] == search["pick"]
+    rows = {c["name"]: c for c in search["candidates"]}
+    assert list(rows)[:5] == ["dynamic", "dynamic-pc", "static-minmax", "static-entropy", "static-percentile"]
+    statics = [rows[n] for n in ("static-minmax", "static-entropy", "static-percentile")]
+    assert all(r["drop_points"] >= 10 - 1e-6 for r in statics)
+    rescued = min(statics, key=lambda r: r["latency_p50_ms"])["name"]  # the fastest that failed
+    assert search["sensitivity"]["of"] == rescued
+    fallbacks = [rows[f"{rescued}+fp32x{n}"] for n in (1, 2)]  # counts de-duplicated and sorted
+    assert [len(r["fp32_nodes"]) for r in fallbacks] == [1, 2] and len(rows) == 7
+    scan = [layer["name"] for layer in search["sensitivity"]["layers"]]
+    assert fallbacks[1]["fp32_nodes"] == scan[:2]  # the most sensitive layers, worst first
+    mse = [layer["logit_mse"] for layer in search["sensitivity"]["layers"]]
+    assert mse == sorted(mse, reverse=True) and len(set(mse)) > 1
+    assert all(r["timing_session"] == 2 for r in fallbacks)
+    passing = [r for r in rows.values() if r["drop_points"] <= 5]
+    best = max(r["speedup_vs_source"] for r in passing)
+    assert search["pick"] in {r["name"] for r in passing}
+    assert rows[search["pick"]]["speedup_vs_source"] >= best * 0.97
+    record = manifest.metrics["quantization"]
+    assert record["picked"] == search["pick"] and record["method"] == rows[search["pick"]]["method"]
+    assert record["int8"]["per_channel"] == rows[search["pick"]]["per_channel"]
+
+
+def test_quantize_search_skips_the_scan_when_every_candidate_passes(tiny_onnx, tmp_path):
+    manifest = quantize(tiny_onnx, tmp_path / "best", QuantizeConfig(max_accuracy_drop=100, samples=8))
+
+    search = manifest.metrics["quantization"]["search"]
+    assert "skipped" in search["sensitivity"] and len(search["candidates"]) == 5
+    assert len(search["timing"]["sessions"]) == 1
 
 
 def test_quantize_search_with_no_candidate_within_the_drop_names_the_closest(tiny_onnx, tmp_path, monkeypatch):
