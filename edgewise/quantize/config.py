@@ -85,9 +85,11 @@ class QuantizeConfig:
     exclude_node: tuple[str, ...] = setting((), "Node names left in FP32 (comma-separated).")
     fp16_keep_ops: tuple[str, ...] = setting(FP16_KEEP_OPS, "FP16: operator types kept in FP32.")
     inc_approach: IncApproach = setting(IncApproach.DYNAMIC, "INC: dynamic or static (calibrated) INT8.")
-    max_accuracy_drop: float | None = setting(None, "Search: try dynamic / static candidates, then the best with "
-                                                    "its most sensitive layers left in FP32, and keep the fastest "
-                                                    "whose validation accuracy drops by at most this many points.")
+    max_accuracy_drop: float | None = setting(None, "Search: try dynamic / static candidates (whatever --method, "
+                                                    "--per-channel and --calibration-method say), then the fastest "
+                                                    "that misses with its most sensitive layers left in FP32, and "
+                                                    "keep the fastest whose validation accuracy drops by at most "
+                                                    "this many points.")
     sensitivity_samples: int = setting(64, "Search: validation texts used by the per-layer sensitivity scan.")
     fallback_layers: tuple[int, ...] = setting((1, 2, 4), "Search: how many of the most sensitive layers the "
                                                           "fallback candidates leave in FP32.")

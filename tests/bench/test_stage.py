@@ -29,7 +29,7 @@ def test_bench_rows_cover_every_artifact_backend_and_batch(report):
     assert len(rows) == 3 * 2 * 2
     assert rows[("teacher", "torch", 1)]["status"] == "ok" and rows[("teacher-onnx", "ort-cpu", 2)]["status"] == "ok"
     skipped = rows[("teacher-onnx", "torch", 1)]
-    assert skipped["status"] == "skipped" and "torch runs hf artifacts" in skipped["reason"]
+    assert skipped["status"] == "skipped" and "torch runs hf and inc artifacts" in skipped["reason"]
     assert "export this hf model first" in rows[("teacher", "ort-cpu", 1)]["reason"]
 
 
@@ -65,7 +65,7 @@ def test_bench_writes_json_markdown_and_plots(report):
 
     assert json.loads((out / "report.json").read_text())["schema_version"] == 1
     markdown = (out / "report.md").read_text()
-    assert "| teacher-onnx | ort-cpu | 1 |" in markdown and "skipped: torch runs hf artifacts" in markdown
+    assert "| teacher-onnx | ort-cpu | 1 |" in markdown and "skipped: torch runs hf and inc artifacts" in markdown
     for plot in ("pareto.png", "latency_cdf.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     artifacts = {a["name"]: a for a in result["artifacts"]}

@@ -72,3 +72,18 @@ def test_quantize_inc_dynamic_needs_no_calibration_data(tiny_teacher, tmp_path):
     assert manifest.metrics["quantization"]["approach"] == "dynamic"
     assert "calibration" not in manifest.metrics["quantization"]
     assert manifest.metrics["accuracy"]["validation"]["quantized"]["agreement_with_source"] >= 0.95
+
+
+def test_bench_times_an_inc_model_beside_its_fp32_source_on_torch(inc_static, tiny_teacher, tiny_data, tmp_path):
+    from edgewise.bench import BenchConfig, bench
+
+    config = BenchConfig(backends=("torch", "ort-cpu"), threads=1, warmup=2, min_runs=10, min_time_s=0.05, rounds=2)
+
+    result = bench([tiny_teacher, inc_static[0]], config, data=str(tiny_data), output=tmp_path / "report")
+
+    rows = {(r["artifact"], r["backend"]): r for r in result["results"]}
+    assert rows[("static", "torch")]["status"] == "ok" and rows[("static", "torch")]["label_agreement"] >= 0.95
+    assert rows[("static", "ort-cpu")]["status"] == "skipped" and "--backend torch" in rows[("static", "ort-cpu")][
+        "reason"]
+    sizes = {a["name"]: a["size_bytes"] for a in result["artifacts"]}
+    assert sizes["static"] == (inc_static[0] / PACKAGE).stat().st_size
