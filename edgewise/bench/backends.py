@@ -144,5 +144,7 @@ def _onnxruntime(artifact, backend: str, threads: int | None) -> Runner:
     forward = predictor.run
     return Runner(
         backend, predictor.max_length, predictor.encode, lambda b, s: synthetic_batch(predictor, b, s),
-        forward, forward, _wall_timer(forward), {"providers": predictor.providers(), "threads": threads},
+        forward, forward, _wall_timer(forward),
+        {"providers": predictor.providers(), "threads": threads,
+         "disabled_optimizers": getattr(predictor, "disabled_optimizers", [])},
     )

@@ -14,6 +14,13 @@ BACKENDS = {
     "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": [],  # a native engine (model.engine of a `tensorrt` artifact); needs tensorrt + torch + a GPU
 }
+# Graph fusions onnxruntime applies at load time that are slower on CPUs than what they replace:
+# its SkipLayerNormalization CPU kernel took 2.4 ms per MiniLM run at 128 tokens against 0.27 ms for
+# the Add + LayerNormalization it fuses (onnxruntime 1.32, 1 thread, AMD EPYC with AVX-512), which
+# made the dynamic-INT8 model 40 % slower (7.95 vs 5.67 ms). FP32 exports match the fusion's pattern
+# rarely; INT8 ones (bias folded into the integer MatMul) always. Measured again by
+# benchmarks/cpu_quantize_ort_minilm.py. (A graph written with the op already fused keeps it.)
+CPU_DISABLED_FUSIONS = ("SkipLayerNormFusion",)
 # The inputs the runtime feeds; a graph asking for others is not an exported transformers classifier.
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PAD_TOKENS = ("[PAD]", "<pad>", "<PAD>", "[pad]")
@@ -149,8 +156,10 @@ class Predictor:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        self.disabled_optimizers = list(CPU_DISABLED_FUSIONS) if backend == "ort-cpu" else []
         try:
-            return ort.InferenceSession(str(self.model_path), options, providers=BACKENDS[backend])
+            return ort.InferenceSession(str(self.model_path), options, providers=BACKENDS[backend],
+                                        disabled_optimizers=self.disabled_optimizers or None)
         except ort_errors(ort) as e:
             raise EdgewiseError(
                 f"onnxruntime cannot load {self.model_path} ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "

@@ -187,3 +187,21 @@ def test_predictor_on_a_folder_without_manifest_uses_the_models_own_limit(extern
     predictor = Predictor(external_onnx)
 
     assert predictor.max_length == 64  # max_position_embeddings of the tiny model, not a blanket 512
+
+
+def test_predictor_on_cpu_turns_off_the_slow_skip_layernorm_fusion(tiny_onnx, monkeypatch):
+    import onnxruntime
+
+    seen = {}
+    real = onnxruntime.InferenceSession
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
+
+    predictor = Predictor(tiny_onnx)
+
+    assert seen["disabled_optimizers"] == ["SkipLayerNormFusion"] == predictor.disabled_optimizers
+    assert predictor.predict(["the sky is blue"])[0]["label"] in ("colour", "fruit", "sport")
