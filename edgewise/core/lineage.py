@@ -12,6 +12,11 @@ def _headline(metrics: dict) -> dict:
     for split in ("test", "validation"):
         if isinstance(metrics.get(split), dict) and "accuracy" in metrics[split]:
             return {"split": split, "accuracy": metrics[split]["accuracy"], "macro_f1": metrics[split].get("macro_f1")}
+        # quantize records source and result side by side under "accuracy"
+        row = (metrics.get("accuracy") or {}).get(split) if isinstance(metrics.get("accuracy"), dict) else None
+        if isinstance(row, dict) and isinstance(row.get("quantized"), dict):
+            return {"split": split, "accuracy": row["quantized"]["accuracy"],
+                    "macro_f1": row["quantized"].get("macro_f1")}
     return {}
 
 

@@ -56,3 +56,14 @@ def test_training_data_of_a_folder_edgewise_did_not_write_is_none(tmp_path):
     from edgewise.core.lineage import training_data
 
     assert training_data(tmp_path) is None
+
+
+def test_lineage_shows_the_accuracy_a_quantized_model_kept(tiny_onnx, tmp_path):
+    from edgewise.core.lineage import lineage
+    from edgewise.quantize import quantize
+
+    manifest = quantize(tiny_onnx, tmp_path / "int8")
+
+    head = lineage(tmp_path / "int8")[0]
+    assert head["stage"] == "quantize" and head["status"] == "ok"
+    assert head["metrics"]["accuracy"] == manifest.metrics["accuracy"]["test"]["quantized"]["accuracy"]
