@@ -423,6 +423,8 @@ def bundle(src, output, model_format, max_length, overwrite):
 @config_option(QuantizeConfig, "samples")
 @config_option(QuantizeConfig, "calibration_batch_size")
 @config_option(QuantizeConfig, "percentile")
+@click.option("--op-types", default=None, help=help_for_field(QuantizeConfig, "op_types") + " Default: MatMul, Gemm, "
+                                               "Gather, Attention, EmbedLayerNormalization.")
 @click.option("--exclude-op", multiple=True, help=help_for_field(QuantizeConfig, "exclude_op"))
 @click.option("--exclude-node", multiple=True, help=help_for_field(QuantizeConfig, "exclude_node"))
 @click.option("--fp16-keep-ops", default=None,
@@ -445,7 +447,8 @@ def bundle(src, output, model_format, max_length, overwrite):
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (size, accuracy, search table) as JSON.")
 def quantize(src, output, method, per_channel, weight_type, activation_type, reduce_range, calibration,
-             calibration_method, samples, calibration_batch_size, percentile, exclude_op, exclude_node, fp16_keep_ops,
+             calibration_method, samples, calibration_batch_size, percentile, op_types, exclude_op, exclude_node,
+             fp16_keep_ops,
              inc_approach, data, max_accuracy_drop, sensitivity_samples, fallback_layers, threads, seq_len,
              eval_batch_size, max_eval_samples, atol, text_column, text_pair_column, label_column,
              validation_fraction, allow_pickle, overwrite, as_json):
@@ -458,6 +461,8 @@ def quantize(src, output, method, per_channel, weight_type, activation_type, red
     from edgewise.quantize import quantize as run_quantize
 
     fields = {"fp16_keep_ops": fp16_keep_ops} if fp16_keep_ops is not None else {}
+    if op_types is not None:
+        fields["op_types"] = op_types
     config = QuantizeConfig(
         method=method, per_channel=per_channel, weight_type=weight_type, activation_type=activation_type,
         reduce_range=reduce_range, calibration_method=calibration_method, samples=samples,

@@ -693,12 +693,13 @@ def test_quantize_command_maps_flags_to_the_config(cli_run, tiny_onnx, tmp_path,
                         or (_ for _ in ()).throw(EdgewiseError("stop here")))
 
     cli_run("quantize", tiny_onnx, "-o", tmp_path / "x", "--method", "static", "--calibration", "cal.csv",
-            "--calibration-method", "percentile", "--samples", "300", "--exclude-op", "Gather",
+            "--calibration-method", "percentile", "--samples", "300", "--exclude-op", "Gather", "--op-types", "MatMul",
             "--exclude-node", "a,b", "--max-accuracy-drop", "0.5", "--fallback-layers", "2,3")
 
     config = seen["config"]
     assert config.method.value == "static" and config.calibration_method.value == "percentile"
     assert config.samples == 300 and config.exclude_op == ("Gather",) and config.exclude_node == ("a", "b")
+    assert config.op_types == ("MatMul",)
     assert config.max_accuracy_drop == 0.5 and config.fallback_layers == (2, 3) and seen["calibration"] == "cal.csv"
 
 

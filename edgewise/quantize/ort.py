@@ -109,23 +109,19 @@ def _extra_options(model_path: Path) -> dict:
     return {"DefaultTensorType": onnx.TensorProto.FLOAT} if contrib_ops(model_path) else {}
 
 
-def quantizable_nodes(model_path: Path, exclude_op: tuple[str, ...] = ()) -> list[dict]:
-    """The layers INT8 quantization touches: MatMul / Gemm / Gather / fused Attention nodes, in graph order."""
+def quantizable_nodes(model_path: Path, op_types: tuple[str, ...], exclude_op: tuple[str, ...] = ()) -> list[dict]:
+    """The layers INT8 quantization touches (nodes of ``op_types`` not excluded), in graph order."""
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
+    weights = {t.name for t in model.graph.initializer}
     return [{"name": n.name, "op_type": n.op_type} for n in model.graph.node
-            if n.op_type in ("MatMul", "Gemm", "Gather", "Attention") and n.op_type not in exclude_op and n.name]
+            if n.op_type in op_types and n.op_type not in exclude_op and n.name
+            and (n.op_type != "Gather" or n.input[0] in weights)]  # embedding tables, not shape lookups
 
 
-def _op_types(model_path: Path, exclude_op: tuple[str, ...], static: bool) -> list[str] | None:
-    """onnxruntime's default operator list for the mode, minus the excluded types (None: the defaults)."""
-    if not exclude_op:
-        return None
-    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
-
-    defaults = set(QLinearOpsRegistry) | set(QDQRegistry) if static else set(IntegerOpsRegistry)
-    return sorted(defaults - set(exclude_op))
+def _op_types(config: QuantizeConfig) -> list[str]:
+    return sorted(set(config.op_types) - set(config.exclude_op))
 
 
 QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
@@ -174,7 +170,7 @@ def quantize_dynamic(src: Path, dst: Path, settings: dict, config: QuantizeConfi
                 str(src), str(dst),
                 per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
                 weight_type=_quant_type(settings["weight_type"]),
-                op_types_to_quantize=_op_types(src, config.exclude_op, static=False),
+                op_types_to_quantize=_op_types(config),
                 nodes_to_exclude=list(dict.fromkeys((*config.exclude_node, *exclude_node))),
                 nodes_to_quantize=list(only_nodes) if only_nodes is not None else None,
                 extra_options=_extra_options(src),
@@ -248,7 +244,7 @@ def quantize_static(src: Path, dst: Path, settings: dict, config: QuantizeConfig
                 per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
                 activation_type=_quant_type(settings["activation_type"]),
                 weight_type=_quant_type(settings["weight_type"]),
-                op_types_to_quantize=_op_types(src, config.exclude_op, static=True),
+                op_types_to_quantize=_op_types(config),
                 nodes_to_exclude=list(dict.fromkeys((*config.exclude_node, *exclude_node))),
                 nodes_to_quantize=list(only_nodes) if only_nodes is not None else None,
                 calibrate_method=_calibration_method(method),

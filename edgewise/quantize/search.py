@@ -53,7 +53,8 @@ def sensitivity(best: Candidate, pre: Path, scratch: Path, settings: dict, confi
     """Each quantizable layer quantized alone: mean squared logit error against the source, worst first."""
     import numpy as np
 
-    layers = [n for n in quantizable_nodes(pre, config.exclude_op) if n["name"] not in config.exclude_node]
+    layers = [n for n in quantizable_nodes(pre, config.op_types, config.exclude_op)
+              if n["name"] not in config.exclude_node]
     scores = []
     for layer in layers:
         path = _build(best, pre, scratch, settings, config, batches, only_nodes=(layer["name"],), suffix="-probe")
@@ -81,7 +82,8 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
     candidates = [Candidate("dynamic", "dynamic", False), Candidate("dynamic-pc", "dynamic", True)]
     if batches is not None:
         candidates += [Candidate(f"static-{m.value}", "static", True, m) for m in CalibrationMethod]
-    layers = len([n for n in quantizable_nodes(pre, config.exclude_op) if n["name"] not in config.exclude_node])
+    layers = len([n for n in quantizable_nodes(pre, config.op_types, config.exclude_op)
+                  if n["name"] not in config.exclude_node])
     steps = len(candidates) + layers + len(config.fallback_layers) + 3
 
     def timed(names: dict[str, Path], session: int) -> None:

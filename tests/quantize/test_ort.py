@@ -53,12 +53,17 @@ def test_text_batches_serve_one_range_at_a_time():
     assert batches.get_next()["input_ids"].shape == (1, 2) and batches.get_next() is None
 
 
-def test_quantizable_nodes_lists_matmuls_and_can_leave_an_op_type_out(tiny_onnx):
-    nodes = quantizable_nodes(tiny_onnx / "model.onnx")
-    without_gather = quantizable_nodes(tiny_onnx / "model.onnx", ("Gather",))
+def test_quantizable_nodes_lists_matmuls_and_embedding_lookups_only(tiny_onnx):
+    import onnx
 
-    assert {n["op_type"] for n in nodes} >= {"MatMul", "Gather"}
-    assert {n["op_type"] for n in without_gather} == {n["op_type"] for n in nodes} - {"Gather"}
+    nodes = quantizable_nodes(tiny_onnx / "model.onnx", QuantizeConfig().op_types)
+    without_gather = quantizable_nodes(tiny_onnx / "model.onnx", QuantizeConfig().op_types, ("Gather",))
+
+    weights = {t.name for t in onnx.load(str(tiny_onnx / "model.onnx")).graph.initializer}
+    gathers = [n for n in onnx.load(str(tiny_onnx / "model.onnx")).graph.node if n.op_type == "Gather"]
+    assert {n["op_type"] for n in nodes} == {"MatMul", "Gemm", "Gather"}  # the pooler and classifier are Gemm
+    assert {n["name"] for n in nodes if n["op_type"] == "Gather"} == {g.name for g in gathers if g.input[0] in weights}
+    assert [n for n in nodes if n["op_type"] != "Gather"] == without_gather
 
 
 def _quantized_inputs(path):
@@ -79,7 +84,7 @@ def test_static_quantization_of_chosen_nodes_only_or_all_but_excluded(tiny_onnx,
 
     pre = tmp_path / "pre.onnx"
     preprocess(tiny_onnx / "model.onnx", pre)
-    matmuls = [n["name"] for n in quantizable_nodes(pre) if n["op_type"] == "MatMul"]
+    matmuls = [n["name"] for n in quantizable_nodes(pre, ("MatMul",))]
     texts = load_splits(str(tiny_data))["train"].texts[:16]
     batches = TextBatches(Predictor(tiny_onnx).encode, texts, None, 8)
     settings = int8_settings(QuantizeConfig(method="static", per_channel=True), {"arch": "x86_64", "isa": []})
@@ -96,14 +101,19 @@ def test_static_quantization_of_chosen_nodes_only_or_all_but_excluded(tiny_onnx,
     assert len(_quantized_inputs(tmp_path / "all.onnx")) == len(matmuls)
 
 
-def test_exclude_op_keeps_onnxruntimes_default_op_list(tiny_onnx, tmp_path):
+def test_static_default_leaves_softmax_and_elementwise_ops_in_fp32(tiny_onnx, tiny_data, tmp_path):
     import onnx
 
-    from edgewise.quantize.ort import quantize_dynamic
+    from edgewise.quantize import quantize
 
-    settings = int8_settings(QuantizeConfig(), {"arch": "x86_64", "isa": ["avx512_vnni"]})
-    quantize_dynamic(tiny_onnx / "model.onnx", tmp_path / "a.onnx", settings, QuantizeConfig())
-    quantize_dynamic(tiny_onnx / "model.onnx", tmp_path / "b.onnx", settings, QuantizeConfig(exclude_op=("NoSuchOp",)))
+    quantize(tiny_onnx, tmp_path / "s8", QuantizeConfig(method="static", samples=16), calibration=str(tiny_data))
+    quantize(tiny_onnx, tmp_path / "all", QuantizeConfig(method="static", samples=16, op_types="MatMul,Softmax,Add"),
+             calibration=str(tiny_data))
 
-    ops = [sorted(n.op_type for n in onnx.load(str(tmp_path / f)).graph.node) for f in ("a.onnx", "b.onnx")]
-    assert ops[0] == ops[1]
+    def fed_by_dq(path, op):
+        graph = onnx.load(str(path / "model.onnx")).graph
+        dq = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        return any(i in dq for n in graph.node if n.op_type == op for i in n.input)
+
+    assert fed_by_dq(tmp_path / "s8", "MatMul") and not fed_by_dq(tmp_path / "s8", "Softmax")
+    assert fed_by_dq(tmp_path / "all", "Softmax")
