@@ -79,7 +79,8 @@ def stage_search(onnx: Path, work: Path) -> dict:
     m = manifest(work / "best")
     search = m["metrics"]["quantization"]["search"]
     return {"wall_s": round(wall, 1), "pick": search["pick"], "source": search["source"],
-            "candidates": search["candidates"], "sensitivity_top": search["sensitivity"]["layers"][:5],
+            "candidates": search["candidates"],
+            "sensitivity": {**search["sensitivity"], "layers": search["sensitivity"].get("layers", [])[:5]},
             "accuracy": _accuracy(m)}
 
 
