@@ -137,6 +137,34 @@ def data_options(validation: bool = False):
     return decorate
 
 
+def trainer_options(cls):
+    """The Trainer settings finetune and distill share (epochs ... save_total_limit, --split, the data
+    columns, --allow-pickle, --resume, --overwrite), with defaults and help from ``cls``."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    options = [
+        config_option(cls, "epochs"), config_option(cls, "learning_rate", "--learning-rate", "--lr"),
+        config_option(cls, "batch_size"), config_option(cls, "eval_batch_size"), config_option(cls, "warmup_ratio"),
+        config_option(cls, "weight_decay"), config_option(cls, "gradient_accumulation_steps"),
+        config_option(cls, "seed"), config_option(cls, "max_length", type=int),
+        *([config_option(cls, "length_percentile")] if "length_percentile" in fields else []),
+        config_option(cls, "dynamic_padding", "--dynamic-padding/--pad-to-max-length"),
+        config_option(cls, "best_metric"), config_option(cls, "save_total_limit"),
+        config_option(cls, "train_split", "--split"), data_options(validation=True),
+        config_option(cls, "allow_pickle", is_flag=True),
+        click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing output folder."),
+    ]
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 def _data_config(text_column, text_pair_column, label_column, validation_fraction=0.1, seed=42):
     from edgewise.core.data import DataConfig
 
@@ -181,24 +209,7 @@ def env(as_json):
 @click.argument("data")
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
               help="Folder to write the fine-tuned model to.")
-@config_option(FinetuneConfig, "epochs")
-@config_option(FinetuneConfig, "learning_rate", "--learning-rate", "--lr")
-@config_option(FinetuneConfig, "batch_size")
-@config_option(FinetuneConfig, "eval_batch_size")
-@config_option(FinetuneConfig, "warmup_ratio")
-@config_option(FinetuneConfig, "weight_decay")
-@config_option(FinetuneConfig, "gradient_accumulation_steps")
-@config_option(FinetuneConfig, "seed")
-@config_option(FinetuneConfig, "max_length", type=int)
-@config_option(FinetuneConfig, "length_percentile")
-@config_option(FinetuneConfig, "dynamic_padding", "--dynamic-padding/--pad-to-max-length")
-@config_option(FinetuneConfig, "best_metric")
-@config_option(FinetuneConfig, "save_total_limit")
-@config_option(FinetuneConfig, "train_split", "--split")
-@data_options(validation=True)
-@config_option(FinetuneConfig, "allow_pickle", is_flag=True)
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@trainer_options(FinetuneConfig)
 def finetune(pretrained, data, output, epochs, learning_rate, batch_size, eval_batch_size, warmup_ratio,
              weight_decay, gradient_accumulation_steps, seed, max_length, length_percentile, dynamic_padding,
              best_metric, save_total_limit, train_split, text_column, text_pair_column, label_column,
@@ -237,23 +248,7 @@ def finetune(pretrained, data, output, epochs, learning_rate, batch_size, eval_b
 @config_option(DistillConfig, "cache_logits", "--cache-logits/--no-cache-logits")
 @click.option("--unlabeled", default=None, help="Extra texts (a .txt file, one per line, or any DATA spec) the "
                                                 "teacher labels with soft targets.")
-@config_option(DistillConfig, "epochs")
-@config_option(DistillConfig, "learning_rate", "--learning-rate", "--lr")
-@config_option(DistillConfig, "batch_size")
-@config_option(DistillConfig, "eval_batch_size")
-@config_option(DistillConfig, "warmup_ratio")
-@config_option(DistillConfig, "weight_decay")
-@config_option(DistillConfig, "gradient_accumulation_steps")
-@config_option(DistillConfig, "seed")
-@config_option(DistillConfig, "max_length", type=int)
-@config_option(DistillConfig, "dynamic_padding", "--dynamic-padding/--pad-to-max-length")
-@config_option(DistillConfig, "best_metric")
-@config_option(DistillConfig, "save_total_limit")
-@config_option(DistillConfig, "train_split", "--split")
-@data_options(validation=True)
-@config_option(DistillConfig, "allow_pickle", is_flag=True)
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@trainer_options(DistillConfig)
 def distill(teacher, data, output, layers, layer_map, student, student_config, temperature, alpha, hidden_weight,
             attention_weight, cache_logits, unlabeled, epochs, learning_rate, batch_size, eval_batch_size,
             warmup_ratio, weight_decay, gradient_accumulation_steps, seed, max_length, dynamic_padding, best_metric,

@@ -89,9 +89,10 @@ class Artifact:
 
 
 def carry_forward(src: Path, dst: Path) -> list[str]:
-    """Copy tokenizer files from ``src`` to ``dst`` without replacing what the stage wrote."""
+    """Copy tokenizer files and config.json (the label map, the model's limits) from ``src`` to ``dst``
+    without replacing what the stage wrote."""
     copied = []
-    for name in TOKENIZER_FILES:
+    for name in (*TOKENIZER_FILES, "config.json"):
         if (src / name).is_file() and not (dst / name).exists():
             shutil.copy2(src / name, dst / name)
             copied.append(name)

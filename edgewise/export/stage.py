@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from edgewise.core.artifact import Artifact, OutputDir, carry_forward
@@ -103,8 +102,6 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
         else:
             metrics, reason = _convert(artifact, out, config, texts, pairs, max_length)
         carry_forward(artifact.path, out.artifact)
-        if not (out.artifact / "config.json").exists() and (artifact.path / "config.json").is_file():
-            shutil.copy2(artifact.path / "config.json", out.artifact / "config.json")
         manifest = Manifest.write(
             out.artifact,
             kind=config.format.value,

@@ -68,7 +68,6 @@ def _example(model, names: list[str], batch: int = 2, seq: int = 16):
 def quantize_inc(artifact: Artifact, out: Path, scratch: Path, config: QuantizeConfig, evaluation: dict,
                  calibration: dict | None) -> dict:
     """Quantize the `hf` model in ``artifact`` into ``out``; returns the stage's metrics."""
-    import shutil
     import time
 
     import torch
@@ -129,7 +128,6 @@ def quantize_inc(artifact: Artifact, out: Path, scratch: Path, config: QuantizeC
     if calibration is not None:
         record["calibration"] = {"data": calibration["spec"], "split": calibration["split"],
                                  "samples": len(calibration["texts"]), "batches": len(batches)}
-    shutil.copy2(artifact.path / "config.json", out / "config.json")
 
     weights = list(artifact.path.glob("*.safetensors")) or list(artifact.path.glob("pytorch_model*.bin"))
     source_bytes = sum(p.stat().st_size for p in weights)  # sharded checkpoints too
@@ -178,26 +176,15 @@ def _package(quantized, example, shapes, path: Path, scratch: Path) -> dict:
 
 def _accuracy(source_model, out: Path, tokenizer, evaluation: dict, config: QuantizeConfig, max_length: int) -> dict:
     from edgewise.core.models import predict_logits
-    from edgewise.core.progress import progress_bar
-    from edgewise.quantize.measure import score
+    from edgewise.quantize.measure import compare_splits
 
     id2label = {int(k): v for k, v in source_model.config.id2label.items()}
     source_model.config.return_dict = True
     quantized = QuantizedClassifier(out)
-    results = {}
-    with progress_bar(transient=True) as bar:
-        task = bar.add_task("measuring accuracy", total=2 * len(evaluation["splits"]), info="")
-        for split in evaluation["splits"]:
-            logits = {}
-            for name, model in (("source", source_model), ("quantized", quantized)):
-                logits[name] = predict_logits(model, tokenizer, split.texts, split.pairs,
-                                              batch_size=config.eval_batch_size, max_length=max_length)
-                bar.advance(task)
-            results[split.name] = {"source": score(logits["source"], split, id2label),
-                                   "quantized": score(logits["quantized"], split, id2label, logits["source"])}
-            results[split.name]["drop_points"] = round(
-                (results[split.name]["source"]["accuracy"] - results[split.name]["quantized"]["accuracy"]) * 100, 4)
-    return {"accuracy": results, "data": evaluation["spec"], "runs_with": quantized.runs_with}
+    logits = lambda model: lambda texts, pairs: predict_logits(  # noqa: E731
+        model, tokenizer, texts, pairs, batch_size=config.eval_batch_size, max_length=max_length)
+    return {"accuracy": compare_splits(evaluation["splits"], logits(source_model), logits(quantized), id2label),
+            "data": evaluation["spec"], "runs_with": quantized.runs_with}
 
 
 class QuantizedClassifier:

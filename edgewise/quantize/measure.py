@@ -68,6 +68,26 @@ def score(logits, split: EvalSplit, id2label: dict[int, str], reference=None) ->
     return result
 
 
+def compare_splits(splits: list[EvalSplit], source, result, id2label: dict[int, str]) -> dict:
+    """Accuracy of source and result on every split, their agreement, logit differences and the drop
+    in points. ``source`` and ``result`` map (texts, pairs) to logits; each is called once per split."""
+    from edgewise.core.progress import progress_bar
+
+    results = {}
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("measuring accuracy", total=2 * len(splits), info="")
+        for split in splits:
+            logits = []
+            for model in (source, result):
+                logits.append(model(split.texts, split.pairs))
+                bar.advance(task)
+            row = {"source": score(logits[0], split, id2label), "quantized": score(logits[1], split, id2label,
+                                                                                   logits[0])}
+            row["drop_points"] = round((row["source"]["accuracy"] - row["quantized"]["accuracy"]) * 100, 4)
+            results[split.name] = row
+    return results
+
+
 def time_side_by_side(folder: Path, models: dict[str, Path], *, threads: int, seq_len: int, rounds: int = 5,
                       seconds_per_round: float = 0.3, warmup: int = 5) -> dict[str, dict]:
     """Batch-1 latency of each model at ``seq_len`` tokens, the models interleaved round by round so

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -68,11 +69,23 @@ def _quant_type(name: str):
     return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[name]
 
 
-def contrib_ops(model_path: Path) -> list[str]:
-    """Operators of onnxruntime's own domain (a graph that went through the transformer optimiser)."""
+def read_graph(model_path: Path):
+    """The ONNX model without its external weights, parsed once per file version: the search asks
+    about the same pre-processed file for every candidate and every layer it probes. Read-only."""
+    stat = Path(model_path).stat()
+    return _read_graph(str(model_path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_graph(path: str, mtime_ns: int, size: int):
     import onnx
 
-    model = onnx.load(str(model_path), load_external_data=False)
+    return onnx.load(path, load_external_data=False)
+
+
+def contrib_ops(model_path: Path) -> list[str]:
+    """Operators of onnxruntime's own domain (a graph that went through the transformer optimiser)."""
+    model = read_graph(model_path)
     return sorted({n.op_type for n in model.graph.node if n.domain == "com.microsoft"})
 
 
@@ -111,9 +124,7 @@ def _extra_options(model_path: Path) -> dict:
 
 def quantizable_nodes(model_path: Path, op_types: tuple[str, ...], exclude_op: tuple[str, ...] = ()) -> list[dict]:
     """The layers INT8 quantization touches (nodes of ``op_types`` not excluded), in graph order."""
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
+    model = read_graph(model_path)
     weights = {t.name for t in model.graph.initializer}
     return [{"name": n.name, "op_type": n.op_type} for n in model.graph.node
             if n.op_type in op_types and n.op_type not in exclude_op and n.name
@@ -129,12 +140,18 @@ QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", 
 
 
 def check_source(model_path: Path, exclude_node: tuple[str, ...]) -> None:
-    """Refuse a model that is already quantized or in FP16, and node names the graph does not have."""
+    """Refuse a file that is not ONNX, a model that is already quantized or in FP16, and node names
+    the graph does not have."""
     import difflib
 
     import onnx
 
-    model = onnx.load(str(model_path), load_external_data=False)
+    try:
+        model = read_graph(model_path)
+    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, OSError, ValueError... for a bad file
+        raise EdgewiseError(
+            f"{model_path} is not a readable ONNX model ({type(e).__name__}); re-create it with edgewise export"
+        ) from None
     ops = {n.op_type for n in model.graph.node}
     if ops & set(QUANTIZED_OPS) or any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
         found = sorted(ops & set(QUANTIZED_OPS)) or ["FP16 weights"]

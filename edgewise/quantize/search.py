@@ -48,13 +48,12 @@ def _build(candidate: Candidate, pre: Path, scratch: Path, settings: dict, confi
     return path
 
 
-def sensitivity(best: Candidate, pre: Path, scratch: Path, settings: dict, config: QuantizeConfig,
-                batches: TextBatches | None, folder: Path, probe: EvalSplit, reference, advance) -> list[dict]:
-    """Each quantizable layer quantized alone: mean squared logit error against the source, worst first."""
+def sensitivity(best: Candidate, layers: list[dict], pre: Path, scratch: Path, settings: dict,
+                config: QuantizeConfig, batches: TextBatches | None, folder: Path, probe: EvalSplit, reference,
+                advance) -> list[dict]:
+    """Each of ``layers`` quantized alone: mean squared logit error against the source, worst first."""
     import numpy as np
 
-    layers = [n for n in quantizable_nodes(pre, config.op_types, config.exclude_op)
-              if n["name"] not in config.exclude_node]
     scores = []
     for layer in layers:
         path = _build(best, pre, scratch, settings, config, batches, only_nodes=(layer["name"],), suffix="-probe")
@@ -82,9 +81,9 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
     candidates = [Candidate("dynamic", "dynamic", False), Candidate("dynamic-pc", "dynamic", True)]
     if batches is not None:
         candidates += [Candidate(f"static-{m.value}", "static", True, m) for m in CalibrationMethod]
-    layers = len([n for n in quantizable_nodes(pre, config.op_types, config.exclude_op)
-                  if n["name"] not in config.exclude_node])
-    steps = len(candidates) + layers + len(config.fallback_layers) + 3
+    layers = [n for n in quantizable_nodes(pre, config.op_types, config.exclude_op)
+              if n["name"] not in config.exclude_node]
+    steps = len(candidates) + len(layers) + len(config.fallback_layers) + 3
 
     def timed(names: dict[str, Path], session: int) -> None:
         bar.update(task, info=f"timing {len(names)} models side by side")
@@ -136,7 +135,7 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
                               [validation.pairs[i] for i in pick] if validation.pairs else None,
                               [validation.truth[i] for i in pick])
             bar.update(task, info=f"per-layer scan of {rescued.name}")
-            scan = sensitivity(rescued, pre, scratch, settings, config, batches, folder, probe,
+            scan = sensitivity(rescued, layers, pre, scratch, settings, config, batches, folder, probe,
                                source_logits[pick], lambda: bar.advance(task))
             fallbacks = []
             for count in config.fallback_layers:

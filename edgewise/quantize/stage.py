@@ -61,7 +61,6 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
     if not inc:
         from edgewise.quantize.ort import check_source
 
-        _check_onnx(artifact.path / "model.onnx")
         check_source(artifact.path / "model.onnx", config.exclude_node)
 
     evaluation = _evaluation_data(artifact, data, config)
@@ -75,6 +74,7 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
 
     out.begin()
     try:
+        carry_forward(artifact.path, out.artifact)  # first: an INC model is loaded back (config.json) to score it
         with tempfile.TemporaryDirectory(prefix="edgewise-quantize-") as scratch:
             if inc:
                 from edgewise.quantize.inc import quantize_inc
@@ -83,9 +83,6 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
             else:
                 metrics = _quantize_onnx(artifact, out.artifact, Path(scratch), config, evaluation,
                                          calibration_texts)
-        carry_forward(artifact.path, out.artifact)
-        if not (out.artifact / "config.json").exists() and (artifact.path / "config.json").is_file():
-            shutil.copy2(artifact.path / "config.json", out.artifact / "config.json")
         recorded = dict((artifact.manifest.data or {}) if artifact.manifest else {})
         manifest = Manifest.write(
             out.artifact,
@@ -110,17 +107,6 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
     manifest.path = out.dst
     console().print(f"wrote {out.dst}")
     return manifest
-
-
-def _check_onnx(path: Path) -> None:
-    import onnx
-
-    try:
-        onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, OSError, ValueError... for a bad file
-        raise EdgewiseError(
-            f"{path} is not a readable ONNX model ({type(e).__name__}); re-create it with edgewise export"
-        ) from None
 
 
 def _evaluation_data(artifact: Artifact, data: str | None, config: QuantizeConfig) -> dict:
@@ -191,11 +177,11 @@ def _quantize_onnx(artifact: Artifact, out: Path, scratch: Path, config: Quantiz
     src_model = artifact.path / "model.onnx"
     target = out / "model.onnx"
     settings = int8_settings(config, cpu_info())
+    source = Predictor(artifact.path, model=src_model)  # encodes calibration texts, scores the source
     record: dict = {"method": config.method.value}
     batches = None
     if calibration is not None:
-        encoder = Predictor(artifact.path)
-        batches = TextBatches(encoder.encode, calibration["texts"], calibration["pairs"],
+        batches = TextBatches(source.encode, calibration["texts"], calibration["pairs"],
                               config.calibration_batch_size)
         record["calibration"] = {"data": calibration["spec"], "split": calibration["split"],
                                  "samples": len(calibration["texts"]), "batches": len(batches),
@@ -241,41 +227,30 @@ def _quantize_onnx(artifact: Artifact, out: Path, scratch: Path, config: Quantiz
     metrics = {"quantization": record,
                "size": {"source_bytes": model_size(src_model), "bytes": model_size(target),
                         "ratio": model_size(target) / model_size(src_model)}}
-    metrics.update(_accuracy(artifact.path, artifact.labels, src_model, target, config, evaluation))
+    metrics.update(_accuracy(source, artifact.path, artifact.labels, target, config, evaluation))
     if config.method is QuantMethod.FP16:
         _check_fp16(metrics, config)
     return metrics
 
 
-def _accuracy(folder: Path, id2label: dict[int, str], src_model: Path, target: Path, config: QuantizeConfig,
+def _accuracy(source, folder: Path, id2label: dict[int, str], target: Path, config: QuantizeConfig,
               evaluation: dict) -> dict:
     """Accuracy of source and result per split, their agreement and logit differences; without data,
-    the logit differences on generated inputs."""
-    from edgewise.core.progress import progress_bar
-    from edgewise.quantize.measure import predict, score
-
-    results = {}
-    with progress_bar(transient=True) as bar:
-        task = bar.add_task("measuring accuracy", total=2 * len(evaluation["splits"]), info="")
-        for split in evaluation["splits"]:
-            source = predict(folder, src_model, split, config.eval_batch_size)
-            bar.advance(task)
-            quantized = predict(folder, target, split, config.eval_batch_size)
-            bar.advance(task)
-            results[split.name] = {"source": score(source, split, id2label),
-                                   "quantized": score(quantized, split, id2label, source)}
-            results[split.name]["drop_points"] = round(
-                (results[split.name]["source"]["accuracy"] - results[split.name]["quantized"]["accuracy"]) * 100, 4)
-    if results:
-        return {"accuracy": results, "data": evaluation["spec"]}
-    return {"accuracy": {}, "data": None, "parity_generated": _generated_parity(folder, src_model, target)}
-
-
-def _generated_parity(folder: Path, src_model: Path, target: Path) -> dict:
-    from edgewise.export.parity import compare, generated_batches
+    the logit differences on generated inputs. ``source`` is the source model's Predictor."""
+    from edgewise.quantize.measure import compare_splits
     from edgewise.runtime.predictor import Predictor
 
-    source, result = Predictor(folder, model=src_model), Predictor(folder, model=target)
+    result = Predictor(folder, model=target)
+    if evaluation["splits"]:
+        logits = lambda p: lambda texts, pairs: p.logits(texts, pairs, batch_size=config.eval_batch_size)  # noqa: E731
+        return {"accuracy": compare_splits(evaluation["splits"], logits(source), logits(result), id2label),
+                "data": evaluation["spec"]}
+    return {"accuracy": {}, "data": None, "parity_generated": _generated_parity(source, result)}
+
+
+def _generated_parity(source, result) -> dict:
+    from edgewise.export.parity import compare, generated_batches
+
     batches = generated_batches(list(source.inputs), source.tokenizer.get_vocab_size(), source.max_length,
                                 source.pad_id)
     batches = [{k: v.astype(source.inputs[k]) for k, v in b.items()} for b in batches]

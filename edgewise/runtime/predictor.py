@@ -17,9 +17,9 @@ BACKENDS = {
 # Graph fusions onnxruntime applies at load time that are slower on CPUs than what they replace:
 # its SkipLayerNormalization CPU kernel took 2.4 ms per MiniLM run at 128 tokens against 0.27 ms for
 # the Add + LayerNormalization it fuses (onnxruntime 1.32, 1 thread, AMD EPYC with AVX-512), which
-# made the dynamic-INT8 model 40 % slower (7.95 vs 5.67 ms). FP32 exports match the fusion's pattern
-# rarely; INT8 ones (bias folded into the integer MatMul) always. Measured again by
-# benchmarks/cpu_quantize_ort_minilm.py. (A graph written with the op already fused keeps it.)
+# made the dynamic-INT8 model 40 % slower (7.95 vs 5.67 ms). The plain FP32 export of that model did
+# not match the fusion's pattern; its INT8 version (bias folded into the integer MatMul) did.
+# (A graph written with the op already fused, by export --optimize, keeps it.)
 CPU_DISABLED_FUSIONS = ("SkipLayerNormFusion",)
 # The inputs the runtime feeds; a graph asking for others is not an exported transformers classifier.
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
