@@ -125,11 +125,12 @@ def help_for_field(cls, name: str) -> str:
 
 
 def data_options(validation: bool = False):
-    """--text-column / --text-pair-column / --label-column (and --validation-fraction)."""
+    """--text-column / --text-pair-column / --label-column (and --validation-fraction), --encoding."""
     from edgewise.core.data import DataConfig
 
     def decorate(f):
-        names = ["text_column", "text_pair_column", "label_column"] + (["validation_fraction"] if validation else [])
+        names = (["text_column", "text_pair_column", "label_column"] + (["validation_fraction"] if validation else [])
+                 + ["encoding"])
         for name in reversed(names):
             f = config_option(DataConfig, name)(f)
         return f
@@ -165,11 +166,11 @@ def trainer_options(cls):
     return decorate
 
 
-def _data_config(text_column, text_pair_column, label_column, validation_fraction=0.1, seed=42):
+def _data_config(text_column, text_pair_column, label_column, validation_fraction=0.1, seed=42, *, encoding):
     from edgewise.core.data import DataConfig
 
     return DataConfig(text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
-                      validation_fraction=validation_fraction, seed=seed)
+                      validation_fraction=validation_fraction, seed=seed, encoding=encoding)
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ def env(as_json):
 def finetune(pretrained, data, output, epochs, learning_rate, batch_size, eval_batch_size, warmup_ratio,
              weight_decay, gradient_accumulation_steps, seed, max_length, length_percentile, dynamic_padding,
              best_metric, save_total_limit, train_split, text_column, text_pair_column, label_column,
-             validation_fraction, allow_pickle, resume, overwrite):
+             validation_fraction, encoding, allow_pickle, resume, overwrite):
     """Fine-tune PRETRAINED (builtin:all-minilm-l6-v2, a folder or a Hub id) on DATA into a teacher.
 
     DATA is a csv / tsv / jsonl / json / parquet file, a folder of train / validation / test
@@ -227,7 +228,7 @@ def finetune(pretrained, data, output, epochs, learning_rate, batch_size, eval_b
         length_percentile=length_percentile, dynamic_padding=dynamic_padding, best_metric=best_metric,
         gradient_accumulation_steps=gradient_accumulation_steps, save_total_limit=save_total_limit,
         allow_pickle=allow_pickle, train_split=train_split,
-        data=_data_config(text_column, text_pair_column, label_column, validation_fraction, seed),
+        data=_data_config(text_column, text_pair_column, label_column, validation_fraction, seed, encoding=encoding),
     )
     run_finetune(pretrained, data, output, config, overwrite=overwrite, resume=resume)
 
@@ -253,7 +254,7 @@ def distill(teacher, data, output, layers, layer_map, student, student_config, t
             attention_weight, cache_logits, unlabeled, epochs, learning_rate, batch_size, eval_batch_size,
             warmup_ratio, weight_decay, gradient_accumulation_steps, seed, max_length, dynamic_padding, best_metric,
             save_total_limit, train_split, text_column, text_pair_column, label_column, validation_fraction,
-            allow_pickle, resume, overwrite):
+            encoding, allow_pickle, resume, overwrite):
     """Distil the fine-tuned TEACHER into a smaller student trained on DATA.
 
     The student is the teacher's own layers (--layers N or --layer-map 0,2,5), a given encoder
@@ -268,7 +269,7 @@ def distill(teacher, data, output, layers, layer_map, student, student_config, t
         warmup_ratio=warmup_ratio, weight_decay=weight_decay, gradient_accumulation_steps=gradient_accumulation_steps,
         seed=seed, max_length=max_length, dynamic_padding=dynamic_padding, best_metric=best_metric,
         save_total_limit=save_total_limit, train_split=train_split, allow_pickle=allow_pickle,
-        data=_data_config(text_column, text_pair_column, label_column, validation_fraction, seed),
+        data=_data_config(text_column, text_pair_column, label_column, validation_fraction, seed, encoding=encoding),
     )
     run_distill(teacher, data, output, config, unlabeled=unlabeled, overwrite=overwrite, resume=resume)
 
@@ -284,13 +285,13 @@ def distill(teacher, data, output, layers, layer_map, student, student_config, t
 @config_option(EvaluateConfig, "allow_pickle", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def evaluate(model, data, split, batch_size, max_length, backend, text_column, text_pair_column, label_column,
-             allow_pickle, as_json):
+             encoding, allow_pickle, as_json):
     """Score the classifier in MODEL on DATA: accuracy, macro-F1, per-class figures, confusion matrix."""
     from edgewise.evaluate import evaluate as run_evaluate
 
     config = EvaluateConfig(split=split, batch_size=batch_size, max_length=max_length, backend=backend,
                             allow_pickle=allow_pickle,
-                            data=_data_config(text_column, text_pair_column, label_column))
+                            data=_data_config(text_column, text_pair_column, label_column, encoding=encoding))
     result = run_evaluate(model, data, config)
     if as_json:
         _print_json(result)
@@ -370,8 +371,8 @@ def lineage(artifact, as_json):
 @config_option(ExportConfig, "allow_pickle", is_flag=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def export(src, output, format, opset, optimize, data, verify_samples, atol, verify, max_length, ort_target, fp16,
-           batch, seq, workspace_mb, timing_cache, text_column, text_pair_column, label_column, allow_pickle,
-           overwrite):
+           batch, seq, workspace_mb, timing_cache, text_column, text_pair_column, label_column, encoding,
+           allow_pickle, overwrite):
     """Export SRC: an hf model to ONNX (--format onnx), an ONNX model to ORT or TensorRT.
 
     Every export is checked against its source (max |logit diff| and label agreement in the
@@ -384,7 +385,7 @@ def export(src, output, format, opset, optimize, data, verify_samples, atol, ver
         format=format, opset=opset, optimize=optimize, verify=verify, atol=atol, verify_samples=verify_samples,
         max_length=max_length, ort_target=ort_target, fp16=fp16, batch=batch, seq=seq, workspace_mb=workspace_mb,
         timing_cache=timing_cache,
-        allow_pickle=allow_pickle, data=_data_config(text_column, text_pair_column, label_column),
+        allow_pickle=allow_pickle, data=_data_config(text_column, text_pair_column, label_column, encoding=encoding),
     )
     run_export(src, output, config, data=data, overwrite=overwrite)
 
@@ -446,7 +447,7 @@ def quantize(src, output, method, per_channel, weight_type, activation_type, red
              fp16_keep_ops,
              inc_approach, data, max_accuracy_drop, sensitivity_samples, fallback_layers, threads, seq_len,
              eval_batch_size, max_eval_samples, atol, text_column, text_pair_column, label_column,
-             validation_fraction, allow_pickle, overwrite, as_json):
+             validation_fraction, encoding, allow_pickle, overwrite, as_json):
     """Quantize SRC: an ONNX model to INT8 (dynamic / static QDQ) or FP16, an hf model with INC.
 
     Accuracy and agreement with the source are measured on --data (default: the training data
@@ -465,7 +466,8 @@ def quantize(src, output, method, per_channel, weight_type, activation_type, red
         exclude_node=exclude_node, inc_approach=inc_approach, max_accuracy_drop=max_accuracy_drop,
         sensitivity_samples=sensitivity_samples, fallback_layers=fallback_layers, threads=threads, seq_len=seq_len,
         eval_batch_size=eval_batch_size, max_eval_samples=max_eval_samples, atol=atol, allow_pickle=allow_pickle,
-        data=_data_config(text_column, text_pair_column, label_column, validation_fraction), **fields,
+        data=_data_config(text_column, text_pair_column, label_column, validation_fraction, encoding=encoding),
+        **fields,
     )
     manifest = run_quantize(src, output, config, data=data, calibration=calibration, overwrite=overwrite)
     metrics = manifest.metrics
@@ -535,15 +537,15 @@ def _batch_sizes(ctx, param, value):
 @config_option(BenchConfig, "min_time_s", "--min-time")
 @config_option(BenchConfig, "rounds")
 @config_option(BenchConfig, "accuracy_samples", type=int)
-@config_option(BenchConfig, "eval_batch_size")
+@config_option(BenchConfig, "eval_batch_size", type=int)
 @data_options()
 @click.option("-o", "--output", "output", default=None, type=click.Path(path_type=Path),
               help="Folder for report.json, report.md, pareto.png and latency_cdf.png.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report JSON on stdout.")
 def bench_run(artifacts, data, split, backends, batch_sizes, threads, seq_len, warmup, min_runs, min_time_s, rounds,
-              accuracy_samples, eval_batch_size, text_column, text_pair_column, label_column, output, overwrite,
-              as_json):
+              accuracy_samples, eval_batch_size, text_column, text_pair_column, label_column, encoding, output,
+              overwrite, as_json):
     """Time ARTIFACTS (the first is the reference) on every backend and batch size, interleaved in rounds,
     with accuracy from the same run when --data is given."""
     from edgewise.bench import bench as run_bench
@@ -551,7 +553,7 @@ def bench_run(artifacts, data, split, backends, batch_sizes, threads, seq_len, w
     config = BenchConfig(backends=backends, batch_sizes=batch_sizes, threads=threads, seq_len=seq_len,
                          warmup=warmup, min_runs=min_runs, min_time_s=min_time_s, rounds=rounds, split=split,
                          accuracy_samples=accuracy_samples, eval_batch_size=eval_batch_size,
-                         data=_data_config(text_column, text_pair_column, label_column))
+                         data=_data_config(text_column, text_pair_column, label_column, encoding=encoding))
     report = run_bench(list(artifacts), config, data=data, output=output, overwrite=overwrite)
     if as_json:
         _print_json(report)

@@ -7,8 +7,13 @@ the Hugging Face Hub, or a built-in data set (`builtin:bbc-news`).
 
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
+import io
 import json
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +37,9 @@ class DataConfig:
     validation_fraction: float = setting(
         0.1, "Share of the training data held out for validation when the data has no validation split.")
     seed: int = setting(42, "Seed of the validation carve-out.")
+    encoding: str = setting(
+        "utf-8", "Text encoding of csv / tsv / jsonl / json / txt files, e.g. latin-1 or cp1252 (a UTF-8 "
+        "byte-order mark is skipped).")
 
     def __post_init__(self) -> None:
         if not 0 < self.validation_fraction < 1:
@@ -40,6 +48,15 @@ class DataConfig:
             )
         if self.seed < 0:
             raise EdgewiseError(f"seed must be >= 0, got {self.seed}")
+        try:
+            codecs.lookup(self.encoding)
+            # lookup also finds bytes-to-bytes codecs such as base64, which decode refuses (not for b"").
+            b"a".decode(self.encoding, "ignore")
+        except (LookupError, TypeError, ValueError):
+            raise EdgewiseError(
+                f"encoding {self.encoding!r} is not a text encoding Python knows; accepted: a codec name such as "
+                "utf-8, latin-1, cp1252 or utf-16: pass --encoding with the file's encoding"
+            ) from None
 
 
 @dataclass
@@ -72,33 +89,153 @@ class Split:
 
 # --- reading -----------------------------------------------------------------------------------
 
-def _read_table(path: Path):
+def _no_rows(path: Path) -> str:
+    return (f"{path} is empty: it has no rows; accepted: a header and at least one data row (csv / tsv), one "
+            "object per row (jsonl / json) or one text per line (txt): add rows or pass another file")
+
+
+def _decode(path: Path, data: bytes, encoding: str) -> str:
+    """The text of a data file; bytes that are not ``encoding`` are an error naming the line and the byte."""
+    # utf-8-sig reads UTF-8 with or without the byte-order mark Excel and Notepad write; plain utf-8
+    # would leave U+FEFF inside the first text (or header) and json.loads refuses it.
+    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b"\n") + 1
+        raise EdgewiseError(
+            f"cannot read {path}: line {line} holds byte 0x{e.object[e.start]:02x}, which is not {encoding}; "
+            f"data files are read as {encoding} (--encoding, default utf-8): pass the file's encoding, e.g. "
+            "--encoding latin-1 or --encoding cp1252"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def _refuse_duplicate_columns(path: Path, columns) -> None:
+    twice = sorted(str(name) for name, n in Counter(columns).items() if n > 1)
+    if twice:
+        raise EdgewiseError(
+            f"{path} has more than one column named {', '.join(repr(c) for c in twice)}; accepted: one column per "
+            "name: rename or drop the duplicate so it is clear which one to read"
+        )
+
+
+def _read_delimited(path: Path, text: str, sep: str):
+    import pandas as pd
+
+    # Checked here because pandas silently renames a second `label` to `label.1`.
+    header = next((row for row in csv.reader(io.StringIO(text), delimiter=sep) if row), [])
+    _refuse_duplicate_columns(path, header)
+    # Every cell is read as the string in the file: no NA guessing, so a class named "NA", "None"
+    # or "null" stays a class, and the csv module's quoting applies to tsv too.
+    return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False)
+
+
+class _DuplicateKeys(Exception):
+    """A JSON object names a key twice (json.loads would silently keep the last value)."""
+
+
+def _unique_keys(pairs):
+    twice = sorted(key for key, n in Counter(key for key, _ in pairs).items() if n > 1)
+    if twice:
+        raise _DuplicateKeys(", ".join(repr(k) for k in twice))
+    return dict(pairs)
+
+
+def _read_json_lines(path: Path, text: str):
+    import pandas as pd
+
+    records = []
+    # split("\n"), not splitlines(): a JSON string may hold a raw U+2028, which splitlines splits on.
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line, object_pairs_hook=_unique_keys)
+        except json.JSONDecodeError as e:
+            raise EdgewiseError(f"cannot read {path} as JSON lines: line {number} is not JSON ({e.msg}); "
+                                "accepted: one JSON object per line: fix that line") from None
+        except _DuplicateKeys as e:
+            raise EdgewiseError(f"{path} line {number} names the key(s) {e} twice; accepted: each key once per "
+                                "object: rename or drop the duplicate") from None
+        if not isinstance(record, dict):
+            raise EdgewiseError(f"cannot read {path} as JSON lines: line {number} is a {type(record).__name__}, "
+                                'not an object; accepted: one object per line such as {"text": ..., "label": ...}: '
+                                "rewrite that line as an object")
+        records.append(record)
+    # A JSON null stays missing; a string ("NA", "None") stays the string.
+    return pd.DataFrame.from_records(records)
+
+
+def _read_json(path: Path, text: str):
+    import pandas as pd
+
+    try:
+        document = json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError:
+        return _read_json_lines(path, text)  # JSON lines saved as .json
+    except _DuplicateKeys as e:
+        raise EdgewiseError(f"{path} names the key(s) {e} twice in one object; accepted: each key once per "
+                            "object: rename or drop the duplicate") from None
+    if isinstance(document, list) and all(isinstance(row, dict) for row in document):
+        return pd.DataFrame.from_records(document)
+    if isinstance(document, dict) and all(isinstance(column, (dict, list)) for column in document.values()):
+        return pd.DataFrame(document)  # columns, as pandas' to_json writes them by default
+    raise EdgewiseError(
+        f"cannot read {path} as json: it is neither a list of objects nor an object of columns; accepted: "
+        '[{"text": ..., "label": ...}, ...], {"text": [...], "label": [...]} or JSON lines: rewrite it in one of them'
+    )
+
+
+def _read_txt(path: Path, text: str):
+    import pandas as pd
+
+    lines = [line.strip() for line in text.splitlines()]
+    return pd.DataFrame({"text": [line for line in lines if line]})
+
+
+def _read_parquet(path: Path):
+    import pandas as pd
+
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PAR1":
+        raise EdgewiseError(
+            f"cannot read {path} as parquet: it does not start with parquet's magic bytes PAR1 (it starts with "
+            f"{head!r}); accepted: a parquet file as pandas / pyarrow write it: if it is csv / tsv / jsonl text, "
+            "give it that extension"
+        )
+    return pd.read_parquet(path)
+
+
+def _read_table(path: Path, encoding: str = "utf-8"):
     import pandas as pd
 
     suffix = path.suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise EdgewiseError(
+            f"{path} has an unsupported extension {suffix or '(none)'}; accepted: {', '.join(EXTENSIONS)}"
+        )
     try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix == ".tsv":
-            return pd.read_csv(path, sep="\t", quoting=3)
-        if suffix == ".jsonl":
-            return pd.read_json(path, lines=True)
-        if suffix == ".json":
-            try:
-                return pd.read_json(path)
-            except ValueError:
-                return pd.read_json(path, lines=True)
         if suffix == ".parquet":
-            return pd.read_parquet(path)
-        if suffix == ".txt":
-            lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
-            return pd.DataFrame({"text": [line for line in lines if line]})
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+            frame = _read_parquet(path) if path.stat().st_size else None
+        else:
+            # Decoded here, not by pandas, so a bad byte is reported with its line; Windows line
+            # endings become \n so no stray \r ends up in a text or a label.
+            text = _decode(path, path.read_bytes(), encoding).replace("\r\n", "\n")
+            if not text.strip():
+                frame = None
+            elif suffix in (".csv", ".tsv"):
+                frame = _read_delimited(path, text, "," if suffix == ".csv" else "\t")
+            else:
+                frame = {".jsonl": _read_json_lines, ".json": _read_json, ".txt": _read_txt}[suffix](path, text)
+    except (ValueError, OSError, csv.Error, pd.errors.ParserError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise EdgewiseError(f"cannot read {path} as {suffix[1:]}: {first}; check the file's format") from None
-    raise EdgewiseError(
-        f"{path} has an unsupported extension {suffix or '(none)'}; accepted: {', '.join(EXTENSIONS)}"
-    )
+    if frame is None or len(frame) == 0:
+        raise EdgewiseError(_no_rows(path))
+    _refuse_duplicate_columns(path, list(frame.columns))
+    return frame
 
 
 def _frames_from_datasets(obj) -> dict:
@@ -124,7 +261,7 @@ def _canonical_split(name: str) -> str:
     return name
 
 
-def _read_folder(path: Path) -> dict:
+def _read_folder(path: Path, encoding: str = "utf-8") -> dict:
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         import datasets
 
@@ -138,7 +275,7 @@ def _read_folder(path: Path) -> dict:
         if file.is_file() and file.suffix.lower() in EXTENSIONS and split in SPLIT_ALIASES:
             if split in frames:
                 raise EdgewiseError(f"{path} holds two files for the {split} split; keep one")
-            frames[split] = _read_table(file)
+            frames[split] = _read_table(file, encoding)
     if not frames:
         raise EdgewiseError(
             f"{path} holds no data: expected split files named train / validation / test with one of "
@@ -163,8 +300,12 @@ def _read_hub(spec: str) -> dict:
         ) from None
 
 
-def read_frames(spec: str) -> dict:
-    """Named pandas frames (train / validation / test / ...) of a data spec."""
+def read_frames(spec: str, encoding: str = "utf-8") -> dict:
+    """Named pandas frames (train / validation / test / ...) of a data spec.
+
+    ``encoding`` decodes csv / tsv / jsonl / json / txt files (default utf-8, with or without a
+    byte-order mark); parquet, datasets folders, the Hub and built-in data carry their own.
+    """
     from edgewise.core.deps import require_full
 
     require_full("pandas", "sklearn")
@@ -183,7 +324,7 @@ def read_frames(spec: str) -> dict:
             f"data {spec!r} does not exist; pass a file ({', '.join(EXTENSIONS)}), a folder of split "
             "files, a datasets folder, hf:NAME[:CONFIG] or builtin:bbc-news"
         )
-    frames = _read_folder(path) if path.is_dir() else {"train": _read_table(path)}
+    frames = _read_folder(path, encoding) if path.is_dir() else {"train": _read_table(path, encoding)}
     return {_canonical_split(k): v for k, v in frames.items()}
 
 
@@ -201,6 +342,17 @@ def _label_name(value) -> str | None:
         return None
     if hasattr(value, "item"):  # numpy scalars
         value = value.item()
+    if isinstance(value, str):
+        value = value.strip()  # " sport" is the class "sport", not a new one
+        if not value:
+            return None
+        # csv / tsv cells are read as strings: keep the meaning pandas' number guessing gave them
+        # (1.0 is the class 1, a negative integer id is no label) without its NA guessing.
+        if re.fullmatch(r"-?\d+\.0*", value):
+            return str(int(value.partition(".")[0]))
+        if not re.fullmatch(r"-\d+", value):
+            return value
+        value = int(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, int) and value < 0:
@@ -216,11 +368,11 @@ def _missing_column(frame, column: str, what: str, spec: str, split: str, option
 
 
 def _empty_rows(values) -> str | None:
-    empty = [i for i, v in enumerate(values) if _missing(v)]
+    empty = [i for i, v in enumerate(values, 1) if _missing(v) or (isinstance(v, str) and not v.strip())]
     if not empty:
         return None
     rows = ", ".join(str(i) for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
-    return f"{len(empty)} empty value(s) (rows {rows})"
+    return f"{len(empty)} empty value(s) (blank or whitespace only; data rows {rows}, counted from 1, header excluded)"
 
 
 def _texts(frame, column: str, what: str, spec: str, split: str, option: str) -> list[str]:
@@ -250,7 +402,7 @@ def _to_split(frame, name: str, spec: str, config: DataConfig) -> Split:
 
 def load_splits(spec: str, config: DataConfig = DataConfig()) -> dict[str, Split]:
     """Every split a data spec provides. Text columns are checked now; labels when a command needs them."""
-    frames = read_frames(str(spec))
+    frames = read_frames(str(spec), config.encoding)
     return {name: _to_split(frame, name, str(spec), config) for name, frame in frames.items()}
 
 

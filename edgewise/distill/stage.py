@@ -17,7 +17,8 @@ from edgewise.distill.config import DistillConfig
 
 def unlabeled_texts(spec: str, config: DistillConfig) -> list[str]:
     """Every text of every split of ``spec`` (a .txt file holds one text per line)."""
-    splits = load_splits(spec, DataConfig(text_column=config.data.text_column if not spec.endswith(".txt") else "text"))
+    splits = load_splits(spec, DataConfig(text_column=config.data.text_column if not spec.endswith(".txt") else "text",
+                                          encoding=config.data.encoding))
     texts = [t for split in splits.values() for t in split.texts]
     if not texts:
         raise EdgewiseError(f"--unlabeled {spec} holds no texts")

@@ -14,7 +14,7 @@ from edgewise.core.data import (
     training_splits,
 )
 from edgewise.core.errors import EdgewiseError
-from tests.conftest import make_texts, write_csv
+from tests.conftest import assert_user_error, make_texts, write_csv
 
 ROWS = make_texts(12, seed=0)
 
@@ -101,7 +101,7 @@ def test_load_splits_treats_pandas_na_and_negative_class_ids_as_missing(tmp_path
 
     split = load_splits(str(tmp_path / "d.parquet"))["train"]
 
-    assert split.labels is None and "1 empty value(s) (rows 1)" in split.label_problem
+    assert split.labels is None and "1 empty value(s)" in split.label_problem and "data rows 2," in split.label_problem
     assert load_splits(str(tmp_path / "test.csv"))["train"].labels is None
 
 
@@ -111,13 +111,115 @@ def test_load_splits_integer_labels_become_names(tmp_path):
     assert load_splits(str(tmp_path / "d.csv"))["train"].labels == ["1", "0", "1"]
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def rows(texts, labels=None) -> dict:
+    return {"texts": texts, "labels": labels}
+
+
+def fails(*fragments) -> dict:
+    return {"error": fragments}
+
+
+# (file name, bytes on disk, config, what load_splits gives: rows(...) or fails(fragments of the error))
+FILE_CASES = {
+    "bom-csv": ("d.csv", BOM + "text,label\ncafé,fruit\n".encode(), DataConfig(), rows(["café"], ["fruit"])),
+    "bom-tsv": ("d.tsv", BOM + "text\tlabel\ncafé\tfruit\n".encode(), DataConfig(), rows(["café"], ["fruit"])),
+    "bom-jsonl": ("d.jsonl", BOM + '{"text": "café", "label": "fruit"}\n'.encode(), DataConfig(),
+                  rows(["café"], ["fruit"])),
+    "bom-txt": ("d.txt", BOM + "café\nthé\n".encode(), DataConfig(), rows(["café", "thé"])),
+    "latin1-txt-without-encoding": ("d.txt", "ok\ncafé\n".encode("latin-1"), DataConfig(),
+                                    fails("d.txt", "line 2", "byte 0xe9", "--encoding latin-1")),
+    "latin1-csv-without-encoding": ("d.csv", "text,label\nok,a\ncafé,b\n".encode("latin-1"), DataConfig(),
+                                    fails("d.csv", "line 3", "byte 0xe9", "--encoding latin-1")),
+    "latin1-txt": ("d.txt", "ok\ncafé\n".encode("latin-1"), DataConfig(encoding="latin-1"), rows(["ok", "café"])),
+    "latin1-csv": ("d.csv", "text,label\nok,a\ncafé,b\n".encode("latin-1"), DataConfig(encoding="latin-1"),
+                   rows(["ok", "café"], ["a", "b"])),
+    "crlf-csv": ("d.csv", b"text,label\r\nred sky,colour\r\ngolf,sport\r\n", DataConfig(),
+                 rows(["red sky", "golf"], ["colour", "sport"])),
+    "crlf-tsv": ("d.tsv", b"text\tlabel\r\nred sky\tcolour\r\ngolf\tsport\r\n", DataConfig(),
+                 rows(["red sky", "golf"], ["colour", "sport"])),
+    "crlf-quoted-csv": ("d.csv", b'text,label\r\n"two\r\nlines",x\r\n', DataConfig(), rows(["two\nlines"], ["x"])),
+    "crlf-txt": ("d.txt", b"red sky\r\ngolf\r\n", DataConfig(), rows(["red sky", "golf"])),
+    "quoted-csv": ("d.csv", b'text,label\n"a\tb\nc, d",x\nplain,y\n', DataConfig(),
+                   rows(["a\tb\nc, d", "plain"], ["x", "y"])),
+    "quoted-tsv": ("d.tsv", b'text\tlabel\n"a\tb\nc"\tx\nplain\ty\n', DataConfig(),
+                   rows(["a\tb\nc", "plain"], ["x", "y"])),
+    "whitespace-texts": ("d.csv", b'text,label\nok,a\n"   ",b\n,c\n', DataConfig(),
+                         fails("column 'text'", "2 empty value(s)", "whitespace", "data rows 2, 3", "counted from 1")),
+    "padded-labels": ("d.csv", b'text,label\na, sport\nb,sport \nc,"\tsport  "\n', DataConfig(),
+                      rows(["a", "b", "c"], ["sport", "sport", "sport"])),
+    "duplicate-columns": ("d.csv", b"text,label,label\na,x,y\n", DataConfig(),
+                          fails("d.csv", "more than one column named 'label'", "rename or drop")),
+    "parquet-that-is-text": ("d.parquet", b"text,label\na,x\n", DataConfig(),
+                             fails("cannot read", "d.parquet", "magic bytes PAR1", "give it that extension")),
+    "empty-file": ("d.csv", b"", DataConfig(), fails("d.csv is empty", "no rows")),
+    "empty-jsonl": ("d.jsonl", b"\n\n", DataConfig(), fails("d.jsonl is empty", "no rows")),
+    "header-only": ("d.csv", b"text,label\n", DataConfig(), fails("d.csv is empty", "no rows")),
+    "na-classes-csv": ("d.csv", b"text,label\nNA,None\nb,NA\nc,null\nd,N/A\ne,nan\n", DataConfig(),
+                       rows(["NA", "b", "c", "d", "e"], ["None", "NA", "null", "N/A", "nan"])),
+    "na-classes-jsonl": ("d.jsonl", b'{"text": "NaN", "label": "NA"}\n{"text": "null", "label": "None"}\n',
+                         DataConfig(), rows(["NaN", "null"], ["NA", "None"])),
+    "json-null-is-missing": ("d.jsonl", b'{"text": "a", "label": null}\n', DataConfig(), rows(["a"], None)),
+    "integer-labels-csv": ("d.csv", b"text,label\na,0\nb,1\nc,1.0\n", DataConfig(),
+                           rows(["a", "b", "c"], ["0", "1", "1"])),
+    "integer-labels-jsonl": ("d.jsonl", b'{"text": "a", "label": 0}\n{"text": "b", "label": 1.0}\n', DataConfig(),
+                             rows(["a", "b"], ["0", "1"])),
+}
+
+
+@pytest.mark.parametrize(("name", "content", "config", "expected"), FILE_CASES.values(), ids=FILE_CASES.keys())
+def test_load_splits_reads_real_world_files(tmp_path, name, content, config, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+
+    if "error" in expected:
+        with pytest.raises(EdgewiseError) as info:
+            load_splits(str(path), config)
+        for fragment in expected["error"]:
+            assert fragment in str(info.value), (fragment, str(info.value))
+        return
+    split = load_splits(str(path), config)["train"]
+
+    assert split.texts == expected["texts"]
+    assert split.labels == expected["labels"]
+
+
+DATA_COMMANDS = [("finetune",), ("distill",), ("evaluate",), ("export",), ("quantize",), ("bench", "run")]
+
+
+@pytest.mark.parametrize("command", DATA_COMMANDS, ids=" ".join)
+def test_data_commands_take_an_encoding(cli_run, command):
+    result = cli_run(*command, "--help")
+
+    assert result.exit_code == 0
+    assert "--encoding" in result.output and "latin-1" in result.output
+
+
+def test_data_commands_pass_the_encoding_and_refuse_an_unknown_one(cli_run, tmp_path, monkeypatch):
+    import edgewise.evaluate
+
+    data = write_csv(tmp_path / "d.csv", ROWS)
+    received = []
+    monkeypatch.setattr(edgewise.evaluate, "evaluate", lambda model, data, config: received.append(config) or {})
+
+    good = cli_run("evaluate", tmp_path / "model", data, "--encoding", "latin-1", "--json")
+    bad = cli_run("evaluate", tmp_path / "model", data, "--encoding", "klingon")
+
+    assert good.exit_code == 0, good.output
+    assert [config.data.encoding for config in received] == ["latin-1"]
+    assert_user_error(bad, "encoding 'klingon' is not a text encoding", "latin-1", "--encoding")
+
+
 @pytest.mark.parametrize(
     ("setup", "config", "fragments"),
     [
         (lambda p: write_csv(p / "d.csv", ROWS), DataConfig(text_column="sentence"),
          ["no text column 'sentence'", "text, label", "--text-column"]),
         (lambda p: write_csv(p / "d.csv", []), DataConfig(), ["is empty"]),
-        (lambda p: write_csv(p / "d.csv", [("", "fruit"), ("x", "fruit")]), DataConfig(), ["1 empty value", "rows 0"]),
+        (lambda p: write_csv(p / "d.csv", [("", "fruit"), ("x", "fruit")]), DataConfig(),
+         ["1 empty value", "data rows 1,"]),
         (lambda p: write_csv(p / "d.csv", ROWS), DataConfig(text_pair_column="q"), ["no text-pair column 'q'"]),
         (lambda p: (p / "d.xlsx").write_text("x"), DataConfig(), ["unsupported extension .xlsx"]),
         (lambda p: (p / "d.parquet").write_bytes(b"not parquet"), DataConfig(), ["cannot read"]),
@@ -222,3 +324,6 @@ def test_data_config_rejects_bad_values():
         DataConfig(validation_fraction=1.5)
     with pytest.raises(EdgewiseError, match="seed must be >= 0"):
         DataConfig(seed=-1)
+    for name in ("klingon", "base64"):  # base64 is a codec, but not a text encoding
+        with pytest.raises(EdgewiseError, match=f"encoding '{name}' is not a text encoding.*latin-1.*--encoding"):
+            DataConfig(encoding=name)
