@@ -10,6 +10,15 @@ from edgewise.core.errors import EdgewiseError
 
 SUPPORTED_SCHEMA = 1
 
+# Fewest timing rounds for a usable p50 interval. The interval is built from the round medians
+# (edgewise.runtime.bench.median_ci): 1 round gives a zero-width "interval" (coverage 0), 2 rounds
+# cover 50 %. Judged by whether the intervals separate, two runs of the same artifact with n rounds
+# each separate by chance with probability 1 / C(2n, n): 1/2 at 1 round, 1/6 at 2, 1/20 at 3.
+MIN_ROUNDS_TO_JUDGE_LATENCY = 3
+# Accuracy drops are compared in whole texts when both reports scored the same number of texts;
+# otherwise in points, with this tolerance for float error (0.905 - 0.900 is 0.50000000000000044 points).
+ACCURACY_TOLERANCE_POINTS = 1e-9
+
 
 def load_report(path: Path) -> dict:
     """A bench report (edgewise bench or edgewise.runtime bench), checked enough to compare."""
@@ -75,8 +84,12 @@ def compare(current: dict, baseline: dict, config: CompareConfig = CompareConfig
     """Every row of ``current`` against the matching baseline row (artifact, backend, batch, seq_len).
 
     A row regresses in latency only when its p50 is slower by more than the threshold AND its 95 %
-    interval lies wholly above the baseline's (the difference is real, not noise); in accuracy when
-    it dropped by more than ``max_accuracy_drop`` points. Rows only in one report are listed, not failed.
+    interval lies wholly above the baseline's (the difference is real, not noise). Latency is not
+    judged (a warning says why) when either report timed the row in fewer than
+    MIN_ROUNDS_TO_JUDGE_LATENCY rounds: such a row's verdict rests on accuracy alone. A row regresses
+    in accuracy when it dropped by more than ``max_accuracy_drop`` points, counted in whole texts
+    when both reports scored the same number of texts (data.rows), so losing exactly the allowed
+    number of texts passes. Rows only in one report are listed, not failed.
     """
     warnings = _check_comparable(current, baseline)
     base = {_key(r): r for r in baseline["results"] if r.get("status") == "ok"}
@@ -88,24 +101,27 @@ def compare(current: dict, baseline: dict, config: CompareConfig = CompareConfig
             f"sequence length and threads; report has {sorted(map(str, cur))[:3]}, baseline "
             f"{sorted(map(str, base))[:3]}); benchmark the same artifacts and settings as the baseline"
         )
+    texts = _texts_scored(current, baseline)
     rows = []
     for key in common:
         now, then = cur[key]["latency_ms"], base[key]["latency_ms"]
         ratio = now["p50"] / then["p50"]
-        separated = now["p50_ci95"][0] > then["p50_ci95"][1]
         slower = ratio > 1 + config.max_latency_regression
-        latency = "regression" if slower and separated else ("slower, within noise" if slower else "ok")
         row = {"artifact": key[0], "backend": key[1], "batch_size": key[2], "seq_len": key[3],
-               "baseline_p50": then["p50"], "current_p50": now["p50"], "change": ratio - 1,
-               "ci_separated": separated, "latency": latency}
+               "baseline_p50": then["p50"], "current_p50": now["p50"], "change": ratio - 1}
+        unjudged = _no_interval(current, now, "report") or _no_interval(baseline, then, "baseline")
+        if unjudged:
+            # No interval, so no way to tell a real slow-down from noise: the verdict rests on accuracy.
+            row.update(ci_separated=None, latency=f"not judged: {unjudged}")
+            warnings.append(f"{key[0]} / {key[1]} / batch {key[2]}: latency not judged: {unjudged}")
+        else:
+            separated = now["p50_ci95"][0] > then["p50_ci95"][1]
+            row.update(ci_separated=separated,
+                       latency="regression" if slower and separated else ("slower, within noise" if slower else "ok"))
         if base[key].get("accuracy") is not None:
-            if cur[key].get("accuracy") is None:
-                row.update(baseline_accuracy=base[key]["accuracy"], accuracy="regression: not measured (no --data)")
-            else:
-                drop = (base[key]["accuracy"] - cur[key]["accuracy"]) * 100
-                row.update(baseline_accuracy=base[key]["accuracy"], current_accuracy=cur[key]["accuracy"],
-                           accuracy_drop_points=drop,
-                           accuracy="regression" if drop > config.max_accuracy_drop else "ok")
+            row.update(_accuracy_verdict(cur[key], base[key], current, baseline, texts, config.max_accuracy_drop))
+            if "accuracy_note" in row:
+                warnings.append(f"{key[0]} / {key[1]} / batch {key[2]}: {row['accuracy_note']}")
         failed = row["latency"] == "regression" or str(row.get("accuracy", "")).startswith("regression")
         row["verdict"] = "FAIL" if failed else "pass"
         rows.append(row)
@@ -120,14 +136,81 @@ def compare(current: dict, baseline: dict, config: CompareConfig = CompareConfig
                        "max_accuracy_drop": config.max_accuracy_drop, "allow_missing": config.allow_missing}}
 
 
+def _texts_scored(current: dict, baseline: dict) -> int | None:
+    """How many texts both reports scored accuracy on, when they say and agree."""
+    rows_now, rows_then = (current.get("data") or {}).get("rows"), (baseline.get("data") or {}).get("rows")
+    return rows_now if isinstance(rows_now, int) and rows_now > 0 and rows_now == rows_then else None
+
+
+def _correct(accuracy: float, texts: int | None) -> int | None:
+    """Texts scored right: accuracy x texts, when that is a whole number (it is for an accuracy over ``texts``)."""
+    if texts is None:
+        return None
+    count = accuracy * texts
+    return round(count) if abs(count - round(count)) < 1e-6 else None
+
+
+def _accuracy_batch(row: dict, report: dict) -> int | None:
+    """The batch size a row's accuracy was scored at; reports before accuracy_batch_size used eval_batch_size."""
+    if "accuracy_batch_size" in row:
+        return row["accuracy_batch_size"]
+    return (report.get("config") or {}).get("eval_batch_size")
+
+
+def _accuracy_verdict(now: dict, then: dict, current: dict, baseline: dict, texts: int | None,
+                      max_drop: float) -> dict:
+    """The accuracy fields of a compared row: counted in texts where both reports scored the same texts."""
+    fields = {"baseline_accuracy": then["accuracy"]}
+    batch_now, batch_then = _accuracy_batch(now, current), _accuracy_batch(then, baseline)
+    if batch_now is not None and batch_then is not None and batch_now != batch_then:
+        fields["accuracy_note"] = (f"baseline scored in batches of {batch_then}, this report in batches of "
+                                   f"{batch_now}: dynamic INT8 predictions can change with the batch; refresh the "
+                                   "baseline")
+    if now.get("accuracy") is None:
+        return fields | {"accuracy": "regression: not measured (no --data)"}
+    right_now, right_then = _correct(now["accuracy"], texts), _correct(then["accuracy"], texts)
+    if right_now is not None and right_then is not None:
+        lost = right_then - right_now
+        drop = lost * 100 / texts
+        # Compare whole texts with the texts the threshold allows: 0.5 points of 200 texts is 1 text.
+        failed = lost > max_drop * texts / 100 + 1e-9
+        fields["accuracy_drop_texts"] = lost
+    else:
+        drop = (then["accuracy"] - now["accuracy"]) * 100
+        failed = drop > max_drop + ACCURACY_TOLERANCE_POINTS
+    return fields | {"current_accuracy": now["accuracy"], "accuracy_drop_points": drop,
+                     "accuracy": "regression" if failed else "ok"}
+
+
+def _no_interval(report: dict, latency: dict, which: str) -> str | None:
+    """Why a row's p50 interval cannot judge latency (too few timing rounds), or None when it can."""
+    medians = latency.get("round_p50")
+    low, high = latency["p50_ci95"]
+    if isinstance(medians, list):
+        rounds = len(medians)
+        if rounds >= MIN_ROUNDS_TO_JUDGE_LATENCY:
+            return None
+    elif low < high:
+        return None  # no round medians recorded (a hand-made or older report): trust a non-degenerate interval
+    else:
+        rounds = 1
+    fix = ("--min-runs >= 3 (edgewise.runtime bench cuts its runs into rounds)"
+           if report.get("tool") == "edgewise.runtime" else f"--rounds >= {MIN_ROUNDS_TO_JUDGE_LATENCY}")
+    shape = "no interval" if rounds < 2 else "an interval of 50 % coverage"
+    return (f"the {which} has {rounds} timing round{'s' if rounds != 1 else ''}: {shape}; bench with {fix} "
+            "(the gate needs 3 rounds to tell a slow-down from noise)")
+
+
 def markdown(result: dict) -> str:
     config = result["config"]
     verdict = "passed" if result["passed"] else f"FAILED ({result['failures']} regression(s))"
     lines = [
         f"## edgewise bench compare: {verdict}",
         "",
-        f"Latency fails above +{config['max_latency_regression'] * 100:.0f} % when the 95 % intervals separate; "
-        f"accuracy fails when it drops more than {config['max_accuracy_drop']} points"
+        f"Latency fails above +{config['max_latency_regression'] * 100:.0f} % when the 95 % intervals separate "
+        f"(not judged when either report has fewer than {MIN_ROUNDS_TO_JUDGE_LATENCY} timing rounds); "
+        f"accuracy fails when it drops more than {config['max_accuracy_drop']} points (in whole texts where the "
+        "reports give their count)"
         + ("." if config.get("allow_missing") else "; a baseline row missing or skipped in the report fails."),
         *[f"\n**Warning:** {w}" for w in result.get("warnings", [])],
         "",
@@ -138,8 +221,11 @@ def markdown(result: dict) -> str:
     for r in result["rows"]:
         accuracy = (f"{r['baseline_accuracy'] * 100:.2f} -> {r['current_accuracy'] * 100:.2f} %"
                     if "current_accuracy" in r else r.get("accuracy", ""))
+        if r.get("accuracy_drop_texts"):
+            accuracy += f" ({-r['accuracy_drop_texts']:+d} texts)"
+        separated = {True: "yes", False: "no", None: "not judged (too few rounds)"}[r["ci_separated"]]
         lines.append(f"| {r['artifact']} | {r['backend']} | {r['batch_size']} | {r['baseline_p50']:.3f} | "
-                     f"{r['current_p50']:.3f} | {r['change'] * 100:+.1f} % | {'yes' if r['ci_separated'] else 'no'} | "
+                     f"{r['current_p50']:.3f} | {r['change'] * 100:+.1f} % | {separated} | "
                      f"{accuracy} | {r['verdict']} |")
     if result["missing"]:
         verdict = "allowed" if config.get("allow_missing") else "FAIL"

@@ -38,7 +38,11 @@ class BenchConfig:
     split: str | None = setting(None, "Split whose texts give accuracy (and real lengths). Default: test, else "
                                       "validation, else the only one.")
     accuracy_samples: int | None = setting(None, "Texts scored for accuracy (default: the whole split).")
-    eval_batch_size: int = setting(32, "Batch size of the accuracy pass.")
+    eval_batch_size: int | None = setting(
+        None, "Batch size of the accuracy pass. Default: each row's own batch size, so every row's accuracy is "
+              "what that batch size will give when deployed (dynamic INT8 scales activations per batch, pads "
+              "included, so predictions can change with the batch); a number scores every row in batches of that "
+              "size instead (one pass per artifact and backend, faster).")
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
@@ -59,8 +63,15 @@ class BenchConfig:
             problems.append("warmup must be >= 0, min_runs >= 1, min_time_s >= 0 and rounds >= 1")
         if self.accuracy_samples is not None and self.accuracy_samples < 1:
             problems.append(f"accuracy_samples must be >= 1, got {self.accuracy_samples}")
-        if self.eval_batch_size < 1:
-            problems.append(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if self.eval_batch_size is not None:
+            try:  # a flag without a declared type arrives as text
+                object.__setattr__(self, "eval_batch_size", int(self.eval_batch_size))
+            except (TypeError, ValueError):
+                problems.append(f"eval_batch_size must be a whole number >= 1 or unset, got {self.eval_batch_size!r}")
+            else:
+                if self.eval_batch_size < 1:
+                    problems.append(f"eval_batch_size must be >= 1 (or unset: each row's batch size), "
+                                    f"got {self.eval_batch_size}")
         if problems:
             raise EdgewiseError("; ".join(problems))
 

@@ -11,6 +11,19 @@ def _pct(value) -> str:
     return f"{value * 100:.2f} %" if value is not None else ""
 
 
+def _accuracy(row: dict, eval_batch_size: int | None) -> str:
+    """The accuracy cell; the batch size it was scored at when that is not the row's.
+
+    Reports written before rows recorded ``accuracy_batch_size`` scored every row at the configured
+    ``eval_batch_size``.
+    """
+    text = _pct(row.get("accuracy"))
+    scored_at = row.get("accuracy_batch_size", eval_batch_size)
+    if text and scored_at is not None and scored_at != row["batch_size"]:
+        text += f" (batch {scored_at})"
+    return text
+
+
 def markdown(report: dict) -> str:
     """A ladder table: every artifact / backend / batch size with latency, throughput, size and accuracy."""
     env = report["environment"]
@@ -28,7 +41,10 @@ def markdown(report: dict) -> str:
     ]
     if report.get("data"):
         d = report["data"]
-        lines.append(f"Accuracy on {d['spec']} ({d['split']}, {d['rows']} texts), through the backend timed.")
+        scored = config.get("eval_batch_size")
+        lines.append(f"Accuracy on {d['spec']} ({d['split']}, {d['rows']} texts), through the backend timed, "
+                     + (f"in batches of {scored} (--eval-batch-size) whatever the row's batch size."
+                        if scored else "at each row's own batch size."))
     lines += [
         "",
         "| artifact | backend | batch | seq | p50 ms (95 % CI) | p90 | p99 | CV | vs ref | items/s | accuracy "
@@ -50,11 +66,13 @@ def markdown(report: dict) -> str:
             f"| {row['artifact']} | {row['backend']} | {row['batch_size']} | {row['seq_len']} | "
             f"{lat['p50']:.2f} ({low:.2f}-{high:.2f}) | {_ms(lat['p90'])} | {_ms(lat['p99'])} | {lat['cv']:.3f} | "
             f"{f'{ratio:.2f}x' if ratio is not None else ''} | {row['throughput_items_per_s']:.1f} | "
-            f"{_pct(row.get('accuracy'))} | {_pct(row.get('macro_f1'))} | {_pct(row.get('label_agreement'))} | "
+            f"{_accuracy(row, config.get('eval_batch_size'))} | {_pct(row.get('macro_f1'))} | "
+            f"{_pct(row.get('label_agreement'))} | "
             f"{size} | {params} |"
         )
     lines += ["", "`vs ref`: p50 relative to the reference artifact at the same batch size, on the same backend "
               "when the reference ran there, else on its first backend (below 1 is faster). `agreement`: share of "
               "evaluation texts labelled as the reference labels them. `seq` data: the evaluation texts at their "
-              "real length, padded per batch.", ""]
+              "real length, padded per batch. `accuracy` (batch N): scored in batches of N, not at the row's "
+              "batch size; dynamic INT8 predictions can change with the batch.", ""]
     return "\n".join(lines)

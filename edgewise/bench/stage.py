@@ -148,11 +148,16 @@ def bench(artifacts: list[Path], config: BenchConfig = BenchConfig(), *, data: s
                                   "rss_before": before, "rss_after": current_rss_mb(),
                                   "gpu_peak": _gpu_peak_mb(backend),
                                   "seq_len": "data" if seq_mode == "data" else feeds[0][1]})
-            accuracy = _accuracy(runner, artifact, split, config) if split is not None else None
-            if accuracy is not None:
-                predictions[(name, backend)] = accuracy.pop("predictions")
+            # Each row is scored at its own batch size (dynamic INT8 scales activations per batch, so the
+            # batch changes predictions); one pass per distinct accuracy batch size, shared by its rows.
+            passes = {}
             for slot in new_slots:
-                slot["accuracy"] = accuracy
+                eval_batch = config.eval_batch_size or slot["batch_size"]
+                if split is not None and eval_batch not in passes:
+                    passes[eval_batch] = _accuracy(runner, artifact, split, config, eval_batch)
+                    predictions[(name, backend, eval_batch)] = passes[eval_batch].pop("predictions")
+                slot["accuracy"] = passes.get(eval_batch)
+                slot["accuracy_batch_size"] = eval_batch if split is not None else None
             slots += new_slots
     _time_interleaved(slots, config)
     rows += [_row(slot, config) for slot in slots]
@@ -198,8 +203,9 @@ def _eval_split(data: str, config: BenchConfig):
     return split
 
 
-def _accuracy(runner, artifact: Artifact, split, config: BenchConfig) -> dict:
-    """Predictions through the backend that is timed, and their metrics when the split is labelled."""
+def _accuracy(runner, artifact: Artifact, split, config: BenchConfig, batch_size: int) -> dict:
+    """Predictions through the backend that is timed, in batches of ``batch_size`` (texts sorted by length),
+    and their metrics when the split is labelled."""
     import numpy as np
 
     from edgewise.core.data import encode_labels
@@ -208,9 +214,9 @@ def _accuracy(runner, artifact: Artifact, split, config: BenchConfig) -> dict:
     order = np.argsort([len(t) for t in split.texts], kind="stable")
     predicted = np.zeros(len(split), dtype=np.int64)
     with progress_bar(transient=True) as bar:
-        task = bar.add_task(f"accuracy {runner.backend}", total=len(split), info="")
-        for start in range(0, len(split), config.eval_batch_size):
-            idx = order[start:start + config.eval_batch_size]
+        task = bar.add_task(f"accuracy {runner.backend}, batch {batch_size}", total=len(split), info="")
+        for start in range(0, len(split), batch_size):
+            idx = order[start:start + batch_size]
             feed = runner.encode([split.texts[i] for i in idx], [split.pairs[i] for i in idx] if split.pairs else None)
             predicted[idx] = np.asarray(runner.logits(feed)).argmax(-1)
             bar.advance(task, len(idx))
@@ -278,6 +284,8 @@ def _row(slot: dict, config: BenchConfig) -> dict:
     accuracy = slot["accuracy"] or {}
     if "accuracy" in accuracy:
         row["accuracy"], row["macro_f1"] = accuracy["accuracy"], accuracy["macro_f1"]
+    if slot.get("accuracy_batch_size") is not None:  # the batch size the predictions (accuracy, agreement) came from
+        row["accuracy_batch_size"] = slot["accuracy_batch_size"]
     return row
 
 
@@ -292,7 +300,10 @@ def _skipped(name, artifact, backend, batch_size, config, reason) -> dict:
 
 
 def _relate(rows: list[dict], reference: str, predictions: dict) -> None:
-    """Latency ratio and label agreement of every row against the reference artifact."""
+    """Latency ratio and label agreement of every row against the reference artifact.
+
+    Agreement compares predictions made at the same batch size (the row's accuracy batch size).
+    """
     import numpy as np
 
     ok = [r for r in rows if r["status"] == "ok"]
@@ -302,7 +313,8 @@ def _relate(rows: list[dict], reference: str, predictions: dict) -> None:
         if ref is None:
             continue
         row["reference"] = {"backend": ref["backend"], "p50_ratio": row["latency_ms"]["p50"] / ref["latency_ms"]["p50"]}
-        mine, theirs = predictions.get((row["artifact"], row["backend"])), predictions.get((reference, ref["backend"]))
+        mine = predictions.get((row["artifact"], row["backend"], row.get("accuracy_batch_size")))
+        theirs = predictions.get((reference, ref["backend"], row.get("accuracy_batch_size")))
         if mine is not None and theirs is not None:
             row["label_agreement"] = float(np.mean(mine == theirs))
 

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from edgewise.bench import BenchConfig, CompareConfig, bench, compare, load_report
+from edgewise.bench.compare import markdown
 from edgewise.bench.config import parse_percent
 from edgewise.bench.plots import pareto_front
 from edgewise.core.errors import EdgewiseError
@@ -34,6 +35,117 @@ def test_compare_flags_accuracy_drops_beyond_the_threshold_in_points():
     assert compare(_report(10.0, (9.9, 10.1), accuracy=0.896), baseline, config)["passed"]  # -0.4 points
     result = compare(_report(10.0, (9.9, 10.1), accuracy=0.890), baseline, config)  # -1.0 point
     assert not result["passed"] and result["rows"][0]["accuracy_drop_points"] == pytest.approx(1.0)
+
+
+def _scored(right: int, texts: int) -> dict:
+    """A report whose accuracy is ``right`` of ``texts`` texts, computed as the accuracy metric computes it."""
+    report = _report(10.0, (9.9, 10.1), accuracy=right / texts)
+    report["data"] = {"sha256": "same-texts", "rows": texts}
+    return report
+
+
+@pytest.mark.parametrize("baseline_accuracy", [0.905, 0.87, 0.6, 0.995])
+def test_compare_passes_a_drop_of_exactly_the_threshold_and_fails_one_text_more(baseline_accuracy):
+    texts = 200  # 0.5 points of 200 texts is exactly 1 text
+    right = round(baseline_accuracy * texts)
+    config = CompareConfig(max_accuracy_drop=0.5)
+
+    at = compare(_scored(right - 1, texts), _scored(right, texts), config)
+    beyond = compare(_scored(right - 2, texts), _scored(right, texts), config)
+
+    assert at["passed"] and at["rows"][0]["accuracy"] == "ok"
+    assert at["rows"][0]["accuracy_drop_texts"] == 1 and at["rows"][0]["accuracy_drop_points"] == 0.5
+    assert not beyond["passed"] and beyond["rows"][0]["accuracy"] == "regression"
+    assert beyond["rows"][0]["accuracy_drop_texts"] == 2
+
+
+@pytest.mark.parametrize(("texts", "max_drop", "allowed"), [(1000, 0.3, 3), (333, 0.5, 1), (60, 5.0, 3), (7, 0.0, 0)])
+def test_compare_counts_the_texts_the_threshold_allows(texts, max_drop, allowed):
+    right = texts - 1
+    config = CompareConfig(max_accuracy_drop=max_drop)
+
+    assert compare(_scored(right - allowed, texts), _scored(right, texts), config)["passed"]
+    assert not compare(_scored(right - allowed - 1, texts), _scored(right, texts), config)["passed"]
+
+
+def test_compare_tolerates_float_error_when_the_reports_do_not_say_how_many_texts_they_scored():
+    config = CompareConfig(max_accuracy_drop=0.5)
+
+    # 0.905 - 0.900 is 0.50000000000000044 points in floats; no data.rows: compared in points, with a tolerance.
+    at = compare(_report(10.0, (9.9, 10.1), accuracy=0.900), _report(10.0, (9.9, 10.1), accuracy=0.905), config)
+    beyond = compare(_report(10.0, (9.9, 10.1), accuracy=0.8999), _report(10.0, (9.9, 10.1), accuracy=0.905), config)
+
+    assert at["passed"] and "accuracy_drop_texts" not in at["rows"][0]
+    assert not beyond["passed"]
+
+
+def test_compare_reads_reports_from_before_rows_recorded_their_accuracy_batch_size():
+    old = _scored(180, 200)
+    old["config"] = {"eval_batch_size": 32}  # every row was scored in batches of 32 then
+    new = _scored(180, 200)
+    new["config"] = {"eval_batch_size": None}
+    new["results"][0]["accuracy_batch_size"] = 1
+
+    result = compare(new, old)
+    same = compare(old, copy.deepcopy(old))
+
+    assert result["passed"] and result["rows"][0]["accuracy"] == "ok"
+    assert "baseline scored in batches of 32, this report in batches of 1" in result["warnings"][0]
+    assert "refresh the baseline" in result["rows"][0]["accuracy_note"]
+    assert same["passed"] and same["warnings"] == [] and "accuracy_note" not in same["rows"][0]
+
+
+def _timed(p50: float, rounds: int, tool: str = "edgewise bench") -> dict:
+    """A report whose latency figures come from the real statistics of ``rounds`` timing rounds around p50."""
+    from edgewise.runtime.bench import latency_stats
+
+    per_round = [[p50 * (1 + 0.01 * ((i + j) % 3 - 1)) for j in range(20)] for i in range(rounds)]
+    report = _report(p50, (p50, p50))
+    report["tool"] = tool
+    report["results"][0]["latency_ms"] = latency_stats([x for r in per_round for x in r], per_round)
+    return report
+
+
+@pytest.mark.parametrize("single", ["current", "baseline"])
+def test_compare_does_not_judge_latency_from_a_single_timing_round(single):
+    # 20 % slower: with an interval from 1 round (zero width) this used to count as separated and fail.
+    current = _timed(12.0, 1 if single == "current" else 5)
+    baseline = _timed(10.0, 1 if single == "baseline" else 5)
+
+    result = compare(current, baseline, CompareConfig(max_latency_regression=0.10))
+
+    row = result["rows"][0]
+    assert result["passed"] and row["verdict"] == "pass" and row["ci_separated"] is None
+    which = "report" if single == "current" else "baseline"
+    assert row["latency"].startswith(f"not judged: the {which} has 1 timing round: no interval")
+    assert "bench with --rounds >= 3" in row["latency"] and "latency not judged" in result["warnings"][0]
+    assert "not judged (too few rounds)" in markdown(result)
+
+
+def test_compare_still_judges_accuracy_when_latency_is_not_judged():
+    current, baseline = _timed(12.0, 1), _timed(10.0, 5)
+    current["results"][0]["accuracy"] = 0.8  # baseline 0.9: -10 points
+
+    result = compare(current, baseline)
+
+    assert not result["passed"] and result["rows"][0]["accuracy"] == "regression"
+    assert result["rows"][0]["latency"].startswith("not judged")
+
+
+def test_compare_needs_three_rounds_on_both_sides_to_judge_latency():
+    two = compare(_timed(12.0, 2), _timed(10.0, 5))
+    three = compare(_timed(12.0, 3), _timed(10.0, 3))
+    device = compare(_timed(12.0, 2, tool="edgewise.runtime"), _timed(10.0, 5))
+
+    assert two["passed"] and "2 timing rounds: an interval of 50 % coverage" in two["rows"][0]["latency"]
+    assert not three["passed"] and three["rows"][0]["latency"] == "regression"
+    assert "--min-runs >= 3" in device["rows"][0]["latency"]
+
+
+def test_compare_does_not_judge_a_zero_width_interval_without_round_medians():
+    result = compare(_report(12.0, (12.0, 12.0)), _report(10.0, (9.9, 10.1)))
+
+    assert result["passed"] and result["rows"][0]["latency"].startswith("not judged: the report has 1 timing round")
 
 
 def test_compare_lists_rows_only_in_one_report_and_refuses_disjoint_reports():
@@ -125,12 +237,12 @@ FAST = dict(warmup=5, min_runs=60, min_time_s=0.3, rounds=3, threads=1, seq_len=
 
 @pytest.fixture(scope="module")
 def slow_model(tiny_teacher, tmp_path_factory):
-    """A much larger classifier (hidden 256, 4 layers) exported to ONNX, in a folder also named `model`."""
+    """A classifier with 4x the tiny teacher's layers and 4x its width (8 x 128), exported to ONNX."""
     from edgewise.export import ExportConfig, export
     from tests.conftest import random_classifier
 
-    hf = random_classifier(tmp_path_factory.mktemp("slow-hf") / "hf", tiny_teacher, hidden=256, layers=4)
-    dst = tmp_path_factory.mktemp("slow") / "model"
+    hf = random_classifier(tmp_path_factory.mktemp("slow-hf") / "hf", tiny_teacher, hidden=128, layers=8)
+    dst = tmp_path_factory.mktemp("slow") / "student-8-layers"
     export(hf, dst, ExportConfig(max_length=32))
     return dst
 
@@ -144,17 +256,85 @@ def fast_model(tiny_onnx, tmp_path_factory):
     return dst
 
 
-def test_gate_passes_two_runs_of_the_same_artifact_and_fails_a_slower_swap(fast_model, slow_model):
-    baseline = bench([fast_model], BenchConfig(**FAST))
-    again = bench([fast_model], BenchConfig(**FAST))
-    swapped = bench([slow_model], BenchConfig(**FAST))
+def _zero_classifier(folder, labels: int = 3) -> int:
+    """Zero every float weight with a dimension of ``labels`` (the classifier's): logits all 0, label 0 for all."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
 
-    assert compare(again, baseline, CompareConfig(max_latency_regression=0.10))["passed"]
-    result = compare(swapped, baseline, CompareConfig(max_latency_regression=0.10))
-    assert not result["passed"] and result["rows"][0]["latency"] == "regression"
-    assert result["rows"][0]["change"] > 1.0  # more than twice as slow
+    model = onnx.load(str(folder / "model.onnx"))
+    zeroed = 0
+    for tensor in model.graph.initializer:
+        if tensor.data_type == onnx.TensorProto.FLOAT and labels in tensor.dims:
+            tensor.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(tensor)), tensor.name))
+            zeroed += 1
+    onnx.save(model, str(folder / "model.onnx"))
+    return zeroed
 
 
+def _only(report: dict, artifact: str) -> dict:
+    """The report cut down to one artifact's rows, as if that artifact alone had been benched."""
+    kept = copy.deepcopy(report)
+    kept["results"] = [r for r in kept["results"] if r["artifact"] == artifact]
+    kept["artifacts"] = [a for a in kept["artifacts"] if a["name"] == artifact]
+    kept["reference"] = artifact
+    return kept
+
+
+def _write(path, report: dict):
+    path.write_text(json.dumps(report))
+    return path
+
+
+@pytest.mark.slow
+def test_gate_on_real_reports_fails_a_slower_model_and_passes_the_same_artifact(fast_model, slow_model, tiny_data,
+                                                                                 tmp_path, cli_run):
+    # One interleaved run times both models, so the gap between them is the models', not machine drift.
+    both = bench([fast_model, slow_model], BenchConfig(**FAST), data=str(tiny_data))
+    fast_row, slow_row = (next(r for r in both["results"] if r["artifact"] == name)
+                          for name in ("model", "student-8-layers"))
+    baseline = _write(tmp_path / "baseline.json", _only(both, "model"))
+    swapped = _only(both, "model")  # the slow model's measured latency under the fast model's name
+    swapped["results"][0]["latency_ms"] = slow_row["latency_ms"]
+    current = _write(tmp_path / "current.json", swapped)
+
+    slower = cli_run("bench", "compare", current, baseline, "--json")
+    same = cli_run("bench", "compare", baseline, baseline, "--json")
+
+    assert slow_row["latency_ms"]["p50"] > fast_row["latency_ms"]["p50"]
+    assert slower.exit_code == 1, slower.output
+    row = json.loads(slower.stdout)["rows"][0]
+    assert row["latency"] == "regression" and row["ci_separated"] and row["change"] > 0.10
+    assert row["accuracy"] == "ok" and row["verdict"] == "FAIL"
+    assert same.exit_code == 0, same.output
+    assert [(r["latency"], r["accuracy"], r["verdict"]) for r in json.loads(same.stdout)["rows"]] == [
+        ("ok", "ok", "pass")]
+
+
+@pytest.mark.slow
+def test_gate_on_real_reports_fails_a_model_whose_classifier_was_zeroed(fast_model, tiny_data, tmp_path, cli_run):
+    import shutil
+
+    from edgewise.core.manifest import MANIFEST_NAME
+
+    baseline = _write(tmp_path / "baseline.json", bench([fast_model], BenchConfig(**FAST), data=str(tiny_data)))
+    broken = tmp_path / "broken" / "model"  # the same artifact name, so its rows match the baseline's
+    shutil.copytree(fast_model, broken)
+    (broken / MANIFEST_NAME).unlink()  # its model file changes: a foreign folder now
+    assert _zero_classifier(broken) >= 1
+    current = _write(tmp_path / "current.json", bench([broken], BenchConfig(**FAST), data=str(tiny_data)))
+
+    # Latency is left out of this verdict (two separate runs): only accuracy may fail it.
+    result = cli_run("bench", "compare", current, baseline, "--json", "--max-latency-regression", "1000%")
+
+    assert result.exit_code == 1, result.output
+    row = json.loads(result.stdout)["rows"][0]
+    assert row["latency"] != "regression" and row["accuracy"] == "regression" and row["verdict"] == "FAIL"
+    assert row["current_accuracy"] < row["baseline_accuracy"] - 0.2  # every text labelled as label 0 now
+    assert row["accuracy_drop_texts"] >= 10  # counted in whole texts of the 60 scored
+
+
+@pytest.mark.slow
 def test_runtime_bench_reports_compare_with_edgewise_bench_reports(fast_model, tmp_path):
     import subprocess
     import sys

@@ -157,7 +157,8 @@ def test_bench_refuses_an_existing_report_folder(tiny_onnx, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [({"backends": ("gpu",)}, "unknown"), ({"batch_sizes": (0,)}, "batch sizes"), ({"threads": 0}, "threads"),
-     ({"seq_len": "long"}, "seq_len"), ({"rounds": 0}, "rounds"), ({"accuracy_samples": 0}, "accuracy_samples")],
+     ({"seq_len": "long"}, "seq_len"), ({"rounds": 0}, "rounds"), ({"accuracy_samples": 0}, "accuracy_samples"),
+     ({"eval_batch_size": 0}, "eval_batch_size"), ({"eval_batch_size": "many"}, "eval_batch_size")],
 )
 def test_bench_config_rejects_bad_values(kwargs, fragment):
     with pytest.raises(EdgewiseError, match=fragment):
@@ -183,3 +184,129 @@ def test_bench_accuracy_and_agreement_are_measured_per_artifact(tiny_teacher, ti
     mine = Predictor(untrained).logits(texts).argmax(-1)
     assert rows["untrained"]["label_agreement"] == pytest.approx(float((mine == theirs).mean()))
     assert rows["untrained"]["label_agreement"] < 1.0
+
+
+def _stub_loader(behaviour: dict):
+    """A `load` whose runners label texts by their class words: correctly, or as label 0, per batch size.
+
+    ``behaviour[folder name](batch size)`` is True for correct labels at that batch size. Every call to
+    logits is recorded as (folder name, batch length).
+    """
+    import numpy as np
+
+    from edgewise.bench.backends import Runner
+    from tests.conftest import CLASS_WORDS
+
+    calls = []
+
+    def load(artifact, backend, threads):
+        label2id = {name: i for i, name in artifact.labels.items()}
+        word_label = {w: label2id[label] for label, words in CLASS_WORDS.items() for w in words}
+        correct_at = behaviour[artifact.path.name]
+
+        def encode(texts, pairs):
+            return {"input_ids": np.zeros((len(texts), 8), dtype=np.int64), "texts": list(texts)}
+
+        def logits(feed):
+            calls.append((artifact.path.name, len(feed["texts"])))
+            out = np.zeros((len(feed["texts"]), len(label2id)), dtype=np.float32)
+            if correct_at(len(feed["texts"])):
+                for i, text in enumerate(feed["texts"]):
+                    out[i, next(word_label[w] for w in text.split() if w in word_label)] = 1.0
+            return out
+
+        return Runner(backend, 32, encode, lambda b, s: encode(["x"] * b, None), lambda feed: None, logits,
+                      lambda feed: 1.0, {})
+
+    return load, calls
+
+
+def test_bench_scores_every_row_at_its_own_batch_size_once(tiny_onnx, tiny_data, monkeypatch):
+    load, calls = _stub_loader({"teacher-onnx": lambda batch: batch == 1})  # wrong whenever batched
+    monkeypatch.setattr("edgewise.bench.stage.load", load)
+
+    result = bench([tiny_onnx], BenchConfig(batch_sizes=(1, 4), **FAST), data=str(tiny_data))
+
+    rows = {r["batch_size"]: r for r in result["results"]}
+    assert (rows[1]["accuracy"], rows[1]["accuracy_batch_size"]) == (1.0, 1)
+    assert (rows[4]["accuracy"], rows[4]["accuracy_batch_size"]) == (pytest.approx(1 / 3), 4)  # all label 0
+    # One pass per batch size over the 60 test texts: 60 batches of 1, 15 of 4.
+    assert sorted(set(calls)) == [("teacher-onnx", 1), ("teacher-onnx", 4)]
+    assert calls.count(("teacher-onnx", 1)) == 60 and calls.count(("teacher-onnx", 4)) == 15
+
+
+def test_bench_eval_batch_size_overrides_every_row_with_one_shared_pass(tiny_onnx, tiny_data, monkeypatch):
+    from edgewise.bench.report import markdown
+
+    load, calls = _stub_loader({"teacher-onnx": lambda batch: batch == 1})
+    monkeypatch.setattr("edgewise.bench.stage.load", load)
+
+    result = bench([tiny_onnx], BenchConfig(batch_sizes=(1, 4), eval_batch_size=4, **FAST), data=str(tiny_data))
+
+    assert [(r["accuracy"], r["accuracy_batch_size"]) for r in result["results"]] == [
+        (pytest.approx(1 / 3), 4), (pytest.approx(1 / 3), 4)]
+    assert calls == [("teacher-onnx", 4)] * 15
+    text = markdown(result)
+    assert "| teacher-onnx | ort-cpu | 1 |" in text and "33.33 % (batch 4) |" in text
+    assert "in batches of 4 (--eval-batch-size)" in text
+
+
+def test_bench_label_agreement_compares_predictions_made_at_the_same_batch_size(tiny_onnx, tiny_data, tmp_path,
+                                                                                monkeypatch):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_onnx, other)
+    # The reference is right only at batch 1; the other artifact is right at every batch size.
+    load, _ = _stub_loader({"teacher-onnx": lambda batch: batch == 1, "other": lambda batch: True})
+    monkeypatch.setattr("edgewise.bench.stage.load", load)
+
+    result = bench([tiny_onnx, other], BenchConfig(batch_sizes=(1, 4), **FAST), data=str(tiny_data))
+
+    agreement = {r["batch_size"]: r["label_agreement"] for r in result["results"] if r["artifact"] == "other"}
+    assert agreement == {1: 1.0, 4: pytest.approx(1 / 3)}  # at batch 4 the reference says label 0 throughout
+
+
+def test_bench_markdown_shows_the_accuracy_batch_only_where_it_differs(report):
+    from edgewise.bench.report import markdown
+
+    result, _ = report
+    text = markdown(result)
+
+    assert all(r["accuracy_batch_size"] == r["batch_size"] for r in result["results"] if r["status"] == "ok")
+    assert "% (batch " not in text and "at each row's own batch size" in text
+    old = json.loads(json.dumps(result))  # a report written before rows recorded their accuracy batch size
+    for row in old["results"]:
+        row.pop("accuracy_batch_size", None)
+    old["config"]["eval_batch_size"] = 2
+    old_text = markdown(old)
+    assert "(batch 2)" in old_text and "in batches of 2 (--eval-batch-size)" in old_text
+    ran_at_1 = sum(r["status"] == "ok" and r["batch_size"] == 1 for r in old["results"])
+    assert ran_at_1 == 3 and old_text.count("% (batch 2) |") == ran_at_1  # batch-1 rows scored in batches of 2
+
+
+@pytest.mark.slow
+def test_bench_scores_a_dynamic_int8_model_at_each_rows_batch_size(tiny_onnx, tiny_data, tmp_path):
+    import numpy as np
+
+    from edgewise.core.artifact import Artifact
+    from edgewise.core.data import encode_labels, load_splits
+    from edgewise.quantize import quantize
+    from edgewise.quantize.config import QuantizeConfig
+    from edgewise.runtime import Predictor
+
+    int8 = tmp_path / "int8"
+    quantize(tiny_onnx, int8, QuantizeConfig())
+
+    result = bench([tiny_onnx, int8], BenchConfig(batch_sizes=(1, 8), threads=1, **FAST), data=str(tiny_data))
+
+    split = load_splits(str(tiny_data))["test"]
+    truth = np.asarray(encode_labels(split, Artifact.load(int8).labels))
+    for row in (r for r in result["results"] if r["artifact"] == "int8"):
+        batch = row["batch_size"]
+        # The same texts in the same length-sorted batches of this row's size, scored independently.
+        mine = Predictor(int8, threads=1).logits(split.texts, batch_size=batch).argmax(-1)
+        theirs = Predictor(tiny_onnx, threads=1).logits(split.texts, batch_size=batch).argmax(-1)
+        assert row["accuracy_batch_size"] == batch
+        assert row["accuracy"] == pytest.approx(float((mine == truth).mean()))
+        assert row["label_agreement"] == pytest.approx(float((mine == theirs).mean()))
