@@ -14,7 +14,11 @@ from edgewise.core.config import config_to_dict
 from edgewise.core.errors import EdgewiseError
 
 MANIFEST_NAME = "edgewise.json"
-SCHEMA_VERSION = 1
+# 2: the manifest carries `content_sha256`, a hash of its own content, so a hand-edited manifest
+# (a raised accuracy, a swapped file hash) is caught by reading it alone. Version 1 manifests are
+# still read; they are reported as unsealed.
+SCHEMA_VERSION = 2
+SEAL_FIELD = "content_sha256"
 KINDS = ("hf", "onnx", "ort", "tensorrt", "bundle", "inc")
 
 
@@ -33,6 +37,17 @@ def hash_files(directory: Path) -> dict[str, str]:
         for p in sorted(directory.rglob("*"))
         if p.is_file() and p.relative_to(directory).as_posix() != MANIFEST_NAME
     }
+
+
+def content_digest(payload: dict) -> str:
+    """sha256 of a manifest's content (every stored field but the seal), independent of formatting.
+
+    Floats survive json's round trip exactly (repr), so the digest of a manifest as read equals
+    the digest of the manifest as written unless a value changed.
+    """
+    canonical = json.dumps({k: v for k, v in payload.items() if k != SEAL_FIELD}, sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def now() -> str:
@@ -74,9 +89,11 @@ class Manifest:
     expected_files: list = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     edgewise_version: str = ""
-    # Not stored: where it was read from and the sha256 of the file it was read from.
+    # Not stored: where it was read from, the sha256 of the file it was read from, and whether
+    # its content still matches its seal (None: a version 1 manifest, which has none).
     path: Path | None = field(default=None, compare=False)
     sha256: str | None = field(default=None, compare=False)
+    sealed: bool | None = field(default=None, compare=False)
 
     STORED = (
         "schema_version", "edgewise_version", "kind", "stage", "config", "parent", "source", "data",
@@ -84,7 +101,10 @@ class Manifest:
     )
 
     def to_json(self) -> str:
-        return json.dumps({k: getattr(self, k) for k in self.STORED}, indent=2, sort_keys=False) + "\n"
+        payload = {k: getattr(self, k) for k in self.STORED}
+        # Sealed as it will be read back: JSON turns tuples into lists and integer keys into strings.
+        payload[SEAL_FIELD] = content_digest(json.loads(json.dumps(payload)))
+        return json.dumps(payload, indent=2, sort_keys=False) + "\n"
 
     @classmethod
     def write(
@@ -130,6 +150,7 @@ class Manifest:
         (directory / MANIFEST_NAME).write_text(text)
         manifest.path = directory
         manifest.sha256 = hashlib.sha256(text.encode()).hexdigest()
+        manifest.sealed = True
         return manifest
 
     @classmethod
@@ -168,13 +189,23 @@ class Manifest:
         manifest = cls(**{k: v for k, v in data.items() if k in cls.STORED})
         manifest.path = directory
         manifest.sha256 = hashlib.sha256(raw).hexdigest()
+        seal = data.get(SEAL_FIELD)
+        if version >= 2 and not isinstance(seal, str):
+            raise EdgewiseError(f"{path} lacks its {SEAL_FIELD} (every schema {version} manifest has one); the "
+                                "artifact is corrupt or was edited: re-create it with the stage that made it")
+        manifest.sealed = None if seal is None else seal == content_digest(data)
         return manifest
 
     def verify(self) -> list[str]:
-        """Every file that is missing, changed or added since the manifest was written."""
+        """Every file that is missing, changed or added since the manifest was written, and the
+        manifest itself when its content no longer matches its seal."""
         assert self.path is not None
         actual = hash_files(self.path)
-        problems = [f"{name}: missing" for name in self.files if name not in actual]
+        problems = []
+        if self.sealed is False:
+            problems.append(f"{MANIFEST_NAME}: edited since edgewise wrote it (its {SEAL_FIELD} no longer matches "
+                            "its content)")
+        problems += [f"{name}: missing" for name in self.files if name not in actual]
         problems += [
             f"{name}: changed (sha256 differs)"
             for name, digest in self.files.items()

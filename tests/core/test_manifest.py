@@ -119,3 +119,42 @@ def test_manifest_read_rejects_corrupt_files(tmp_path, content, fragment):
 
     with pytest.raises(EdgewiseError, match=fragment):
         Manifest.read(tmp_path)
+
+
+def test_manifest_read_catches_an_edit_of_the_manifest_itself(tmp_path):
+    _write(tmp_path)
+    assert Manifest.read(tmp_path).sealed is True and Manifest.read(tmp_path).verify() == []
+    data = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    data["metrics"]["test"]["accuracy"] = 0.99  # a better figure typed in by hand
+
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data, indent=4))
+
+    manifest = Manifest.read(tmp_path)
+    assert manifest.sealed is False
+    assert manifest.verify() == [f"{MANIFEST_NAME}: edited since edgewise wrote it (its content_sha256 no longer "
+                                 "matches its content)"]
+
+
+def test_manifest_seal_ignores_formatting_but_not_an_added_key(tmp_path):
+    _write(tmp_path)
+    data = json.loads((tmp_path / MANIFEST_NAME).read_text())
+
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data, separators=(",", ":"), sort_keys=True))
+    assert Manifest.read(tmp_path).sealed is True
+
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({**data, "note": "trust me"}))
+    assert Manifest.read(tmp_path).sealed is False
+
+
+def test_manifest_without_its_seal_is_refused_unless_schema_1(tmp_path):
+    _write(tmp_path)
+    data = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    del data["content_sha256"]
+
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))
+    with pytest.raises(EdgewiseError, match="lacks its content_sha256"):
+        Manifest.read(tmp_path)
+
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({**data, "schema_version": 1}))  # written before the seal
+    manifest = Manifest.read(tmp_path)
+    assert manifest.sealed is None and manifest.verify() == []
