@@ -97,16 +97,38 @@ def load_tokenizer(source: ModelSource):
     return _hub_guard(source, lambda: AutoTokenizer.from_pretrained(source.location), "tokenizer")
 
 
-def load_classifier(source: ModelSource, allow_pickle: bool = False, **kwargs):
-    """An AutoModelForSequenceClassification; safetensors only unless ``allow_pickle``."""
+def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head: bool = False, **kwargs):
+    """An AutoModelForSequenceClassification; safetensors only unless ``allow_pickle``.
+
+    Every weight must come from the checkpoint: transformers fills a missing one with random
+    values and only logs a warning, so an encoder saved without its classification head would
+    score at chance with exit code 0. ``new_head=True`` (fine-tuning a pretrained encoder, a
+    pretrained student) accepts a fresh head and pooler, never a fresh encoder weight.
+    """
     from transformers import AutoModelForSequenceClassification
 
-    return _hub_guard(
+    model, info = _hub_guard(
         source,
         lambda: AutoModelForSequenceClassification.from_pretrained(
-            source.location, use_safetensors=None if allow_pickle else True, **kwargs
+            source.location, use_safetensors=None if allow_pickle else True, output_loading_info=True, **kwargs
         ),
     )
+    fresh = list(info.get("missing_keys") or []) + [
+        m[0] if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or []]
+    if new_head:
+        prefix = getattr(model, "base_model_prefix", "") + "."
+        fresh = [k for k in fresh if k.startswith(prefix) and ".pooler." not in k and not k.endswith("pooler")]
+    if fresh:
+        shown = ", ".join(sorted(fresh)[:6]) + (f" and {len(fresh) - 6} more" if len(fresh) > 6 else "")
+        what = ("holds no trained classifier: it lacks" if any(not k.startswith(model.base_model_prefix + ".")
+                                                              for k in fresh) else "lacks encoder weights")
+        fix = ("fine-tune it into a classifier first (edgewise finetune MODEL DATA -o DIR)" if not new_head
+               else "pass a complete pretrained encoder saved with save_pretrained")
+        raise EdgewiseError(
+            f"{source.location} {what} {shown} (transformers would fill them with random values, so predictions "
+            f"would be meaningless); {fix}"
+        )
+    return model
 
 
 def max_positions(model_config, tokenizer) -> int:

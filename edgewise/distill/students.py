@@ -100,7 +100,8 @@ def build_student(teacher, teacher_tokenizer, config, id2label, seed: int, **loa
     if config.student:
         source = resolve_model(config.student, allow_pickle=config.allow_pickle)
         tokenizer = load_tokenizer(source)
-        model = load_classifier(source, config.allow_pickle, num_labels=len(id2label), id2label=id2label,
+        model = load_classifier(source, config.allow_pickle, new_head=True, num_labels=len(id2label),
+                                id2label=id2label,
                                 label2id={v: k for k, v in id2label.items()}, ignore_mismatched_sizes=True, **load)
         same = tokenizer.get_vocab() == teacher_tokenizer.get_vocab()
         if (config.hidden_weight or config.attention_weight) and not same:

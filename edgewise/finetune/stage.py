@@ -146,7 +146,7 @@ def _train(source, parent, out, config, data, started, id2label, train, validati
         tokenizer.pad_token = tokenizer.eos_token  # GPT-style tokenizers: pad with the end token
     set_seed(config.seed)  # the fresh classification head is drawn from this seed
     model = load_classifier(
-        source, config.allow_pickle,
+        source, config.allow_pickle, new_head=True,
         num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
         ignore_mismatched_sizes=True, pad_token_id=tokenizer.pad_token_id,
     )

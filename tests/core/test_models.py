@@ -1,0 +1,60 @@
+import json
+import shutil
+
+import pytest
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.models import ModelSource, load_classifier
+from tests.conftest import assert_user_error
+
+
+@pytest.fixture(scope="module")
+def headless(tiny_encoder, tmp_path_factory):
+    """An encoder saved without a classification head, whose config.json nevertheless names labels."""
+    path = tmp_path_factory.mktemp("headless") / "model"
+    shutil.copytree(tiny_encoder, path)
+    config = json.loads((path / "config.json").read_text())
+    labels = ["colour", "fruit", "sport"]
+    config.update(id2label={str(i): v for i, v in enumerate(labels)}, label2id={v: i for i, v in enumerate(labels)})
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def _source(path):
+    return ModelSource(str(path), str(path), True)
+
+
+def test_load_classifier_refuses_a_head_transformers_would_draw_at_random(headless):
+    with pytest.raises(EdgewiseError, match=r"holds no trained classifier: it lacks classifier.bias, "
+                                            r"classifier.weight.*edgewise finetune"):
+        load_classifier(_source(headless))
+
+
+def test_load_classifier_accepts_a_fresh_head_but_not_a_fresh_encoder_when_fine_tuning(headless, tmp_path):
+    assert load_classifier(_source(headless), new_head=True).num_labels == 3
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(headless, broken)
+    weights = load_file(broken / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if "layer.1." not in k}, broken / "model.safetensors")
+    with pytest.raises(EdgewiseError, match=r"lacks encoder weights .*encoder.layer.1.*complete pretrained encoder"):
+        load_classifier(_source(broken), new_head=True)
+
+
+def test_load_classifier_loads_a_trained_classifier(tiny_teacher):
+    assert load_classifier(_source(tiny_teacher)).config.id2label[0] == "colour"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "bench", "distill", "quantize-inc"])
+def test_commands_refuse_a_classifier_without_trained_head(cli_run, headless, tiny_data, tmp_path, command):
+    args = {"evaluate": ("evaluate", headless, tiny_data),
+            "bench": ("bench", headless, "--data", tiny_data, "--rounds", 2, "--min-runs", 2, "--min-time", 0),
+            "distill": ("distill", headless, tiny_data, "-o", tmp_path / "student", "--layers", 1),
+            "quantize-inc": ("quantize", headless, "-o", tmp_path / "inc", "--method", "inc")}[command]
+
+    result = cli_run(*args)
+
+    assert_user_error(result, "holds no trained classifier", "classifier.weight", "edgewise finetune")
+    assert not (tmp_path / "student").exists() and not (tmp_path / "inc").exists()
