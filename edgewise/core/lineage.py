@@ -44,7 +44,8 @@ def lineage(path: Path) -> list[dict]:
             "finished_at": manifest.finished_at,
             "manifest_sha256": manifest.sha256,
             "metrics": _headline(manifest.metrics),
-            "status": "ok" if not problems else "; ".join(problems),
+            "status": "; ".join(problems) if problems else "ok" if manifest.sealed
+            else f"ok (files match; the manifest itself is unsealed: schema {manifest.schema_version})",
         })
         seen.add(path)
         if not manifest.parent:
@@ -82,3 +83,37 @@ def training_data(path: Path) -> tuple[str, dict] | None:
             return None
         path = Path(manifest.parent["path"])
     return None
+
+
+def same_data(spec: str, recorded: str) -> bool:
+    """Whether a data spec names the data an artifact recorded (equal specs, or the same file or folder)."""
+    if str(spec) == str(recorded):
+        return True
+    a, b = Path(str(spec)).expanduser(), Path(str(recorded)).expanduser()
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def carve_validation(splits: dict, spec: str, artifact_path: Path, data_config) -> tuple[dict, dict | None]:
+    """``splits`` with the validation split training carved from train, when the data has none.
+
+    Carved the way the artifact's lineage recorded (its fraction and seed) when ``spec`` is the data
+    it was trained on, so a stage scores the very texts training held out; else with
+    ``data_config``'s fraction and seed. Returns the splits and a record of the carve (None if none).
+    """
+    import dataclasses
+
+    from edgewise.core.config import config_from_dict
+    from edgewise.core.data import DataConfig, training_splits
+
+    if "validation" in splits or "train" not in splits or splits["train"].labels is None:
+        return splits, None
+    found = training_data(artifact_path)
+    carve, origin = data_config, "--validation-fraction"
+    if found is not None and same_data(spec, found[0]):
+        recorded = config_from_dict(DataConfig, found[1], "recorded data settings")
+        carve = dataclasses.replace(data_config, validation_fraction=recorded.validation_fraction, seed=recorded.seed)
+        origin = "lineage"
+    train, validation, _ = training_splits(splits, carve, spec)
+    return {**splits, "train": train, "validation": validation}, {
+        "from": "train", "fraction": carve.validation_fraction, "seed": carve.seed, "settings_from": origin,
+        "rows": len(validation), "sha256": validation.sha256()}

@@ -39,7 +39,13 @@ def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig
     id2label = artifact.labels
     if not id2label:
         raise EdgewiseError(f"{artifact.path} names no labels (no id2label in config.json); it is not a classifier")
-    split = select_split(load_splits(data, config.data), config.split, data)
+    splits = load_splits(data, config.data)
+    carved = None
+    if config.split is not None and config.split.lower() in ("validation", "valid", "val", "dev"):
+        from edgewise.core.lineage import carve_validation
+
+        splits, carved = carve_validation(splits, data, artifact.path, config.data)
+    split = select_split(splits, config.split, data)
     truth = encode_labels(split, id2label, config.data.label_column)
     predict, max_length, backend_name = (_torch_predictor if backend == "torch" else _ort_predictor)(
         artifact, config, backend)
@@ -60,6 +66,7 @@ def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig
         "data": data,
         "split": split.name,
         "split_sha256": split.sha256(),
+        "carved_validation": carved,
         "max_length": max_length,
         "runtime_s": round(elapsed, 2),
         **classification_metrics(truth, logits.argmax(-1).tolist(), id2label),

@@ -75,7 +75,10 @@ class QuantizeConfig:
 
     method: QuantMethod = setting(QuantMethod.DYNAMIC, "dynamic (INT8 weights, no data needed), static (INT8 QDQ, "
                                                        "calibrated), fp16, or inc (PyTorch INT8, from an hf artifact).")
-    per_channel: bool = setting(False, "INT8 weight scales per output channel instead of one per tensor.")
+    per_channel: bool | None = setting(None, "INT8 weight scales per output channel (--per-channel) or one per "
+                                             "tensor (--per-tensor). Default: from the CPU: per-channel on x86 "
+                                             "without VNNI (its 7-bit weights need the finer scales), per-tensor "
+                                             "elsewhere.")
     weight_type: IntType = setting(IntType.AUTO, "INT8 weight type; auto picks int8 (with a reduced 7-bit range "
                                                  "on x86 CPUs without VNNI).")
     activation_type: IntType = setting(IntType.AUTO, "Static: activation type; auto picks uint8; choose "

@@ -67,3 +67,24 @@ def test_lineage_shows_the_accuracy_a_quantized_model_kept(tiny_onnx, tmp_path):
     head = lineage(tmp_path / "int8")[0]
     assert head["stage"] == "quantize" and head["status"] == "ok"
     assert head["metrics"]["accuracy"] == manifest.metrics["accuracy"]["test"]["quantized"]["accuracy"]
+
+
+def test_lineage_flags_an_artifact_whose_own_manifest_was_edited(tmp_path, cli_run):
+    import json
+
+    parent = tmp_path / "p"
+    parent.mkdir()
+    (parent / "w").write_text("1")
+    Manifest.write(parent, kind="hf", stage="finetune", config=EvaluateConfig(), labels={}, started_at="t",
+                   metrics={"test": {"accuracy": 0.81, "macro_f1": 0.8}})
+    _child(parent, tmp_path / "c")
+    data = json.loads((tmp_path / "c" / "edgewise.json").read_text())
+    data["stage"] = "quantize"
+    (tmp_path / "c" / "edgewise.json").write_text(json.dumps(data))
+
+    chain = lineage(tmp_path / "c")
+
+    assert "edgewise.json: edited since edgewise wrote it" in chain[0]["status"]
+    assert chain[1]["status"] == "ok"
+    result = cli_run("lineage", tmp_path / "c", "--json")
+    assert result.exit_code == 0 and "edited since edgewise wrote it" in json.loads(result.stdout)[0]["status"]

@@ -246,3 +246,154 @@ def test_quantize_manifest_is_json_and_verifies(tiny_onnx, tmp_path):
     assert data["stage"] == "quantize" and data["config"]["values"]["method"] == "dynamic"
     assert Manifest.read(tmp_path / "int8").verify() == []
     assert np.isfinite(data["metrics"]["accuracy"]["validation"]["quantized"]["max_abs_diff"])
+
+
+@pytest.fixture(scope="module")
+def teacher_without_validation(tiny_encoder, tiny_data, tmp_path_factory):
+    """A tiny teacher fine-tuned on train.csv + test.csv only (finetune carves validation from train),
+    exported to ONNX."""
+    from edgewise.core.data import DataConfig
+    from edgewise.export import ExportConfig, export
+    from edgewise.finetune import FinetuneConfig, finetune
+    from tests.conftest import TINY_FINETUNE
+
+    root = tmp_path_factory.mktemp("no-validation")
+    data = root / "data"
+    data.mkdir()
+    for name in ("train.csv", "test.csv"):
+        shutil.copy(tiny_data / name, data / name)
+    settings = {**TINY_FINETUNE, "epochs": 2}
+    finetune(str(tiny_encoder), str(data), root / "teacher",
+             FinetuneConfig(**settings, data=DataConfig(validation_fraction=0.2, seed=7)))
+    export(root / "teacher", root / "onnx", ExportConfig())
+    return data, root / "teacher", root / "onnx"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", ["lineage", "--data"])
+def test_quantize_scores_the_validation_split_training_carved(teacher_without_validation, tmp_path, given):
+    data, teacher, onnx_dir = teacher_without_validation
+    recorded = Manifest.read(teacher).data["splits"]["validation"]
+
+    manifest = quantize(onnx_dir, tmp_path / "int8", data=str(data) if given == "--data" else None)
+
+    carved = manifest.data["carved_validation"]
+    assert carved["settings_from"] == "lineage" and (carved["fraction"], carved["seed"]) == (0.2, 7)
+    assert (carved["rows"], carved["sha256"]) == (recorded["rows"], recorded["sha256"])  # the very texts held out
+    assert set(manifest.metrics["accuracy"]) == {"validation", "test"}
+    assert manifest.metrics["accuracy"]["validation"]["source"]["samples"] == 48
+
+
+@pytest.mark.slow
+def test_quantize_search_runs_on_train_and_test_files_alone(teacher_without_validation, tmp_path):
+    data, _, onnx_dir = teacher_without_validation
+
+    manifest = quantize(onnx_dir, tmp_path / "best", QuantizeConfig(max_accuracy_drop=100, samples=8),
+                        data=str(data))
+
+    assert manifest.metrics["quantization"]["search"]["samples"] == 48
+
+
+@pytest.mark.slow
+def test_evaluate_validation_split_is_the_one_training_carved(teacher_without_validation):
+    from edgewise.evaluate import EvaluateConfig, evaluate
+
+    data, teacher, _ = teacher_without_validation
+
+    result = evaluate(teacher, str(data), EvaluateConfig(split="validation"))
+
+    recorded = Manifest.read(teacher).data["splits"]["validation"]
+    assert result["split_sha256"] == recorded["sha256"] and result["samples"] == recorded["rows"]
+    assert result["accuracy"] == pytest.approx(Manifest.read(teacher).metrics["validation"]["accuracy"])
+
+
+def _fake_timing(monkeypatch, latencies: dict[str, float]):
+    """Candidates timed at the given p50s (the source at 10 ms); their quantization and scores stay real."""
+    from edgewise.quantize import search
+
+    def time_side_by_side(folder, models, *, threads, seq_len, **kwargs):
+        return {name: {"p50": latencies[name], "p50_ci95": [latencies[name]] * 2, "seq_len": seq_len}
+                for name in models}
+
+    monkeypatch.setattr(search, "time_side_by_side", time_side_by_side)
+
+
+def test_search_keeps_the_fastest_passing_candidate_never_a_faster_failing_one(tiny_onnx, tmp_path, monkeypatch):
+    _static_misses_the_drop(monkeypatch)
+    _fake_timing(monkeypatch, {"source": 10.0, "static-minmax": 1.0, "static-entropy": 1.2, "static-percentile": 1.4,
+                               "dynamic": 2.5, "dynamic-pc": 2.0, "static-minmax+fp32x1": 4.0})
+    config = QuantizeConfig(max_accuracy_drop=5, samples=16, sensitivity_samples=8, fallback_layers=(1,))
+
+    manifest = quantize(tiny_onnx, tmp_path / "best", config)
+
+    search = manifest.metrics["quantization"]["search"]
+    rows = {c["name"]: c for c in search["candidates"]}
+    assert rows["static-minmax"]["drop_points"] > 5 and rows["dynamic-pc"]["drop_points"] <= 5
+    assert search["sensitivity"]["of"] == "static-minmax"  # the fastest failing one is the one rescued
+    assert search["pick"] == "dynamic-pc" and rows["dynamic-pc"]["speedup_vs_source"] == pytest.approx(5.0)
+
+
+def test_search_breaks_a_timing_tie_toward_fewer_fp32_layers(tiny_onnx, tmp_path, monkeypatch):
+    _static_misses_the_drop(monkeypatch)
+    # The rescued static model is 1 % faster than dynamic: a tie, so the model without FP32 layers wins.
+    _fake_timing(monkeypatch, {"source": 10.0, "static-minmax": 1.0, "static-entropy": 1.2, "static-percentile": 1.4,
+                               "dynamic": 2.0, "dynamic-pc": 3.0, "static-minmax+fp32x1": 1.98})
+    config = QuantizeConfig(max_accuracy_drop=5, samples=16, sensitivity_samples=8, fallback_layers=(1,))
+
+    manifest = quantize(tiny_onnx, tmp_path / "best", config)
+
+    search = manifest.metrics["quantization"]["search"]
+    rows = {c["name"]: c for c in search["candidates"]}
+    assert rows["static-minmax+fp32x1"]["drop_points"] <= 5 and len(rows["static-minmax+fp32x1"]["fp32_nodes"]) == 1
+    assert search["pick"] == "dynamic" and manifest.metrics["quantization"]["fp32_nodes"] == []
+
+
+def test_search_breaks_a_timing_tie_toward_the_smaller_file(tiny_onnx, tmp_path, monkeypatch):
+    sizes = {}
+    for name, per_channel in (("dynamic", False), ("dynamic-pc", True)):
+        sizes[name] = quantize(tiny_onnx, tmp_path / name, QuantizeConfig(per_channel=per_channel)
+                               ).metrics["size"]["bytes"]
+    smaller, larger = sorted(sizes, key=sizes.get)
+    assert sizes[smaller] < sizes[larger]
+    # The larger file is 2 % faster: a tie, which the smaller file wins.
+    _fake_timing(monkeypatch, {"source": 10.0, larger: 1.96, smaller: 2.0, "static-minmax": 5.0,
+                               "static-entropy": 5.0, "static-percentile": 5.0})
+
+    manifest = quantize(tiny_onnx, tmp_path / "best", QuantizeConfig(max_accuracy_drop=100, samples=8))
+
+    assert manifest.metrics["quantization"]["search"]["pick"] == smaller
+    _fake_timing(monkeypatch, {"source": 10.0, larger: 1.80, smaller: 2.0, "static-minmax": 5.0,
+                               "static-entropy": 5.0, "static-percentile": 5.0})  # 10 % faster: no tie
+    manifest = quantize(tiny_onnx, tmp_path / "best", QuantizeConfig(max_accuracy_drop=100, samples=8),
+                        overwrite=True)
+    assert manifest.metrics["quantization"]["search"]["pick"] == larger
+
+
+def _row(source_acc, quantized_acc, agreement, source_f1=0.9, quantized_f1=0.88):
+    return {"source": {"accuracy": source_acc, "macro_f1": source_f1},
+            "quantized": {"accuracy": quantized_acc, "macro_f1": quantized_f1, "agreement_with_source": agreement},
+            "drop_points": round((source_acc - quantized_acc) * 100, 4)}
+
+
+def test_agreement_warnings_name_the_changed_labels_and_the_search():
+    from edgewise.quantize.stage import agreement_warnings
+
+    accuracy = {"validation": _row(0.90, 0.893, 0.923), "test": _row(0.90, 0.90, 0.99)}
+
+    warnings = agreement_warnings(accuracy, QuantizeConfig())
+
+    assert warnings == ["the quantized model gives another label than its source on 7.7% of the validation texts "
+                        "(agreement 92.3%, below 98%; macro-F1 -2.00 points, accuracy -0.70); compare candidates "
+                        "with --max-accuracy-drop 1 (it keeps the fastest within the drop)"]
+    assert agreement_warnings({"test": _row(0.9, 0.9, 0.98)}, QuantizeConfig()) == []
+
+
+def test_quantize_warns_on_stderr_and_in_the_manifest_when_labels_change(tiny_onnx, tmp_path, monkeypatch, capfd):
+    from edgewise.quantize import stage
+
+    monkeypatch.setattr(stage, "MIN_AGREEMENT", 1.01)  # any agreement now counts as too low
+
+    manifest = quantize(tiny_onnx, tmp_path / "int8")
+
+    assert len(manifest.metrics["warnings"]) == 2 and "--max-accuracy-drop" in manifest.metrics["warnings"][0]
+    assert "warning:" in capfd.readouterr().err
