@@ -31,6 +31,37 @@ INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")  # positional or
 MAX_BATCH = 1024
 
 
+# oneDNN ISAs (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA caps) whose INT8 kernels have no VNNI.
+NON_VNNI_ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX512_CORE", "AVX512_MIC", "AVX512_MIC_4OPS")
+
+
+def int8_kernel_problem(cpu: dict) -> str | None:
+    """Why the compiled INT8 package would compute wrong logits on this CPU, or None.
+
+    The package's INT8 linears are oneDNN kernels. Without VNNI they multiply uint8 activations by
+    int8 weights with vpmaddubsw, which adds pairs of products in int16 and saturates: INC quantizes
+    with full 8-bit activations and weights, and PyTorch's x86 quantizer only offers 7-bit
+    activations (its `reduce_range`) outside INC. Measured on a 2-core AMD EPYC with AVX-512 VNNI,
+    oneDNN capped with ONEDNN_MAX_CPU_ISA (its kernels chosen at run time as on an older CPU): the
+    tiny test teacher's logits (scale 2.84) were off by 1.21 with AVX2 or AVX-512 without VNNI, by
+    0.018 with AVX512_CORE_VNNI or uncapped; INC's reference graph was off by 0.018 everywhere.
+    """
+    import os
+
+    from edgewise.quantize.ort import VNNI_FLAGS
+
+    arch = str(cpu.get("arch", "")).lower()
+    if arch not in ("x86_64", "amd64", "i686", "x86"):
+        return None
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if cap in NON_VNNI_ONEDNN_ISAS:
+        return f"oneDNN is capped to {cap} (ONEDNN_MAX_CPU_ISA), whose INT8 kernels saturate without VNNI"
+    if not set(cpu.get("isa", ())) & set(VNNI_FLAGS):
+        return ("this x86 CPU has no VNNI (avx512_vnni / avx_vnni), and oneDNN's INT8 kernels saturate in int16 "
+                "without it (logits off by 1.2 on a scale of 2.8 in a measurement)")
+    return None
+
+
 @contextlib.contextmanager
 def quiet_inc():
     """INC reads its log level from LOGLEVEL at import; torch.export and Inductor warn about expected things."""
@@ -208,7 +239,12 @@ class QuantizedClassifier:
     def _load(self, folder: Path):
         import torch
 
-        if (folder / PACKAGE).is_file():
+        from edgewise.core.env import cpu_info
+
+        problem = int8_kernel_problem(cpu_info())
+        if problem and (folder / PACKAGE).is_file():
+            reason = f"it would give wrong logits here: {problem}"
+        elif (folder / PACKAGE).is_file():
             try:
                 package = torch._inductor.aoti_load_package(str(folder / PACKAGE))
                 return "aoti-package", package
@@ -222,9 +258,10 @@ class QuantizedClassifier:
         with quiet_inc():
             inc_q = require("neural_compressor.torch.quantization", "full")
             model = inc_q.load(str(folder))
+        fix = ("Use an ONNX INT8 model on this CPU (edgewise quantize --method dynamic)." if problem else
+               "Re-run edgewise quantize on this machine for the fast package.")
         console().print(f"[yellow]warning:[/] {folder}: the compiled INT8 package is unusable here ({reason}); "
-                        "running INC's reference graph, which is slower than FP32. Re-run edgewise quantize on "
-                        "this machine for the fast package.")
+                        f"running INC's reference graph, which is slower than FP32. {fix}")
         return "inc-reference", model
 
     def eval(self):

@@ -55,8 +55,16 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
     if not artifact.labels:
         raise EdgewiseError(f"{artifact.path} names no labels (no id2label); it is not a classifier")
     if inc:
+        from edgewise.core.env import cpu_info
         from edgewise.core.models import check_weights
+        from edgewise.quantize.inc import int8_kernel_problem
 
+        if problem := int8_kernel_problem(cpu_info()):
+            raise EdgewiseError(
+                f"--method inc makes an INT8 model whose oneDNN kernels would compute wrong logits on this machine: "
+                f"{problem}; quantize the ONNX export with --method dynamic instead (onnxruntime picks 7-bit weights "
+                "for such CPUs), or run --method inc on a CPU with VNNI"
+            )
         check_weights(artifact.path, config.allow_pickle)
     if not inc:
         from edgewise.quantize.ort import check_source

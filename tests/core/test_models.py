@@ -48,7 +48,12 @@ def test_load_classifier_loads_a_trained_classifier(tiny_teacher):
 
 
 @pytest.mark.parametrize("command", ["evaluate", "bench", "distill", "quantize-inc"])
-def test_commands_refuse_a_classifier_without_trained_head(cli_run, headless, tiny_data, tmp_path, command):
+def test_commands_refuse_a_classifier_without_trained_head(cli_run, headless, tiny_data, tmp_path, command,
+                                                            monkeypatch):
+    from edgewise.core import env
+
+    vnni = {"model": "x", "arch": "x86_64", "logical_cores": 2, "isa": ["avx2", "avx512_vnni"]}
+    monkeypatch.setattr(env, "cpu_info", lambda *a, **k: vnni)  # INC is refused without VNNI before any load
     args = {"evaluate": ("evaluate", headless, tiny_data),
             "bench": ("bench", headless, "--data", tiny_data, "--rounds", 2, "--min-runs", 2, "--min-time", 0),
             "distill": ("distill", headless, tiny_data, "-o", tmp_path / "student", "--layers", 1),

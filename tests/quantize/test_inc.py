@@ -11,8 +11,23 @@ from edgewise.quantize.config import QuantizeConfig
 from edgewise.quantize.inc import PACKAGE, QuantizedClassifier
 
 
+def _vnni() -> bool:
+    from edgewise.core.env import cpu_info
+    from edgewise.quantize.inc import int8_kernel_problem
+
+    return int8_kernel_problem(cpu_info()) is None
+
+
+# INC's oneDNN INT8 kernels saturate without VNNI, so edgewise refuses to build them there; the
+# refusal itself is tested on every machine below, with the CPU description faked.
+needs_vnni = pytest.mark.skipif(not _vnni(), reason="INC INT8 needs a CPU with VNNI (refused on this one)")
+AVX2_ONLY = {"model": "AMD EPYC", "arch": "x86_64", "logical_cores": 2, "isa": ["avx", "avx2", "fma"]}
+
+
 @pytest.fixture(scope="module")
 def inc_static(tiny_teacher, tiny_data, tmp_path_factory):
+    if not _vnni():
+        pytest.skip("INC INT8 needs a CPU with VNNI (refused on this one)")
     dst = tmp_path_factory.mktemp("inc") / "static"
     manifest = quantize(tiny_teacher, dst, QuantizeConfig(method="inc", inc_approach="static", samples=32),
                         calibration=str(tiny_data))
@@ -66,6 +81,58 @@ def test_inc_model_falls_back_to_the_portable_save_when_the_package_cannot_load(
     np.testing.assert_allclose(model(**_inputs()).logits.numpy(), fast.numpy(), atol=0.05)
 
 
+def test_inc_package_and_reference_graph_both_match_the_fp32_model(inc_static, tiny_teacher, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    copy = tmp_path / "copy"
+    shutil.copytree(inc_static[0], copy)
+    (copy / PACKAGE).unlink()
+    fp32 = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
+    with torch.no_grad():
+        expected = fp32(**_inputs()).logits.numpy()
+
+    for folder in (inc_static[0], copy):
+        logits = QuantizedClassifier(folder)(**_inputs()).logits.numpy()
+        np.testing.assert_allclose(logits, expected, atol=0.1 * np.abs(expected).max())
+
+
+def test_quantize_inc_is_refused_on_a_cpu_without_vnni(tiny_teacher, tmp_path, monkeypatch):
+    from edgewise.core import env
+    from edgewise.core.errors import EdgewiseError
+
+    monkeypatch.setattr(env, "cpu_info", lambda *a, **k: AVX2_ONLY)
+
+    with pytest.raises(EdgewiseError, match="no VNNI.*--method dynamic"):
+        quantize(tiny_teacher, tmp_path / "inc", QuantizeConfig(method="inc"))
+    assert not (tmp_path / "inc").exists()
+
+
+def test_inc_model_runs_its_reference_graph_on_a_cpu_without_vnni(inc_static, monkeypatch, capfd):
+    from edgewise.core import env
+
+    fast = QuantizedClassifier(inc_static[0])(**_inputs()).logits.numpy()
+    monkeypatch.setattr(env, "cpu_info", lambda *a, **k: AVX2_ONLY)
+
+    model = QuantizedClassifier(inc_static[0])
+
+    assert model.runs_with == "inc-reference"
+    assert "would give wrong logits here" in capfd.readouterr().err
+    np.testing.assert_allclose(model(**_inputs()).logits.numpy(), fast, atol=0.05)
+
+
+def test_inc_kernel_check_follows_the_cpu_and_the_onednn_cap(monkeypatch):
+    from edgewise.quantize.inc import int8_kernel_problem
+
+    vnni = {**AVX2_ONLY, "isa": ["avx2", "avx512f", "avx512_vnni"]}
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert int8_kernel_problem(vnni) is None and "no VNNI" in int8_kernel_problem(AVX2_ONLY)
+    assert int8_kernel_problem({"arch": "aarch64", "isa": []}) is None
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert "capped to AVX2" in int8_kernel_problem(vnni)
+
+
+@needs_vnni
 def test_quantize_inc_dynamic_needs_no_calibration_data(tiny_teacher, tmp_path):
     manifest = quantize(tiny_teacher, tmp_path / "dyn", QuantizeConfig(method="inc"))
 
