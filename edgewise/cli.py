@@ -473,7 +473,8 @@ def quantize(src, output, method, per_channel, weight_type, activation_type, red
     metrics = manifest.metrics
     result = {"artifact": str(manifest.path), "method": metrics["quantization"]["method"], "size": metrics["size"],
               "accuracy": metrics.get("accuracy", {}), "int8": metrics["quantization"].get("int8"),
-              "search": metrics["quantization"].get("search"), "config": manifest.config["values"]}
+              "search": metrics["quantization"].get("search"), "warnings": metrics.get("warnings", []),
+              "config": manifest.config["values"]}
     if as_json:
         _print_json(result)
     else:
@@ -486,13 +487,17 @@ def _print_quantized(result: dict) -> None:
 
     size = result["size"]
     ratio = f", {size['ratio']:.1%} of the source" if size.get("ratio") else ""
-    table = Table(title=f"{result['artifact']} ({result['method']}; {size['bytes'] / 1e6:.1f} MB{ratio})")
-    for column in ("split", "source acc", "quantized acc", "drop (pts)", "agreement", "max |diff|"):
-        table.add_column(column, justify="left" if column == "split" else "right")
+    table = Table(title=f"{result['artifact']} ({result['method']}; {size['bytes'] / 1e6:.1f} MB{ratio}); "
+                        "macro-F1, accuracy in %: source->quantized; drop in points")
+    # Agreement and macro-F1 lead: accuracy alone hides a model that changed many labels both ways.
+    for column in ("split", "agreement", "macro-F1", "accuracy", "drop", "max|diff|"):
+        table.add_column(column, justify="left" if column == "split" else "right", no_wrap=True)
     for split, row in result["accuracy"].items():
-        table.add_row(split, f"{row['source']['accuracy']:.2%}", f"{row['quantized']['accuracy']:.2%}",
-                      f"{row['drop_points']:.2f}", f"{row['quantized']['agreement_with_source']:.1%}",
-                      f"{row['quantized']['max_abs_diff']:.3g}")
+        source, quantized = row["source"], row["quantized"]
+        table.add_row(split, f"{quantized['agreement_with_source']:.1%}",
+                      f"{source['macro_f1'] * 100:.2f}->{quantized['macro_f1'] * 100:.2f}",
+                      f"{source['accuracy'] * 100:.2f}->{quantized['accuracy'] * 100:.2f}",
+                      f"{row['drop_points']:.2f}", f"{quantized['max_abs_diff']:.2g}")
     if not result["accuracy"]:
         table.add_row("(no data)", "", "", "", "", "")
     Console().print(table)

@@ -683,6 +683,20 @@ def test_quantize_json_reports_size_and_accuracy(cli_run, tiny_onnx, tmp_path):
     assert report["method"] == "dynamic" and report["int8"]["per_channel"] is True
     assert set(report["accuracy"]) == {"validation", "test"} and report["size"]["ratio"] < 1
     assert Artifact.load(tmp_path / "int8").manifest.config["values"]["per_channel"] is True
+    assert report["warnings"] == []
+
+
+def test_quantize_table_leads_with_agreement_and_macro_f1_and_warns(cli_run, tiny_onnx, tmp_path, monkeypatch):
+    from edgewise.quantize import stage
+
+    monkeypatch.setattr(stage, "MIN_AGREEMENT", 1.01)  # every split now counts as changed too much
+
+    result = cli_run("quantize", tiny_onnx, "-o", tmp_path / "int8")
+
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.stdout.splitlines() if "split" in line)
+    assert header.index("agreement") < header.index("macro-F1") < header.index("accuracy")
+    assert result.stderr.count("warning:") == 2 and "--max-accuracy-drop" in result.stderr
 
 
 def test_quantize_command_maps_flags_to_the_config(cli_run, tiny_onnx, tmp_path, monkeypatch):
