@@ -28,7 +28,9 @@ From Python:
     predictor.predict(["some text to classify"])  # [{{"label": ..., "score": ..., "scores": {{...}}}}]
 
 edgewise.json records where this model came from (`edgewise lineage {name}` on a machine with
-edgewise installed), its labels and the file hashes.
+edgewise installed), its labels and the file hashes. The runtime checks those hashes before it runs
+and refuses a folder whose files changed; pass --no-verify (Predictor(..., verify=False)) if you
+edited it on purpose.
 """
 
 
@@ -41,6 +43,7 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, overw
     from edgewise.export.onnx import model_files
     from edgewise.export.stage import _model_config, model_limit
     from edgewise.runtime.predictor import Predictor, _pad_id, _require
+    from edgewise.runtime.sessions import session as ort_session
 
     started = now()
     artifact = Artifact.load(Path(src), kind=("onnx", "ort"))
@@ -66,9 +69,7 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, overw
         (out.artifact / "README.txt").write_text(USAGE.format(
             name=out.dst.name, model_file=model_file, kind=artifact.kind, source=artifact.path,
             labels=", ".join(labels.values()), max_length=max_length))
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(out.artifact / model_file), providers=["CPUExecutionProvider"])
+        session = ort_session(out.artifact / model_file)
         manifest = Manifest.write(
             out.artifact, kind="bundle", stage="bundle", config=config, labels=artifact.labels, started_at=started,
             parent=artifact.manifest, source=None if artifact.manifest else {"model": artifact.describe()},

@@ -83,21 +83,10 @@ def graph_summary(path: Path) -> dict:
 
 
 def ort_session(path: Path, threads: int | None = None):
-    import onnxruntime as ort
+    """A CPU session built exactly as the runtime builds one, so parity is judged on what ships."""
+    from edgewise.runtime.sessions import session
 
-    from edgewise.runtime.predictor import ort_errors
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except ort_errors(ort) as e:
-        raise EdgewiseError(
-            f"onnxruntime cannot load {path} ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
-            "the file is corrupt: re-export it"
-        ) from None
+    return session(path, "ort-cpu", threads)
 
 
 def session_runner(session) -> callable:
@@ -179,7 +168,7 @@ def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
     if config.verify:
         metrics["parity"] = compare(reference, session_runner(ort_session(path)), batches)
         console().print(_parity_line("ONNX vs PyTorch", metrics["parity"]))
-        check(metrics["parity"], config.atol, "the ONNX export")
+        check(metrics["parity"], config.atol, "the exported model")
     if config.optimize:
         with working_directory(out.work / "tmp"):
             fusions = optimize(path, model_config)

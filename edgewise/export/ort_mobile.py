@@ -21,7 +21,7 @@ def export_ort(src_model: Path, out, config, batches: list[dict]) -> dict:
     import onnxruntime
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
-    from edgewise.runtime.predictor import ort_errors
+    from edgewise.runtime.sessions import first_line, ort_errors
 
     staging = out.work / "ort"
     staging.mkdir(parents=True, exist_ok=True)
@@ -35,7 +35,7 @@ def export_ort(src_model: Path, out, config, batches: list[dict]) -> dict:
         except ort_errors(onnxruntime) + (ValueError,) as e:
             raise EdgewiseError(
                 f"onnxruntime could not convert {src_model} to the ORT format ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:300]}); check the model loads with onnxruntime"
+                f"{first_line(e)}); check the model loads with onnxruntime"
             ) from None
     shutil.move(staging / "model.ort", out.artifact / "model.ort")
     operators = next(staging.glob("*.required_operators.config"))

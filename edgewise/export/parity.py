@@ -41,11 +41,14 @@ def generated_batches(input_names, vocab_size: int, max_length: int, pad_id: int
 def compare(reference: Callable, candidate: Callable, batches: list[dict], output: str = "logits") -> dict:
     """Run both on every batch: max / mean |difference| and how often their argmax labels agree.
 
-    A shape mismatch is fatal at once; tolerance is judged by ``check``.
+    A shape mismatch is fatal at once; tolerance is judged by ``check``. NaN and inf values are
+    counted per side and make the differences inf: a NaN would otherwise vanish from a running
+    max, since max(x, nan) is x.
     """
     import numpy as np
 
     max_diff, total_diff, values, agree, samples = 0.0, 0.0, 0, 0, 0
+    nonfinite = {side: {"nan": 0, "inf": 0} for side in ("candidate", "reference")}
     for batch in batches:
         ref, cand = np.asarray(reference(batch), dtype=np.float64), np.asarray(candidate(batch), dtype=np.float64)
         if ref.shape != cand.shape:
@@ -53,14 +56,19 @@ def compare(reference: Callable, candidate: Callable, batches: list[dict], outpu
                 f"output {output!r} has shape {cand.shape} in the exported model but {ref.shape} in its source; "
                 "the export is broken: re-export (a different --opset may help)"
             )
+        for side, logits in (("candidate", cand), ("reference", ref)):
+            nonfinite[side]["nan"] += int(np.isnan(logits).sum())
+            nonfinite[side]["inf"] += int(np.isinf(logits).sum())
         diff = np.abs(ref - cand)
-        max_diff = max(max_diff, float(diff.max()))
+        diff[~np.isfinite(diff)] = np.inf
+        max_diff = max(max_diff, float(diff.max()) if diff.size else 0.0)
         total_diff += float(diff.sum())
         values += diff.size
         agree += int((ref.argmax(-1) == cand.argmax(-1)).sum())
         samples += ref.shape[0]
     return {
-        "outputs": {output: {"max_abs_diff": max_diff, "mean_abs_diff": total_diff / max(values, 1)}},
+        "outputs": {output: {"max_abs_diff": max_diff, "mean_abs_diff": total_diff / max(values, 1),
+                             "values": values, "nonfinite": nonfinite}},
         "max_abs_diff": max_diff,
         "label_agreement": agree / max(samples, 1),
         "samples": samples,
@@ -68,8 +76,34 @@ def compare(reference: Callable, candidate: Callable, batches: list[dict], outpu
     }
 
 
+def _nonfinite(counts: dict, values: int) -> str | None:
+    """'NaN logits (3 of 21 values NaN)' or None when every value is finite."""
+    if not counts["nan"] and not counts["inf"]:
+        return None
+    found = ", ".join(f"{counts[key]} of {values} values {word}" for key, word in (("nan", "NaN"), ("inf", "inf"))
+                      if counts[key])
+    return f"{'NaN' if counts['nan'] else 'infinite'} logits ({found})"
+
+
 def check(result: dict, atol: float, what: str) -> None:
-    """An error listing every output whose largest difference exceeds ``atol``."""
+    """An error listing every output with NaN / inf values or whose largest difference exceeds ``atol``."""
+    for name, v in result["outputs"].items():
+        counts = v.get("nonfinite")
+        if counts is None:
+            continue
+        candidate = _nonfinite(counts["candidate"], v["values"])
+        reference = _nonfinite(counts["reference"], v["values"])
+        if candidate:
+            cause = ("its source does too: the source model itself is broken (weights with NaN, or overflow), so "
+                     "fix or re-create it" if reference else
+                     "its source does not, so the conversion broke it: re-export (a different --opset may help) "
+                     "and check the precision")
+            raise EdgewiseError(f"{what} produces {candidate} in output {name!r}; {cause}")
+        if reference:
+            raise EdgewiseError(
+                f"the source of {what} produces {reference} in output {name!r}, so the two cannot be compared: "
+                "fix or re-create the source model, or pass --no-verify to keep it unchecked"
+            )
     missed = [f"{name}: max |diff| {v['max_abs_diff']:.3g}" for name, v in result["outputs"].items()
               if not v["max_abs_diff"] <= atol]
     if missed:

@@ -33,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("bundle", type=Path, help="bundle (or ONNX artifact) folder")
     common.add_argument("--backend", default="ort-cpu", choices=["ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt"])
     common.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    common.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="run even if the files differ from the hashes in edgewise.json (edited on purpose)")
 
     predict = sub.add_parser("predict", parents=[common], help="classify texts")
     predict.add_argument("texts", nargs="+", help="texts to classify")
@@ -57,7 +59,8 @@ def run(args) -> int:
 
         if args.pair is not None and len(args.pair) != len(args.texts):
             raise EdgewiseError(f"give one --pair per text: {len(args.texts)} texts, {len(args.pair)} pairs")
-        results = Predictor(args.bundle, backend=args.backend, threads=args.threads).predict(args.texts, args.pair)
+        results = Predictor(args.bundle, backend=args.backend, threads=args.threads,
+                            verify=args.verify).predict(args.texts, args.pair)
         if args.json:
             print(json.dumps([{"text": t, **r} for t, r in zip(args.texts, results, strict=True)], indent=2))
         else:
@@ -67,7 +70,8 @@ def run(args) -> int:
     from edgewise.runtime.bench import bench
 
     report = bench(args.bundle, backend=args.backend, threads=args.threads, batch_sizes=args.batch_sizes,
-                   seq_len=args.seq_len, warmup=args.warmup, min_runs=args.min_runs, min_time_s=args.min_time)
+                   seq_len=args.seq_len, warmup=args.warmup, min_runs=args.min_runs, min_time_s=args.min_time,
+                   verify=args.verify)
     if args.json_path == "-":
         print(json.dumps(report, indent=2))
     else:

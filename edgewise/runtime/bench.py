@@ -89,8 +89,11 @@ def measure(run, feed, warmup: int, min_runs: int, min_time_s: float) -> list[fl
 
 
 def bench(folder, *, backend: str = "ort-cpu", threads: int | None = None, batch_sizes=(1,),
-          seq_len: int | None = None, warmup: int = 10, min_runs: int = 50, min_time_s: float = 2.0) -> dict:
+          seq_len: int | None = None, warmup: int = 10, min_runs: int = 50, min_time_s: float = 2.0,
+          verify: bool = True) -> dict:
     """Model latency (tokenization excluded) per batch size at a fixed sequence length.
+
+    ``verify=False`` skips the check of the folder's files against the hashes in its edgewise.json.
 
     Example:
         >>> bench("deploy/teacher", threads=1)["results"][0]["latency_ms"]["p50"]  # doctest: +SKIP
@@ -102,7 +105,7 @@ def bench(folder, *, backend: str = "ort-cpu", threads: int | None = None, batch
 
     if warmup < 0 or min_runs < 1 or min_time_s < 0 or any(b < 1 for b in batch_sizes):
         raise EdgewiseError("warmup must be >= 0, min-runs >= 1, min-time >= 0 and batch sizes >= 1")
-    predictor = Predictor(folder, backend=backend, threads=threads)
+    predictor = Predictor(folder, backend=backend, threads=threads, verify=verify)
     seq_len = predictor.max_length if seq_len is None else seq_len
     if not 2 <= seq_len <= predictor.max_length:
         raise EdgewiseError(f"--seq-len must be between 2 and the bundle's max_length {predictor.max_length}")

@@ -7,20 +7,17 @@ from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
 
+# BACKENDS, CPU_DISABLED_FUSIONS and ort_errors are imported from here by other modules too.
+from edgewise.runtime.sessions import (  # noqa: F401
+    BACKENDS,
+    CPU_DISABLED_FUSIONS,
+    disabled_optimizers,
+    first_line,
+    ort_errors,
+    session,
+)
+
 MODEL_FILES = ("model.ort", "model.onnx")
-BACKENDS = {
-    "ort-cpu": ["CPUExecutionProvider"],
-    "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": [],  # a native engine (model.engine of a `tensorrt` artifact); needs tensorrt + torch + a GPU
-}
-# Graph fusions onnxruntime applies at load time that are slower on CPUs than what they replace:
-# its SkipLayerNormalization CPU kernel took 2.4 ms per MiniLM run at 128 tokens against 0.27 ms for
-# the Add + LayerNormalization it fuses (onnxruntime 1.32, 1 thread, AMD EPYC with AVX-512), which
-# made the dynamic-INT8 model 40 % slower (7.95 vs 5.67 ms). The plain FP32 export of that model did
-# not match the fusion's pattern; its INT8 version (bias folded into the integer MatMul) did.
-# (A graph written with the op already fused, by export --optimize, keeps it.)
-CPU_DISABLED_FUSIONS = ("SkipLayerNormFusion",)
 # The inputs the runtime feeds; a graph asking for others is not an exported transformers classifier.
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PAD_TOKENS = ("[PAD]", "<pad>", "<PAD>", "[pad]")
@@ -42,14 +39,6 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def ort_errors(ort) -> tuple[type[BaseException], ...]:
-    """The exception types onnxruntime raises for a model it cannot load or run."""
-    state = ort.capi.onnxruntime_pybind11_state
-    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
-             "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail")
-    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, OSError)
-
-
 def _config_limit(folder: Path) -> int | None:
     """The longest input the model takes, from config.json when the folder has one."""
     config = _read_json(folder / "config.json")
@@ -66,6 +55,53 @@ def model_file(folder: Path) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise EdgewiseError(f"{folder} holds no model.onnx or model.ort; pass an ONNX artifact or a bundle")
+
+
+# Verification results by the folder's file fingerprint (resolved path, then every file's relative path,
+# mtime_ns, ctime_ns and size): hashing a 90 MB model takes a noticeable fraction of a second, and bench,
+# evaluate and quantize build several Predictors on one folder in one process. A rewritten file gets a
+# new mtime (and ctime, which cannot be set back), so it is hashed again.
+_VERIFIED: dict[tuple, list[str]] = {}
+MAX_LISTED_PROBLEMS = 5
+
+
+def _fingerprint(folder: Path) -> tuple:
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            files.append((path.relative_to(folder).as_posix(), stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size))
+    return str(folder), tuple(files)
+
+
+def verify_folder(folder: Path, manifest: dict) -> None:
+    """Refuse a folder whose files differ from the sha256 hashes its edgewise.json recorded.
+
+    A folder without edgewise.json (a foreign ONNX folder) has nothing to check against and passes.
+    Files the manifest expects to be (re)built on the device, such as a TensorRT artifact's
+    model.engine, are not hashed there, so they pass whatever they hold.
+    """
+    from edgewise.core.manifest import MANIFEST_NAME, Manifest
+
+    if not (folder / MANIFEST_NAME).is_file():
+        return
+    key = _fingerprint(folder)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = Manifest.read(folder).verify()
+    problems = _VERIFIED[key]
+    if not problems:
+        return
+    listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        listed += f"; and {len(problems) - MAX_LISTED_PROBLEMS} more"
+    what = "bundle" if manifest.get("kind") == "bundle" else "artifact"
+    stage = manifest.get("stage")
+    remake = f"`edgewise {stage}`" if stage else "the edgewise stage that made it"
+    raise EdgewiseError(
+        f"{folder} changed since edgewise wrote it ({listed}), so the model would run on unchecked files; "
+        f"re-create the {what} with {remake}, or pass --no-verify (Predictor(..., verify=False)) "
+        "if you changed it on purpose"
+    )
 
 
 def _pad_id(folder: Path, tokenizer, settings: dict) -> int:
@@ -91,6 +127,8 @@ class Predictor:
         threads: intra-op threads; None lets onnxruntime choose.
         max_length: tokens per text; default from the manifest, else 512.
         model: another ONNX file to run with this folder's tokenizer and settings (a candidate).
+        verify: check the folder's files against the sha256 hashes in its edgewise.json (default True);
+            once per process for unchanged files. The ``model`` file is not in the manifest and is not checked.
 
     Example:
         >>> Predictor("deploy/teacher").predict(["a gripping film"])[0]["label"]  # doctest: +SKIP
@@ -98,10 +136,12 @@ class Predictor:
     """
 
     def __init__(self, folder, backend: str = "ort-cpu", threads: int | None = None, max_length: int | None = None,
-                 model=None):
+                 model=None, verify: bool = True):
         np = _require("numpy")
         ort = _require("onnxruntime")
         tokenizers = _require("tokenizers")
+        if backend not in BACKENDS:
+            raise EdgewiseError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.folder = Path(folder).expanduser().resolve()
         if not self.folder.is_dir():
             raise EdgewiseError(f"{self.folder} is not a folder; pass a bundle or an ONNX artifact folder")
@@ -110,6 +150,8 @@ class Predictor:
         self.model_path = Path(model) if model is not None else model_file(self.folder)
         if not (self.folder / "tokenizer.json").is_file():
             raise EdgewiseError(f"{self.folder} has no tokenizer.json; re-create it with edgewise export or bundle")
+        if verify:
+            verify_folder(self.folder, manifest)
         labels = manifest.get("labels") or _read_json(self.folder / "config.json").get("id2label") or {}
         self.id2label = {int(k): v for k, v in labels.items()}
         limit = settings.get("max_positions") or _config_limit(self.folder)
@@ -117,9 +159,8 @@ class Predictor:
         self.max_length = int(max_length or settings.get("max_length") or min(512, limit or 512))
         if limit and self.max_length > limit:
             raise EdgewiseError(f"max_length {self.max_length} exceeds the model's limit of {limit} tokens; lower it")
-        if backend not in BACKENDS:
-            raise EdgewiseError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.backend, self.threads, self._ort = backend, threads, ort
+        self.disabled_optimizers = disabled_optimizers(backend)
         if backend == "tensorrt":
             from edgewise.export.tensorrt import load_engine
 
@@ -128,7 +169,7 @@ class Predictor:
             self.inputs = {name: np.int64 for name in names}  # the engine casts to its own types
             self.output = self._engine.outputs[0]
         else:
-            self.session = self._session(ort, backend, threads)
+            self.session = session(self.model_path, backend, threads)
             names = [i.name for i in self.session.get_inputs()]
             self.inputs = {i.name: (np.int32 if "int32" in i.type else np.int64) for i in self.session.get_inputs()}
             self.output = self.session.get_outputs()[0].name
@@ -143,28 +184,6 @@ class Predictor:
         self.tokenizer.enable_truncation(self.max_length)
         self.pad_id = _pad_id(self.folder, self.tokenizer, settings)
         self._np = np
-
-    def _session(self, ort, backend: str, threads: int | None):
-        available = ort.get_available_providers()
-        if BACKENDS[backend][0] not in available:
-            raise EdgewiseError(
-                f"backend {backend} needs {BACKENDS[backend][0]}, which this onnxruntime lacks (it has "
-                f"{', '.join(available)}); install onnxruntime-gpu on a CUDA machine or use ort-cpu"
-            )
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.disabled_optimizers = list(CPU_DISABLED_FUSIONS) if backend == "ort-cpu" else []
-        try:
-            return ort.InferenceSession(str(self.model_path), options, providers=BACKENDS[backend],
-                                        disabled_optimizers=self.disabled_optimizers or None)
-        except ort_errors(ort) as e:
-            raise EdgewiseError(
-                f"onnxruntime cannot load {self.model_path} ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
-                "the file is corrupt or not an ONNX model: re-create it with edgewise export"
-            ) from None
 
     def providers(self) -> list[str]:
         return self.session.get_providers() if self.session is not None else ["tensorrt"]
@@ -193,7 +212,7 @@ class Predictor:
         except ort_errors(self._ort) as e:
             raise EdgewiseError(
                 f"onnxruntime failed to run {self.model_path} on inputs of shape "
-                f"{next(iter(feed.values())).shape} ({type(e).__name__}: {str(e).splitlines()[0][:300]})"
+                f"{next(iter(feed.values())).shape} ({type(e).__name__}: {first_line(e)})"
             ) from None
 
     def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32, progress=None):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from edgewise.core.artifact import Artifact
@@ -95,3 +97,106 @@ def test_export_config_rejects_bad_values(field, value, fragment):
     with pytest.raises(EdgewiseError) as info:
         ExportConfig(**kwargs)
     assert fragment in str(info.value)
+
+
+def _rewrite_initializer(model_path, name: str, change) -> None:
+    """Replace the initializer ``name`` of the ONNX file by ``change(its values)``, in place."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_path))
+    tensor = next(t for t in model.graph.initializer if t.name == name)
+    tensor.CopyFrom(numpy_helper.from_array(change(numpy_helper.to_array(tensor)), name))
+    onnx.save(model, str(model_path))
+
+
+@pytest.fixture
+def diverging_export(monkeypatch):
+    """Make optimum's export write a graph that is no longer the PyTorch model: after the real export,
+    the classifier initializer ``name`` of model.onnx is replaced by ``change(values)``."""
+    import optimum.exporters.onnx
+
+    def diverge(name: str, change):
+        real = optimum.exporters.onnx.main_export
+
+        def export_then_change(model_name_or_path, output, *args, **kwargs):
+            real(model_name_or_path, output, *args, **kwargs)
+            _rewrite_initializer(Path(output) / "model.onnx", name, change)
+
+        # export_onnx imports main_export from the module when it runs, so the module attribute is what it calls.
+        monkeypatch.setattr(optimum.exporters.onnx, "main_export", export_then_change)
+
+    return diverge
+
+
+def _max_diff_listed(message: str, output: str = "logits") -> float:
+    import re
+
+    found = re.search(rf"{output}: max \|diff\| (\S+?)[;)]", message)
+    assert found, message
+    return float(found.group(1))
+
+
+def test_export_real_divergence_is_an_error_listing_outputs_and_writes_nothing(tiny_teacher, diverging_export,
+                                                                               tmp_path):
+    diverging_export("classifier.weight", lambda w: w * 3)
+
+    with pytest.raises(EdgewiseError) as info:
+        export(tiny_teacher, tmp_path / "onnx", ExportConfig())
+
+    message = str(info.value)
+    assert message.startswith("the exported model does not match its source within atol 0.0001")
+    assert _max_diff_listed(message) > 1e-4  # the output named, with its largest difference
+    assert list(tmp_path.iterdir()) == []  # neither onnx/ nor .onnx.partial/
+
+
+def test_export_optimize_real_divergence_after_fusing_is_an_error_and_writes_nothing(tiny_teacher, tmp_path,
+                                                                                     monkeypatch):
+    import edgewise.export.onnx as onnx_export
+
+    real = onnx_export.optimize
+
+    def optimize_then_change(path, model_config):
+        fusions = real(path, model_config)
+        _rewrite_initializer(path, "classifier.weight", lambda w: w * 3)
+        return fusions
+
+    monkeypatch.setattr(onnx_export, "optimize", optimize_then_change)
+
+    with pytest.raises(EdgewiseError) as info:
+        export(tiny_teacher, tmp_path / "opt", ExportConfig(optimize=True))
+
+    message = str(info.value)
+    assert message.startswith("the optimised ONNX model does not match its source")
+    assert _max_diff_listed(message) > 1e-4
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_nan_logits_are_an_error_and_write_nothing(tiny_teacher, diverging_export, tmp_path):
+    import numpy as np
+
+    diverging_export("classifier.bias", lambda b: np.full_like(b, np.nan))
+
+    with pytest.raises(EdgewiseError) as info:
+        export(tiny_teacher, tmp_path / "onnx", ExportConfig())
+
+    message = str(info.value)
+    assert message.startswith("the exported model produces NaN logits"), message
+    assert "in output 'logits'" in message and "its source does not" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_keeps_nan_and_inf_that_a_running_max_would_drop():
+    import numpy as np
+
+    batches = [{"input_ids": np.zeros((2, 2), dtype=np.int64)}]
+    finite = lambda b: np.array([[1.0, 0.0], [0.0, 1.0]])  # noqa: E731
+
+    result = compare(finite, lambda b: np.array([[1.0, 0.0], [np.nan, np.inf]]), batches)
+
+    assert result["max_abs_diff"] == float("inf")
+    assert result["outputs"]["logits"]["nonfinite"]["candidate"] == {"nan": 1, "inf": 1}
+    with pytest.raises(EdgewiseError, match=r"the x produces NaN logits \(1 of 4 values NaN, 1 of 4 values inf\)"):
+        check(result, 1e-4, "the x")
+    with pytest.raises(EdgewiseError, match="the source of the x produces infinite logits"):
+        check(compare(lambda b: np.array([[np.inf, 0.0], [0.0, 1.0]]), finite, batches), 1e-4, "the x")

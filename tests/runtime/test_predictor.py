@@ -2,6 +2,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,12 @@ from edgewise.runtime.bench import bench, latency_stats
 
 # Modules the device runtime must never need: importing any of them raises ImportError.
 BLOCK = ("torch", "transformers", "optimum", "pandas", "sklearn", "datasets", "click", "rich", "onnx", "yaml")
+
+
+def _cuda_provider_here() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def run_runtime(*args):
@@ -48,13 +55,16 @@ def test_runtime_bench_writes_the_report_schema_without_torch(tiny_bundle, tmp_p
     ("args", "fragment"),
     [(("predict", "{tmp}/none", "x"), "is not a folder"),
      (("predict", "{bundle}", "a", "b", "--pair", "c"), "one --pair per text"),
-     (("predict", "{bundle}", "x", "--backend", "ort-cuda"), "needs CUDAExecutionProvider"),
+     pytest.param(("predict", "{bundle}", "x", "--backend", "ort-cuda"), "needs CUDAExecutionProvider",
+                  marks=pytest.mark.skipif(_cuda_provider_here(), reason="this onnxruntime has CUDA")),
      (("bench", "{bundle}", "--seq-len", "999"), "--seq-len must be between 2"),
      (("bench", "{bundle}", "--threads", "0"), "--threads must be >= 1"),
      (("bench", "{bundle}", "--batch-sizes", "x"), "not a comma-separated list"),
      (("predict", "{notok}", "x"), "no tokenizer.json"),
-     (("predict", "{corrupt}", "x"), "cannot load")],
-    ids=["missing", "pairs", "no-cuda", "seq-len", "threads", "batch-sizes", "no-tokenizer", "corrupt-model"],
+     (("predict", "{corrupt}", "x"), "model.onnx: changed"),
+     (("predict", "{corrupt}", "x", "--no-verify"), "cannot load")],
+    ids=["missing", "pairs", "no-cuda", "seq-len", "threads", "batch-sizes", "no-tokenizer", "tampered-model",
+         "corrupt-model"],
 )
 def test_runtime_bad_input_is_one_error_line(tiny_bundle, tmp_path, args, fragment):
     notok, corrupt = tmp_path / "notok", tmp_path / "corrupt"
@@ -205,3 +215,135 @@ def test_predictor_on_cpu_turns_off_the_slow_skip_layernorm_fusion(tiny_onnx, mo
 
     assert seen["disabled_optimizers"] == ["SkipLayerNormFusion"] == predictor.disabled_optimizers
     assert predictor.predict(["the sky is blue"])[0]["label"] in ("colour", "fruit", "sport")
+
+
+def _copy(folder, dst):
+    shutil.copytree(folder, dst)
+    return dst
+
+
+def _scale_classifier(model_path, factor: float = 3.0) -> None:
+    """Rewrite model.onnx as another valid model: the classifier weights scaled."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_path))
+    weight = next(t for t in model.graph.initializer if t.name == "classifier.weight")
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * factor, weight.name))
+    onnx.save(model, str(model_path))
+
+
+def _runtime_main(capsys, *args):
+    """`python -m edgewise.runtime ARGS` in this process: (exit code, stdout, stderr lines)."""
+    from edgewise.runtime.__main__ import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip().splitlines()
+
+
+def test_runtime_predict_refuses_a_replaced_model(tiny_bundle, tmp_path, capsys):
+    folder = _copy(tiny_bundle, tmp_path / "deploy")
+    _scale_classifier(folder / "model.onnx")
+
+    code, out, err = _runtime_main(capsys, "predict", folder, "apple banana")
+
+    assert code == 2 and out == ""
+    assert len(err) == 1 and err[0].startswith("Error: "), err
+    assert "model.onnx: changed" in err[0] and "tokenizer.json" not in err[0]
+    assert "re-create the bundle with `edgewise bundle`" in err[0] and "--no-verify" in err[0]
+
+
+def test_runtime_predict_refuses_a_replaced_tokenizer(tiny_bundle, tmp_path, capsys):
+    folder = _copy(tiny_bundle, tmp_path / "deploy")
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"]["apple"], tokenizer["model"]["vocab"]["red"] = (
+        tokenizer["model"]["vocab"]["red"], tokenizer["model"]["vocab"]["apple"])
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+
+    code, _, err = _runtime_main(capsys, "predict", folder, "apple banana")
+
+    assert code == 2 and len(err) == 1 and err[0].startswith("Error: ")
+    assert "tokenizer.json: changed" in err[0] and "model.onnx" not in err[0]
+
+
+def test_runtime_no_verify_runs_an_edited_bundle(tiny_bundle, tmp_path, capsys):
+    folder = _copy(tiny_bundle, tmp_path / "deploy")
+    _scale_classifier(folder / "model.onnx")
+
+    code, out, err = _runtime_main(capsys, "predict", folder, "apple banana", "--no-verify", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["label"] == "fruit"  # scaling the logits keeps their argmax
+
+    assert _runtime_main(capsys, "bench", folder, "--min-runs", "2", "--min-time", "0", "--warmup", "0")[0] == 2
+    code, out, err = _runtime_main(capsys, "bench", folder, "--no-verify", "--min-runs", "2", "--min-time", "0",
+                                   "--warmup", "0", "--json", "-")
+    assert code == 0, err
+    assert json.loads(out)["results"][0]["latency_ms"]["runs"] >= 2
+
+
+def test_runtime_predict_runs_an_untouched_bundle(tiny_bundle, capsys):
+    code, out, err = _runtime_main(capsys, "predict", tiny_bundle, "apple banana", "hockey golf")
+
+    assert code == 0 and err == []
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["fruit", "sport"]
+
+
+def test_predictor_hashes_a_folder_once_until_a_file_changes(tiny_bundle, tmp_path, monkeypatch):
+    import edgewise.core.manifest as manifest_module
+
+    folder = _copy(tiny_bundle, tmp_path / "deploy")
+    hashed = []
+    real = manifest_module.sha256_file
+
+    def counting(path, *args, **kwargs):
+        hashed.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(manifest_module, "sha256_file", counting)
+
+    Predictor(folder)
+    first = len(hashed)
+    Predictor(folder, threads=1)
+    Predictor(folder, max_length=16)
+
+    assert "model.onnx" in hashed and len(hashed) == first  # the later two reuse the first verification
+    (folder / "README.txt").write_text("edited, and longer than before " * 100)
+    with pytest.raises(EdgewiseError, match="README.txt: changed"):
+        Predictor(folder)
+    assert len(hashed) > first  # a changed file is hashed again
+
+
+def test_predictor_verifies_the_folder_not_a_candidate_model_elsewhere(tiny_onnx, tmp_path):
+    candidate = tmp_path / "candidate.onnx"
+    shutil.copy(tiny_onnx / "model.onnx", candidate)
+    _scale_classifier(candidate)  # a quantize candidate: not in the manifest, and different
+
+    predictor = Predictor(tiny_onnx, model=candidate)
+
+    assert predictor.model_path == candidate and predictor.predict(["apple banana"])[0]["label"] == "fruit"
+
+
+def test_predictor_on_a_folder_without_manifest_is_not_verified(tiny_bundle, tmp_path):
+    folder = _copy(tiny_bundle, tmp_path / "foreign")
+    (folder / "edgewise.json").unlink()
+    _scale_classifier(folder / "model.onnx")  # nothing records what it was
+
+    # Without edgewise.json the labels are unnamed: index 1 is "fruit".
+    assert Predictor(folder, max_length=32).predict(["apple banana"])[0]["label"] == "1"
+
+
+def test_predictor_accepts_an_engine_built_on_the_device_but_not_an_edited_script(tiny_onnx, tmp_path, monkeypatch):
+    import edgewise.export.tensorrt as trt_export
+    from edgewise.export import ExportConfig, ExportFormat, export
+
+    monkeypatch.setattr(trt_export, "probe", lambda: (None, "no TensorRT in this test"))
+    with pytest.raises(EdgewiseError, match="no TensorRT engine was built here"):
+        export(tiny_onnx, tmp_path / "trt", ExportConfig(format=ExportFormat.TENSORRT, verify=False))
+    folder = tmp_path / "trt"
+    (folder / trt_export.ENGINE).write_bytes(b"built later by build_engine.sh")  # an expected file
+
+    assert Predictor(folder).predict(["apple banana"])[0]["label"] == "fruit"  # model.onnx on ort-cpu
+    (folder / trt_export.SCRIPT).write_text("#!/usr/bin/env bash\necho edited\n")
+    with pytest.raises(EdgewiseError, match="build_engine.sh: changed.*`edgewise export`"):
+        Predictor(folder)

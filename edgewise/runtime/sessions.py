@@ -1,0 +1,92 @@
+"""The one place edgewise builds an onnxruntime InferenceSession.
+
+Parity checks, bundling and the runtime all load models here, so the numbers export verifies are
+the numbers a deployed bundle produces: same providers, same threads, same disabled fusions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgewise.core.errors import EdgewiseError
+
+BACKENDS = {
+    "ort-cpu": ["CPUExecutionProvider"],
+    "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": [],  # a native engine (model.engine of a `tensorrt` artifact); needs tensorrt + torch + a GPU
+}
+# Graph fusions onnxruntime applies at load time that are slower on CPUs than what they replace:
+# its SkipLayerNormalization CPU kernel took 2.4 ms per MiniLM run at 128 tokens against 0.27 ms for
+# the Add + LayerNormalization it fuses (onnxruntime 1.32, 1 thread, AMD EPYC with AVX-512), which
+# made the dynamic-INT8 model 40 % slower (7.95 vs 5.67 ms). The plain FP32 export of that model did
+# not match the fusion's pattern; its INT8 version (bias folded into the integer MatMul) did.
+# (A graph written with the op already fused, by export --optimize, keeps it.)
+CPU_DISABLED_FUSIONS = ("SkipLayerNormFusion",)
+
+
+def _onnxruntime():
+    import importlib
+
+    try:
+        return importlib.import_module("onnxruntime")
+    except ImportError:
+        raise EdgewiseError("`onnxruntime` is needed to run models: pip install 'edgewise[runtime]'") from None
+
+
+def ort_errors(ort) -> tuple[type[BaseException], ...]:
+    """The exception types onnxruntime raises for a model it cannot load or run."""
+    state = ort.capi.onnxruntime_pybind11_state
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
+             "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, OSError)
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an onnxruntime error, short enough for a one-line `Error:`."""
+    return (str(error).splitlines() or [""])[0][:limit]
+
+
+def disabled_optimizers(backend: str) -> list[str]:
+    """The onnxruntime graph optimisers turned off for ``backend`` (the slow CPU fusions on ort-cpu)."""
+    return list(CPU_DISABLED_FUSIONS) if backend == "ort-cpu" else []
+
+
+def session(path, backend: str = "ort-cpu", threads: int | None = None):
+    """An onnxruntime InferenceSession for the model file at ``path``.
+
+    Args:
+        path: model.onnx or model.ort (external-data files beside it are found by onnxruntime).
+        backend: ort-cpu (default), ort-cuda or ort-tensorrt; the provider must be in this onnxruntime.
+        threads: intra-op threads (inter-op is then 1); None lets onnxruntime choose.
+
+    Raises EdgewiseError for an unknown or unavailable backend and for a file onnxruntime cannot load.
+
+    Example:
+        >>> session("deploy/teacher/model.onnx", threads=1).get_inputs()[0].name  # doctest: +SKIP
+        'input_ids'
+    """
+    ort = _onnxruntime()
+    providers = BACKENDS.get(backend)
+    if not providers:  # unknown, or `tensorrt`, which runs a native engine rather than an ONNX session
+        known = [name for name, chain in BACKENDS.items() if chain]
+        raise EdgewiseError(f"backend {backend!r} does not run onnxruntime sessions; choose one of {', '.join(known)}")
+    available = ort.get_available_providers()
+    if providers[0] not in available:
+        raise EdgewiseError(
+            f"backend {backend} needs {providers[0]}, which this onnxruntime lacks (it has "
+            f"{', '.join(available)}); install onnxruntime-gpu on a CUDA machine or use ort-cpu"
+        )
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: onnxruntime's warnings would drown the CLI's output
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers,
+                                    disabled_optimizers=disabled_optimizers(backend) or None)
+    except ort_errors(ort) as e:
+        raise EdgewiseError(
+            f"onnxruntime cannot load {Path(path)} ({type(e).__name__}: {first_line(e)}); "
+            "the file is corrupt or not an ONNX model: re-create it with edgewise export"
+        ) from None
