@@ -112,7 +112,8 @@ def _decode(path: Path, data: bytes, encoding: str) -> str:
 
 
 def _refuse_duplicate_columns(path: Path, columns) -> None:
-    twice = sorted(str(name) for name, n in Counter(columns).items() if n > 1)
+    # Unnamed columns (a header ending in commas, as spreadsheets export it) are not read by name.
+    twice = sorted(str(name) for name, n in Counter(columns).items() if n > 1 and str(name).strip())
     if twice:
         raise EdgewiseError(
             f"{path} has more than one column named {', '.join(repr(c) for c in twice)}; accepted: one column per "
@@ -347,16 +348,13 @@ def _label_name(value) -> str | None:
         if not value:
             return None
         # csv / tsv cells are read as strings: keep the meaning pandas' number guessing gave them
-        # (1.0 is the class 1, a negative integer id is no label) without its NA guessing.
+        # (1.0 is the class 1) without its NA guessing. A negative number is a class too (-1 / 0 / 1
+        # sentiment); only datasets' ClassLabel -1 means "no label", handled where it is read.
         if re.fullmatch(r"-?\d+\.0*", value):
             return str(int(value.partition(".")[0]))
-        if not re.fullmatch(r"-\d+", value):
-            return value
-        value = int(value)
+        return value
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if isinstance(value, int) and value < 0:
-        return None  # datasets' ClassLabel uses -1 for "no label" (e.g. GLUE test splits)
     return str(value)
 
 

@@ -93,7 +93,7 @@ def test_load_splits_accepts_an_unlabelled_split_until_its_labels_are_needed(tmp
         encode_labels(splits["test"], {0: "fruit"})
 
 
-def test_load_splits_treats_pandas_na_and_negative_class_ids_as_missing(tmp_path):
+def test_load_splits_treats_pandas_na_as_missing_and_negative_labels_as_classes(tmp_path):
     frame = pd.DataFrame({"text": pd.array(["a", "b", "c"], dtype="string"),
                           "label": pd.array([1, pd.NA, 0], dtype="Int64")})
     frame.to_parquet(tmp_path / "d.parquet")
@@ -102,7 +102,13 @@ def test_load_splits_treats_pandas_na_and_negative_class_ids_as_missing(tmp_path
     split = load_splits(str(tmp_path / "d.parquet"))["train"]
 
     assert split.labels is None and "1 empty value(s)" in split.label_problem and "data rows 2," in split.label_problem
-    assert load_splits(str(tmp_path / "test.csv"))["train"].labels is None
+    assert load_splits(str(tmp_path / "test.csv"))["train"].labels == ["-1", "-1"]  # e.g. -1 / 0 / 1 sentiment
+
+
+def test_load_splits_reads_a_header_with_trailing_unnamed_columns(tmp_path):
+    (tmp_path / "d.csv").write_text("text,label,,\napple,fruit,,\nred,colour,,\n")  # as spreadsheets export
+
+    assert load_splits(str(tmp_path / "d.csv"))["train"].labels == ["fruit", "colour"]
 
 
 def test_load_splits_integer_labels_become_names(tmp_path):
