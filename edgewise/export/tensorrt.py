@@ -244,6 +244,9 @@ def export_tensorrt(src_model: Path, inputs, out, config, int8: bool, batches: l
         metrics["parity"] = compare(session_runner(ort_session(src_model)),
                                     EngineRunner(trt, out.artifact / ENGINE), checked)
         if config.fp16 or int8:
+            # Reduced precision is judged by label agreement, but NaN / inf logits are never acceptable
+            # (a NaN row's argmax is 0, which can still "agree" often on skewed data).
+            check(metrics["parity"], float("inf"), f"the {'INT8' if int8 else 'FP16'} engine")
             agreement = metrics["parity"]["label_agreement"]
             if agreement < REDUCED_PRECISION_AGREEMENT:
                 raise EdgewiseError(

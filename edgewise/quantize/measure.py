@@ -59,11 +59,17 @@ def score(logits, split: EvalSplit, id2label: dict[int, str], reference=None) ->
     metrics = classification_metrics(split.truth, predicted.tolist(), id2label)
     result = {"samples": len(split.truth), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
     if reference is not None:
-        diff = np.abs(np.asarray(reference, dtype=np.float64) - np.asarray(logits, dtype=np.float64))
+        values = np.asarray(logits, dtype=np.float64)
+        diff = np.abs(np.asarray(reference, dtype=np.float64) - values)
+        # NaN would vanish from a max() and read as agreement through argmax: count it, and make the
+        # difference infinite so no tolerance accepts it.
+        nonfinite = int((~np.isfinite(values)).sum())
+        diff[~np.isfinite(diff)] = np.inf
         result.update({
             "agreement_with_source": float((reference.argmax(-1) == predicted).mean()) if len(predicted) else 1.0,
             "max_abs_diff": float(diff.max()) if diff.size else 0.0,
             "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+            "nonfinite_logits": nonfinite,
         })
     return result
 
@@ -83,6 +89,23 @@ def compare_splits(splits: list[EvalSplit], source, result, id2label: dict[int, 
                 bar.advance(task)
             row = {"source": score(logits[0], split, id2label), "quantized": score(logits[1], split, id2label,
                                                                                    logits[0])}
+            if row["quantized"]["nonfinite_logits"]:
+                import numpy as np
+
+                from edgewise.core.errors import EdgewiseError
+
+                bad = row["quantized"]["nonfinite_logits"]
+                found = f"NaN or infinite logits ({bad} of {logits[1].size} values on the {split.name} split)"
+                source_bad = int((~np.isfinite(np.asarray(logits[0], dtype=np.float64))).sum())
+                if source_bad:
+                    raise EdgewiseError(
+                        f"the source model itself produces NaN or infinite logits ({source_bad} of {logits[0].size} "
+                        f"values on the {split.name} split), so its quantized version cannot be judged: fix or "
+                        "re-create the source (weights with NaN, or an overflow)")
+                raise EdgewiseError(
+                    f"the quantized model produces {found} where its source does not; keep more operators in FP32 "
+                    "(--exclude-op / --exclude-node) or use another --method"
+                )
             row["drop_points"] = round((row["source"]["accuracy"] - row["quantized"]["accuracy"]) * 100, 4)
             results[split.name] = row
     return results

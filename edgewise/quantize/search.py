@@ -114,11 +114,13 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
                 "accuracy": result["accuracy"], "macro_f1": result["macro_f1"],
                 "drop_points": round((source["accuracy"] - result["accuracy"]) * 100, 4),
                 "agreement_with_source": result["agreement_with_source"], "size_bytes": model_size(candidate.path),
+                "nonfinite_logits": result["nonfinite_logits"],
             }
             bar.advance(task)
 
         def passes(candidate: Candidate) -> bool:
-            return candidate.metrics["drop_points"] <= config.max_accuracy_drop + 1e-9
+            return (candidate.metrics["drop_points"] <= config.max_accuracy_drop + 1e-9
+                    and not candidate.metrics.get("nonfinite_logits"))
 
         for candidate in candidates:
             evaluate(candidate)

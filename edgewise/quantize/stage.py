@@ -14,6 +14,7 @@ from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import Manifest, now
 from edgewise.core.progress import console
 from edgewise.quantize.config import QuantizeConfig, QuantMethod
+from edgewise.quantize.inc import int8_kernel_problem  # light: the torch / INC imports are inside its functions
 
 
 def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *, data: str | None = None,
@@ -57,7 +58,6 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
     if inc:
         from edgewise.core.env import cpu_info
         from edgewise.core.models import check_weights
-        from edgewise.quantize.inc import int8_kernel_problem
 
         if problem := int8_kernel_problem(cpu_info()):
             raise EdgewiseError(
@@ -281,7 +281,11 @@ def _accuracy(source, folder: Path, id2label: dict[int, str], target: Path, conf
         logits = lambda p: lambda texts, pairs: p.logits(texts, pairs, batch_size=config.eval_batch_size)  # noqa: E731
         return {"accuracy": compare_splits(evaluation["splits"], logits(source), logits(result), id2label),
                 "data": evaluation["spec"]}
-    return {"accuracy": {}, "data": None, "parity_generated": _generated_parity(source, result)}
+    parity = _generated_parity(source, result)
+    from edgewise.export.parity import check
+
+    check(parity, float("inf"), "the quantized model")  # no tolerance without data, but never NaN / inf logits
+    return {"accuracy": {}, "data": None, "parity_generated": parity}
 
 
 def _generated_parity(source, result) -> dict:
