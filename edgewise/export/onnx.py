@@ -139,11 +139,15 @@ def optimize(path: Path, model_config) -> dict:
 def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
     """Export the `hf` artifact into ``out.artifact``; returns the metrics for the manifest."""
     from optimum.exporters.onnx import main_export
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
-    from edgewise.core.models import ModelSource, load_tokenizer
+    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer
 
     model_config = AutoConfig.from_pretrained(artifact.path)
+    source = ModelSource(str(artifact.path), str(artifact.path), True)
+    # Loaded first, strictly: optimum's exporter would fill a missing classification head with random
+    # weights and export it without a word.
+    model = load_classifier(source, config.allow_pickle).eval()
     console().print(f"exporting {artifact.path} ({model_config.model_type}) to ONNX opset {config.opset}")
     with working_directory(out.work / "tmp"):
         try:
@@ -160,9 +164,7 @@ def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
     if not config.verify and not config.optimize:
         return metrics
 
-    tokenizer = load_tokenizer(ModelSource(str(artifact.path), str(artifact.path), True))
-    model = AutoModelForSequenceClassification.from_pretrained(artifact.path, use_safetensors=not config.allow_pickle)
-    model.eval()
+    tokenizer = load_tokenizer(source)
     batches = parity_inputs(tokenizer, texts, pairs, max_length, list(summary["inputs"]), model_config.vocab_size)
     reference = torch_runner(model)
     if config.verify:

@@ -152,7 +152,9 @@ class Predictor:
             raise EdgewiseError(f"{self.folder} has no tokenizer.json; re-create it with edgewise export or bundle")
         if verify:
             verify_folder(self.folder, manifest)
-        labels = manifest.get("labels") or _read_json(self.folder / "config.json").get("id2label") or {}
+        # A bundle carries labels.json beside the manifest, so it still names its labels without one.
+        labels = (manifest.get("labels") or _read_json(self.folder / "labels.json")
+                  or _read_json(self.folder / "config.json").get("id2label") or {})
         self.id2label = {int(k): v for k, v in labels.items()}
         limit = settings.get("max_positions") or _config_limit(self.folder)
         # A folder edgewise did not write records no working length: take the model's own limit.

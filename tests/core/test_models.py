@@ -47,7 +47,7 @@ def test_load_classifier_loads_a_trained_classifier(tiny_teacher):
     assert load_classifier(_source(tiny_teacher)).config.id2label[0] == "colour"
 
 
-@pytest.mark.parametrize("command", ["evaluate", "bench", "distill", "quantize-inc"])
+@pytest.mark.parametrize("command", ["evaluate", "bench", "distill", "quantize-inc", "export"])
 def test_commands_refuse_a_classifier_without_trained_head(cli_run, headless, tiny_data, tmp_path, command,
                                                             monkeypatch):
     from edgewise.core import env
@@ -57,9 +57,10 @@ def test_commands_refuse_a_classifier_without_trained_head(cli_run, headless, ti
     args = {"evaluate": ("evaluate", headless, tiny_data),
             "bench": ("bench", headless, "--data", tiny_data, "--rounds", 2, "--min-runs", 2, "--min-time", 0),
             "distill": ("distill", headless, tiny_data, "-o", tmp_path / "student", "--layers", 1),
-            "quantize-inc": ("quantize", headless, "-o", tmp_path / "inc", "--method", "inc")}[command]
+            "quantize-inc": ("quantize", headless, "-o", tmp_path / "inc", "--method", "inc"),
+            "export": ("export", headless, "-o", tmp_path / "onnx")}[command]
 
     result = cli_run(*args)
 
     assert_user_error(result, "holds no trained classifier", "classifier.weight", "edgewise finetune")
-    assert not (tmp_path / "student").exists() and not (tmp_path / "inc").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name in ("student", "inc", "onnx") or p.name.endswith(".partial")]

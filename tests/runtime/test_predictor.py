@@ -27,6 +27,7 @@ def run_runtime(*args):
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_runtime_predicts_without_torch_or_transformers(tiny_bundle):
     result = run_runtime("predict", tiny_bundle, "apple banana the", "hockey golf a", "--json", "--threads", "1")
 
@@ -36,6 +37,7 @@ def test_runtime_predicts_without_torch_or_transformers(tiny_bundle):
     assert set(predictions[0]["scores"]) == {"colour", "fruit", "sport"}
 
 
+@pytest.mark.slow
 def test_runtime_bench_writes_the_report_schema_without_torch(tiny_bundle, tmp_path):
     result = run_runtime("bench", tiny_bundle, "--threads", "1", "--batch-sizes", "1,4", "--seq-len", "16",
                          "--min-runs", "20", "--min-time", "0", "--json", tmp_path / "bench.json")
@@ -51,6 +53,7 @@ def test_runtime_bench_writes_the_report_schema_without_torch(tiny_bundle, tmp_p
     assert "p50" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [(("predict", "{tmp}/none", "x"), "is not a folder"),
@@ -81,6 +84,7 @@ def test_runtime_bad_input_is_one_error_line(tiny_bundle, tmp_path, args, fragme
     assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_predictor_feeds_only_the_model_inputs(teacher_of, tmp_path):
     from edgewise.export import ExportConfig, export
 
@@ -168,6 +172,7 @@ def test_predictor_refuses_graphs_with_unknown_inputs(tmp_path):
         Predictor(tmp_path)
 
 
+@pytest.mark.slow
 def test_runtime_bench_creates_the_report_folder(tiny_bundle, tmp_path):
     result = run_runtime("bench", tiny_bundle, "--min-runs", "5", "--min-time", "0", "--json",
                          tmp_path / "new" / "dir" / "bench.json")
@@ -329,7 +334,9 @@ def test_predictor_on_a_folder_without_manifest_is_not_verified(tiny_bundle, tmp
     (folder / "edgewise.json").unlink()
     _scale_classifier(folder / "model.onnx")  # nothing records what it was
 
-    # Without edgewise.json the labels are unnamed: index 1 is "fruit".
+    # Without edgewise.json the bundle's labels.json still names the labels (index 1 is "fruit").
+    assert Predictor(folder, max_length=32).predict(["apple banana"])[0]["label"] == "fruit"
+    (folder / "labels.json").unlink()  # nothing names them any more
     assert Predictor(folder, max_length=32).predict(["apple banana"])[0]["label"] == "1"
 
 
