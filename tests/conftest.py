@@ -143,6 +143,28 @@ def teacher_of(tiny_data, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def teacher_without_validation(tiny_encoder, tiny_data, tmp_path_factory):
+    """A tiny teacher fine-tuned on train.csv + test.csv only (finetune carves validation from train),
+    exported to ONNX."""
+    import shutil
+
+    from edgewise.core.data import DataConfig
+    from edgewise.export import ExportConfig, export
+    from edgewise.finetune import FinetuneConfig, finetune
+
+    root = tmp_path_factory.mktemp("no-validation")
+    data = root / "data"
+    data.mkdir()
+    for name in ("train.csv", "test.csv"):
+        shutil.copy(tiny_data / name, data / name)
+    settings = {**TINY_FINETUNE, "epochs": 2}
+    finetune(str(tiny_encoder), str(data), root / "teacher",
+             FinetuneConfig(**settings, data=DataConfig(validation_fraction=0.2, seed=7)))
+    export(root / "teacher", root / "onnx", ExportConfig())
+    return data, root / "teacher", root / "onnx"
+
+
+@pytest.fixture(scope="session")
 def tiny_onnx(tiny_teacher, tiny_data, tmp_path_factory) -> Path:
     """The tiny BERT teacher exported to ONNX by edgewise."""
     from edgewise.export import ExportConfig, export

@@ -49,6 +49,12 @@ def distill(teacher_dir: Path, data: str, dst: Path, config: DistillConfig = Dis
     out = OutputDir.prepare(Path(dst), sources=(teacher.path,), overwrite=overwrite, resumable=rank == 0,
                             resume=resume and rank == 0)
     splits = load_splits(data, config.data)
+    if config.train_split == "train":
+        from edgewise.core.lineage import carve_validation
+
+        # On the teacher's own data, hold out the texts the teacher held out (its fraction and seed):
+        # a validation text the teacher trained on would flatter the student's checkpoint choice.
+        splits, _ = carve_validation(splits, data, teacher.path, config.data)
     train, validation, test = training_splits(splits, config.data, data, config.train_split)
     labels = {s.name: encode_labels(s, id2label, config.data.label_column) for s in (train, validation)}
     if test is not None and test.labels is not None:

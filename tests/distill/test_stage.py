@@ -48,6 +48,7 @@ def test_distill_logs_every_loss_term(student):
     assert student.metrics["train"]["teacher_logits_cached"] is True
 
 
+@pytest.mark.slow
 def test_distill_reuses_cached_teacher_logits_across_runs(tiny_teacher, tiny_data, tmp_path):
     first = distill(tiny_teacher, str(tiny_data), tmp_path / "a", DistillConfig(layers=1, epochs=1, max_length=24))
     second = distill(tiny_teacher, str(tiny_data), tmp_path / "b", DistillConfig(layers=1, epochs=1, max_length=24))
@@ -60,6 +61,7 @@ def test_distill_reuses_cached_teacher_logits_across_runs(tiny_teacher, tiny_dat
     assert other_length.metrics["train"]["teacher_logits_from_cache"] is False  # the key holds max_length
 
 
+@pytest.mark.slow
 def test_distill_alpha_chooses_the_terms(tiny_teacher, tiny_data, tmp_path):
     labels_only = distill(tiny_teacher, str(tiny_data), tmp_path / "ce", DistillConfig(layers=1, epochs=1, alpha=0))
     soft_only = distill(tiny_teacher, str(tiny_data), tmp_path / "kd", DistillConfig(layers=1, epochs=1, alpha=1))
@@ -67,6 +69,7 @@ def test_distill_alpha_chooses_the_terms(tiny_teacher, tiny_data, tmp_path):
     assert _terms(labels_only) == {"loss_ce"} and _terms(soft_only) == {"loss_kd"}
 
 
+@pytest.mark.slow
 def test_distill_hidden_and_attention_terms_run_the_teacher_every_step(tiny_teacher, tiny_data, tmp_path):
     m = distill(tiny_teacher, str(tiny_data), tmp_path / "s",
                 DistillConfig(layer_map="1", epochs=1, hidden_weight=1.0, attention_weight=1.0))
@@ -75,6 +78,7 @@ def test_distill_hidden_and_attention_terms_run_the_teacher_every_step(tiny_teac
     assert m.metrics["train"]["teacher_logits_cached"] is False
 
 
+@pytest.mark.slow
 def test_distill_fresh_student_of_another_width_learns_through_a_projection(tiny_teacher, tiny_data, tmp_path):
     m = distill(tiny_teacher, str(tiny_data), tmp_path / "fresh",
                 DistillConfig(student_config="layers=1,hidden=16,heads=2,ffn=32", hidden_weight=1.0, **FAST))
@@ -84,6 +88,7 @@ def test_distill_fresh_student_of_another_width_learns_through_a_projection(tiny
     assert json.loads((tmp_path / "fresh" / "config.json").read_text())["hidden_size"] == 16
 
 
+@pytest.mark.slow
 def test_distill_pretrained_student_with_its_own_encoder(tiny_teacher, tiny_encoder, tiny_data, tmp_path):
     m = distill(tiny_teacher, str(tiny_data), tmp_path / "s", DistillConfig(student=str(tiny_encoder), **FAST))
 
@@ -94,6 +99,7 @@ def test_distill_pretrained_student_with_its_own_encoder(tiny_teacher, tiny_enco
     assert m.metrics["test"]["agreement_with_teacher"] >= 0.6
 
 
+@pytest.mark.slow
 def test_distill_with_unlabeled_texts_grows_the_transfer_set(tiny_teacher, tiny_data, tmp_path):
     (tmp_path / "more.txt").write_text("apple grape the\nred blue very\n\ngolf rugby a\n")
 
@@ -121,6 +127,7 @@ def test_distill_refuses_bad_inputs_before_any_work(tiny_teacher, tiny_encoder, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["enc", "other.csv"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
                     reason="torchrun is not installed beside this Python")
 def test_distill_under_torchrun_with_two_cpu_processes(tiny_teacher, tiny_data, tmp_path):
@@ -158,6 +165,7 @@ def test_transfer_dataset_keeps_each_texts_teacher_logits_and_marks_unlabelled_r
         transfer_dataset(tokenizer, transfer, [1, 0], 1, logits[:2], 16, False, None)
 
 
+@pytest.mark.slow
 def test_distill_soft_targets_alone_teach_the_student(tiny_teacher, tiny_data, tmp_path):
     # alpha 1: no label term at all, so only correctly aligned teacher logits can teach the task.
     m = distill(tiny_teacher, str(tiny_data), tmp_path / "s",
@@ -166,6 +174,7 @@ def test_distill_soft_targets_alone_teach_the_student(tiny_teacher, tiny_data, t
     assert _terms(m) == {"loss_kd"} and m.metrics["test"]["agreement_with_teacher"] >= 0.95
 
 
+@pytest.mark.slow
 def test_distill_student_with_its_own_tokenizer_reads_its_own_tokens(tiny_teacher, tiny_data, tmp_path):
     import json
 
@@ -186,6 +195,7 @@ def test_distill_student_with_its_own_tokenizer_reads_its_own_tokens(tiny_teache
     assert saved == vocab  # the student ships its own tokenizer
 
 
+@pytest.mark.slow
 def test_distill_from_a_teacher_without_manifest(tiny_teacher, tiny_data, tmp_path):
     foreign = tmp_path / "foreign-teacher"
     shutil.copytree(tiny_teacher, foreign)
@@ -196,6 +206,7 @@ def test_distill_from_a_teacher_without_manifest(tiny_teacher, tiny_data, tmp_pa
     assert m.parent is None and m.source["teacher"]["path"] == str(foreign) and m.data["max_length"] == 64
 
 
+@pytest.mark.slow
 def test_distill_cache_write_failure_is_a_user_error(tiny_teacher, tiny_data, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -204,3 +215,13 @@ def test_distill_cache_write_failure_is_a_user_error(tiny_teacher, tiny_data, tm
     with pytest.raises(EdgewiseError, match="set EDGEWISE_CACHE to a writable folder"):
         distill(tiny_teacher, str(tiny_data), tmp_path / "s", DistillConfig(layers=1, epochs=1, max_length=20))
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_distill_holds_out_the_validation_texts_the_teacher_held_out(teacher_without_validation, tmp_path):
+    data, teacher, _ = teacher_without_validation  # fine-tuned with validation_fraction 0.2, seed 7
+
+    m = distill(teacher, str(data), tmp_path / "s", DistillConfig(layers=1, epochs=1))  # defaults: 0.1, seed 42
+
+    assert m.data["splits"]["validation"] == Manifest.read(teacher).data["splits"]["validation"]
+    assert m.data["splits"]["train"] == Manifest.read(teacher).data["splits"]["train"]

@@ -248,27 +248,6 @@ def test_quantize_manifest_is_json_and_verifies(tiny_onnx, tmp_path):
     assert np.isfinite(data["metrics"]["accuracy"]["validation"]["quantized"]["max_abs_diff"])
 
 
-@pytest.fixture(scope="module")
-def teacher_without_validation(tiny_encoder, tiny_data, tmp_path_factory):
-    """A tiny teacher fine-tuned on train.csv + test.csv only (finetune carves validation from train),
-    exported to ONNX."""
-    from edgewise.core.data import DataConfig
-    from edgewise.export import ExportConfig, export
-    from edgewise.finetune import FinetuneConfig, finetune
-    from tests.conftest import TINY_FINETUNE
-
-    root = tmp_path_factory.mktemp("no-validation")
-    data = root / "data"
-    data.mkdir()
-    for name in ("train.csv", "test.csv"):
-        shutil.copy(tiny_data / name, data / name)
-    settings = {**TINY_FINETUNE, "epochs": 2}
-    finetune(str(tiny_encoder), str(data), root / "teacher",
-             FinetuneConfig(**settings, data=DataConfig(validation_fraction=0.2, seed=7)))
-    export(root / "teacher", root / "onnx", ExportConfig())
-    return data, root / "teacher", root / "onnx"
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("given", ["lineage", "--data"])
 def test_quantize_scores_the_validation_split_training_carved(teacher_without_validation, tmp_path, given):
