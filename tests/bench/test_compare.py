@@ -289,17 +289,25 @@ def _write(path, report: dict):
 @pytest.mark.slow
 def test_gate_on_real_reports_fails_a_slower_model_and_passes_the_same_artifact(fast_model, slow_model, tiny_data,
                                                                                  tmp_path, cli_run):
-    # One interleaved run times both models, so the gap between them is the models', not machine drift.
-    both = bench([fast_model, slow_model], BenchConfig(**FAST), data=str(tiny_data))
-    fast_row, slow_row = (next(r for r in both["results"] if r["artifact"] == name)
-                          for name in ("model", "student-8-layers"))
-    baseline = _write(tmp_path / "baseline.json", _only(both, "model"))
-    swapped = _only(both, "model")  # the slow model's measured latency under the fast model's name
+    import shutil
+
+    twin = tmp_path / "twin" / "model-twin"  # the same model again, under another name
+    shutil.copytree(fast_model, twin)
+    # One interleaved run times all three, so the gaps between them are the models', not machine drift.
+    # 5 rounds: two runs of one model then separate by chance once in 252 (and must differ by > 10 % too).
+    runs = bench([fast_model, slow_model, twin], BenchConfig(**{**FAST, "rounds": 5}), data=str(tiny_data))
+    fast_row, slow_row, twin_row = (next(r for r in runs["results"] if r["artifact"] == name)
+                                    for name in ("model", "student-8-layers", "model-twin"))
+    baseline = _write(tmp_path / "baseline.json", _only(runs, "model"))
+    swapped = _only(runs, "model")  # the slow model's measured latency under the fast model's name
     swapped["results"][0]["latency_ms"] = slow_row["latency_ms"]
     current = _write(tmp_path / "current.json", swapped)
+    again = _only(runs, "model")  # the same artifact measured a second time, in the same run
+    again["results"][0]["latency_ms"] = twin_row["latency_ms"]
+    again_path = _write(tmp_path / "again.json", again)
 
     slower = cli_run("bench", "compare", current, baseline, "--json")
-    same = cli_run("bench", "compare", baseline, baseline, "--json")
+    same = cli_run("bench", "compare", again_path, baseline, "--json")
 
     assert slow_row["latency_ms"]["p50"] > fast_row["latency_ms"]["p50"]
     assert slower.exit_code == 1, slower.output

@@ -19,5 +19,15 @@ def test_evaluate_refuses_a_backend_that_cannot_run_the_artifact(tiny_onnx, tiny
         evaluate(tiny_onnx, str(tiny_data), EvaluateConfig(backend="torch"))
     with pytest.raises(EdgewiseError, match="backend ort-cpu cannot run a 'hf' artifact"):
         evaluate(tiny_teacher, str(tiny_data), EvaluateConfig(backend="ort-cpu"))
+
+
+def _ort_has_cuda() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+@pytest.mark.skipif(_ort_has_cuda(), reason="onnxruntime here has the CUDA provider")
+def test_evaluate_on_ort_cuda_without_the_cuda_provider_says_so(tiny_onnx, tiny_data):
     with pytest.raises(EdgewiseError, match="needs CUDAExecutionProvider"):
         evaluate(tiny_onnx, str(tiny_data), EvaluateConfig(backend="ort-cuda"))

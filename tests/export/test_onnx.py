@@ -10,6 +10,7 @@ from edgewise.export.parity import check, compare
 from tests.conftest import ARCHITECTURES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_export_onnx_matches_pytorch_for_each_architecture(teacher_of, tiny_data, tmp_path, arch):
     teacher = teacher_of(arch)

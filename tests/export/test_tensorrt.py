@@ -51,6 +51,7 @@ def test_trtexec_command_carries_precision_and_profiles():
     assert "--int8" not in trtexec_command(INPUTS, ExportConfig(format=ExportFormat.TENSORRT), int8=False)
 
 
+@pytest.mark.slow
 def test_build_script_is_valid_bash(tmp_path):
     script = tmp_path / SCRIPT
     script.write_text(build_script(trtexec_command(INPUTS, ExportConfig(format=ExportFormat.TENSORRT), False)))
@@ -58,6 +59,7 @@ def test_build_script_is_valid_bash(tmp_path):
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
 
 
+@pytest.mark.slow
 def test_build_script_runs_trtexec_with_the_command(tmp_path):
     fake = tmp_path / "trtexec"
     fake.write_text('#!/usr/bin/env bash\necho "$@" > args.txt\n')

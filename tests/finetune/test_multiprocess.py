@@ -10,6 +10,7 @@ import pytest
 from edgewise.core.manifest import Manifest
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
                     reason="torchrun is not installed beside this Python")
 def test_finetune_under_torchrun_with_two_cpu_processes(tiny_encoder, tiny_data, tmp_path):

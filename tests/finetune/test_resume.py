@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from edgewise.core.manifest import Manifest
 
 
@@ -15,6 +17,7 @@ def _command(encoder, data, out, *extra):
             "--epochs", "40", "--max-length", "16", "--lr", "3e-3", "--warmup-ratio", "0", *extra]
 
 
+@pytest.mark.slow
 def test_finetune_resumes_after_sigkill(tiny_encoder, tiny_data, tmp_path):
     out = tmp_path / "teacher"
     checkpoints = tmp_path / ".teacher.partial" / "checkpoints"
@@ -47,6 +50,7 @@ def test_finetune_resumes_after_sigkill(tiny_encoder, tiny_data, tmp_path):
     assert not (tmp_path / ".teacher.partial").exists()
 
 
+@pytest.mark.slow
 def test_finetune_resume_refuses_changed_settings(tiny_encoder, tiny_data, tmp_path):
     work = tmp_path / ".teacher.partial"
     work.mkdir()

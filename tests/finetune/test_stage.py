@@ -37,6 +37,7 @@ def test_finetune_writes_a_complete_hf_artifact(tiny_teacher, tiny_encoder, tiny
     assert not list(tiny_teacher.parent.glob(".*.partial"))
 
 
+@pytest.mark.slow
 def test_finetune_takes_text_pairs_and_a_single_file(tiny_encoder, tmp_path):
     rows = [(f"{a} x", f"{b} y", "same" if a == b else "diff") for a in ("apple", "red") for b in ("apple", "red")]
     write_csv(tmp_path / "pairs.csv", rows * 10, header=("first", "second", "y"))
@@ -51,6 +52,7 @@ def test_finetune_takes_text_pairs_and_a_single_file(tiny_encoder, tmp_path):
     assert manifest.data["token_lengths"]["p50"] == 7
 
 
+@pytest.mark.slow
 def test_finetune_picks_max_length_from_token_lengths(tiny_encoder, tiny_data, tmp_path):
     manifest = finetune(str(tiny_encoder), str(tiny_data), tmp_path / "auto",
                         FinetuneConfig(epochs=1, length_percentile=99))
@@ -60,6 +62,7 @@ def test_finetune_picks_max_length_from_token_lengths(tiny_encoder, tiny_data, t
     assert manifest.data["token_lengths"]["p99"] == 9 and manifest.data["token_lengths"]["truncated_fraction"] == 0
 
 
+@pytest.mark.slow
 def test_finetune_is_reproducible_with_the_same_seed(tiny_encoder, tiny_data, tmp_path):
     config = FinetuneConfig(epochs=1, max_length=16, seed=3)
 
@@ -70,6 +73,7 @@ def test_finetune_is_reproducible_with_the_same_seed(tiny_encoder, tiny_data, tm
     assert a.files["model.safetensors"] == b.files["model.safetensors"]
 
 
+@pytest.mark.slow
 def test_finetune_from_an_edgewise_artifact_links_it_as_parent(tiny_teacher, tiny_data, tmp_path):
     manifest = finetune(str(tiny_teacher), str(tiny_data), tmp_path / "again", FinetuneConfig(epochs=1))
 
@@ -77,6 +81,7 @@ def test_finetune_from_an_edgewise_artifact_links_it_as_parent(tiny_teacher, tin
     assert manifest.source is None and manifest.data["max_length"] == 16
 
 
+@pytest.mark.slow
 def test_finetune_skips_test_metrics_when_the_test_split_is_unlabelled(tiny_encoder, tmp_path):
     from tests.conftest import make_texts
 
