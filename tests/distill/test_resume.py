@@ -1,0 +1,63 @@
+"""A distillation killed with SIGKILL after an epoch continues with --resume, trains no epoch twice, and ends
+with exactly the student of an uninterrupted run with the same seed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.numpy import load_file
+
+from edgewise.core.manifest import Manifest
+
+EPOCHS = 4
+STEPS_PER_EPOCH = 15  # 240 training texts, batch 16
+
+
+def _command(teacher, data, out, *extra):
+    return [sys.executable, "-m", "edgewise", "distill", str(teacher), str(data), "-o", str(out), "--layers", "1",
+            "--epochs", str(EPOCHS), "--batch-size", "16", "--lr", "1e-3", "--seed", "3", *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", [[], ["--hidden-weight", "1.0"]], ids=["cached-logits", "hidden-state-loss"])
+def test_distill_resumes_after_sigkill_to_the_same_student(tiny_teacher, tiny_data, tmp_path, loss):
+    out = tmp_path / "student"
+    checkpoints = tmp_path / ".student.partial" / "checkpoints"
+    proc = subprocess.Popen(_command(tiny_teacher, tiny_data, out, *loss), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    try:
+        # Wait for the first complete checkpoint (trainer_state.json is written last), then kill hard.
+        while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    assert not out.exists()  # killed: no destination, half-written or otherwise
+    saved = json.loads(sorted(checkpoints.glob("checkpoint-*/trainer_state.json"))[0].read_text())
+    assert STEPS_PER_EPOCH <= saved["global_step"] < EPOCHS * STEPS_PER_EPOCH
+
+    resumed = subprocess.run(_command(tiny_teacher, tiny_data, out, *loss, "--resume"), capture_output=True,
+                             text=True)
+    uninterrupted = subprocess.run(_command(tiny_teacher, tiny_data, tmp_path / "again", *loss), capture_output=True,
+                                   text=True)
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    manifest = Manifest.read(out)
+    assert manifest.metrics["train"]["resumed"] is True
+    assert manifest.metrics["train"]["steps"] == EPOCHS * STEPS_PER_EPOCH
+    # Epoch 1 finished before the kill: it is neither trained nor evaluated again.
+    assert "epoch 1.00 " not in resumed.stderr and f"epoch {EPOCHS}.00 " in resumed.stderr
+    assert "epoch 1.00 " in uninterrupted.stderr
+    weights, reference = load_file(out / "model.safetensors"), load_file(tmp_path / "again" / "model.safetensors")
+    assert weights.keys() == reference.keys()
+    assert all((weights[k] == reference[k]).all() for k in weights), "resumed student differs from the seeded run"
+    assert not (tmp_path / ".student.partial").exists()
