@@ -240,3 +240,33 @@ def cli_run():
         return CliRunner().invoke(cli, [str(a) for a in args], prog_name="edgewise")
 
     return run
+
+
+def ort_has_cuda() -> bool:
+    """Whether this onnxruntime has the CUDA provider (tests of the "no CUDA here" path skip where it does)."""
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def kill_after_first_checkpoint(command: list[str], checkpoints: Path, timeout_s: float) -> dict:
+    """Start ``command``, SIGKILL it (and its children) once a complete checkpoint is in ``checkpoints``,
+    and return that checkpoint's trainer state."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    try:
+        # trainer_state.json is the last file a checkpoint gets: its presence means the checkpoint is whole.
+        while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return json.loads(sorted(checkpoints.glob("checkpoint-*/trainer_state.json"))[0].read_text())

@@ -63,15 +63,10 @@ class BenchConfig:
             problems.append("warmup must be >= 0, min_runs >= 1, min_time_s >= 0 and rounds >= 1")
         if self.accuracy_samples is not None and self.accuracy_samples < 1:
             problems.append(f"accuracy_samples must be >= 1, got {self.accuracy_samples}")
-        if self.eval_batch_size is not None:
-            try:  # a flag without a declared type arrives as text
-                object.__setattr__(self, "eval_batch_size", int(self.eval_batch_size))
-            except (TypeError, ValueError):
-                problems.append(f"eval_batch_size must be a whole number >= 1 or unset, got {self.eval_batch_size!r}")
-            else:
-                if self.eval_batch_size < 1:
-                    problems.append(f"eval_batch_size must be >= 1 (or unset: each row's batch size), "
-                                    f"got {self.eval_batch_size}")
+        batch = self.eval_batch_size
+        if batch is not None and not (isinstance(batch, int) and batch >= 1):
+            problems.append(f"eval_batch_size must be a whole number >= 1 (or unset: each row's batch size), "
+                            f"got {self.eval_batch_size!r}")
         if problems:
             raise EdgewiseError("; ".join(problems))
 

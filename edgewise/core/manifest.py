@@ -30,10 +30,25 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# Digests by (resolved path, size, mtime_ns, ctime_ns). A stage loads an artifact (hashes checked)
+# and then builds Predictors on it in the same process (checked again): a 90 MB model would be hashed
+# each time. A rewritten file gets a new mtime and ctime (which cannot be set back), so it is hashed again.
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
+
+
 def hash_files(directory: Path) -> dict[str, str]:
-    """sha256 of every file under ``directory`` except the manifest, by relative POSIX path."""
+    """sha256 of every file under ``directory`` except the manifest, by relative POSIX path (each file
+    hashed once per process while its size and times stay the same)."""
     return {
-        p.relative_to(directory).as_posix(): sha256_file(p)
+        p.relative_to(directory).as_posix(): _file_digest(p)
         for p in sorted(directory.rglob("*"))
         if p.is_file() and p.relative_to(directory).as_posix() != MANIFEST_NAME
     }

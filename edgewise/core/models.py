@@ -115,13 +115,13 @@ def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head
     )
     fresh = list(info.get("missing_keys") or []) + [
         m[0] if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or []]
+    encoder = model.base_model_prefix + "."  # e.g. "bert.": the weights outside it are the head
     if new_head:
-        prefix = getattr(model, "base_model_prefix", "") + "."
-        fresh = [k for k in fresh if k.startswith(prefix) and ".pooler." not in k and not k.endswith("pooler")]
+        fresh = [k for k in fresh if k.startswith(encoder) and ".pooler." not in k]
     if fresh:
         shown = ", ".join(sorted(fresh)[:6]) + (f" and {len(fresh) - 6} more" if len(fresh) > 6 else "")
-        what = ("holds no trained classifier: it lacks" if any(not k.startswith(model.base_model_prefix + ".")
-                                                              for k in fresh) else "lacks encoder weights")
+        what = ("lacks encoder weights" if all(k.startswith(encoder) for k in fresh)
+                else "holds no trained classifier: it lacks")
         fix = ("fine-tune it into a classifier first (edgewise finetune MODEL DATA -o DIR)" if not new_head
                else "pass a complete pretrained encoder saved with save_pretrained")
         raise EdgewiseError(

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from edgewise.core.artifact import Artifact
-from edgewise.core.data import encode_labels, load_splits, select_split
+from edgewise.core.data import SPLIT_ALIASES, encode_labels, load_splits, select_split
 from edgewise.core.errors import EdgewiseError
 from edgewise.evaluate.config import EvaluateConfig
 
@@ -41,7 +41,7 @@ def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig
         raise EdgewiseError(f"{artifact.path} names no labels (no id2label in config.json); it is not a classifier")
     splits = load_splits(data, config.data)
     carved = None
-    if config.split is not None and config.split.lower() in ("validation", "valid", "val", "dev"):
+    if config.split is not None and config.split.lower() in SPLIT_ALIASES["validation"]:
         from edgewise.core.lineage import carve_validation
 
         splits, carved = carve_validation(splits, data, artifact.path, config.data)

@@ -38,27 +38,29 @@ NON_VNNI_ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX512_CORE", "AVX512_MIC", "AV
 def int8_kernel_problem(cpu: dict) -> str | None:
     """Why the compiled INT8 package would compute wrong logits on this CPU, or None.
 
-    The package's INT8 linears are oneDNN kernels. Without VNNI they multiply uint8 activations by
-    int8 weights with vpmaddubsw, which adds pairs of products in int16 and saturates: INC quantizes
-    with full 8-bit activations and weights, and PyTorch's x86 quantizer only offers 7-bit
-    activations (its `reduce_range`) outside INC. Measured on a 2-core AMD EPYC with AVX-512 VNNI,
-    oneDNN capped with ONEDNN_MAX_CPU_ISA (its kernels chosen at run time as on an older CPU): the
-    tiny test teacher's logits (scale 2.84) were off by 1.21 with AVX2 or AVX-512 without VNNI, by
-    0.018 with AVX512_CORE_VNNI or uncapped; INC's reference graph was off by 0.018 everywhere.
+    The package's INT8 linears are oneDNN kernels. Without VNNI, u8 x s8 products are added in pairs
+    in int16 (vpmaddubsw), which can saturate with the full 8-bit activations and weights INC uses
+    (PyTorch's x86 quantizer offers 7-bit activations, its `reduce_range`, only outside INC).
+    Measured by benchmarks/cpu_quantize_defaults_isa_minilm.py on a 2-core AMD EPYC with AVX-512
+    VNNI, oneDNN capped with ONEDNN_MAX_CPU_ISA (it then picks the kernels of an older CPU at run
+    time): the tiny test teacher's package was off from FP32 by 0.45 (logit scale 2.94) capped to
+    AVX512_CORE, by 0.042 uncapped or capped to AVX2 or AVX512_CORE_VNNI (INC's reference graph: 0.042
+    everywhere); the BBC MiniLM teacher's package capped to AVX2 matched its uncapped logits but took
+    about 900x longer per text (452 s for 8 texts against 6.1 s for 64). Wrong or unusably slow.
     """
     import os
 
-    from edgewise.quantize.ort import VNNI_FLAGS
+    from edgewise.quantize.ort import cpu_family
 
-    arch = str(cpu.get("arch", "")).lower()
-    if arch not in ("x86_64", "amd64", "i686", "x86"):
+    family = cpu_family(cpu)
+    if family == "arm":
         return None
     cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
     if cap in NON_VNNI_ONEDNN_ISAS:
-        return f"oneDNN is capped to {cap} (ONEDNN_MAX_CPU_ISA), whose INT8 kernels saturate without VNNI"
-    if not set(cpu.get("isa", ())) & set(VNNI_FLAGS):
-        return ("this x86 CPU has no VNNI (avx512_vnni / avx_vnni), and oneDNN's INT8 kernels saturate in int16 "
-                "without it (logits off by 1.2 on a scale of 2.8 in a measurement)")
+        return f"oneDNN is capped to {cap} (ONEDNN_MAX_CPU_ISA), whose INT8 kernels have no VNNI"
+    if family == "x86":
+        return ("this x86 CPU has no VNNI (avx512_vnni / avx_vnni), and without it oneDNN's INT8 kernels gave "
+                "wrong logits (AVX-512: off by 0.45 on a scale of 2.9) or ran about 900x slower (AVX2) when measured")
     return None
 
 

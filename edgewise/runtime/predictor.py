@@ -57,24 +57,10 @@ def model_file(folder: Path) -> Path:
     raise EdgewiseError(f"{folder} holds no model.onnx or model.ort; pass an ONNX artifact or a bundle")
 
 
-# Verification results by the folder's file fingerprint (resolved path, then every file's relative path,
-# mtime_ns, ctime_ns and size): hashing a 90 MB model takes a noticeable fraction of a second, and bench,
-# evaluate and quantize build several Predictors on one folder in one process. A rewritten file gets a
-# new mtime (and ctime, which cannot be set back), so it is hashed again.
-_VERIFIED: dict[tuple, list[str]] = {}
 MAX_LISTED_PROBLEMS = 5
 
 
-def _fingerprint(folder: Path) -> tuple:
-    files = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            files.append((path.relative_to(folder).as_posix(), stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size))
-    return str(folder), tuple(files)
-
-
-def verify_folder(folder: Path, manifest: dict) -> None:
+def verify_folder(folder: Path) -> None:
     """Refuse a folder whose files differ from the sha256 hashes its edgewise.json recorded.
 
     A folder without edgewise.json (a foreign ONNX folder) has nothing to check against and passes.
@@ -85,21 +71,17 @@ def verify_folder(folder: Path, manifest: dict) -> None:
 
     if not (folder / MANIFEST_NAME).is_file():
         return
-    key = _fingerprint(folder)
-    if key not in _VERIFIED:
-        _VERIFIED[key] = Manifest.read(folder).verify()
-    problems = _VERIFIED[key]
+    manifest = Manifest.read(folder)
+    problems = manifest.verify()  # each file hashed once per process while unchanged (core.manifest)
     if not problems:
         return
     listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
     if len(problems) > MAX_LISTED_PROBLEMS:
         listed += f"; and {len(problems) - MAX_LISTED_PROBLEMS} more"
-    what = "bundle" if manifest.get("kind") == "bundle" else "artifact"
-    stage = manifest.get("stage")
-    remake = f"`edgewise {stage}`" if stage else "the edgewise stage that made it"
+    what = "bundle" if manifest.kind == "bundle" else "artifact"
     raise EdgewiseError(
         f"{folder} changed since edgewise wrote it ({listed}), so the model would run on unchecked files; "
-        f"re-create the {what} with {remake}, or pass --no-verify (Predictor(..., verify=False)) "
+        f"re-create the {what} with `edgewise {manifest.stage}`, or pass --no-verify (Predictor(..., verify=False)) "
         "if you changed it on purpose"
     )
 
@@ -151,7 +133,7 @@ class Predictor:
         if not (self.folder / "tokenizer.json").is_file():
             raise EdgewiseError(f"{self.folder} has no tokenizer.json; re-create it with edgewise export or bundle")
         if verify:
-            verify_folder(self.folder, manifest)
+            verify_folder(self.folder)
         # A bundle carries labels.json beside the manifest, so it still names its labels without one.
         labels = (manifest.get("labels") or _read_json(self.folder / "labels.json")
                   or _read_json(self.folder / "config.json").get("id2label") or {})

@@ -25,15 +25,6 @@ BACKENDS = {
 CPU_DISABLED_FUSIONS = ("SkipLayerNormFusion",)
 
 
-def _onnxruntime():
-    import importlib
-
-    try:
-        return importlib.import_module("onnxruntime")
-    except ImportError:
-        raise EdgewiseError("`onnxruntime` is needed to run models: pip install 'edgewise[runtime]'") from None
-
-
 def ort_errors(ort) -> tuple[type[BaseException], ...]:
     """The exception types onnxruntime raises for a model it cannot load or run."""
     state = ort.capi.onnxruntime_pybind11_state
@@ -66,7 +57,9 @@ def session(path, backend: str = "ort-cpu", threads: int | None = None):
         >>> session("deploy/teacher/model.onnx", threads=1).get_inputs()[0].name  # doctest: +SKIP
         'input_ids'
     """
-    ort = _onnxruntime()
+    from edgewise.core.deps import require
+
+    ort = require("onnxruntime", "runtime")
     providers = BACKENDS.get(backend)
     if not providers:  # unknown, or `tensorrt`, which runs a native engine rather than an ONNX session
         known = [name for name, chain in BACKENDS.items() if chain]

@@ -6,6 +6,7 @@ from edgewise.bench import BenchConfig, bench
 from edgewise.bench.stage import _time_interleaved
 from edgewise.core.errors import EdgewiseError
 from edgewise.evaluate import evaluate
+from tests.conftest import ort_has_cuda
 
 FAST = dict(warmup=2, min_runs=10, min_time_s=0.05, rounds=2)
 
@@ -132,13 +133,8 @@ def test_bench_names_same_named_folders_apart(tiny_teacher, tiny_bundle):
     assert names[0] != names[1] and all(n.endswith("/teacher") for n in names)
 
 
-def _ort_has_cuda() -> bool:
-    import onnxruntime
 
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-
-
-@pytest.mark.skipif(_ort_has_cuda(), reason="onnxruntime here has the CUDA provider: ort-cuda can run")
+@pytest.mark.skipif(ort_has_cuda(), reason="onnxruntime here has the CUDA provider: ort-cuda can run")
 def test_bench_marks_a_backend_that_cannot_run_here_as_skipped(tiny_onnx):
     result = bench([tiny_onnx], BenchConfig(backends=("ort-cuda", "tensorrt"), **FAST))
 

@@ -1,17 +1,14 @@
 """A distillation killed with SIGKILL after an epoch continues with --resume, trains no epoch twice, and ends
 with exactly the student of an uninterrupted run with the same seed."""
 
-import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from safetensors.numpy import load_file
 
 from edgewise.core.manifest import Manifest
+from tests.conftest import kill_after_first_checkpoint
 
 EPOCHS = 4
 STEPS_PER_EPOCH = 15  # 240 training texts, batch 16
@@ -27,21 +24,9 @@ def _command(teacher, data, out, *extra):
 def test_distill_resumes_after_sigkill_to_the_same_student(tiny_teacher, tiny_data, tmp_path, loss):
     out = tmp_path / "student"
     checkpoints = tmp_path / ".student.partial" / "checkpoints"
-    proc = subprocess.Popen(_command(tiny_teacher, tiny_data, out, *loss), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    try:
-        # Wait for the first complete checkpoint (trainer_state.json is written last), then kill hard.
-        while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    saved = kill_after_first_checkpoint(_command(tiny_teacher, tiny_data, out, *loss), checkpoints, timeout_s=180)
 
     assert not out.exists()  # killed: no destination, half-written or otherwise
-    saved = json.loads(sorted(checkpoints.glob("checkpoint-*/trainer_state.json"))[0].read_text())
     assert STEPS_PER_EPOCH <= saved["global_step"] < EPOCHS * STEPS_PER_EPOCH
 
     resumed = subprocess.run(_command(tiny_teacher, tiny_data, out, *loss, "--resume"), capture_output=True,

@@ -2,6 +2,7 @@ import pytest
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.evaluate import EvaluateConfig, evaluate
+from tests.conftest import ort_has_cuda
 
 
 def test_evaluate_onnx_and_bundle_agree_with_pytorch(tiny_teacher, tiny_onnx, tiny_bundle, tiny_data):
@@ -21,13 +22,8 @@ def test_evaluate_refuses_a_backend_that_cannot_run_the_artifact(tiny_onnx, tiny
         evaluate(tiny_teacher, str(tiny_data), EvaluateConfig(backend="ort-cpu"))
 
 
-def _ort_has_cuda() -> bool:
-    import onnxruntime
 
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-
-
-@pytest.mark.skipif(_ort_has_cuda(), reason="onnxruntime here has the CUDA provider")
+@pytest.mark.skipif(ort_has_cuda(), reason="onnxruntime here has the CUDA provider")
 def test_evaluate_on_ort_cuda_without_the_cuda_provider_says_so(tiny_onnx, tiny_data):
     with pytest.raises(EdgewiseError, match="needs CUDAExecutionProvider"):
         evaluate(tiny_onnx, str(tiny_data), EvaluateConfig(backend="ort-cuda"))

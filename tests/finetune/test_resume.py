@@ -1,15 +1,13 @@
 """A fine-tune killed with SIGKILL half-way continues with --resume and never leaves a half-written output."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from edgewise.core.manifest import Manifest
+from tests.conftest import kill_after_first_checkpoint
 
 
 def _command(encoder, data, out, *extra):
@@ -21,21 +19,9 @@ def _command(encoder, data, out, *extra):
 def test_finetune_resumes_after_sigkill(tiny_encoder, tiny_data, tmp_path):
     out = tmp_path / "teacher"
     checkpoints = tmp_path / ".teacher.partial" / "checkpoints"
-    proc = subprocess.Popen(_command(tiny_encoder, tiny_data, out), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    try:
-        # Wait for a complete checkpoint (trainer_state.json is written last), then kill hard.
-        while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    saved = kill_after_first_checkpoint(_command(tiny_encoder, tiny_data, out), checkpoints, timeout_s=120)
 
     assert not out.exists()  # killed: no output folder, half-written or otherwise
-    saved = json.loads(sorted(checkpoints.glob("checkpoint-*/trainer_state.json"))[0].read_text())
     assert 0 < saved["global_step"] < 40 * 15
 
     resumed = subprocess.run(_command(tiny_encoder, tiny_data, out, "--resume"), capture_output=True, text=True)

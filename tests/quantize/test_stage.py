@@ -297,32 +297,35 @@ def _fake_timing(monkeypatch, latencies: dict[str, float]):
     monkeypatch.setattr(search, "time_side_by_side", time_side_by_side)
 
 
-def test_search_keeps_the_fastest_passing_candidate_never_a_faster_failing_one(tiny_onnx, tmp_path, monkeypatch):
+def _search_with_failing_statics(tiny_onnx, tmp_path, monkeypatch, latencies: dict[str, float]):
+    """The search with every static candidate 10 points short, the statics fastest (1.0-1.4 ms) and the other
+    candidates timed as given; returns the manifest, the search record and its candidates by name."""
     _static_misses_the_drop(monkeypatch)
     _fake_timing(monkeypatch, {"source": 10.0, "static-minmax": 1.0, "static-entropy": 1.2, "static-percentile": 1.4,
-                               "dynamic": 2.5, "dynamic-pc": 2.0, "static-minmax+fp32x1": 4.0})
+                               **latencies})
     config = QuantizeConfig(max_accuracy_drop=5, samples=16, sensitivity_samples=8, fallback_layers=(1,))
 
     manifest = quantize(tiny_onnx, tmp_path / "best", config)
 
     search = manifest.metrics["quantization"]["search"]
-    rows = {c["name"]: c for c in search["candidates"]}
+    return manifest, search, {c["name"]: c for c in search["candidates"]}
+
+
+def test_search_keeps_the_fastest_passing_candidate_never_a_faster_failing_one(tiny_onnx, tmp_path, monkeypatch):
+    _, search, rows = _search_with_failing_statics(tiny_onnx, tmp_path, monkeypatch,
+                                                   {"dynamic": 2.5, "dynamic-pc": 2.0, "static-minmax+fp32x1": 4.0})
+
     assert rows["static-minmax"]["drop_points"] > 5 and rows["dynamic-pc"]["drop_points"] <= 5
     assert search["sensitivity"]["of"] == "static-minmax"  # the fastest failing one is the one rescued
     assert search["pick"] == "dynamic-pc" and rows["dynamic-pc"]["speedup_vs_source"] == pytest.approx(5.0)
 
 
 def test_search_breaks_a_timing_tie_toward_fewer_fp32_layers(tiny_onnx, tmp_path, monkeypatch):
-    _static_misses_the_drop(monkeypatch)
     # The rescued static model is 1 % faster than dynamic: a tie, so the model without FP32 layers wins.
-    _fake_timing(monkeypatch, {"source": 10.0, "static-minmax": 1.0, "static-entropy": 1.2, "static-percentile": 1.4,
-                               "dynamic": 2.0, "dynamic-pc": 3.0, "static-minmax+fp32x1": 1.98})
-    config = QuantizeConfig(max_accuracy_drop=5, samples=16, sensitivity_samples=8, fallback_layers=(1,))
+    manifest, search, rows = _search_with_failing_statics(tiny_onnx, tmp_path, monkeypatch,
+                                                          {"dynamic": 2.0, "dynamic-pc": 3.0,
+                                                           "static-minmax+fp32x1": 1.98})
 
-    manifest = quantize(tiny_onnx, tmp_path / "best", config)
-
-    search = manifest.metrics["quantization"]["search"]
-    rows = {c["name"]: c for c in search["candidates"]}
     assert rows["static-minmax+fp32x1"]["drop_points"] <= 5 and len(rows["static-minmax+fp32x1"]["fp32_nodes"]) == 1
     assert search["pick"] == "dynamic" and manifest.metrics["quantization"]["fp32_nodes"] == []
 

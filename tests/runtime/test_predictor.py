@@ -9,15 +9,11 @@ import pytest
 from edgewise.core.errors import EdgewiseError
 from edgewise.runtime import Predictor
 from edgewise.runtime.bench import bench, latency_stats
+from tests.conftest import ort_has_cuda
 
 # Modules the device runtime must never need: importing any of them raises ImportError.
 BLOCK = ("torch", "transformers", "optimum", "pandas", "sklearn", "datasets", "click", "rich", "onnx", "yaml")
 
-
-def _cuda_provider_here() -> bool:
-    import onnxruntime
-
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def run_runtime(*args):
@@ -59,7 +55,7 @@ def test_runtime_bench_writes_the_report_schema_without_torch(tiny_bundle, tmp_p
     [(("predict", "{tmp}/none", "x"), "is not a folder"),
      (("predict", "{bundle}", "a", "b", "--pair", "c"), "one --pair per text"),
      pytest.param(("predict", "{bundle}", "x", "--backend", "ort-cuda"), "needs CUDAExecutionProvider",
-                  marks=pytest.mark.skipif(_cuda_provider_here(), reason="this onnxruntime has CUDA")),
+                  marks=pytest.mark.skipif(ort_has_cuda(), reason="this onnxruntime has CUDA")),
      (("bench", "{bundle}", "--seq-len", "999"), "--seq-len must be between 2"),
      (("bench", "{bundle}", "--threads", "0"), "--threads must be >= 1"),
      (("bench", "{bundle}", "--batch-sizes", "x"), "not a comma-separated list"),

@@ -4,12 +4,7 @@ import pytest
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.runtime.sessions import CPU_DISABLED_FUSIONS, session
-
-
-def _cuda_provider_here() -> bool:
-    import onnxruntime
-
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+from tests.conftest import ort_has_cuda
 
 
 @pytest.fixture
@@ -66,7 +61,7 @@ def test_session_applies_threads(tiny_onnx):
     ("tensorrt", "does not run onnxruntime sessions; choose one of ort-cpu, ort-cuda, ort-tensorrt"),
     ("onnx", "does not run onnxruntime sessions"),
     pytest.param("ort-cuda", "needs CUDAExecutionProvider, which this onnxruntime lacks",
-                 marks=pytest.mark.skipif(_cuda_provider_here(), reason="this onnxruntime has CUDA")),
+                 marks=pytest.mark.skipif(ort_has_cuda(), reason="this onnxruntime has CUDA")),
 ])
 def test_session_refuses_backends_it_cannot_run(tiny_onnx, backend, fragment):
     with pytest.raises(EdgewiseError, match=fragment):
