@@ -33,8 +33,13 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-def config_from_dict(cls: type[T], data: dict, where: str = "") -> T:
-    """Build ``cls`` from a dict (a manifest, a YAML recipe); unknown keys are an EdgewiseError."""
+def config_from_dict(cls: type[T], data: dict, where: str = "", base: T | None = None) -> T:
+    """Build ``cls`` from a dict (a manifest, a YAML recipe); unknown keys are an EdgewiseError.
+
+    Settings not given keep their defaults: those of ``base`` when given, else the class's. A nested
+    config (FinetuneConfig's ``trainer``) given in part keeps the rest of the outer config's default
+    for it (fine-tuning's learning rate, not distillation's).
+    """
     where = where or cls.__name__
     if not isinstance(data, dict):
         raise EdgewiseError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
@@ -45,11 +50,33 @@ def config_from_dict(cls: type[T], data: dict, where: str = "") -> T:
             f"{where}: unknown setting(s) {', '.join(unknown)}; valid settings are {', '.join(fields)}"
         )
     hints = typing.get_type_hints(cls)
-    kwargs = {name: _from_json(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            default = getattr(base, name) if base is not None else _default(fields[name])
+            kwargs[name] = config_from_dict(hint, value, f"{where}.{name}", default)
+        else:
+            kwargs[name] = _from_json(hint, value, f"{where}.{name}")
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except TypeError as e:
         raise EdgewiseError(f"{where}: {e}") from None
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def config_from_manifest(cls: type[T], described: dict) -> T:
+    """The config a manifest recorded (``{"type", "version", "values"}``), older schema versions
+    upgraded by the class's ``upgrade(values, version)``."""
+    values, version = described.get("values") or {}, described.get("version", 1)
+    if version < getattr(cls, "SCHEMA_VERSION", 1) and hasattr(cls, "upgrade"):
+        values = cls.upgrade(dict(values), version)
+    return config_from_dict(cls, values, f"{described.get('type', cls.__name__)} (schema {version})")
 
 
 def _from_json(hint: Any, value: Any, where: str) -> Any:
@@ -75,9 +102,20 @@ def _from_json(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:  # noqa: A002
-    """A config field with its help text, which the CLI reuses for the matching flag."""
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,  # noqa: A002
+            aliases: tuple[str, ...] = (), multiple: bool = False, choices: tuple | None = None,
+            sep: str | None = None, **kwargs: Any) -> Any:
+    """A config field with its help text; the CLI generates the field's option from it.
+
+    Args:
+        flag: the option's declaration when it is not ``--field-name``, e.g. "--per-channel/--per-tensor".
+        aliases: further names of the option, e.g. ("--lr",) beside --learning-rate.
+        multiple: the option may be repeated (a tuple field), e.g. --backend a --backend b.
+        choices: the accepted values (shown in --help, checked by Click).
+        sep: a tuple field typed as one string split at ``sep``, e.g. "1,8" or the profile "1:4:16".
+    """
+    metadata = {"help": help, "flag": flag, "aliases": aliases, "multiple": multiple, "choices": choices, "sep": sep}
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
 def help_for(cls: type, name: str) -> str:

@@ -1,0 +1,287 @@
+"""The stage contract in code: the registry of stages and the output protocol every stage follows.
+
+Every stage is one function with one signature,
+
+    stage(src, dst, config, *, data=None, overwrite=False, resume=False)
+
+where ``src`` is the input (an artifact folder; a pretrained spec for finetune; a list of folders for
+bench), ``dst`` the output folder (None for evaluate; optional for bench), ``config`` the stage's
+frozen config and ``data`` a data spec (required or optional per stage). Artifact stages return the
+Manifest they wrote; measuring stages (evaluate, bench) return their JSON-ready report.
+
+A stage writes through ``StageOutput``: it checks ``dst`` before any heavy work, writes into a work
+folder next to it, and on ``commit`` carries the tokenizer files forward, inherits the parent's
+runtime settings (core.lengths.RUNTIME_SETTINGS) unless the stage set them, writes edgewise.json and
+renames the folder into place. Anything raised inside ``with`` removes what was written (checkpoints
+of a resumable stage stay for ``--resume``).
+
+Adding a stage: a config (frozen dataclass of ``setting`` fields), a function with the signature
+above that writes through ``StageOutput``, an entry in ``STAGES``, and tests; the CLI command and
+its options are generated from the entry and the config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgewise.core.artifact import Artifact, OutputDir, carry_forward
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.lengths import RUNTIME_SETTINGS
+from edgewise.core.manifest import MANIFEST_NAME, Manifest, now
+
+RUN_FILE = "run.json"  # in the work folder of a resumable stage: what the interrupted run was started with
+CHECKPOINTS = "checkpoints"
+
+# --- resuming -----------------------------------------------------------------------------------
+
+
+def check_resume(work: Path, run: dict) -> None:
+    """A resumed run must use the same model, data and settings as the interrupted one."""
+    try:
+        previous = json.loads((work / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise EdgewiseError(
+            f"{work} holds no readable record of the interrupted run; start over with --overwrite"
+        ) from None
+    if previous != run:
+        changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
+        raise EdgewiseError(
+            f"--resume needs the same settings as the interrupted run, but {', '.join(changed)} differ; "
+            "rerun with the original settings or start over with --overwrite"
+        )
+
+
+def drop_incomplete_checkpoints(checkpoints: Path) -> list[str]:
+    """Remove checkpoints a kill interrupted while saving (Trainer writes trainer_state.json last)."""
+    dropped = []
+    for folder in sorted(checkpoints.glob("checkpoint-*")):
+        if not (folder / "trainer_state.json").is_file():
+            shutil.rmtree(folder)
+            dropped.append(folder.name)
+    return dropped
+
+
+def has_checkpoint(checkpoints: Path) -> bool:
+    return checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+
+
+# --- the output protocol ------------------------------------------------------------------------
+
+
+class StageOutput:
+    """Where a stage writes, and how it finishes (see the module docstring).
+
+    Args:
+        stage: the stage's name, recorded in the manifest.
+        dst: the output folder; refused when it exists unless ``overwrite``, and when it is (or is
+            nested with) an input.
+        parent: the artifact the output derives from: the manifest's parent, the source of the
+            tokenizer files and runtime settings carried forward, and an input ``dst`` must differ from.
+        sources: further inputs ``dst`` must differ from (a pretrained folder, bench's artifacts).
+        derived: the output is the parent transformed (export, quantize, bundle): tokenizer files and
+            runtime settings come forward from it. Training stages write their own (False).
+        resumable / resume / run: checkpoints under ``checkpoints`` survive a failure; ``resume``
+            continues from them when ``run`` (the settings) equals the interrupted run's.
+        active: False on the non-zero ranks of a multi-process run, which never touch the folder.
+        marker: the file that shows an existing ``dst`` was written by edgewise.
+
+    Example:
+        >>> out = StageOutput("quantize", dst, parent=artifact)  # doctest: +SKIP
+        >>> with out:
+        ...     write_model(out.artifact / "model.onnx")
+        ...     manifest = out.commit(kind="onnx", config=config, metrics=metrics)
+    """
+
+    def __init__(self, stage: str, dst: Path, *, parent: Artifact | None = None, sources: tuple = (),
+                 derived: bool = True, overwrite: bool = False, resumable: bool = False, resume: bool = False,
+                 run: dict | None = None, active: bool = True, marker: str = MANIFEST_NAME):
+        self.stage = stage
+        self.started = now()
+        self.parent = parent
+        self.derived = derived
+        self.resumable = resumable
+        self.resume = resume and active
+        self.run = run
+        self.active = active
+        self.committed = False
+        inputs = tuple(Path(s) for s in sources) + ((parent.path,) if parent is not None else ())
+        self.dir = OutputDir.prepare(Path(dst), sources=inputs, overwrite=overwrite,
+                                     resumable=resumable and active, resume=self.resume, marker=marker)
+
+    @property
+    def dst(self) -> Path:
+        return self.dir.dst
+
+    @property
+    def work(self) -> Path:
+        return self.dir.work
+
+    @property
+    def artifact(self) -> Path:
+        """The folder being written; renamed to ``dst`` by ``commit``."""
+        return self.dir.artifact
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.dir.work / CHECKPOINTS
+
+    def __enter__(self) -> StageOutput:
+        if self.active:
+            if self.resume:
+                check_resume(self.work, self.run or {})
+                self.dropped = drop_incomplete_checkpoints(self.checkpoints)
+            self.dir.begin(resume=self.resume)
+            if self.resumable:
+                (self.work / RUN_FILE).write_text(json.dumps(self.run or {}, indent=2))
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None and self.active and not self.committed:
+            self.dir.abort(keep_checkpoints=self.resumable and has_checkpoint(self.checkpoints))
+        elif exc_type is None and self.active and not self.committed:
+            self.dir.abort()
+            raise RuntimeError(f"stage {self.stage} left its output without committing it")
+        return False
+
+    def carry_forward(self) -> list[str]:
+        """Copy the parent's tokenizer files and config.json into the output (what the stage wrote stays)."""
+        if self.parent is None or not self.derived:
+            return []
+        return carry_forward(self.parent.path, self.artifact)
+
+    def inherited(self) -> dict:
+        """The parent's runtime settings (working length, position limit, pad id, token lengths)."""
+        if self.parent is None or not self.derived or self.parent.manifest is None:
+            return {}
+        recorded = self.parent.manifest.data or {}
+        return {k: recorded[k] for k in RUNTIME_SETTINGS if k in recorded}
+
+    def commit(self, *, kind: str, config: Any, metrics: dict | None = None, data: dict | None = None,
+               labels: dict | None = None, source: dict | None = None, history: list | None = None,
+               expected_files: list | None = None) -> Manifest:
+        """Carry forward, write edgewise.json (the last file) and put the output in place.
+
+        ``data`` is merged over the inherited runtime settings; ``labels`` default to the parent's;
+        ``source`` defaults to a description of a parent edgewise did not write.
+        """
+        self.carry_forward()
+        parent_manifest = self.parent.manifest if self.parent is not None else None
+        if source is None and self.parent is not None and parent_manifest is None:
+            source = {"model": self.parent.describe()}
+        manifest = Manifest.write(
+            self.artifact, kind=kind, stage=self.stage, config=config,
+            labels=labels if labels is not None else (self.parent.labels if self.parent is not None else {}),
+            started_at=self.started, parent=parent_manifest, source=source,
+            data={**self.inherited(), **(data or {})}, metrics=metrics, history=history,
+            expected_files=expected_files,
+        )
+        self.publish()
+        manifest.path = self.dst
+        return manifest
+
+    def publish(self) -> Path:
+        """Put the output in place without a manifest (bench's report folder)."""
+        self.dir.commit()
+        self.committed = True
+        return self.dst
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+
+def _resolve(target: str):
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: what it reads and writes, its config and function (as import paths, so that the
+    registry loads nothing heavy), and how the CLI offers it."""
+
+    name: str
+    config: str  # "module:ConfigClass"
+    function: str  # "module:function" with the stage signature
+    inputs: tuple[str, ...]  # artifact kinds read; "pretrained" is a builtin:NAME, folder or Hub id
+    outputs: tuple[str, ...]  # artifact kinds written; "report" for a report folder; () for none
+    data: str = "none"  # "required" (a DATA argument), "optional" (--data) or "none"
+    resumable: bool = False
+    many: bool = False  # several inputs (bench)
+    output_required: bool = True  # -o/--output is required (bench: optional; evaluate: none)
+    argument: str = "SRC"  # the input's name in the CLI usage line
+    group: str | None = None  # the command group the CLI puts the command in ("bench")
+    command: str | None = None  # the command's name (default: the stage's)
+    hidden: tuple[str, ...] = ()  # config fields (dotted for nested ones) the CLI does not offer
+    summary: str | None = None  # "module:function": result -> the JSON-ready dict --json prints
+    render: str | None = None  # "module:function": prints the result for people
+    help: str = ""
+
+    @property
+    def config_class(self) -> type:
+        return _resolve(self.config)
+
+    @property
+    def run(self):
+        return _resolve(self.function)
+
+    def summarize(self, result) -> Any:
+        return _resolve(self.summary)(result) if self.summary else result
+
+    def show(self, result) -> None:
+        if self.render:
+            _resolve(self.render)(result)
+
+
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (
+    Stage("finetune", "edgewise.finetune.config:FinetuneConfig", "edgewise.finetune.stage:finetune",
+          inputs=("pretrained",), outputs=("hf",), data="required", resumable=True, argument="PRETRAINED",
+          help="Fine-tune PRETRAINED (builtin:all-minilm-l6-v2, a folder or a Hub id) on DATA into a teacher.\n\n"
+               "DATA is a csv / tsv / jsonl / json / parquet file, a folder of train / validation / test files, a "
+               "datasets.save_to_disk folder, hf:NAME[:CONFIG] or builtin:bbc-news."),
+    Stage("distill", "edgewise.distill.config:DistillConfig", "edgewise.distill.stage:distill",
+          inputs=("hf",), outputs=("hf",), data="required", resumable=True, argument="TEACHER",
+          help="Distil the fine-tuned TEACHER into a smaller student trained on DATA.\n\n"
+               "The student is the teacher's own layers (--layers N or --layer-map 0,2,5), a given encoder "
+               "(--student), or a fresh config (--student-config layers=4,hidden=256,heads=4,ffn=1024)."),
+    Stage("evaluate", "edgewise.evaluate.config:EvaluateConfig", "edgewise.evaluate.stage:evaluate",
+          inputs=("hf", "inc", "onnx", "ort", "bundle", "tensorrt"), outputs=(), data="required",
+          output_required=False, argument="MODEL", hidden=("data.validation_fraction", "data.seed"),
+          render="edgewise.evaluate.report:render",
+          help="Score the classifier in MODEL on DATA: accuracy, macro-F1, per-class figures, confusion matrix."),
+    Stage("export", "edgewise.export.config:ExportConfig", "edgewise.export.stage:export",
+          inputs=("hf", "onnx"), outputs=("onnx", "ort", "tensorrt"), data="optional",
+          hidden=("data.validation_fraction", "data.seed"),
+          help="Export SRC: an hf model to ONNX (--format onnx), an ONNX model to ORT or TensorRT.\n\n"
+               "Every export is checked against its source (max |logit diff| and label agreement in the manifest); "
+               "a miss beyond --atol is an error unless --no-verify. Without TensorRT or a CUDA GPU, --format "
+               "tensorrt writes model.onnx and build_engine.sh (the trtexec command) for the device."),
+    Stage("bundle", "edgewise.export.config:BundleConfig", "edgewise.export.bundle:bundle",
+          inputs=("onnx", "ort"), outputs=("bundle",),
+          help="Write a deploy folder from the ONNX / ORT artifact SRC, runnable with `python -m edgewise.runtime`."),
+    Stage("quantize", "edgewise.quantize.config:QuantizeConfig", "edgewise.quantize.stage:quantize",
+          inputs=("onnx", "hf"), outputs=("onnx", "inc"), data="optional",
+          summary="edgewise.quantize.report:summary", render="edgewise.quantize.report:render",
+          help="Quantize SRC: an ONNX model to INT8 (dynamic / static QDQ) or FP16, an hf model with INC.\n\n"
+               "Accuracy and agreement with the source are measured on --data (default: the training data recorded "
+               "in the lineage). With --max-accuracy-drop, candidates are compared and the fastest within the drop "
+               "is kept; the table of every candidate is printed and stored in the manifest."),
+    Stage("bench", "edgewise.bench.config:BenchConfig", "edgewise.bench.stage:bench",
+          inputs=("hf", "inc", "onnx", "ort", "bundle", "tensorrt"), outputs=("report",), data="optional",
+          many=True, output_required=False, argument="ARTIFACTS", group="bench", command="run",
+          hidden=("data.validation_fraction", "data.seed"), render="edgewise.bench.report:render",
+          help="Time ARTIFACTS (the first is the reference) on every backend and batch size, interleaved in rounds, "
+               "with accuracy from the same run when --data is given."),
+)}
+
+
+def stage(name: str) -> Stage:
+    """The registered stage ``name``."""
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise EdgewiseError(f"unknown stage {name!r}; the stages are {', '.join(STAGES)}") from None
