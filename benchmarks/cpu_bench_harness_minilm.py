@@ -43,10 +43,9 @@ def overhead(onnx: Path) -> dict:
     import onnxruntime as ort
 
     from edgewise.bench import BenchConfig, bench
-    from edgewise.bench.backends import load
-    from edgewise.core.artifact import Artifact
+    from edgewise.runtime.runners import open_runner
 
-    feed = load(Artifact.load(onnx), "ort-cpu", 1).synthetic(1, 128)  # the very inputs edgewise times
+    feed = open_runner(onnx, None, "ort-cpu", threads=1).synthetic(1, 128)  # the very inputs edgewise times
 
     # The bare loop a user would write.
     options = ort.SessionOptions()
@@ -64,7 +63,7 @@ def overhead(onnx: Path) -> dict:
 
     config = BenchConfig(backends=("ort-cpu",), threads=1, seq_len="128", warmup=20, min_runs=200, min_time_s=0,
                          rounds=1)
-    pairs = [(bare(), bench([onnx], config)["results"][0]["latency_ms"]["p50"]) for _ in range(5)]
+    pairs = [(bare(), bench([onnx], config=config)["results"][0]["latency_ms"]["p50"]) for _ in range(5)]
     bare_p50 = float(np.median([p[0] for p in pairs]))
     edgewise_p50 = float(np.median([p[1] for p in pairs]))
     return {"pairs_ms": pairs, "bare_p50_ms": bare_p50, "edgewise_p50_ms": edgewise_p50,
@@ -75,7 +74,7 @@ def stability(teacher: Path, onnx: Path) -> dict:
     from edgewise.bench import BenchConfig, bench
 
     config = BenchConfig(backends=("auto",), threads=1, seq_len="128")
-    runs = [bench([teacher, onnx], config) for _ in range(2)]
+    runs = [bench([teacher, onnx], config=config) for _ in range(2)]
     rows = {}
     for index, report in enumerate(runs):
         for row in report["results"]:

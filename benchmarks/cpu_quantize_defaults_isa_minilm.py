@@ -83,7 +83,7 @@ def probe_inc(package_dir: Path, teacher: Path, data: str, limit: int, max_lengt
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from edgewise.core.data import encode_labels, load_splits
-    from edgewise.quantize.inc import quiet_inc
+    from edgewise.runtime.inc import quiet_inc
 
     torch.set_num_threads(1)
     split = load_splits(data)["test"]

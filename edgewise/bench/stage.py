@@ -8,19 +8,17 @@ import struct
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgewise.bench.backends import Skip, load, resolve
 from edgewise.bench.config import BenchConfig
 from edgewise.core.artifact import Artifact
 from edgewise.core.config import config_to_dict
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console, progress_bar
-from edgewise.runtime.bench import current_rss_mb
+from edgewise.runtime.bench import current_rss_mb, result_row
+from edgewise.runtime.runners import Unavailable, auto_backend, open_runner
+from edgewise.runtime.sizes import model_size
 
 REPORT_SCHEMA_VERSION = 1
 REPORT_FILE = "report.json"
-MODEL_FILES = {"hf": ("model.safetensors",), "onnx": ("model.onnx",), "ort": ("model.ort",),
-               "bundle": ("model.onnx", "model.ort"), "tensorrt": ("model.engine", "model.onnx"),
-               "inc": ("model.pt2", "quantized_weight.pt")}
 
 
 def peak_rss_mb() -> float | None:
@@ -33,7 +31,7 @@ def _import_backend(backend: str) -> None:
     import importlib.util
 
     for module in (("torch", "transformers") if backend.startswith("torch") else ("onnxruntime", "tokenizers")):
-        if importlib.util.find_spec(module) is not None:  # a missing one is the row's skip reason, from load()
+        if importlib.util.find_spec(module) is not None:  # a missing one is the row's skip reason, from open_runner()
             importlib.import_module(module)
 
 
@@ -47,15 +45,6 @@ def _gpu_peak_mb(backend: str, reset: bool = False) -> float | None:
         torch.cuda.reset_peak_memory_stats()
         return None
     return torch.cuda.max_memory_allocated() / 2**20
-
-
-def model_size(artifact: Artifact) -> int:
-    """Bytes on disk of the model weights (external data included)."""
-    for name in MODEL_FILES[artifact.kind]:
-        files = [p for p in artifact.path.iterdir() if p.is_file() and p.name.startswith(name)]
-        if files:
-            return sum(p.stat().st_size for p in files)
-    return sum(p.stat().st_size for p in artifact.path.glob("*.safetensors"))
 
 
 def parameter_count(artifact: Artifact, depth: int = 3) -> int | None:
@@ -92,29 +81,42 @@ def _names(artifacts: list[Artifact]) -> list[str]:
             for a in artifacts]
 
 
-def bench(artifacts: list[Path], config: BenchConfig = BenchConfig(), *, data: str | None = None,
-          output: Path | None = None, overwrite: bool = False) -> dict:
+def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchConfig(), *, data: str | None = None,
+          overwrite: bool = False, resume: bool = False) -> dict:
     """Time every artifact on every backend and batch size, interleaved in rounds; score accuracy.
 
-    Writes report.json, report.md, pareto.png and latency_cdf.png into ``output`` when given.
-    The first artifact is the reference for latency ratios and label agreement.
+    Args:
+        src: the artifact folders; the first is the reference for latency ratios and label agreement.
+        dst: a folder for report.json, report.md, pareto.png and latency_cdf.png (default: none written).
+        config: backends, batch sizes, threads, timing (default: BenchConfig()).
+        data: labelled data for accuracy (and ``seq_len="data"``); default: none.
+        overwrite: replace an existing report folder ``dst``.
+        resume: bench cannot resume (an EdgewiseError when True).
+
+    Returns the report (the JSON of report.json).
 
     Example:
-        >>> bench([Path("runs/teacher"), Path("runs/teacher-onnx")], BenchConfig(backends=("auto",), threads=1),
-        ...       data="builtin:bbc-news", output=Path("reports/today"))  # doctest: +SKIP
+        >>> bench([Path("runs/teacher"), Path("runs/teacher-onnx")], Path("reports/today"),
+        ...       BenchConfig(backends=("auto",), threads=1), data="builtin:bbc-news")  # doctest: +SKIP
     """
     from edgewise.core.deps import require_full
 
     require_full("onnxruntime", "onnx", "sklearn", "matplotlib")
-    if not artifacts:
+    if not src:
         raise EdgewiseError("name at least one artifact to benchmark")
-    loaded = [Artifact.load(Path(p), kind=("hf", "inc", "onnx", "ort", "bundle", "tensorrt")) for p in artifacts]
+    loaded = [Artifact.load(Path(p), kind=("hf", "inc", "onnx", "ort", "bundle", "tensorrt")) for p in src]
     paths = [a.path for a in loaded]
     if len(set(paths)) != len(paths):
         twice = next(p for p in paths if paths.count(p) > 1)
         raise EdgewiseError(f"{twice} is given twice; name each artifact once")
     names = _names(loaded)
-    out = _prepare_output(output, [a.path for a in loaded], overwrite) if output else None
+    out = None
+    if dst is not None:  # checked before any heavy work
+        from edgewise.core.stage import StageOutput
+
+        out = StageOutput("bench", dst, sources=tuple(paths), overwrite=overwrite, resume=resume, marker=REPORT_FILE)
+    elif resume:
+        raise EdgewiseError("bench cannot resume an interrupted run; run it again without --resume")
     seq_mode = config.seq_len if config.seq_len != "auto" else ("data" if data else "max")
     if seq_mode == "data" and not data:
         raise EdgewiseError("--seq-len data times the evaluation texts: pass --data, or a number such as 128")
@@ -127,21 +129,24 @@ def bench(artifacts: list[Path], config: BenchConfig = BenchConfig(), *, data: s
 
     slots, rows, predictions = [], [], {}
     for artifact, name in zip(loaded, names, strict=True):
-        for backend in dict.fromkeys(resolve(wanted, artifact.kind) for wanted in config.backends):
+        for backend in dict.fromkeys(auto_backend(artifact.kind) if wanted == "auto" else wanted
+                                     for wanted in config.backends):
             _import_backend(backend)  # so the memory figures hold the model, not the library's import
             before = current_rss_mb()
             try:
                 _gpu_peak_mb(backend, reset=True)
-                runner = load(artifact, backend, config.threads)
-            except Skip as skip:
+                # Artifact.load verified the folder already.
+                runner = open_runner(artifact.path, artifact.kind, backend, threads=config.threads, verify=False)
+            except Unavailable as skip:
                 console().print(f"[yellow]skipped[/yellow] {name} on {backend}: {skip}")
-                rows += [_skipped(name, artifact, backend, b, config, str(skip)) for b in config.batch_sizes]
+                rows += [result_row(name, artifact.path, artifact.kind, backend, b, None, config.threads,
+                                    reason=str(skip)) for b in config.batch_sizes]
                 continue
             new_slots = []
             for batch_size in config.batch_sizes:
                 feeds = _feeds(runner, split, batch_size, seq_mode, config)
                 for i in range(config.warmup):
-                    runner.forward(feeds[i % len(feeds)][0])
+                    runner.run(feeds[i % len(feeds)][0])
                 # Memory the model and its runs at this batch size added, before anything else loads.
                 new_slots.append({"name": name, "artifact": artifact, "backend": backend, "batch_size": batch_size,
                                   "runner": runner, "feeds": feeds, "samples": [], "rounds": [],
@@ -188,12 +193,6 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _prepare_output(output: Path, sources, overwrite: bool):
-    from edgewise.core.artifact import OutputDir
-
-    return OutputDir.prepare(Path(output), sources=tuple(sources), overwrite=overwrite, marker=REPORT_FILE)
-
-
 def _eval_split(data: str, config: BenchConfig):
     from edgewise.core.data import load_splits, select_split
 
@@ -204,22 +203,17 @@ def _eval_split(data: str, config: BenchConfig):
 
 
 def _accuracy(runner, artifact: Artifact, split, config: BenchConfig, batch_size: int) -> dict:
-    """Predictions through the backend that is timed, in batches of ``batch_size`` (texts sorted by length),
-    and their metrics when the split is labelled."""
+    """Predictions through the backend that is timed, in batches of ``batch_size`` (texts sorted by length,
+    as evaluate batches them), and their metrics when the split is labelled."""
     import numpy as np
 
     from edgewise.core.data import encode_labels
     from edgewise.core.metrics import classification_metrics
 
-    order = np.argsort([len(t) for t in split.texts], kind="stable")
-    predicted = np.zeros(len(split), dtype=np.int64)
     with progress_bar(transient=True) as bar:
         task = bar.add_task(f"accuracy {runner.backend}, batch {batch_size}", total=len(split), info="")
-        for start in range(0, len(split), batch_size):
-            idx = order[start:start + batch_size]
-            feed = runner.encode([split.texts[i] for i in idx], [split.pairs[i] for i in idx] if split.pairs else None)
-            predicted[idx] = np.asarray(runner.logits(feed)).argmax(-1)
-            bar.advance(task, len(idx))
+        logits = runner.logits(split.texts, split.pairs, batch_size=batch_size, progress=lambda n: bar.advance(task, n))
+    predicted = np.asarray(logits).argmax(-1).astype(np.int64)
     if split.labels is None:
         return {"predictions": predicted}
     truth = encode_labels(split, artifact.labels, config.data.label_column)
@@ -255,7 +249,7 @@ def _time_interleaved(slots: list[dict], config: BenchConfig) -> None:
         task = bar.add_task("timing", total=config.rounds * len(slots), info="")
         for slot in slots:  # the accuracy passes and later loads ran since the warm-up: warm up again
             for i in range(min(config.warmup, 3)):
-                slot["runner"].forward(slot["feeds"][i % len(slot["feeds"])][0])
+                slot["runner"].run(slot["feeds"][i % len(slot["feeds"])][0])
         for round_index in range(config.rounds):
             for slot in slots:
                 runner, feeds, samples = slot["runner"], slot["feeds"], slot["samples"]
@@ -268,19 +262,12 @@ def _time_interleaved(slots: list[dict], config: BenchConfig) -> None:
 
 
 def _row(slot: dict, config: BenchConfig) -> dict:
-    from edgewise.runtime.bench import latency_stats
-
-    stats = latency_stats(slot["samples"], slot["rounds"])
-    artifact, runner = slot["artifact"], slot["runner"]
-    row = {
-        "artifact": slot["name"], "path": str(artifact.path), "kind": artifact.kind, "status": "ok",
-        "backend": slot["backend"], "batch_size": slot["batch_size"], "seq_len": slot["seq_len"],
-        "threads": config.threads, "info": runner.info,
-        "latency_ms": stats,
-        "throughput_items_per_s": slot["batch_size"] * 1000.0 / stats["p50"],
-        "memory_mb": {"rss_delta": _delta(slot.get("rss_before"), slot.get("rss_after")),
-                      "rss_now": slot.get("rss_after"), "gpu_peak": slot.get("gpu_peak")},
-    }
+    artifact = slot["artifact"]
+    memory = {"rss_delta": _delta(slot.get("rss_before"), slot.get("rss_after")), "rss_now": slot.get("rss_after"),
+              "gpu_peak": slot.get("gpu_peak")}
+    row = result_row(slot["name"], artifact.path, artifact.kind, slot["backend"], slot["batch_size"], slot["seq_len"],
+                     config.threads, samples=slot["samples"], rounds=slot["rounds"], memory=memory,
+                     info=slot["runner"].info)
     accuracy = slot["accuracy"] or {}
     if "accuracy" in accuracy:
         row["accuracy"], row["macro_f1"] = accuracy["accuracy"], accuracy["macro_f1"]
@@ -291,12 +278,6 @@ def _row(slot: dict, config: BenchConfig) -> dict:
 
 def _delta(before, after):
     return None if before is None or after is None else round(after - before, 1)
-
-
-def _skipped(name, artifact, backend, batch_size, config, reason) -> dict:
-    return {"artifact": name, "path": str(artifact.path), "kind": artifact.kind, "status": "skipped",
-            "reason": reason, "backend": backend, "batch_size": batch_size, "seq_len": None,
-            "threads": config.threads}
 
 
 def _relate(rows: list[dict], reference: str, predictions: dict) -> None:
@@ -328,7 +309,7 @@ def _describe(artifact: Artifact, name: str) -> dict:
     return {"name": name, "path": str(artifact.path), "kind": artifact.kind,
             "stage": artifact.manifest.stage if artifact.manifest else None,
             "manifest_sha256": artifact.manifest.sha256 if artifact.manifest else None,
-            "size_bytes": model_size(artifact), "parameters": parameter_count(artifact)}
+            "size_bytes": model_size(artifact.path, artifact.kind), "parameters": parameter_count(artifact)}
 
 
 def _environment() -> dict:
@@ -348,14 +329,10 @@ def _write(report: dict, out) -> None:
     from edgewise.bench.plots import plot_latency_cdf, plot_pareto
     from edgewise.bench.report import markdown
 
-    out.begin()
-    try:
+    with out:
         (out.artifact / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         (out.artifact / "report.md").write_text(markdown(report))
         plot_pareto(report, out.artifact / "pareto.png")
         plot_latency_cdf(report, out.artifact / "latency_cdf.png")
-        out.commit()
-    except BaseException:
-        out.abort()
-        raise
+        out.publish()
     console().print(f"wrote {out.dst}: report.json, report.md, pareto.png, latency_cdf.png")

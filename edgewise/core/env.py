@@ -45,6 +45,19 @@ def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     }
 
 
+# Any of these makes INT8 dot products accumulate in int32 on x86 (no int16 saturation).
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_family(cpu: dict) -> str:
+    """How a CPU (as cpu_info describes it) computes INT8 dot products: arm, x86-vnni or x86
+    (no VNNI: pairs of u8 x s8 products are added in int16, which saturates)."""
+    arch = str(cpu.get("arch", "")).lower()
+    if arch in ("aarch64", "arm64") or arch.startswith("arm"):
+        return "arm"
+    return "x86-vnni" if set(cpu.get("isa", ())) & set(VNNI_FLAGS) else "x86"
+
+
 def gpu_info() -> list[dict]:
     """GPUs visible to torch, without importing torch when it is not loaded already."""
     torch = sys.modules.get("torch")

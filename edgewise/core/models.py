@@ -10,9 +10,6 @@ from edgewise.core.artifact import PICKLE_FILES, WEIGHT_FILES
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import sha256_file
 
-# Position ids of these architectures start after the padding index, so two positions are unusable.
-OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "bart", "mbart"}
-
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -131,17 +128,6 @@ def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head
     return model
 
 
-def max_positions(model_config, tokenizer) -> int:
-    """The longest input the model accepts."""
-    limit = getattr(model_config, "max_position_embeddings", None) or 512
-    if getattr(model_config, "model_type", "") in OFFSET_POSITIONS:
-        limit -= 2
-    tok_limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tok_limit, int) and 0 < tok_limit < 100_000:
-        limit = min(limit, tok_limit)
-    return limit
-
-
 def model_inputs(model, encoded) -> dict:
     """The tokenizer outputs the model's forward accepts (DistilBERT and RoBERTa take no token_type_ids)."""
     import inspect
@@ -154,26 +140,3 @@ def token_lengths(tokenizer, texts: list[str], pairs: list[str] | None) -> list[
     """Token count of every example, special tokens included, without truncation."""
     encoded = tokenizer(texts, pairs, truncation=False, add_special_tokens=True, verbose=False)
     return [len(ids) for ids in encoded["input_ids"]]
-
-
-def predict_logits(model, tokenizer, texts, pairs=None, *, batch_size: int = 32, max_length: int = 512,
-                   progress=None):
-    """Logits for every text, in order. Texts are batched by length so padding stays short."""
-    import numpy as np
-    import torch
-
-    order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
-    device = getattr(model, "device", None) or next(model.parameters()).device
-    model.eval()
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None,
-                truncation=True, max_length=max_length, padding=True, return_tensors="pt",
-            ).to(device)
-            out[idx] = model(**model_inputs(model, batch)).logits.float().cpu().numpy()
-            if progress is not None:
-                progress(len(idx))
-    return out

@@ -25,8 +25,8 @@ def teacher_logits(teacher, tokenizer, texts, pairs, max_length: int, key: str, 
     """(logits, seconds spent computing them, whether they came from the cache)."""
     import numpy as np
 
-    from edgewise.core.models import predict_logits
     from edgewise.core.progress import progress_bar
+    from edgewise.runtime.pytorch import TorchRunner
 
     path = cache_dir() / "logits" / f"{key}.npy"
     if use_cache and path.is_file():
@@ -37,8 +37,9 @@ def teacher_logits(teacher, tokenizer, texts, pairs, max_length: int, key: str, 
     start = time.perf_counter()
     with progress_bar(transient=True) as bar:
         task = bar.add_task(label, total=len(texts), info="")
-        logits = predict_logits(teacher, tokenizer, texts, pairs, batch_size=batch_size, max_length=max_length,
-                                progress=lambda n: bar.advance(task, n))
+        runner = TorchRunner(teacher.eval(), tokenizer, max_length=max_length,
+                             backend="torch-cuda" if teacher.device.type == "cuda" else "torch")
+        logits = runner.logits(texts, pairs, batch_size=batch_size, progress=lambda n: bar.advance(task, n))
     seconds = time.perf_counter() - start
     if use_cache:
         from edgewise.core.errors import EdgewiseError

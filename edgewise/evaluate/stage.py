@@ -9,33 +9,46 @@ from edgewise.core.artifact import Artifact
 from edgewise.core.data import SPLIT_ALIASES, encode_labels, load_splits, select_split
 from edgewise.core.errors import EdgewiseError
 from edgewise.evaluate.config import EvaluateConfig
+from edgewise.runtime.runners import auto_backend, check_runs, open_runner
 
 RESULT_SCHEMA_VERSION = 1
 
 
-def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig()) -> dict:
-    """Predict every text of the chosen split with the model in ``model_dir`` and score it.
+def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = EvaluateConfig(), *,
+             data: str | None = None, overwrite: bool = False, resume: bool = False) -> dict:
+    """Predict every text of the chosen split with the model in ``src`` and score it.
 
-    `hf` artifacts run in PyTorch; `onnx`, `ort` and `bundle` artifacts in ONNX Runtime (the same
-    code the device runtime uses). Returns a JSON-ready dict: the artifact, data, split, backend,
-    max_length, timing and the metrics of ``edgewise.core.metrics.classification_metrics``.
+    The model runs on ``config.backend`` through edgewise.runtime.open_runner, as bench and the
+    device runtime run it: `hf` and `inc` artifacts in PyTorch (auto: torch-cuda for hf when torch
+    sees a GPU, else torch, the CPU), `onnx`, `ort` and `bundle` artifacts in ONNX Runtime, a
+    `tensorrt` artifact's engine with tensorrt.
+
+    Args:
+        src: the artifact folder.
+        dst: must be None: evaluate writes no folder (the stage signature has it for every stage).
+        config: split, batch size, max_length, backend (default: EvaluateConfig()).
+        data: labelled data (any DATA spec); required.
+        overwrite, resume: unused (evaluate writes nothing).
+
+    Returns a JSON-ready dict: the artifact, data, split, backend, max_length, timing and the metrics
+    of ``edgewise.core.metrics.classification_metrics``.
 
     Example:
-        >>> result = evaluate(Path("runs/teacher"), "builtin:bbc-news", EvaluateConfig(split="test"))  # doctest: +SKIP
+        >>> result = evaluate(Path("runs/teacher"), config=EvaluateConfig(split="test"),
+        ...                   data="builtin:bbc-news")  # doctest: +SKIP
         >>> result["accuracy"]  # doctest: +SKIP
     """
     from edgewise.core.metrics import classification_metrics
     from edgewise.core.progress import progress_bar
 
-    artifact = Artifact.load(Path(model_dir), kind=("hf", "inc", "onnx", "ort", "bundle", "tensorrt"))
-    backend = config.backend if config.backend != "auto" else _auto_backend(artifact.kind)
-    runs = {"torch": ("hf", "inc"), "tensorrt": ("tensorrt",)}.get(backend, ("onnx", "ort", "bundle", "tensorrt"))
-    if artifact.kind not in runs:
-        raise EdgewiseError(
-            f"backend {backend} cannot run a {artifact.kind!r} artifact; torch runs hf and inc artifacts, tensorrt "
-            "runs tensorrt artifacts (their engine), ort-* run onnx / ort / bundle / tensorrt (its model.onnx) "
-            "artifacts"
-        )
+    if dst is not None:
+        raise EdgewiseError(f"evaluate writes no folder, so it takes no output ({dst}); drop -o/--output")
+    if not data:
+        raise EdgewiseError("evaluate needs labelled data: pass DATA (a file, a folder of splits, hf:NAME or "
+                            "builtin:bbc-news)")
+    artifact = Artifact.load(Path(src), kind=("hf", "inc", "onnx", "ort", "bundle", "tensorrt"))
+    backend = _backend(config.backend, artifact.kind)
+    check_runs(backend, artifact.kind)  # before the data is read
     id2label = artifact.labels
     if not id2label:
         raise EdgewiseError(f"{artifact.path} names no labels (no id2label in config.json); it is not a classifier")
@@ -47,13 +60,14 @@ def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig
         splits, carved = carve_validation(splits, data, artifact.path, config.data)
     split = select_split(splits, config.split, data)
     truth = encode_labels(split, id2label, config.data.label_column)
-    predict, max_length, backend_name = (_torch_predictor if backend == "torch" else _ort_predictor)(
-        artifact, config, backend)
+    runner = open_runner(artifact.path, artifact.kind, backend, max_length=config.max_length,
+                         allow_pickle=config.allow_pickle)
 
     start = time.perf_counter()
     with progress_bar(transient=True) as bar:
         task = bar.add_task(f"evaluating {split.name}", total=len(split), info="")
-        logits = predict(split.texts, split.pairs, lambda n: bar.advance(task, n))
+        logits = runner.logits(split.texts, split.pairs, batch_size=config.batch_size,
+                               progress=lambda n: bar.advance(task, n))
     elapsed = time.perf_counter() - start
     if logits.shape[-1] != len(id2label):
         raise EdgewiseError(f"{artifact.path}: the model has {logits.shape[-1]} outputs but names "
@@ -62,78 +76,30 @@ def evaluate(model_dir: Path, data: str, config: EvaluateConfig = EvaluateConfig
         "schema_version": RESULT_SCHEMA_VERSION,
         "artifact": str(artifact.path),
         "kind": artifact.kind,
-        "backend": backend_name,
+        "backend": runner.backend,
         "data": data,
         "split": split.name,
         "split_sha256": split.sha256(),
         "carved_validation": carved,
-        "max_length": max_length,
+        "max_length": runner.max_length,
         "runtime_s": round(elapsed, 2),
         **classification_metrics(truth, logits.argmax(-1).tolist(), id2label),
     }
 
 
-def _auto_backend(kind: str) -> str:
-    if kind in ("hf", "inc"):
-        return "torch"
-    if kind == "tensorrt":
-        return "tensorrt"
+def _backend(wanted: str, kind: str) -> str:
+    """``wanted``, or for auto the runtime's choice, except that an hf model runs on the GPU where torch sees one."""
+    if wanted != "auto":
+        return wanted
+    backend = auto_backend(kind)
+    if backend == "torch" and kind == "hf" and _torch_sees_gpu():
+        return "torch-cuda"
+    return backend
+
+
+def _torch_sees_gpu() -> bool:
     try:
-        import onnxruntime
-
-        return "ort-cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "ort-cpu"
+        import torch
     except ImportError:
-        return "ort-cpu"  # the predictor then says which package is missing
-
-
-def _trained_length(artifact: Artifact) -> int | None:
-    return (artifact.manifest.data or {}).get("max_length") if artifact.manifest else None
-
-
-def _torch_predictor(artifact: Artifact, config: EvaluateConfig, backend: str):
-    from edgewise.core.deps import require_full
-
-    require_full("torch", "transformers")
-    import torch
-
-    from edgewise.core.models import (
-        ModelSource,
-        check_weights,
-        load_classifier,
-        load_tokenizer,
-        max_positions,
-        predict_logits,
-    )
-
-    source = ModelSource(str(artifact.path), str(artifact.path), True)
-    tokenizer = load_tokenizer(source)
-    if artifact.kind == "inc":
-        from edgewise.quantize.inc import QuantizedClassifier
-
-        model = QuantizedClassifier(artifact.path)  # INT8 oneDNN kernels: CPU only
-    else:
-        check_weights(artifact.path, config.allow_pickle)
-        model = load_classifier(source, config.allow_pickle)
-        if torch.cuda.is_available():
-            model = model.to("cuda")
-    limit = max_positions(model.config, tokenizer)
-    max_length = config.max_length or _trained_length(artifact) or limit
-    if max_length > limit:
-        raise EdgewiseError(f"max_length {max_length} exceeds the model's limit of {limit} tokens; lower it")
-
-    def predict(texts, pairs, progress):
-        return predict_logits(model, tokenizer, texts, pairs, batch_size=config.batch_size, max_length=max_length,
-                              progress=progress)
-
-    return predict, max_length, "torch-" + model.device.type
-
-
-def _ort_predictor(artifact: Artifact, config: EvaluateConfig, backend: str):
-    from edgewise.runtime.predictor import Predictor
-
-    predictor = Predictor(artifact.path, backend=backend, max_length=config.max_length)
-
-    def predict(texts, pairs, progress):
-        return predictor.logits(texts, pairs, batch_size=config.batch_size, progress=progress)
-
-    return predict, predictor.max_length, backend
+        return False  # the torch runner then says it is missing
+    return torch.cuda.is_available()

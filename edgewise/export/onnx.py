@@ -8,8 +8,11 @@ from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console
-from edgewise.export.parity import check, compare, generated_batches, text_batches
+from edgewise.export.parity import check, compare, generated_batches, parity_line, text_batches
 from edgewise.runtime.predictor import KNOWN_INPUTS
+from edgewise.runtime.pytorch import model_runner
+from edgewise.runtime.runners import onnx_scores
+from edgewise.runtime.sizes import model_files, model_size
 
 TWO_GB = 2 * 1024**3
 # HF model types ONNX Runtime's optimiser handles with its BERT fusions, and which therefore
@@ -20,11 +23,6 @@ ORT_MODEL_TYPES = {
 }
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization",
              "BiasGelu", "FastGelu", "Gelu", "LayerNormalization")
-
-
-def model_files(path: Path) -> list[Path]:
-    """model.onnx and its external-data files (optimum writes model.onnx_data, ORT model.onnx.data)."""
-    return sorted(p for p in path.parent.iterdir() if p.is_file() and p.name.startswith(path.name))
 
 
 def check_optimizable(model_config) -> str:
@@ -73,36 +71,13 @@ def graph_summary(path: Path) -> dict:
         "inputs": {i.name: dims(i) for i in model.graph.input if i.name not in initializers},
         "outputs": {o.name: dims(o) for o in model.graph.output},
         "nodes": len(model.graph.node),
-        "size_bytes": sum(p.stat().st_size for p in model_files(path)),
+        "size_bytes": model_size(path),
         # Static QDQ quantization puts QuantizeLinear on activations; dynamic quantization does not.
         "qdq": any(n.op_type == "QuantizeLinear" for n in model.graph.node),
         "ort_only_ops": sorted({n.op_type for n in model.graph.node if n.domain == "com.microsoft"}
                                | {n.op_type for n in model.graph.node
                                   if n.op_type in ("MatMulInteger", "DynamicQuantizeLinear", "ConvInteger")}),
     }
-
-
-def ort_session(path: Path, threads: int | None = None):
-    """A CPU session built exactly as the runtime builds one, so parity is judged on what ships."""
-    from edgewise.runtime.sessions import session
-
-    return session(path, "ort-cpu", threads)
-
-
-def session_runner(session) -> callable:
-    names = {i.name for i in session.get_inputs()}
-    output = session.get_outputs()[0].name
-    return lambda batch: session.run([output], {k: v for k, v in batch.items() if k in names})[0]
-
-
-def torch_runner(model) -> callable:
-    import torch
-
-    def run(batch):
-        with torch.inference_mode():
-            return model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.float().numpy()
-
-    return run
 
 
 def parity_inputs(tokenizer, texts, pairs, max_length: int, input_names, vocab_size: int) -> list[dict]:
@@ -166,10 +141,11 @@ def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
 
     tokenizer = load_tokenizer(source)
     batches = parity_inputs(tokenizer, texts, pairs, max_length, list(summary["inputs"]), model_config.vocab_size)
-    reference = torch_runner(model)
+    # Both sides run through the runtime: PyTorch as the torch backend does, ONNX in the session the runtime builds.
+    reference = model_runner(model).scores
     if config.verify:
-        metrics["parity"] = compare(reference, session_runner(ort_session(path)), batches)
-        console().print(_parity_line("ONNX vs PyTorch", metrics["parity"]))
+        metrics["parity"] = compare(reference, onnx_scores(path), batches)
+        console().print(parity_line("ONNX vs PyTorch", metrics["parity"]))
         check(metrics["parity"], config.atol, "the exported model")
     if config.optimize:
         with working_directory(out.work / "tmp"):
@@ -185,12 +161,8 @@ def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
             metrics["warnings"] = [warning]
             console().print(f"[bold red]WARNING[/bold red]: {warning}")
         if config.verify:
-            metrics["parity_optimized"] = compare(reference, session_runner(ort_session(path)), batches)
-            console().print(_parity_line("optimised ONNX vs PyTorch", metrics["parity_optimized"]))
+            metrics["parity_optimized"] = compare(reference, onnx_scores(path), batches)
+            console().print(parity_line("optimised ONNX vs PyTorch", metrics["parity_optimized"]))
             check(metrics["parity_optimized"], config.atol, "the optimised ONNX model")
     return metrics
 
-
-def _parity_line(what: str, result: dict) -> str:
-    return (f"{what}: max |diff| {result['max_abs_diff']:.2e}, labels agree {result['label_agreement']:.2%} "
-            f"on {result['samples']} inputs")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console
-from edgewise.export.onnx import _parity_line, ort_session, session_runner, working_directory
-from edgewise.export.parity import check, compare
+from edgewise.export.onnx import working_directory
+from edgewise.export.parity import check, compare, parity_line
+from edgewise.runtime.runners import onnx_scores
 
 OPERATORS_FILE = "required_operators.config"
 
@@ -50,8 +51,7 @@ def export_ort(src_model: Path, out, config, batches: list[dict]) -> dict:
                 "operators": lines},
     }
     if config.verify:
-        metrics["parity"] = compare(session_runner(ort_session(src_model)),
-                                    session_runner(ort_session(out.artifact / "model.ort")), batches)
-        console().print(_parity_line("ORT format vs ONNX", metrics["parity"]))
+        metrics["parity"] = compare(onnx_scores(src_model), onnx_scores(out.artifact / "model.ort"), batches)
+        console().print(parity_line("ORT format vs ONNX", metrics["parity"]))
         check(metrics["parity"], config.atol, "the ORT-format model")
     return metrics

@@ -112,3 +112,9 @@ def check(result: dict, atol: float, what: str) -> None:
             f"{result['label_agreement']:.1%} of {result['samples']} inputs); raise --atol if that is acceptable, "
             "or pass --no-verify to keep it unchecked"
         )
+
+
+def parity_line(what: str, result: dict) -> str:
+    """The one-line summary of a parity result that export prints."""
+    return (f"{what}: max |diff| {result['max_abs_diff']:.2e}, labels agree {result['label_agreement']:.2%} "
+            f"on {result['samples']} inputs")

@@ -1,7 +1,7 @@
 """`onnx` -> `tensorrt`: an engine built with TensorRT's Python API, or a trtexec script for the device.
 
-Engines are specific to the TensorRT version and GPU that built them, so the manifest records both
-and loading an engine elsewhere is refused with the command that rebuilds it.
+Engines are specific to the TensorRT version and GPU that built them, so the manifest records both;
+loading and running one (and refusing it elsewhere) is edgewise.runtime.tensorrt's.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import shutil
 from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
+from edgewise.runtime.tensorrt import ENGINE, SCRIPT, TIMING_CACHE, EngineRunner, device_info, probe
 
-ENGINE = "model.engine"
-TIMING_CACHE = "timing.cache"
-SCRIPT = "build_engine.sh"
 SEQ_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -55,30 +53,6 @@ def build_script(command: list[str]) -> str:
     )
 
 
-def probe() -> tuple[object | None, str | None]:
-    """(tensorrt module, None) when an engine can be built here, else (None, the reason)."""
-    import importlib
-
-    try:
-        trt = importlib.import_module("tensorrt")
-    except ImportError as e:
-        return None, f"the tensorrt package is not installed ({e}); pip install 'edgewise[tensorrt]' on a CUDA machine"
-    try:
-        import torch
-    except ImportError:
-        return None, "torch is needed to drive the GPU: pip install 'edgewise[full]'"
-    if not torch.cuda.is_available():
-        return None, "no CUDA GPU is visible (torch.cuda.is_available() is False)"
-    return trt, None
-
-
-def device_info() -> dict:
-    import torch
-
-    major, minor = torch.cuda.get_device_capability(0)
-    return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
-
-
 def build_engine(trt, onnx_path: Path, out_dir: Path, inputs, config, int8: bool) -> dict:
     """Parse the ONNX, build and save the engine and timing cache; returns what the manifest records."""
     logger = trt.Logger(trt.Logger.WARNING)
@@ -111,75 +85,6 @@ def build_engine(trt, onnx_path: Path, out_dir: Path, inputs, config, int8: bool
     (out_dir / ENGINE).write_bytes(bytes(serialized))
     cache_path.write_bytes(bytes(builder_config.get_timing_cache().serialize()))
     return {"tensorrt_version": trt.__version__, **device_info()}
-
-
-def check_compatible(recorded: dict, current: dict, folder: Path) -> None:
-    """An engine runs only where its TensorRT major.minor and GPU compute capability match."""
-    version = lambda v: ".".join(str(v).split(".")[:2])  # noqa: E731
-    built, here = recorded, current
-    problems = []
-    if version(built.get("tensorrt_version")) != version(here.get("tensorrt_version")):
-        problems.append(f"TensorRT {built.get('tensorrt_version')} built it, this is {here.get('tensorrt_version')}")
-    if built.get("compute_capability") != here.get("compute_capability"):
-        problems.append(f"it was built for compute capability {built.get('compute_capability')} "
-                        f"({built.get('gpu')}), this GPU is {here.get('compute_capability')} ({here.get('gpu')})")
-    if problems:
-        raise EdgewiseError(
-            f"the engine in {folder} cannot run here: {'; '.join(problems)}; rebuild it on this machine with "
-            f"bash {folder / SCRIPT}"
-        )
-
-
-class EngineRunner:
-    """Runs a serialized engine on CUDA with torch tensors as buffers (inputs and outputs)."""
-
-    def __init__(self, trt, engine_path: Path):
-        import torch
-
-        self.torch = torch
-        self.trt = trt
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
-        if self.engine is None:
-            raise EdgewiseError(
-                f"TensorRT could not load {engine_path} (built by another TensorRT version or GPU?); rebuild it "
-                f"with bash {engine_path.parent / SCRIPT}"
-            )
-        self.context = self.engine.create_execution_context()
-        self.stream = torch.cuda.Stream()  # TensorRT warns against (and serialises on) the default stream
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if n not in self.inputs]
-
-    def _dtype(self, name: str):
-        import numpy as np
-
-        numpy_type = self.trt.nptype(self.engine.get_tensor_dtype(name))
-        return self.torch.from_numpy(np.zeros(1, dtype=numpy_type)).dtype
-
-    def __call__(self, batch: dict):
-        torch = self.torch
-        stream = self.stream
-        keep = []  # the input tensors must outlive the asynchronous execution
-        for name in self.inputs:
-            tensor = torch.from_numpy(batch[name]).to(device="cuda", dtype=self._dtype(name)).contiguous()
-            keep.append(tensor)
-            if not self.context.set_input_shape(name, tuple(tensor.shape)):
-                raise EdgewiseError(
-                    f"input {name} of shape {tuple(tensor.shape)} is outside the engine's optimisation profile; "
-                    "rebuild it with wider --batch / --seq ranges or use smaller inputs"
-                )
-            self.context.set_tensor_address(name, tensor.data_ptr())
-        results = {}
-        for name in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
-            results[name] = torch.empty(shape, dtype=self._dtype(name), device="cuda")
-            self.context.set_tensor_address(name, results[name].data_ptr())
-        torch.cuda.current_stream().synchronize()  # the input copies were queued on the current stream
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError("TensorRT execution failed")
-        stream.synchronize()
-        return results[self.outputs[0]].float().cpu().numpy()
 
 
 # FP16 / INT8 engines differ from the FP32 model by design: they are judged by label agreement.
@@ -216,8 +121,9 @@ def export_tensorrt(src_model: Path, inputs, out, config, int8: bool, batches: l
     Error after the artifact, which holds everything needed to build on the device, is in place).
     """
     from edgewise.core.manifest import sha256_file
-    from edgewise.export.onnx import model_files, ort_session, session_runner
     from edgewise.export.parity import check, compare
+    from edgewise.runtime.runners import onnx_scores
+    from edgewise.runtime.sizes import model_files
 
     for file in model_files(src_model):
         shutil.copy2(file, out.artifact / file.name)  # model.onnx and its external data
@@ -241,8 +147,7 @@ def export_tensorrt(src_model: Path, inputs, out, config, int8: bool, batches: l
     metrics["tensorrt"]["engine_sha256"] = sha256_file(out.artifact / ENGINE)
     if config.verify:
         checked = [b for b in batches if fits(b, config)] + profile_batches(inputs, vocab_size, pad_id, config)
-        metrics["parity"] = compare(session_runner(ort_session(src_model)),
-                                    EngineRunner(trt, out.artifact / ENGINE), checked)
+        metrics["parity"] = compare(onnx_scores(src_model), EngineRunner(trt, out.artifact / ENGINE), checked)
         if config.fp16 or int8:
             # Reduced precision is judged by label agreement, but NaN / inf logits are never acceptable
             # (a NaN row's argmax is 0, which can still "agree" often on skewed data).
@@ -257,19 +162,3 @@ def export_tensorrt(src_model: Path, inputs, out, config, int8: bool, batches: l
         else:
             check(metrics["parity"], config.atol, "the TensorRT engine")
     return metrics, None
-
-
-def load_engine(folder: Path) -> EngineRunner:
-    """The engine of a `tensorrt` artifact, refused with the rebuild command on another TensorRT or GPU."""
-    from edgewise.core.manifest import Manifest
-
-    engine = folder / ENGINE
-    if not engine.is_file():
-        raise EdgewiseError(f"{folder} has no {ENGINE} yet; build it on the target with bash {folder / SCRIPT}")
-    trt, reason = probe()
-    if trt is None:
-        raise EdgewiseError(f"cannot run the TensorRT engine in {folder}: {reason}")
-    recorded = Manifest.read(folder).metrics.get("tensorrt", {})
-    if recorded.get("engine_built"):  # built here by edgewise: it recorded where; else the device built it
-        check_compatible(recorded, {"tensorrt_version": trt.__version__, **device_info()}, folder)
-    return EngineRunner(trt, engine)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgewise.runtime.runners import open_runner
+
 
 @dataclass
 class EvalSplit:
@@ -36,17 +38,10 @@ def eval_splits(splits: dict, id2label: dict[int, str], label_column: str, names
     return chosen
 
 
-def model_size(path: Path) -> int:
-    """Bytes of the model file and its external-data files (model.onnx_data, model.onnx.data)."""
-    from edgewise.export.onnx import model_files
-
-    return sum(p.stat().st_size for p in model_files(path))
-
-
 def predict(folder: Path, model: Path, split: EvalSplit, batch_size: int, threads: int | None = None):
-    from edgewise.runtime.predictor import Predictor
-
-    return Predictor(folder, model=model, threads=threads).logits(split.texts, split.pairs, batch_size=batch_size)
+    """Logits of the ONNX file ``model`` (run with ``folder``'s tokenizer and settings) on ``split``."""
+    runner = open_runner(folder, "onnx", "ort-cpu", model=model, threads=threads)
+    return runner.logits(split.texts, split.pairs, batch_size=batch_size)
 
 
 def score(logits, split: EvalSplit, id2label: dict[int, str], reference=None) -> dict:
@@ -115,18 +110,17 @@ def time_side_by_side(folder: Path, models: dict[str, Path], *, threads: int, se
                       seconds_per_round: float = 0.3, warmup: int = 5) -> dict[str, dict]:
     """Batch-1 latency of each model at ``seq_len`` tokens, the models interleaved round by round so
     that drift of a noisy machine falls on all of them alike. Returns latency stats per name."""
-    from edgewise.runtime.bench import latency_stats, measure, synthetic_batch
-    from edgewise.runtime.predictor import Predictor
+    from edgewise.runtime.bench import latency_stats, measure
 
-    predictors = {name: Predictor(folder, model=path, threads=threads) for name, path in models.items()}
-    any_predictor = next(iter(predictors.values()))
-    seq_len = min(seq_len, any_predictor.max_length)
-    feed = synthetic_batch(any_predictor, 1, seq_len)
-    samples: dict[str, list[list[float]]] = {name: [] for name in predictors}
+    runners = {name: open_runner(folder, "onnx", "ort-cpu", model=path, threads=threads)
+               for name, path in models.items()}
+    any_runner = next(iter(runners.values()))
+    seq_len = min(seq_len, any_runner.max_length)
+    feed = any_runner.synthetic(1, seq_len)
+    samples: dict[str, list[list[float]]] = {name: [] for name in runners}
     for round_index in range(rounds):
-        for name, predictor in predictors.items():
-            samples[name].append(measure(predictor.run, feed, warmup if round_index == 0 else 1, 5,
-                                         seconds_per_round))
+        for name, runner in runners.items():
+            samples[name].append(measure(runner.run, feed, warmup if round_index == 0 else 1, 5, seconds_per_round))
     out = {}
     for name, blocks in samples.items():
         stats = latency_stats([s for block in blocks for s in block], blocks)

@@ -9,19 +9,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from edgewise.core.env import VNNI_FLAGS, cpu_family
 from edgewise.core.errors import EdgewiseError
 from edgewise.quantize.config import CalibrationMethod, IntType, QuantizeConfig
-
-VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def cpu_family(cpu: dict) -> str:
-    """How a CPU (as core.env.cpu_info describes it) computes INT8 dot products: arm, x86-vnni or x86
-    (no VNNI: pairs of u8 x s8 products are added in int16, which saturates)."""
-    arch = str(cpu.get("arch", "")).lower()
-    if arch in ("aarch64", "arm64") or arch.startswith("arm"):
-        return "arm"
-    return "x86-vnni" if set(cpu.get("isa", ())) & set(VNNI_FLAGS) else "x86"
 
 
 def int8_settings(config: QuantizeConfig, cpu: dict) -> dict:
@@ -37,9 +27,10 @@ def int8_settings(config: QuantizeConfig, cpu: dict) -> dict:
     98.12 % in FP32 (agreement 99.1 %), while per-channel scales lost nothing (98.12 %) and were no
     slower (p50 at 128 tokens, 1 thread, one interleaved run: per-tensor 24.29 ms, per-channel
     23.54 ms, FP32 39.47 ms; reported in issue 10, and the accuracies reproduced with 7-bit weights
-    on a VNNI machine by benchmarks/cpu_quantize_defaults_isa_minilm.py). So x86 without VNNI defaults to per-channel. With full 8 bits
-    (VNNI) per-tensor kept 98.12 % at 2.53x and per-channel measured no better (validation 95.28 vs
-    95.75 %, 2.45x vs 2.52x), so per-tensor stays the default there and on ARM.
+    on a VNNI machine by benchmarks/cpu_quantize_defaults_isa_minilm.py). So x86 without VNNI
+    defaults to per-channel. With full 8 bits (VNNI) per-tensor kept 98.12 % at 2.53x and per-channel
+    measured no better (validation 95.28 vs 95.75 %, 2.45x vs 2.52x), so per-tensor stays the default
+    there and on ARM.
     """
     family = cpu_family(cpu)
     if family == "arm":

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.quantize.config import CalibrationMethod, QuantizeConfig
-from edgewise.quantize.measure import EvalSplit, model_size, predict, score, time_side_by_side
+from edgewise.quantize.measure import EvalSplit, predict, score, time_side_by_side
 from edgewise.quantize.ort import TextBatches, quantizable_nodes, quantize_dynamic, quantize_static
+from edgewise.runtime.sizes import model_size
 
 
 @dataclass

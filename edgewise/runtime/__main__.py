@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
+from edgewise.runtime.predictor import BACKENDS
 
 
 def _positive_ints(text: str) -> list[int]:
@@ -27,11 +28,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     top = OneLineParser(prog="python -m edgewise.runtime",
-                                  description="Run an edgewise bundle with onnxruntime + tokenizers + numpy only.")
+                        description="Run an edgewise bundle with onnxruntime + tokenizers + numpy only.")
     sub = top.add_subparsers(dest="command", required=True)
     common = OneLineParser(add_help=False)
     common.add_argument("bundle", type=Path, help="bundle (or ONNX artifact) folder")
-    common.add_argument("--backend", default="ort-cpu", choices=["ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt"])
+    common.add_argument("--backend", default="ort-cpu", choices=BACKENDS)
     common.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
     common.add_argument("--no-verify", dest="verify", action="store_false",
                         help="run even if the files differ from the hashes in edgewise.json (edited on purpose)")

@@ -1,4 +1,5 @@
-"""Latency of a bundle or ONNX artifact with onnxruntime alone, in the report schema `edgewise bench` uses."""
+"""Latency of a bundle or ONNX artifact with onnxruntime alone, in the report schema `edgewise bench` uses
+(its rows are built here, by ``result_row``, for both)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import time
 from datetime import datetime, timezone
 
 from edgewise.core.errors import EdgewiseError
-from edgewise.runtime.predictor import Predictor
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -62,20 +62,6 @@ def latency_stats(samples_ms: list[float], rounds: list[list[float]] | None = No
     }
 
 
-def synthetic_batch(predictor: Predictor, batch_size: int, seq_len: int, seed: int = 0) -> dict:
-    """Token ids of the requested shape, [CLS]-like first and [SEP]-like last as real inputs have."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    vocab = predictor.tokenizer.get_vocab_size()
-    ids = rng.integers(low=min(1000, vocab // 2), high=vocab, size=(batch_size, seq_len), dtype=np.int64)
-    sample = predictor.tokenizer.encode("a")
-    if len(sample.ids) >= 2:
-        ids[:, 0], ids[:, -1] = sample.ids[0], sample.ids[-1]
-    columns = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-    return {name: columns[name].astype(dtype) for name, dtype in predictor.inputs.items()}
-
-
 def measure(run, feed, warmup: int, min_runs: int, min_time_s: float) -> list[float]:
     """Warm up, then time ``run(feed)`` at least ``min_runs`` times and for at least ``min_time_s``."""
     for _ in range(warmup):
@@ -88,50 +74,58 @@ def measure(run, feed, warmup: int, min_runs: int, min_time_s: float) -> list[fl
     return samples
 
 
+def result_row(artifact: str, path, kind: str | None, backend: str, batch_size: int, seq_len, threads: int | None,
+               *, samples: list[float] | None = None, rounds: list[list[float]] | None = None,
+               memory: dict | None = None, reason: str | None = None, **fields) -> dict:
+    """One row of a bench report, for `edgewise bench` and `python -m edgewise.runtime bench` alike.
+
+    A row with ``reason`` is skipped (the backend cannot run the artifact here): it names the reason
+    and has no seq_len. Otherwise ``samples`` (milliseconds; ``rounds`` the samples of each timing
+    round) give its latency statistics and throughput, ``memory`` its figures in MiB, and ``fields``
+    what each tool records besides (the runner's info; the model file, providers and warm-up runs).
+    """
+    row = {"artifact": artifact, "path": str(path), "kind": kind, "status": "ok" if reason is None else "skipped"}
+    if reason is not None:
+        return {**row, "reason": reason, "backend": backend, "batch_size": batch_size, "seq_len": None,
+                "threads": threads}
+    stats = latency_stats(samples, rounds)
+    return {**row, "backend": backend, "batch_size": batch_size, "seq_len": seq_len, "threads": threads, **fields,
+            "latency_ms": stats, "throughput_items_per_s": batch_size * 1000.0 / stats["p50"], "memory_mb": memory}
+
+
 def bench(folder, *, backend: str = "ort-cpu", threads: int | None = None, batch_sizes=(1,),
           seq_len: int | None = None, warmup: int = 10, min_runs: int = 50, min_time_s: float = 2.0,
           verify: bool = True) -> dict:
     """Model latency (tokenization excluded) per batch size at a fixed sequence length.
 
-    ``verify=False`` skips the check of the folder's files against the hashes in its edgewise.json.
+    ``backend`` is ort-cpu (default), ort-cuda, ort-tensorrt or tensorrt; ``verify=False`` skips the
+    check of the folder's files against the hashes in its edgewise.json.
 
     Example:
         >>> bench("deploy/teacher", threads=1)["results"][0]["latency_ms"]["p50"]  # doctest: +SKIP
         7.4
     """
     from edgewise.core.env import fingerprint
-    from edgewise.core.manifest import MANIFEST_NAME
-    from edgewise.runtime.predictor import _read_json
+    from edgewise.runtime.predictor import BACKENDS
+    from edgewise.runtime.runners import open_runner, read_manifest
+    from edgewise.runtime.sizes import model_size
 
     if warmup < 0 or min_runs < 1 or min_time_s < 0 or any(b < 1 for b in batch_sizes):
         raise EdgewiseError("warmup must be >= 0, min-runs >= 1, min-time >= 0 and batch sizes >= 1")
-    predictor = Predictor(folder, backend=backend, threads=threads, verify=verify)
-    seq_len = predictor.max_length if seq_len is None else seq_len
-    if not 2 <= seq_len <= predictor.max_length:
-        raise EdgewiseError(f"--seq-len must be between 2 and the bundle's max_length {predictor.max_length}")
-    manifest = _read_json(predictor.folder / MANIFEST_NAME)
-    kind = manifest.get("kind")
+    if backend not in BACKENDS:
+        raise EdgewiseError(f"the runtime runs backends {', '.join(BACKENDS)}, not {backend!r}")
+    kind = read_manifest(folder).get("kind")
+    runner = open_runner(folder, kind, backend, threads=threads, verify=verify)
+    seq_len = runner.max_length if seq_len is None else seq_len
+    if not 2 <= seq_len <= runner.max_length:
+        raise EdgewiseError(f"--seq-len must be between 2 and the bundle's max_length {runner.max_length}")
+    name, path = runner.folder.name, runner.folder
     results = []
     for batch_size in dict.fromkeys(batch_sizes):
-        samples = measure(predictor.run, synthetic_batch(predictor, batch_size, seq_len), warmup, min_runs, min_time_s)
-        stats = latency_stats(samples)
-        results.append({
-            "artifact": predictor.folder.name,
-            "path": str(predictor.folder),
-            "kind": kind,
-            "status": "ok",
-            "model_file": predictor.model_path.name,
-            "backend": backend,
-            "providers": predictor.providers(),
-            "threads": threads,
-            "batch_size": batch_size,
-            "seq_len": seq_len,
-            "warmup": warmup,
-            "latency_ms": stats,
-            "throughput_items_per_s": batch_size * 1000.0 / stats["p50"],
-            "memory_mb": {"rss_now": current_rss_mb()},
-        })
-    size = sum(p.stat().st_size for p in predictor.folder.iterdir() if p.name.startswith(predictor.model_path.name))
+        samples = measure(runner.run, runner.synthetic(batch_size, seq_len), warmup, min_runs, min_time_s)
+        results.append(result_row(name, path, kind, backend, batch_size, seq_len, threads, samples=samples,
+                                  memory={"rss_now": current_rss_mb()}, model_file=runner.model_path.name,
+                                  providers=runner.providers(), warmup=warmup))
     return {
         "schema_version": RESULT_SCHEMA_VERSION,
         "tool": "edgewise.runtime",
@@ -139,9 +133,9 @@ def bench(folder, *, backend: str = "ort-cpu", threads: int | None = None, batch
         "config": {"backend": backend, "threads": threads, "batch_sizes": list(dict.fromkeys(batch_sizes)),
                    "seq_len": seq_len, "warmup": warmup, "min_runs": min_runs, "min_time_s": min_time_s},
         "data": None,
-        "reference": predictor.folder.name,
-        "artifacts": [{"name": predictor.folder.name, "path": str(predictor.folder), "kind": kind,
-                       "size_bytes": size, "parameters": None}],
+        "reference": name,
+        "artifacts": [{"name": name, "path": str(path), "kind": kind, "size_bytes": model_size(runner.model_path),
+                       "parameters": None}],
         "environment": fingerprint(),
         "results": results,
     }

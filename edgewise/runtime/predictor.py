@@ -1,53 +1,26 @@
-"""Tokenize with `tokenizers`, run with onnxruntime: the same predictions on a server and a phone."""
+"""Tokenize with `tokenizers`, run with onnxruntime: the same predictions on a server and a phone.
+
+``Predictor`` is the runner (see edgewise.runtime.runners) of the onnxruntime backends and of a
+built TensorRT engine; ``open_runner`` returns one for onnx / ort / bundle / tensorrt artifacts.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from edgewise.core.artifact import read_json
+from edgewise.core.deps import require
 from edgewise.core.errors import EdgewiseError
-
-# BACKENDS, CPU_DISABLED_FUSIONS and ort_errors are imported from here by other modules too.
-from edgewise.runtime.sessions import (  # noqa: F401
-    BACKENDS,
-    CPU_DISABLED_FUSIONS,
-    disabled_optimizers,
-    first_line,
-    ort_errors,
-    session,
-)
+from edgewise.core.lengths import artifact_lengths
+from edgewise.runtime.runners import ORT_BACKENDS, Runner, read_manifest
+from edgewise.runtime.sessions import disabled_optimizers, first_line, ort_errors, session
 
 MODEL_FILES = ("model.ort", "model.onnx")
 # The inputs the runtime feeds; a graph asking for others is not an exported transformers classifier.
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PAD_TOKENS = ("[PAD]", "<pad>", "<PAD>", "[pad]")
-
-
-def _require(module: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise EdgewiseError(f"`{module}` is needed to run models: pip install 'edgewise[runtime]'") from None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _config_limit(folder: Path) -> int | None:
-    """The longest input the model takes, from config.json when the folder has one."""
-    config = _read_json(folder / "config.json")
-    if not config.get("max_position_embeddings"):
-        return None
-    from edgewise.core.models import OFFSET_POSITIONS
-
-    limit = int(config["max_position_embeddings"])
-    return limit - 2 if config.get("model_type") in OFFSET_POSITIONS else limit
+# What a Predictor runs: an onnxruntime session, or (tensorrt) the engine of a tensorrt artifact.
+BACKENDS = (*ORT_BACKENDS, "tensorrt")
 
 
 def model_file(folder: Path) -> Path:
@@ -86,11 +59,13 @@ def verify_folder(folder: Path) -> None:
     )
 
 
-def _pad_id(folder: Path, tokenizer, settings: dict) -> int:
+def pad_token_id(folder: Path, tokenizer, settings: dict) -> int:
+    """The padding token id of a `tokenizers` tokenizer: as the manifest's ``settings`` record it, else
+    the pad token its tokenizer files name, else a usual pad token, else 0."""
     if isinstance(settings.get("pad_token_id"), int):
         return settings["pad_token_id"]
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        token = _read_json(folder / name).get("pad_token")
+        token = read_json(folder / name).get("pad_token")
         token = token.get("content") if isinstance(token, dict) else token
         if isinstance(token, str) and tokenizer.token_to_id(token) is not None:
             return tokenizer.token_to_id(token)
@@ -100,14 +75,14 @@ def _pad_id(folder: Path, tokenizer, settings: dict) -> int:
     return 0
 
 
-class Predictor:
-    """A text classifier from a bundle or ONNX artifact folder.
+class Predictor(Runner):
+    """A text classifier from a bundle or ONNX artifact folder: the runner of the ort-* and tensorrt backends.
 
     Args:
         folder: holds model.ort or model.onnx, tokenizer.json and (usually) edgewise.json.
         backend: ort-cpu (default), ort-cuda, ort-tensorrt, or tensorrt (a built engine).
         threads: intra-op threads; None lets onnxruntime choose.
-        max_length: tokens per text; default from the manifest, else 512.
+        max_length: tokens per text; default from the manifest, else the model's limit (at most 512).
         model: another ONNX file to run with this folder's tokenizer and settings (a candidate).
         verify: check the folder's files against the sha256 hashes in its edgewise.json (default True);
             once per process for unchanged files. The ``model`` file is not in the manifest and is not checked.
@@ -119,34 +94,30 @@ class Predictor:
 
     def __init__(self, folder, backend: str = "ort-cpu", threads: int | None = None, max_length: int | None = None,
                  model=None, verify: bool = True):
-        np = _require("numpy")
-        ort = _require("onnxruntime")
-        tokenizers = _require("tokenizers")
+        np = require("numpy", "runtime")
+        ort = require("onnxruntime", "runtime")
+        tokenizers = require("tokenizers", "runtime")
         if backend not in BACKENDS:
             raise EdgewiseError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.folder = Path(folder).expanduser().resolve()
         if not self.folder.is_dir():
             raise EdgewiseError(f"{self.folder} is not a folder; pass a bundle or an ONNX artifact folder")
-        manifest = _read_json(self.folder / "edgewise.json")
-        settings = manifest.get("data") or {}  # max_length, pad_token_id as the exporting stage recorded them
+        self.manifest = read_manifest(self.folder)
+        settings = self.manifest.get("data") or {}  # max_length, pad_token_id as the exporting stage recorded them
         self.model_path = Path(model) if model is not None else model_file(self.folder)
         if not (self.folder / "tokenizer.json").is_file():
             raise EdgewiseError(f"{self.folder} has no tokenizer.json; re-create it with edgewise export or bundle")
         if verify:
             verify_folder(self.folder)
         # A bundle carries labels.json beside the manifest, so it still names its labels without one.
-        labels = (manifest.get("labels") or _read_json(self.folder / "labels.json")
-                  or _read_json(self.folder / "config.json").get("id2label") or {})
+        labels = (self.manifest.get("labels") or read_json(self.folder / "labels.json")
+                  or read_json(self.folder / "config.json").get("id2label") or {})
         self.id2label = {int(k): v for k, v in labels.items()}
-        limit = settings.get("max_positions") or _config_limit(self.folder)
-        # A folder edgewise did not write records no working length: take the model's own limit.
-        self.max_length = int(max_length or settings.get("max_length") or min(512, limit or 512))
-        if limit and self.max_length > limit:
-            raise EdgewiseError(f"max_length {self.max_length} exceeds the model's limit of {limit} tokens; lower it")
+        self.max_length, _ = artifact_lengths(self.folder, settings, max_length)
         self.backend, self.threads, self._ort = backend, threads, ort
         self.disabled_optimizers = disabled_optimizers(backend)
         if backend == "tensorrt":
-            from edgewise.export.tensorrt import load_engine
+            from edgewise.runtime.tensorrt import load_engine
 
             self.session, self._engine = None, load_engine(self.folder)
             names = self._engine.inputs
@@ -166,11 +137,16 @@ class Predictor:
         self.tokenizer = tokenizers.Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
-        self.pad_id = _pad_id(self.folder, self.tokenizer, settings)
+        self.pad_id = pad_token_id(self.folder, self.tokenizer, settings)
         self._np = np
 
     def providers(self) -> list[str]:
         return self.session.get_providers() if self.session is not None else ["tensorrt"]
+
+    @property
+    def info(self) -> dict:
+        """What bench records of this runner: the providers that run it, threads, fusions turned off."""
+        return {"providers": self.providers(), "threads": self.threads, "disabled_optimizers": self.disabled_optimizers}
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> dict:
         """Model inputs for a batch, padded to its longest text."""
@@ -188,6 +164,18 @@ class Predictor:
         columns = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         return {name: columns[name].astype(dtype) for name, dtype in self.inputs.items()}
 
+    def synthetic(self, batch_size: int, seq_len: int, seed: int = 0) -> dict:
+        """Token ids of the requested shape, [CLS]-like first and [SEP]-like last as real inputs have."""
+        np = self._np
+        rng = np.random.default_rng(seed)
+        vocab = self.tokenizer.get_vocab_size()
+        ids = rng.integers(low=min(1000, vocab // 2), high=vocab, size=(batch_size, seq_len), dtype=np.int64)
+        sample = self.tokenizer.encode("a")
+        if len(sample.ids) >= 2:
+            ids[:, 0], ids[:, -1] = sample.ids[0], sample.ids[-1]
+        columns = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        return {name: columns[name].astype(dtype) for name, dtype in self.inputs.items()}
+
     def run(self, feed: dict):
         if self.session is None:
             return self._engine(feed)
@@ -199,20 +187,8 @@ class Predictor:
                 f"{next(iter(feed.values())).shape} ({type(e).__name__}: {first_line(e)})"
             ) from None
 
-    def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32, progress=None):
-        """Logits for every text, in order; texts are batched by length so padding stays short."""
-        np = self._np
-        order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
-        out = None
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
-            logits = self.run(self.encode([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None))
-            if out is None:
-                out = np.zeros((len(texts), logits.shape[-1]), dtype=np.float32)
-            out[idx] = logits
-            if progress is not None:
-                progress(len(idx))
-        return out if out is not None else np.zeros((0, len(self.id2label)), dtype=np.float32)
+    def scores(self, feed: dict):
+        return self.run(feed)  # already a numpy array, on the CPU
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[dict]:
         """Label, its probability and every label's probability, per text."""

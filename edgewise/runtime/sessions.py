@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
+from edgewise.runtime.runners import Unavailable
 
-BACKENDS = {
+# The execution providers of each onnxruntime backend (runners.ORT_BACKENDS), in the order tried.
+PROVIDERS = {
     "ort-cpu": ["CPUExecutionProvider"],
     "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": [],  # a native engine (model.engine of a `tensorrt` artifact); needs tensorrt + torch + a GPU
 }
 # Graph fusions onnxruntime applies at load time that are slower on CPUs than what they replace:
 # its SkipLayerNormalization CPU kernel took 2.4 ms per MiniLM run at 128 tokens against 0.27 ms for
@@ -51,7 +52,8 @@ def session(path, backend: str = "ort-cpu", threads: int | None = None):
         backend: ort-cpu (default), ort-cuda or ort-tensorrt; the provider must be in this onnxruntime.
         threads: intra-op threads (inter-op is then 1); None lets onnxruntime choose.
 
-    Raises EdgewiseError for an unknown or unavailable backend and for a file onnxruntime cannot load.
+    Raises EdgewiseError for an unknown backend and a file onnxruntime cannot load, and
+    runners.Unavailable when this onnxruntime lacks the backend's provider.
 
     Example:
         >>> session("deploy/teacher/model.onnx", threads=1).get_inputs()[0].name  # doctest: +SKIP
@@ -60,13 +62,13 @@ def session(path, backend: str = "ort-cpu", threads: int | None = None):
     from edgewise.core.deps import require
 
     ort = require("onnxruntime", "runtime")
-    providers = BACKENDS.get(backend)
+    providers = PROVIDERS.get(backend)
     if not providers:  # unknown, or `tensorrt`, which runs a native engine rather than an ONNX session
-        known = [name for name, chain in BACKENDS.items() if chain]
-        raise EdgewiseError(f"backend {backend!r} does not run onnxruntime sessions; choose one of {', '.join(known)}")
+        raise EdgewiseError(f"backend {backend!r} does not run onnxruntime sessions; choose one of "
+                            f"{', '.join(PROVIDERS)}")
     available = ort.get_available_providers()
     if providers[0] not in available:
-        raise EdgewiseError(
+        raise Unavailable(
             f"backend {backend} needs {providers[0]}, which this onnxruntime lacks (it has "
             f"{', '.join(available)}); install onnxruntime-gpu on a CUDA machine or use ort-cpu"
         )

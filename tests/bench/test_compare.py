@@ -295,7 +295,7 @@ def test_gate_on_real_reports_fails_a_slower_model_and_passes_the_same_artifact(
     shutil.copytree(fast_model, twin)
     # One interleaved run times all three, so the gaps between them are the models', not machine drift.
     # 5 rounds: two runs of one model then separate by chance once in 252 (and must differ by > 10 % too).
-    runs = bench([fast_model, slow_model, twin], BenchConfig(**{**FAST, "rounds": 5}), data=str(tiny_data))
+    runs = bench([fast_model, slow_model, twin], config=BenchConfig(**{**FAST, "rounds": 5}), data=str(tiny_data))
     fast_row, slow_row, twin_row = (next(r for r in runs["results"] if r["artifact"] == name)
                                     for name in ("model", "student-8-layers", "model-twin"))
     baseline = _write(tmp_path / "baseline.json", _only(runs, "model"))
@@ -325,12 +325,12 @@ def test_gate_on_real_reports_fails_a_model_whose_classifier_was_zeroed(fast_mod
 
     from edgewise.core.manifest import MANIFEST_NAME
 
-    baseline = _write(tmp_path / "baseline.json", bench([fast_model], BenchConfig(**FAST), data=str(tiny_data)))
+    baseline = _write(tmp_path / "baseline.json", bench([fast_model], config=BenchConfig(**FAST), data=str(tiny_data)))
     broken = tmp_path / "broken" / "model"  # the same artifact name, so its rows match the baseline's
     shutil.copytree(fast_model, broken)
     (broken / MANIFEST_NAME).unlink()  # its model file changes: a foreign folder now
     assert _zero_classifier(broken) >= 1
-    current = _write(tmp_path / "current.json", bench([broken], BenchConfig(**FAST), data=str(tiny_data)))
+    current = _write(tmp_path / "current.json", bench([broken], config=BenchConfig(**FAST), data=str(tiny_data)))
 
     # Latency is left out of this verdict (two separate runs): only accuracy may fail it.
     result = cli_run("bench", "compare", current, baseline, "--json", "--max-latency-regression", "1000%")
@@ -347,7 +347,7 @@ def test_runtime_bench_reports_compare_with_edgewise_bench_reports(fast_model, t
     import subprocess
     import sys
 
-    desktop = bench([fast_model], BenchConfig(**FAST))
+    desktop = bench([fast_model], config=BenchConfig(**FAST))
     device = tmp_path / "device.json"
     subprocess.run([sys.executable, "-m", "edgewise.runtime", "bench", str(fast_model), "--threads", "1",
                     "--seq-len", "32", "--min-runs", "60", "--json", str(device)], check=True, capture_output=True)

@@ -20,7 +20,7 @@ def report(tiny_teacher, tiny_onnx, tiny_bundle, tiny_data, tmp_path_factory):
     bundle = tmp_path_factory.mktemp("b") / "teacher-bundle"
     shutil.copytree(tiny_bundle, bundle)
     config = BenchConfig(backends=("torch", "ort-cpu"), batch_sizes=(1, 2), threads=1, **FAST)
-    return bench([tiny_teacher, tiny_onnx, bundle], config, data=str(tiny_data), output=out), out
+    return bench([tiny_teacher, tiny_onnx, bundle], out, config, data=str(tiny_data)), out
 
 
 def test_bench_rows_cover_every_artifact_backend_and_batch(report):
@@ -52,7 +52,7 @@ def test_bench_rows_hold_latency_statistics_and_throughput(report):
 
 def test_bench_accuracy_matches_evaluate_and_agreement_is_against_the_reference(report, tiny_teacher, tiny_data):
     result, _ = report
-    expected = evaluate(tiny_teacher, str(tiny_data))["accuracy"]
+    expected = evaluate(tiny_teacher, data=str(tiny_data))["accuracy"]
 
     for row in (r for r in result["results"] if r["status"] == "ok"):
         assert row["accuracy"] == pytest.approx(expected)
@@ -66,7 +66,8 @@ def test_bench_writes_json_markdown_and_plots(report):
 
     assert json.loads((out / "report.json").read_text())["schema_version"] == 1
     markdown = (out / "report.md").read_text()
-    assert "| teacher-onnx | ort-cpu | 1 |" in markdown and "skipped: torch runs hf and inc artifacts" in markdown
+    assert "| teacher-onnx | ort-cpu | 1 |" in markdown
+    assert "skipped: backend torch cannot run a 'onnx' artifact; torch runs hf and inc artifacts" in markdown
     for plot in ("pareto.png", "latency_cdf.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     artifacts = {a["name"]: a for a in result["artifacts"]}
@@ -81,7 +82,7 @@ def test_bench_interleaves_artifacts_in_rounds():
         def __init__(self, name):
             self.name = name
 
-        def forward(self, feed):
+        def run(self, feed):
             order.append(self.name.lower())  # warm-up: run, not timed
 
         def time_ms(self, feed):
@@ -102,7 +103,7 @@ def test_bench_rounds_last_at_least_min_time():
     import time
 
     class Runner:
-        def forward(self, feed):
+        def run(self, feed):
             pass
 
         def time_ms(self, feed):
@@ -117,17 +118,17 @@ def test_bench_rounds_last_at_least_min_time():
 
 
 def test_bench_fixed_sequence_length_and_its_limits(tiny_onnx, tmp_path):
-    result = bench([tiny_onnx], BenchConfig(seq_len="16", **FAST))
+    result = bench([tiny_onnx], config=BenchConfig(seq_len="16", **FAST))
 
     assert result["results"][0]["seq_len"] == 16 and result["results"][0]["backend"] == "ort-cpu"
     with pytest.raises(EdgewiseError, match="exceeds the model's max_length 32"):
-        bench([tiny_onnx], BenchConfig(seq_len="64", **FAST))
+        bench([tiny_onnx], config=BenchConfig(seq_len="64", **FAST))
     with pytest.raises(EdgewiseError, match="--seq-len data times the evaluation texts: pass --data"):
-        bench([tiny_onnx], BenchConfig(seq_len="data", **FAST))
+        bench([tiny_onnx], config=BenchConfig(seq_len="data", **FAST))
 
 
 def test_bench_names_same_named_folders_apart(tiny_teacher, tiny_bundle):
-    result = bench([tiny_teacher, tiny_bundle], BenchConfig(**FAST))
+    result = bench([tiny_teacher, tiny_bundle], config=BenchConfig(**FAST))
 
     names = [a["name"] for a in result["artifacts"]]
     assert names[0] != names[1] and all(n.endswith("/teacher") for n in names)
@@ -136,7 +137,7 @@ def test_bench_names_same_named_folders_apart(tiny_teacher, tiny_bundle):
 
 @pytest.mark.skipif(ort_has_cuda(), reason="onnxruntime here has the CUDA provider: ort-cuda can run")
 def test_bench_marks_a_backend_that_cannot_run_here_as_skipped(tiny_onnx):
-    result = bench([tiny_onnx], BenchConfig(backends=("ort-cuda", "tensorrt"), **FAST))
+    result = bench([tiny_onnx], config=BenchConfig(backends=("ort-cuda", "tensorrt"), **FAST))
 
     reasons = [r["reason"] for r in result["results"]]
     assert all(r["status"] == "skipped" for r in result["results"])
@@ -148,13 +149,13 @@ def test_bench_refuses_an_existing_report_folder(tiny_onnx, tmp_path):
     (tmp_path / "reports" / "notes.txt").write_text("mine")
 
     with pytest.raises(EdgewiseError, match="was not written by edgewise"):
-        bench([tiny_onnx], BenchConfig(**FAST), output=tmp_path / "reports", overwrite=True)
+        bench([tiny_onnx], tmp_path / "reports", BenchConfig(**FAST), overwrite=True)
     assert (tmp_path / "reports" / "notes.txt").read_text() == "mine"
 
-    bench([tiny_onnx], BenchConfig(**FAST), output=tmp_path / "r2")
+    bench([tiny_onnx], tmp_path / "r2", BenchConfig(**FAST))
     with pytest.raises(EdgewiseError, match="already exists"):
-        bench([tiny_onnx], BenchConfig(**FAST), output=tmp_path / "r2")
-    bench([tiny_onnx], BenchConfig(**FAST), output=tmp_path / "r2", overwrite=True)
+        bench([tiny_onnx], tmp_path / "r2", BenchConfig(**FAST))
+    bench([tiny_onnx], tmp_path / "r2", BenchConfig(**FAST), overwrite=True)
 
 
 @pytest.mark.parametrize(
@@ -177,10 +178,10 @@ def test_bench_accuracy_and_agreement_are_measured_per_artifact(tiny_teacher, ti
     untrained = tmp_path / "untrained"
     export(random_classifier(tmp_path / "hf", tiny_teacher), untrained, ExportConfig(max_length=32))
 
-    result = bench([tiny_teacher, untrained], BenchConfig(**FAST), data=str(tiny_data))
+    result = bench([tiny_teacher, untrained], config=BenchConfig(**FAST), data=str(tiny_data))
 
     rows = {r["artifact"]: r for r in result["results"]}
-    assert rows["untrained"]["accuracy"] == pytest.approx(evaluate(untrained, str(tiny_data))["accuracy"])
+    assert rows["untrained"]["accuracy"] == pytest.approx(evaluate(untrained, data=str(tiny_data))["accuracy"])
     assert rows["untrained"]["accuracy"] < 0.7 < rows["teacher"]["accuracy"]
     texts = load_splits(str(tiny_data))["test"].texts
     theirs = Predictor(tiny_onnx).logits(texts).argmax(-1)  # labels exactly as the PyTorch teacher's
@@ -190,45 +191,57 @@ def test_bench_accuracy_and_agreement_are_measured_per_artifact(tiny_teacher, ti
 
 
 def _stub_loader(behaviour: dict):
-    """A `load` whose runners label texts by their class words: correctly, or as label 0, per batch size.
+    """An `open_runner` whose runners label texts by their class words: correctly, or as label 0, per batch size.
 
-    ``behaviour[folder name](batch size)`` is True for correct labels at that batch size. Every call to
-    logits is recorded as (folder name, batch length).
+    ``behaviour[folder name](batch size)`` is True for correct labels at that batch size. Every scored
+    batch is recorded as (folder name, batch length).
     """
     import numpy as np
 
-    from edgewise.bench.backends import Runner
+    from edgewise.core.artifact import Artifact
+    from edgewise.runtime.runners import Runner
     from tests.conftest import CLASS_WORDS
 
     calls = []
 
-    def load(artifact, backend, threads):
-        label2id = {name: i for i, name in artifact.labels.items()}
-        word_label = {w: label2id[label] for label, words in CLASS_WORDS.items() for w in words}
-        correct_at = behaviour[artifact.path.name]
+    class StubRunner(Runner):
+        def __init__(self, folder, backend):
+            self.folder, self.backend, self.max_length, self.info = folder, backend, 32, {}
+            self.id2label = Artifact.load(folder).labels
+            label2id = {name: i for i, name in self.id2label.items()}
+            self.word_label = {w: label2id[label] for label, words in CLASS_WORDS.items() for w in words}
 
-        def encode(texts, pairs):
+        def encode(self, texts, pairs=None):
             return {"input_ids": np.zeros((len(texts), 8), dtype=np.int64), "texts": list(texts)}
 
-        def logits(feed):
-            calls.append((artifact.path.name, len(feed["texts"])))
-            out = np.zeros((len(feed["texts"]), len(label2id)), dtype=np.float32)
-            if correct_at(len(feed["texts"])):
+        def synthetic(self, batch_size, seq_len):
+            return self.encode(["x"] * batch_size)
+
+        def run(self, feed):
+            return None
+
+        def scores(self, feed):
+            calls.append((self.folder.name, len(feed["texts"])))
+            out = np.zeros((len(feed["texts"]), len(self.id2label)), dtype=np.float32)
+            if behaviour[self.folder.name](len(feed["texts"])):
                 for i, text in enumerate(feed["texts"]):
-                    out[i, next(word_label[w] for w in text.split() if w in word_label)] = 1.0
+                    out[i, next(self.word_label[w] for w in text.split() if w in self.word_label)] = 1.0
             return out
 
-        return Runner(backend, 32, encode, lambda b, s: encode(["x"] * b, None), lambda feed: None, logits,
-                      lambda feed: 1.0, {})
+        def time_ms(self, feed):
+            return 1.0
+
+    def load(folder, kind, backend, **settings):
+        return StubRunner(folder, backend)
 
     return load, calls
 
 
 def test_bench_scores_every_row_at_its_own_batch_size_once(tiny_onnx, tiny_data, monkeypatch):
     load, calls = _stub_loader({"teacher-onnx": lambda batch: batch == 1})  # wrong whenever batched
-    monkeypatch.setattr("edgewise.bench.stage.load", load)
+    monkeypatch.setattr("edgewise.bench.stage.open_runner", load)
 
-    result = bench([tiny_onnx], BenchConfig(batch_sizes=(1, 4), **FAST), data=str(tiny_data))
+    result = bench([tiny_onnx], config=BenchConfig(batch_sizes=(1, 4), **FAST), data=str(tiny_data))
 
     rows = {r["batch_size"]: r for r in result["results"]}
     assert (rows[1]["accuracy"], rows[1]["accuracy_batch_size"]) == (1.0, 1)
@@ -242,9 +255,10 @@ def test_bench_eval_batch_size_overrides_every_row_with_one_shared_pass(tiny_onn
     from edgewise.bench.report import markdown
 
     load, calls = _stub_loader({"teacher-onnx": lambda batch: batch == 1})
-    monkeypatch.setattr("edgewise.bench.stage.load", load)
+    monkeypatch.setattr("edgewise.bench.stage.open_runner", load)
 
-    result = bench([tiny_onnx], BenchConfig(batch_sizes=(1, 4), eval_batch_size=4, **FAST), data=str(tiny_data))
+    result = bench([tiny_onnx], config=BenchConfig(batch_sizes=(1, 4), eval_batch_size=4, **FAST),
+                   data=str(tiny_data))
 
     assert [(r["accuracy"], r["accuracy_batch_size"]) for r in result["results"]] == [
         (pytest.approx(1 / 3), 4), (pytest.approx(1 / 3), 4)]
@@ -262,9 +276,9 @@ def test_bench_label_agreement_compares_predictions_made_at_the_same_batch_size(
     shutil.copytree(tiny_onnx, other)
     # The reference is right only at batch 1; the other artifact is right at every batch size.
     load, _ = _stub_loader({"teacher-onnx": lambda batch: batch == 1, "other": lambda batch: True})
-    monkeypatch.setattr("edgewise.bench.stage.load", load)
+    monkeypatch.setattr("edgewise.bench.stage.open_runner", load)
 
-    result = bench([tiny_onnx, other], BenchConfig(batch_sizes=(1, 4), **FAST), data=str(tiny_data))
+    result = bench([tiny_onnx, other], config=BenchConfig(batch_sizes=(1, 4), **FAST), data=str(tiny_data))
 
     agreement = {r["batch_size"]: r["label_agreement"] for r in result["results"] if r["artifact"] == "other"}
     assert agreement == {1: 1.0, 4: pytest.approx(1 / 3)}  # at batch 4 the reference says label 0 throughout
@@ -301,7 +315,7 @@ def test_bench_scores_a_dynamic_int8_model_at_each_rows_batch_size(tiny_onnx, ti
     int8 = tmp_path / "int8"
     quantize(tiny_onnx, int8, QuantizeConfig())
 
-    result = bench([tiny_onnx, int8], BenchConfig(batch_sizes=(1, 8), threads=1, **FAST), data=str(tiny_data))
+    result = bench([tiny_onnx, int8], config=BenchConfig(batch_sizes=(1, 8), threads=1, **FAST), data=str(tiny_data))
 
     split = load_splits(str(tiny_data))["test"]
     truth = np.asarray(encode_labels(split, Artifact.load(int8).labels))
@@ -313,3 +327,10 @@ def test_bench_scores_a_dynamic_int8_model_at_each_rows_batch_size(tiny_onnx, ti
         assert row["accuracy_batch_size"] == batch
         assert row["accuracy"] == pytest.approx(float((mine == truth).mean()))
         assert row["label_agreement"] == pytest.approx(float((mine == theirs).mean()))
+
+
+def test_bench_cannot_resume(tiny_onnx, tmp_path):
+    with pytest.raises(EdgewiseError, match="cannot resume"):
+        bench([tiny_onnx], config=BenchConfig(**FAST), resume=True)
+    with pytest.raises(EdgewiseError, match="cannot resume"):
+        bench([tiny_onnx], tmp_path / "report", BenchConfig(**FAST), resume=True)

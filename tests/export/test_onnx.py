@@ -57,10 +57,13 @@ def test_export_optimize_says_so_loudly_when_attention_does_not_fuse(tiny_teache
 
 
 def test_export_parity_miss_is_an_error_and_leaves_nothing(tiny_teacher, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     import edgewise.export.onnx as onnx_export
 
-    real = onnx_export.torch_runner
-    monkeypatch.setattr(onnx_export, "torch_runner", lambda model: (lambda batch: real(model)(batch) + 0.5))
+    real = onnx_export.model_runner
+    monkeypatch.setattr(onnx_export, "model_runner",
+                        lambda model: SimpleNamespace(scores=lambda batch: real(model).scores(batch) + 0.5))
 
     with pytest.raises(EdgewiseError) as info:
         export(tiny_teacher, tmp_path / "onnx", ExportConfig())

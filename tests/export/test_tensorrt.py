@@ -6,14 +6,15 @@ from edgewise.core.artifact import Artifact
 from edgewise.core.errors import EdgewiseError
 from edgewise.export import ExportConfig, ExportFormat, export
 from edgewise.export.config import parse_profile
-from edgewise.export.tensorrt import ENGINE, SCRIPT, build_script, check_compatible, trtexec_command
+from edgewise.export.tensorrt import build_script, trtexec_command
+from edgewise.runtime.tensorrt import ENGINE, SCRIPT, check_compatible
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 
 
 def _has_gpu_tensorrt() -> bool:
     """What export itself decides: tensorrt imports (not merely found on disk) and a CUDA GPU is visible."""
-    from edgewise.export.tensorrt import probe
+    from edgewise.runtime.tensorrt import probe
 
     return probe()[0] is not None
 
@@ -139,14 +140,15 @@ def test_export_tensorrt_copies_the_timing_cache(tiny_onnx, tmp_path, no_tensorr
 def test_load_engine_refuses_an_engine_from_another_gpu(tiny_onnx, tmp_path, monkeypatch, no_tensorrt):
     import json
 
-    import edgewise.export.tensorrt as trt_export
+    import edgewise.runtime.tensorrt as trt_runtime
     from edgewise.core.manifest import MANIFEST_NAME
+    from edgewise.runtime.runners import Unavailable
 
     with pytest.raises(EdgewiseError, match="no TensorRT engine"):
         export(tiny_onnx, tmp_path / "trt", ExportConfig(format=ExportFormat.TENSORRT))
     folder = tmp_path / "trt"
-    with pytest.raises(EdgewiseError, match="has no model.engine yet"):
-        trt_export.load_engine(folder)
+    with pytest.raises(Unavailable, match="has no model.engine yet"):
+        trt_runtime.load_engine(folder)
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     manifest["metrics"]["tensorrt"].update(engine_built=True, tensorrt_version="10.3.0", gpu="Orin",
                                            compute_capability="8.7")
@@ -156,11 +158,11 @@ def test_load_engine_refuses_an_engine_from_another_gpu(tiny_onnx, tmp_path, mon
     class FakeTensorRT:
         __version__ = "10.3.0"
 
-    monkeypatch.setattr(trt_export, "probe", lambda: (FakeTensorRT, None))
-    monkeypatch.setattr(trt_export, "device_info", lambda: {"gpu": "H200", "compute_capability": "9.0"})
+    monkeypatch.setattr(trt_runtime, "probe", lambda: (FakeTensorRT, None))
+    monkeypatch.setattr(trt_runtime, "device_info", lambda: {"gpu": "H200", "compute_capability": "9.0"})
 
-    with pytest.raises(EdgewiseError, match="compute capability 8.7 \\(Orin\\), this GPU is 9.0 \\(H200\\)"):
-        trt_export.load_engine(folder)
+    with pytest.raises(Unavailable, match="compute capability 8.7 \\(Orin\\), this GPU is 9.0 \\(H200\\)"):
+        trt_runtime.load_engine(folder)
 
 
 def test_export_tensorrt_copies_external_weight_files(external_onnx, tmp_path, no_tensorrt):

@@ -8,7 +8,7 @@ from edgewise.core.artifact import Artifact
 from edgewise.evaluate import EvaluateConfig, evaluate
 from edgewise.quantize import quantize
 from edgewise.quantize.config import QuantizeConfig
-from edgewise.quantize.inc import PACKAGE, QuantizedClassifier
+from edgewise.runtime.inc import PACKAGE, QuantizedClassifier
 
 
 def _vnni() -> bool:
@@ -35,8 +35,8 @@ def _build(src, dst, config, **kwargs):
 @pytest.fixture(scope="module")
 def inc_static(tiny_teacher, tiny_data, tmp_path_factory):
     dst = tmp_path_factory.mktemp("inc") / "static"
-    manifest = _build(tiny_teacher, dst, QuantizeConfig(method="inc", inc_approach="static", samples=32),
-                      calibration=str(tiny_data))
+    manifest = _build(tiny_teacher, dst, QuantizeConfig(method="inc", inc_approach="static", samples=32,
+                                                        calibration=str(tiny_data)))
     return dst, manifest
 
 
@@ -69,9 +69,9 @@ def test_quantized_classifier_takes_any_batch_and_length_up_to_the_limit(inc_sta
 def test_evaluate_runs_an_inc_model_with_the_torch_backend(inc_static, tiny_data):
     dst, manifest = inc_static
 
-    result = evaluate(dst, str(tiny_data), EvaluateConfig(split="test"))
+    result = evaluate(dst, config=EvaluateConfig(split="test"), data=str(tiny_data))
 
-    assert result["backend"] == "torch-cpu"
+    assert result["backend"] == "torch"
     assert result["accuracy"] == pytest.approx(manifest.metrics["accuracy"]["test"]["quantized"]["accuracy"])
 
 
@@ -153,7 +153,7 @@ def test_bench_times_an_inc_model_beside_its_fp32_source_on_torch(inc_static, ti
 
     config = BenchConfig(backends=("torch", "ort-cpu"), threads=1, warmup=2, min_runs=10, min_time_s=0.05, rounds=2)
 
-    result = bench([tiny_teacher, inc_static[0]], config, data=str(tiny_data), output=tmp_path / "report")
+    result = bench([tiny_teacher, inc_static[0]], tmp_path / "report", config, data=str(tiny_data))
 
     rows = {(r["artifact"], r["backend"]): r for r in result["results"]}
     assert rows[("static", "torch")]["status"] == "ok" and rows[("static", "torch")]["label_agreement"] >= 0.95

@@ -138,15 +138,15 @@ def test_predictor_encodes_like_transformers_on_truncated_pairs(tiny_teacher, ti
 def test_pad_id_comes_from_the_tokenizer_files(tmp_path):
     from tokenizers import Tokenizer, models
 
-    from edgewise.runtime.predictor import _pad_id
+    from edgewise.runtime.predictor import pad_token_id
 
     tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 1, "<pad>": 2, "[PAD]": 3}, unk_token="[UNK]"))
     (tmp_path / "special_tokens_map.json").write_text(json.dumps({"pad_token": {"content": "<pad>"}}))
 
-    assert _pad_id(tmp_path, tokenizer, {}) == 2
-    assert _pad_id(tmp_path, tokenizer, {"pad_token_id": 7}) == 7
+    assert pad_token_id(tmp_path, tokenizer, {}) == 2
+    assert pad_token_id(tmp_path, tokenizer, {"pad_token_id": 7}) == 7
     (tmp_path / "special_tokens_map.json").unlink()
-    assert _pad_id(tmp_path, tokenizer, {}) == 3  # "[PAD]" by name
+    assert pad_token_id(tmp_path, tokenizer, {}) == 3  # "[PAD]" by name
 
 
 def test_predictor_refuses_max_length_over_the_model_limit(tiny_onnx):

@@ -1,0 +1,204 @@
+"""The one way edgewise runs a model: a backend list, a factory, and the Runner every backend returns.
+
+Evaluate, quantize's measurements, bench and the device runtime all open models with
+``open_runner``, so a figure one of them reports is what the others would compute.
+
+A Runner (``Runner`` below holds the shared parts) has:
+
+- ``backend``: the concrete backend it runs on (never "auto");
+- ``max_length``: tokens per text (core.lengths decides it);
+- ``id2label``: label id -> name;
+- ``info``: what bench records of it (providers and threads, or device and torch threads);
+- ``encode(texts, pairs=None) -> feed``: model inputs for a batch, padded to its longest text;
+- ``synthetic(batch_size, seq_len) -> feed``: token ids of that shape (latency without data);
+- ``run(feed)``: one forward pass, its raw output not copied back (what latency measures);
+- ``scores(feed) -> numpy``: the logits of a feed;
+- ``time_ms(feed) -> float``: milliseconds of one ``run`` (CUDA events on torch-cuda, else wall clock);
+- ``logits(texts, pairs=None, batch_size=32, progress=None) -> numpy``: logits of every text in input
+  order, the texts batched by length so padding stays short (``progress(n)`` after each batch).
+
+Backends: torch (CPU) and torch-cuda run `hf` and `inc` artifacts (runtime.pytorch); ort-cpu,
+ort-cuda and ort-tensorrt run ONNX / ORT models with onnxruntime, and tensorrt a built engine
+(runtime.predictor.Predictor). A backend that cannot run an artifact here raises ``Unavailable``.
+
+Nothing here imports torch, transformers or onnxruntime at import time.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from edgewise.core.artifact import read_json
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import MANIFEST_NAME
+
+BACKENDS = ("auto", "torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
+TORCH_BACKENDS = ("torch", "torch-cuda")
+ORT_BACKENDS = ("ort-cpu", "ort-cuda", "ort-tensorrt")  # onnxruntime sessions (runtime.sessions)
+# The artifact kinds each family of backends runs.
+TORCH_KINDS = ("hf", "inc")
+ONNX_KINDS = ("onnx", "ort", "bundle", "tensorrt")  # a tensorrt artifact carries its model.onnx
+
+
+class Unavailable(EdgewiseError):
+    """This backend cannot run this artifact here (wrong kind, missing package, GPU or provider); the
+    message says why. Bench turns it into a skipped row; elsewhere it is an ordinary `Error:`."""
+
+
+def read_manifest(folder: Path) -> dict:
+    """The edgewise.json of ``folder`` as a dict ({} when there is none or it is unreadable)."""
+    return read_json(Path(folder) / MANIFEST_NAME)
+
+
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise EdgewiseError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def auto_backend(kind: str | None) -> str:
+    """The backend `auto` means for an artifact of ``kind``: torch (CPU) for hf and inc, tensorrt for
+    tensorrt, else ort-cuda when onnxruntime has the CUDA provider and ort-cpu otherwise."""
+    if kind in TORCH_KINDS:
+        return "torch"
+    if kind == "tensorrt":
+        return "tensorrt"
+    try:
+        import onnxruntime
+    except ImportError:
+        return "ort-cpu"  # the runner then says which package is missing
+    return "ort-cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "ort-cpu"
+
+
+def check_runs(backend: str, kind: str | None) -> None:
+    """Unavailable when ``backend`` does not run artifacts of ``kind`` at all."""
+    if kind is None:
+        return
+    if backend in TORCH_BACKENDS and kind not in TORCH_KINDS:
+        raise Unavailable(f"backend {backend} cannot run a {kind!r} artifact; {backend} runs hf and inc artifacts: "
+                          "run this one with an ort-* backend (or tensorrt, for a tensorrt artifact's engine)")
+    if backend == "tensorrt" and kind != "tensorrt":
+        raise Unavailable(f"backend tensorrt cannot run a {kind!r} artifact; the tensorrt backend runs tensorrt "
+                          "artifacts (their engine)")
+    if backend in ORT_BACKENDS and kind == "hf":
+        raise Unavailable(f"backend {backend} cannot run a 'hf' artifact; {backend} runs {' / '.join(ONNX_KINDS)} "
+                          "artifacts: export this hf model first (edgewise export)")
+    if backend in ORT_BACKENDS and kind == "inc":
+        raise Unavailable(f"backend {backend} cannot run a 'inc' artifact; INC models run with --backend torch")
+
+
+def open_runner(folder, kind: str | None, backend: str, *, threads: int | None = None,
+                max_length: int | None = None, model=None, verify: bool = True, allow_pickle: bool = False):
+    """The Runner for the artifact in ``folder`` on ``backend``.
+
+    Args:
+        folder: the artifact folder.
+        kind: its kind (hf, inc, onnx, ort, bundle, tensorrt); None reads it from the folder.
+        backend: one of BACKENDS; auto picks with ``auto_backend``.
+        threads: intra-op threads, pinned (torch.set_num_threads for torch); None lets the engine choose.
+        max_length: tokens per text; default: the length the manifest records, else the model's limit
+            (at most 512), per core.lengths.
+        model: another ONNX file to run with the folder's tokenizer and settings (a quantize candidate).
+        verify: check the folder's files against the hashes its edgewise.json records (default True).
+        allow_pickle: let torch load pytorch_model.bin pickle weights (default False).
+
+    Raises Unavailable when the backend cannot run the artifact here (its kind, a missing package,
+    GPU or execution provider, or onnxruntime falling back to another provider), EdgewiseError for
+    an unknown backend or a broken artifact.
+
+    Example:
+        >>> open_runner("runs/teacher-onnx", "onnx", "ort-cpu", threads=1).logits(["a gripping film"])  # doctest: +SKIP
+        array([[ 2.1, -0.7, -1.3]], dtype=float32)
+    """
+    check_backend(backend)
+    folder = Path(folder).expanduser().resolve()
+    if kind is None:
+        kind = _folder_kind(folder)
+    if backend == "auto":
+        backend = auto_backend(kind)
+    check_runs(backend, kind)
+    if backend in TORCH_BACKENDS:
+        if model is not None:
+            raise EdgewiseError(f"model= (an ONNX file run with the folder's tokenizer) needs an ort-* backend, "
+                                f"not {backend}")
+        from edgewise.runtime.pytorch import open_torch
+
+        return open_torch(folder, kind, backend, threads=threads, max_length=max_length, verify=verify,
+                          allow_pickle=allow_pickle)
+    from edgewise.runtime.predictor import Predictor
+    from edgewise.runtime.sessions import PROVIDERS
+
+    runner = Predictor(folder, backend=backend, threads=threads, max_length=max_length, model=model, verify=verify)
+    wanted = PROVIDERS.get(backend, [])[:1]
+    if wanted and runner.providers()[0] != wanted[0]:
+        # onnxruntime falls back to the next provider when one fails to start: that is not this backend.
+        raise Unavailable(f"{wanted[0]} did not start (onnxruntime fell back to {runner.providers()[0]})")
+    return runner
+
+
+def _folder_kind(folder: Path) -> str | None:
+    kind = read_manifest(folder).get("kind")
+    if kind:
+        return kind
+    from edgewise.core.artifact import detect_kind
+
+    return detect_kind(folder)
+
+
+def onnx_scores(path, backend: str = "ort-cpu", threads: int | None = None):
+    """``feed -> logits`` for the ONNX / ORT model file at ``path``, through the one session factory
+    (runtime.sessions), inputs the graph lacks dropped: what export's parity checks run."""
+    from edgewise.runtime.sessions import session
+
+    loaded = session(path, backend, threads)
+    names = {i.name for i in loaded.get_inputs()}
+    output = loaded.get_outputs()[0].name
+    return lambda feed: loaded.run([output], {k: v for k, v in feed.items() if k in names})[0]
+
+
+class Runner:
+    """What every backend's runner shares: ``scores``, wall-clock ``time_ms`` and the batching of
+    ``logits``. Subclasses set backend, max_length, id2label and info, and define encode,
+    synthetic and run (see the module docstring)."""
+
+    backend: str
+    max_length: int
+    id2label: dict[int, str]
+    info: dict
+
+    def encode(self, texts: list[str], pairs: list[str] | None = None):
+        raise NotImplementedError
+
+    def synthetic(self, batch_size: int, seq_len: int):
+        raise NotImplementedError
+
+    def run(self, feed):
+        raise NotImplementedError
+
+    def scores(self, feed):
+        """The logits of ``feed`` as a numpy array."""
+        import numpy as np
+
+        return np.asarray(self.run(feed))
+
+    def time_ms(self, feed) -> float:
+        """Milliseconds of one ``run(feed)``, wall clock."""
+        start = time.perf_counter()
+        self.run(feed)
+        return (time.perf_counter() - start) * 1000.0
+
+    def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32, progress=None):
+        """Logits for every text, in order; texts are batched by length so padding stays short."""
+        import numpy as np
+
+        order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
+        out = None
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            logits = self.scores(self.encode([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None))
+            if out is None:
+                out = np.zeros((len(texts), logits.shape[-1]), dtype=np.float32)
+            out[idx] = logits
+            if progress is not None:
+                progress(len(idx))
+        return out if out is not None else np.zeros((0, len(self.id2label)), dtype=np.float32)
