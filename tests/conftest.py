@@ -111,23 +111,33 @@ def tiny_data(tmp_path_factory) -> Path:
     return path
 
 
-TINY_FINETUNE = dict(epochs=8, learning_rate=3e-3, batch_size=16, max_length=32, warmup_ratio=0.0)
+TINY_TRAINER = dict(epochs=8, learning_rate=3e-3, batch_size=16, warmup_ratio=0.0)
+TINY_MAX_LENGTH = 32
+
+
+def tiny_finetune_config(data=None, **trainer):
+    """The fine-tuning settings of the tiny teachers (TINY_TRAINER, changed by ``trainer``)."""
+    from edgewise.core.data import DataConfig
+    from edgewise.finetune import FinetuneConfig, TrainerConfig
+
+    return FinetuneConfig(trainer=TrainerConfig(**{**TINY_TRAINER, **trainer}), max_length=TINY_MAX_LENGTH,
+                          data=data or DataConfig())
 
 
 @pytest.fixture(scope="session")
 def tiny_teacher(tiny_encoder, tiny_data, tmp_path_factory) -> Path:
     """A fine-tuned teacher artifact written by edgewise's own finetune stage."""
-    from edgewise.finetune import FinetuneConfig, finetune
+    from edgewise.finetune import finetune
 
     dst = tmp_path_factory.mktemp("runs") / "teacher"
-    finetune(str(tiny_encoder), str(tiny_data), dst, FinetuneConfig(**TINY_FINETUNE))
+    finetune(str(tiny_encoder), dst, tiny_finetune_config(), data=str(tiny_data))
     return dst
 
 
 @pytest.fixture(scope="session")
 def teacher_of(tiny_data, tmp_path_factory):
     """A fine-tuned tiny teacher per architecture, built once per session on first use."""
-    from edgewise.finetune import FinetuneConfig, finetune
+    from edgewise.finetune import finetune
 
     teachers = {}
 
@@ -135,7 +145,7 @@ def teacher_of(tiny_data, tmp_path_factory):
         if arch not in teachers:
             encoder = build_encoder(tmp_path_factory.mktemp(f"encoder-{arch}"), arch)
             dst = tmp_path_factory.mktemp(f"runs-{arch}") / "teacher"
-            finetune(str(encoder), str(tiny_data), dst, FinetuneConfig(**TINY_FINETUNE))
+            finetune(str(encoder), dst, tiny_finetune_config(), data=str(tiny_data))
             teachers[arch] = dst
         return teachers[arch]
 
@@ -150,16 +160,15 @@ def teacher_without_validation(tiny_encoder, tiny_data, tmp_path_factory):
 
     from edgewise.core.data import DataConfig
     from edgewise.export import ExportConfig, export
-    from edgewise.finetune import FinetuneConfig, finetune
+    from edgewise.finetune import finetune
 
     root = tmp_path_factory.mktemp("no-validation")
     data = root / "data"
     data.mkdir()
     for name in ("train.csv", "test.csv"):
         shutil.copy(tiny_data / name, data / name)
-    settings = {**TINY_FINETUNE, "epochs": 2}
-    finetune(str(tiny_encoder), str(data), root / "teacher",
-             FinetuneConfig(**settings, data=DataConfig(validation_fraction=0.2, seed=7)))
+    config = tiny_finetune_config(DataConfig(validation_fraction=0.2, seed=7), epochs=2)
+    finetune(str(tiny_encoder), root / "teacher", config, data=str(data))
     export(root / "teacher", root / "onnx", ExportConfig())
     return data, root / "teacher", root / "onnx"
 

@@ -19,6 +19,15 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
+def read_json(path: Path) -> dict:
+    """A JSON object file (config.json, tokenizer_config.json, labels.json); {} when missing or unreadable."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def detect_kind(path: Path) -> str | None:
     """The kind of a model folder that may not have been written by edgewise."""
     if (path / "config.json").is_file() and any((path / f).is_file() for f in WEIGHT_FILES + PICKLE_FILES):
@@ -73,11 +82,8 @@ class Artifact:
         """id -> label name, from the manifest or the model's config.json."""
         if self.manifest and self.manifest.labels:
             return {int(k): v for k, v in self.manifest.labels.items()}
-        config = self.path / "config.json"
-        if config.is_file():
-            id2label = json.loads(config.read_text()).get("id2label") or {}
-            return {int(k): v for k, v in id2label.items()}
-        return {}
+        id2label = read_json(self.path / "config.json").get("id2label") or {}
+        return {int(k): v for k, v in id2label.items()}
 
     def describe(self) -> dict:
         """How a manifest refers to this artifact as a source."""

@@ -11,11 +11,11 @@ A stage that does not decide a new working length inherits both from its parent
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from edgewise.core.artifact import read_json
 from edgewise.core.errors import EdgewiseError
 
 # Position ids of these architectures start after the padding index, so two positions are unusable.
@@ -27,14 +27,6 @@ DEFAULT_LENGTH = 512
 _NO_TOKENIZER_LIMIT = 100_000
 # The settings of manifest ``data`` a derived artifact inherits unless its stage sets them.
 RUNTIME_SETTINGS = ("max_length", "max_positions", "pad_token_id", "token_lengths")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def position_limit(model_config: Mapping | object, tokenizer_max: int | None = None) -> int | None:
@@ -57,8 +49,8 @@ def folder_limit(folder: Path, recorded: Mapping | None = None) -> int | None:
     if recorded and isinstance(recorded.get("max_positions"), int):
         return recorded["max_positions"]
     folder = Path(folder)
-    tokenizer_max = _read_json(folder / "tokenizer_config.json").get("model_max_length")
-    return position_limit(_read_json(folder / "config.json"), tokenizer_max if isinstance(tokenizer_max, int) else None)
+    tokenizer_max = read_json(folder / "tokenizer_config.json").get("model_max_length")
+    return position_limit(read_json(folder / "config.json"), tokenizer_max if isinstance(tokenizer_max, int) else None)
 
 
 def working_length(limit: int | None, recorded: Mapping | None = None, requested: int | None = None,

@@ -83,8 +83,10 @@ class StageOutput:
         parent: the artifact the output derives from: the manifest's parent, the source of the
             tokenizer files and runtime settings carried forward, and an input ``dst`` must differ from.
         sources: further inputs ``dst`` must differ from (a pretrained folder, bench's artifacts).
-        derived: the output is the parent transformed (export, quantize, bundle): tokenizer files and
-            runtime settings come forward from it. Training stages write their own (False).
+        derived: the output is the parent transformed (export, quantize, bundle): its runtime settings
+            (and, with ``carry``, its tokenizer files and config.json) come forward. Training stages
+            write their own (False).
+        carry: copy the parent's tokenizer files and config.json (a bundle ships tokenizer.json alone).
         resumable / resume / run: checkpoints under ``checkpoints`` survive a failure; ``resume``
             continues from them when ``run`` (the settings) equals the interrupted run's.
         active: False on the non-zero ranks of a multi-process run, which never touch the folder.
@@ -98,17 +100,22 @@ class StageOutput:
     """
 
     def __init__(self, stage: str, dst: Path, *, parent: Artifact | None = None, sources: tuple = (),
-                 derived: bool = True, overwrite: bool = False, resumable: bool = False, resume: bool = False,
-                 run: dict | None = None, active: bool = True, marker: str = MANIFEST_NAME):
+                 derived: bool = True, carry: bool = True, overwrite: bool = False, resumable: bool = False,
+                 resume: bool = False, run: dict | None = None, active: bool = True, marker: str = MANIFEST_NAME):
         self.stage = stage
         self.started = now()
         self.parent = parent
         self.derived = derived
+        self.carry = carry
         self.resumable = resumable
         self.resume = resume and active
         self.run = run
         self.active = active
         self.committed = False
+        self.dropped: list[str] = []  # incomplete checkpoints removed when resuming
+        self.manifest: Manifest | None = None
+        if resume and not resumable:
+            raise EdgewiseError(f"{stage} cannot resume an interrupted run; run it again without --resume")
         inputs = tuple(Path(s) for s in sources) + ((parent.path,) if parent is not None else ())
         self.dir = OutputDir.prepare(Path(dst), sources=inputs, overwrite=overwrite,
                                      resumable=resumable and active, resume=self.resume, marker=marker)
@@ -150,7 +157,7 @@ class StageOutput:
 
     def carry_forward(self) -> list[str]:
         """Copy the parent's tokenizer files and config.json into the output (what the stage wrote stays)."""
-        if self.parent is None or not self.derived:
+        if self.parent is None or not self.derived or not self.carry:
             return []
         return carry_forward(self.parent.path, self.artifact)
 
@@ -161,10 +168,11 @@ class StageOutput:
         recorded = self.parent.manifest.data or {}
         return {k: recorded[k] for k in RUNTIME_SETTINGS if k in recorded}
 
-    def commit(self, *, kind: str, config: Any, metrics: dict | None = None, data: dict | None = None,
-               labels: dict | None = None, source: dict | None = None, history: list | None = None,
-               expected_files: list | None = None) -> Manifest:
-        """Carry forward, write edgewise.json (the last file) and put the output in place.
+    def seal(self, *, kind: str, config: Any, metrics: dict | None = None, data: dict | None = None,
+             labels: dict | None = None, source: dict | None = None, history: list | None = None,
+             expected_files: list | None = None) -> Manifest:
+        """Carry forward and write edgewise.json, the last file (the output is not in place yet: a stage
+        that checks its sealed output before publishing it calls ``seal``, the check, then ``publish``).
 
         ``data`` is merged over the inherited runtime settings; ``labels`` default to the parent's;
         ``source`` defaults to a description of a parent edgewise did not write.
@@ -173,21 +181,27 @@ class StageOutput:
         parent_manifest = self.parent.manifest if self.parent is not None else None
         if source is None and self.parent is not None and parent_manifest is None:
             source = {"model": self.parent.describe()}
-        manifest = Manifest.write(
+        self.manifest = Manifest.write(
             self.artifact, kind=kind, stage=self.stage, config=config,
             labels=labels if labels is not None else (self.parent.labels if self.parent is not None else {}),
             started_at=self.started, parent=parent_manifest, source=source,
             data={**self.inherited(), **(data or {})}, metrics=metrics, history=history,
             expected_files=expected_files,
         )
+        return self.manifest
+
+    def commit(self, **manifest: Any) -> Manifest:
+        """``seal`` (same arguments) and ``publish``: the usual end of a stage."""
+        self.seal(**manifest)
         self.publish()
-        manifest.path = self.dst
-        return manifest
+        return self.manifest
 
     def publish(self) -> Path:
-        """Put the output in place without a manifest (bench's report folder)."""
+        """Put the output in place (after ``seal``; alone for bench's report folder, which has no manifest)."""
         self.dir.commit()
         self.committed = True
+        if self.manifest is not None:
+            self.manifest.path = self.dst
         return self.dst
 
 
@@ -220,6 +234,8 @@ class Stage:
     summary: str | None = None  # "module:function": result -> the JSON-ready dict --json prints
     render: str | None = None  # "module:function": prints the result for people
     help: str = ""
+    data_help: str = ""  # the help of --data (data="optional")
+    output_help: str = ""  # the help of -o/--output
 
     @property
     def config_class(self) -> type:
@@ -240,11 +256,13 @@ class Stage:
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage("finetune", "edgewise.finetune.config:FinetuneConfig", "edgewise.finetune.stage:finetune",
           inputs=("pretrained",), outputs=("hf",), data="required", resumable=True, argument="PRETRAINED",
+          output_help="Folder to write the fine-tuned model to.",
           help="Fine-tune PRETRAINED (builtin:all-minilm-l6-v2, a folder or a Hub id) on DATA into a teacher.\n\n"
                "DATA is a csv / tsv / jsonl / json / parquet file, a folder of train / validation / test files, a "
                "datasets.save_to_disk folder, hf:NAME[:CONFIG] or builtin:bbc-news."),
     Stage("distill", "edgewise.distill.config:DistillConfig", "edgewise.distill.stage:distill",
           inputs=("hf",), outputs=("hf",), data="required", resumable=True, argument="TEACHER",
+          output_help="Folder to write the student to.",
           help="Distil the fine-tuned TEACHER into a smaller student trained on DATA.\n\n"
                "The student is the teacher's own layers (--layers N or --layer-map 0,2,5), a given encoder "
                "(--student), or a fresh config (--student-config layers=4,hidden=256,heads=4,ffn=1024)."),
@@ -255,16 +273,21 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
           help="Score the classifier in MODEL on DATA: accuracy, macro-F1, per-class figures, confusion matrix."),
     Stage("export", "edgewise.export.config:ExportConfig", "edgewise.export.stage:export",
           inputs=("hf", "onnx"), outputs=("onnx", "ort", "tensorrt"), data="optional",
+          data_help="Data whose texts drive the parity check (any DATA spec).",
+          output_help="Folder to write the exported model to.",
           hidden=("data.validation_fraction", "data.seed"),
           help="Export SRC: an hf model to ONNX (--format onnx), an ONNX model to ORT or TensorRT.\n\n"
                "Every export is checked against its source (max |logit diff| and label agreement in the manifest); "
                "a miss beyond --atol is an error unless --no-verify. Without TensorRT or a CUDA GPU, --format "
                "tensorrt writes model.onnx and build_engine.sh (the trtexec command) for the device."),
     Stage("bundle", "edgewise.export.config:BundleConfig", "edgewise.export.bundle:bundle",
-          inputs=("onnx", "ort"), outputs=("bundle",),
+          inputs=("onnx", "ort"), outputs=("bundle",), output_help="Deploy folder to write.",
           help="Write a deploy folder from the ONNX / ORT artifact SRC, runnable with `python -m edgewise.runtime`."),
     Stage("quantize", "edgewise.quantize.config:QuantizeConfig", "edgewise.quantize.stage:quantize",
           inputs=("onnx", "hf"), outputs=("onnx", "inc"), data="optional",
+          data_help="Labelled data whose validation / test splits measure accuracy (any DATA spec). Default: the "
+                    "data the model was trained on, if recorded.",
+          output_help="Folder to write the quantized model to.",
           summary="edgewise.quantize.report:summary", render="edgewise.quantize.report:render",
           help="Quantize SRC: an ONNX model to INT8 (dynamic / static QDQ) or FP16, an hf model with INC.\n\n"
                "Accuracy and agreement with the source are measured on --data (default: the training data recorded "
@@ -273,6 +296,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage("bench", "edgewise.bench.config:BenchConfig", "edgewise.bench.stage:bench",
           inputs=("hf", "inc", "onnx", "ort", "bundle", "tensorrt"), outputs=("report",), data="optional",
           many=True, output_required=False, argument="ARTIFACTS", group="bench", command="run",
+          data_help="Labelled data for accuracy (and --seq-len data); any DATA spec.",
+          output_help="Folder for report.json, report.md, pareto.png and latency_cdf.png.",
           hidden=("data.validation_fraction", "data.seed"), render="edgewise.bench.report:render",
           help="Time ARTIFACTS (the first is the reference) on every backend and batch size, interleaved in rounds, "
                "with accuracy from the same run when --data is given."),

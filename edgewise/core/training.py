@@ -2,53 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
 
-from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console, progress_bar
 
-RUN_FILE = "run.json"  # in the work folder: what an interrupted run was started with
 
-
-def check_resume(work: Path, run: dict) -> None:
-    """A resumed run must use the same model, data and settings as the interrupted one."""
-    try:
-        previous = json.loads((work / RUN_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        raise EdgewiseError(
-            f"{work} holds no readable record of the interrupted run; start over with --overwrite"
-        ) from None
-    if previous != run:
-        changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
-        raise EdgewiseError(
-            f"--resume needs the same settings as the interrupted run, but {', '.join(changed)} differ; "
-            "rerun with the original settings or start over with --overwrite"
-        )
-
-
-def drop_incomplete_checkpoints(checkpoints: Path) -> list[str]:
-    """Remove checkpoints a kill interrupted while saving (Trainer writes trainer_state.json last)."""
-    dropped = []
-    for folder in sorted(checkpoints.glob("checkpoint-*")):
-        if not (folder / "trainer_state.json").is_file():
-            shutil.rmtree(folder)
-            dropped.append(folder.name)
-    return dropped
-
-
-def has_checkpoint(checkpoints: Path) -> bool:
-    return checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-
-
-def training_arguments(config, checkpoints: Path, train_size: int, **overrides):
-    """TrainingArguments from a stage config (epochs, learning rate, batch sizes, warm-up, seed, ...):
-    evaluation and a checkpoint every epoch, the best checkpoint kept by ``config.best_metric``."""
+def training_arguments(config, seed: int, checkpoints: Path, train_size: int, **overrides):
+    """TrainingArguments from a TrainerConfig (epochs, learning rate, batch sizes, warm-up, ...) and the
+    seed: evaluation and a checkpoint every epoch, the best checkpoint kept by ``config.best_metric``."""
     from transformers import TrainingArguments
 
     values = dict(
@@ -60,8 +25,8 @@ def training_arguments(config, checkpoints: Path, train_size: int, **overrides):
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         warmup_ratio=config.warmup_ratio,
         weight_decay=config.weight_decay,
-        seed=config.seed,
-        data_seed=config.seed,
+        seed=seed,
+        data_seed=seed,
         eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=config.save_total_limit,
@@ -78,6 +43,21 @@ def training_arguments(config, checkpoints: Path, train_size: int, **overrides):
     )
     values.update(overrides)
     return TrainingArguments(**values)
+
+
+def fit(trainer_class, description: str, *, resume: bool, say, callbacks=(), **trainer_kwargs):
+    """Build ``trainer_class`` (Trainer or a subclass) with edgewise's metrics, progress and quiet
+    logging, and train it, from the last checkpoint in its output folder when resuming and there is
+    one. Returns the trainer and its TrainOutput."""
+    from edgewise.core.stage import has_checkpoint
+
+    trainer = trainer_class(compute_metrics=compute_metrics, callbacks=[RichProgress(description), *callbacks],
+                            **trainer_kwargs)
+    quiet(trainer)
+    resumable = has_checkpoint(Path(trainer.args.output_dir))
+    if resume and not resumable:
+        say("no checkpoint was saved before the interruption; starting from the first step")
+    return trainer, trainer.train(resume_from_checkpoint=True if resume and resumable else None)
 
 
 def quiet(trainer) -> None:

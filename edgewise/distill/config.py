@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
-from edgewise.finetune.config import BestMetric
+from edgewise.finetune.config import TrainerConfig, upgrade_trainer_settings
 
 STUDENT_CONFIG_KEYS = {"layers": "num_hidden_layers", "hidden": "hidden_size", "heads": "num_attention_heads",
                        "ffn": "intermediate_size"}
@@ -15,11 +15,11 @@ STUDENT_CONFIG_KEYS = {"layers": "num_hidden_layers", "hidden": "hidden_size", "
 
 def parse_layer_map(text: str | tuple | None) -> tuple[int, ...] | None:
     """`0,2,5` -> (0, 2, 5): the teacher layers a student keeps, in order."""
-    if text is None or isinstance(text, tuple):
-        return text
+    if text is None:
+        return None
     try:
-        values = tuple(int(v) for v in str(text).split(","))
-    except ValueError:
+        values = tuple(int(v) for v in (text if isinstance(text, (tuple, list)) else str(text).split(",")))
+    except (TypeError, ValueError):
         raise EdgewiseError(
             f"--layer-map {text!r} is not a comma-separated list of layer numbers, e.g. 0,2,5"
         ) from None
@@ -48,6 +48,20 @@ def parse_student_config(text: str | None) -> dict[str, int] | None:
 
 
 @dataclass(frozen=True)
+class DistillTrainerConfig(TrainerConfig):
+    """TrainerConfig with distillation's defaults: a student learns from soft targets at a higher rate
+    and in larger batches than a teacher fine-tunes.
+
+    Example:
+        >>> DistillTrainerConfig(epochs=1).learning_rate
+        0.0001
+    """
+
+    learning_rate: float = setting(1e-4, "Peak AdamW learning rate, reached after warm-up.", aliases=("--lr",))
+    batch_size: int = setting(32, "Training examples per step and process.")
+
+
+@dataclass(frozen=True)
 class DistillConfig:
     """Knowledge distillation of a fine-tuned teacher into a smaller student.
 
@@ -57,15 +71,17 @@ class DistillConfig:
     and attention-distribution terms.
 
     Example:
-        >>> DistillConfig(layers=3, temperature=4, alpha=0.7).layer_map is None
-        True
+        >>> DistillConfig(layers=3, temperature=4, alpha=0.7).trainer.learning_rate
+        0.0001
     """
 
-    SCHEMA_VERSION = 1
+    # 2: the Trainer settings moved into `trainer`; `seed` is the data's; `unlabeled` joined the config.
+    SCHEMA_VERSION = 2
 
     layers: int | None = setting(None, "Student from the teacher's own layers: this many, evenly spaced "
                                        "(first and last kept), with its embeddings, pooler and classifier.")
-    layer_map: tuple[int, ...] | None = setting(None, "Student from exactly these teacher layers, e.g. 0,2,5.")
+    layer_map: tuple[int, ...] | None = setting(None, "Student from exactly these teacher layers, e.g. 0,2,5.",
+                                                sep=",")
     student: str | None = setting(None, "A pretrained encoder to use as the student (folder or Hub id); it keeps "
                                         "its own tokenizer, the teacher reads its own tokenization.")
     student_config: str | None = setting(None, "A fresh student from the teacher's config with these changes, "
@@ -78,26 +94,18 @@ class DistillConfig:
     attention_weight: float = setting(0.0, "Weight of the attention-distribution KL (MiniLM-style) between "
                                            "mapped layers, heads averaged.")
     cache_logits: bool = setting(True, "Compute the teacher's logits once and reuse them (every epoch and later "
-                                       "runs); off: a teacher forward pass every step.")
-    epochs: float = setting(3.0, "Passes over the transfer set.")
-    learning_rate: float = setting(1e-4, "Peak AdamW learning rate, reached after warm-up.")
-    batch_size: int = setting(32, "Training examples per step and process.")
-    eval_batch_size: int = setting(64, "Examples per evaluation step.")
-    warmup_ratio: float = setting(0.1, "Share of steps spent warming the learning rate up linearly.")
-    weight_decay: float = setting(0.01, "AdamW weight decay.")
-    seed: int = setting(42, "Seed of initialisation, shuffling, dropout and the validation carve-out.")
+                                       "runs); off: a teacher forward pass every step.",
+                                 flag="--cache-logits/--no-cache-logits")
+    unlabeled: str | None = setting(None, "Extra texts (a .txt file, one per line, or any DATA spec) the teacher "
+                                          "labels with soft targets.")
+    trainer: DistillTrainerConfig = field(default_factory=DistillTrainerConfig)
     max_length: int | None = setting(None, "Tokens per text. Default: the length the teacher was trained with.")
-    dynamic_padding: bool = setting(True, "Pad each batch to its longest text, or every text to --max-length.")
-    best_metric: BestMetric = setting(BestMetric.MACRO_F1, "Validation metric that selects the checkpoint kept.")
-    gradient_accumulation_steps: int = setting(1, "Steps whose gradients are summed before an update.")
-    save_total_limit: int = setting(2, "Checkpoints kept for --resume besides the best.")
-    train_split: str = setting("train", "Split to train on.")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
     data: DataConfig = field(default_factory=DataConfig)
 
+    upgrade = staticmethod(upgrade_trainer_settings)
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "epochs", float(self.epochs))
-        object.__setattr__(self, "best_metric", BestMetric(self.best_metric))
         object.__setattr__(self, "layer_map", parse_layer_map(self.layer_map))
         problems = []
         chosen = [n for n in ("layers", "layer_map", "student", "student_config") if getattr(self, n)]
@@ -112,15 +120,6 @@ class DistillConfig:
             problems.append(f"alpha must be in [0, 1], got {self.alpha}")
         if self.hidden_weight < 0 or self.attention_weight < 0:
             problems.append("hidden_weight and attention_weight must be >= 0")
-        if self.epochs <= 0:
-            problems.append(f"epochs must be > 0, got {self.epochs}")
-        if not 0 < self.learning_rate < 1:
-            problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "save_total_limit"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0 or self.seed < 0:
-            problems.append("warmup_ratio must be in [0, 1), weight_decay >= 0 and seed >= 0")
         if self.max_length is not None and self.max_length < 8:
             problems.append(f"max_length must be >= 8 tokens or unset, got {self.max_length}")
         if problems:

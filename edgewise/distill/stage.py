@@ -6,12 +6,13 @@ import json
 import os
 from pathlib import Path
 
-from edgewise.core.artifact import Artifact, OutputDir
+from edgewise.core.artifact import Artifact
 from edgewise.core.config import config_to_dict
 from edgewise.core.data import DataConfig, Split, encode_labels, load_splits, training_splits
 from edgewise.core.errors import EdgewiseError
-from edgewise.core.manifest import Manifest, now
+from edgewise.core.manifest import Manifest
 from edgewise.core.progress import console
+from edgewise.core.stage import StageOutput
 from edgewise.distill.config import DistillConfig
 
 
@@ -25,43 +26,45 @@ def unlabeled_texts(spec: str, config: DistillConfig) -> list[str]:
     return texts
 
 
-def distill(teacher_dir: Path, data: str, dst: Path, config: DistillConfig = DistillConfig(), *,
-            unlabeled: str | None = None, overwrite: bool = False, resume: bool = False) -> Manifest | None:
-    """Distil the `hf` teacher in ``teacher_dir`` into a student trained on ``data`` (+ ``unlabeled`` text).
+def distill(src: Path, dst: Path, config: DistillConfig = DistillConfig(), *, data: str | None = None,
+            overwrite: bool = False, resume: bool = False) -> Manifest | None:
+    """Distil the `hf` teacher in ``src`` into a student trained on ``data`` (+ ``config.unlabeled`` texts),
+    written to ``dst``.
 
     The transfer set is the training split plus the unlabelled texts; the teacher's logits on it are
     computed once and cached unless hidden-state / attention terms (or ``cache_logits=False``) need
     the teacher every step. Work happens in ``.<dst>.partial`` with a checkpoint per epoch (``resume``).
 
     Example:
-        >>> distill(Path("runs/teacher"), "builtin:bbc-news", Path("runs/student-l3"),
-        ...         DistillConfig(layers=3))  # doctest: +SKIP
+        >>> distill(Path("runs/teacher"), Path("runs/student-l3"), DistillConfig(layers=3),
+        ...         data="builtin:bbc-news")  # doctest: +SKIP
     """
     from edgewise.core.deps import require_full
 
     require_full("torch", "transformers", "accelerate")
-    started = now()
+    if data is None:
+        raise EdgewiseError("distillation needs labelled data: pass DATA (the teacher's training data, typically)")
     rank = int(os.environ.get("RANK", "0"))
-    teacher = Artifact.load(Path(teacher_dir), kind="hf")
+    teacher = Artifact.load(Path(src), kind="hf")
     id2label = teacher.labels
     if not id2label:
         raise EdgewiseError(f"{teacher.path} names no labels (no id2label); distil from a fine-tuned classifier")
-    out = OutputDir.prepare(Path(dst), sources=(teacher.path,), overwrite=overwrite, resumable=rank == 0,
-                            resume=resume and rank == 0)
+    out = StageOutput("distill", dst, parent=teacher, derived=False, overwrite=overwrite, resumable=True,
+                      resume=resume, active=rank == 0)
     splits = load_splits(data, config.data)
-    if config.train_split == "train":
+    if config.trainer.train_split == "train":
         from edgewise.core.lineage import carve_validation
 
         # On the teacher's own data, hold out the texts the teacher held out (its fraction and seed):
         # a validation text the teacher trained on would flatter the student's checkpoint choice.
         splits, _ = carve_validation(splits, data, teacher.path, config.data)
-    train, validation, test = training_splits(splits, config.data, data, config.train_split)
+    train, validation, test = training_splits(splits, config.data, data, config.trainer.train_split)
     labels = {s.name: encode_labels(s, id2label, config.data.label_column) for s in (train, validation)}
     if test is not None and test.labels is not None:
         labels["test"] = encode_labels(test, id2label, config.data.label_column)
     else:
         test = None
-    extra = unlabeled_texts(unlabeled, config) if unlabeled else []
+    extra = unlabeled_texts(config.unlabeled, config) if config.unlabeled else []
     if extra and train.pairs is not None:
         raise EdgewiseError("--unlabeled adds single texts; it cannot be mixed with --text-pair-column data")
     transfer = Split("transfer", train.texts + extra, train.pairs, None, source=data)
@@ -69,21 +72,10 @@ def distill(teacher_dir: Path, data: str, dst: Path, config: DistillConfig = Dis
     run = {"teacher": teacher.describe(), "config": config_to_dict(config),
            "data": {s.name: s.sha256() for s in (train, validation, test) if s is not None},
            "unlabeled": Split("u", extra, None, None).sha256() if extra else None}
-    from edgewise.core.training import RUN_FILE, check_resume, drop_incomplete_checkpoints, has_checkpoint
-
-    if rank == 0:
-        if resume:
-            check_resume(out.work, run)
-            drop_incomplete_checkpoints(out.work / "checkpoints")
-        out.begin(resume=resume)
-        (out.work / RUN_FILE).write_text(json.dumps(run, indent=2))
-    try:
-        return _train(teacher, out, config, data, unlabeled, started, id2label, train, validation, test,
-                      transfer, len(extra), labels, resume, rank)
-    except BaseException:
-        if rank == 0:
-            out.abort(keep_checkpoints=has_checkpoint(out.work / "checkpoints"))
-        raise
+    out.run = run
+    with out:
+        return _train(teacher, out, config, data, id2label, train, validation, test, transfer, len(extra), labels,
+                      resume, rank)
 
 
 def transfer_dataset(tokenizer, transfer: Split, labels: list[int], unlabeled_rows: int, logits, max_length: int,
@@ -100,22 +92,15 @@ def transfer_dataset(tokenizer, transfer: Split, labels: list[int], unlabeled_ro
     return dataset
 
 
-def _train(teacher, out, config, data, unlabeled, started, id2label, train, validation, test, transfer,
-           unlabeled_rows, labels, resume, rank):
+def _train(teacher, out, config, data, id2label, train, validation, test, transfer, unlabeled_rows, labels, resume,
+           rank):
     import numpy as np
     from transformers import set_seed
 
+    from edgewise.core.lengths import position_limit, working_length
     from edgewise.core.metrics import classification_metrics
-    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer, max_positions
-    from edgewise.core.training import (
-        RichProgress,
-        compute_metrics,
-        encode,
-        has_checkpoint,
-        quiet,
-        split_metrics,
-        training_arguments,
-    )
+    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer
+    from edgewise.core.training import encode, fit, split_metrics, training_arguments
     from edgewise.distill.cache import logits_key, teacher_logits
     from edgewise.distill.losses import Projection
     from edgewise.distill.students import build_student
@@ -126,20 +111,19 @@ def _train(teacher, out, config, data, unlabeled, started, id2label, train, vali
         attach_projection,
         detach_projection,
     )
+    from edgewise.runtime.sizes import model_size
 
     say = console().print if rank == 0 else (lambda *args, **kwargs: None)
     source = ModelSource(str(teacher.path), str(teacher.path), True)
     eager = {"attn_implementation": "eager"} if config.attention_weight > 0 else {}
     teacher_tokenizer = load_tokenizer(source)
     teacher_model = load_classifier(source, config.allow_pickle, **eager).eval()
-    limit = max_positions(teacher_model.config, teacher_tokenizer)
-    recorded = (teacher.manifest.data or {}).get("max_length") if teacher.manifest else None
-    max_length = int(config.max_length or recorded or limit)
-    if max_length > limit:
-        raise EdgewiseError(f"max_length {max_length} exceeds the teacher's limit of {limit} tokens; lower it")
-    student = build_student(teacher_model, teacher_tokenizer, config, id2label, config.seed, **eager)
-    student_limit = max_positions(student.model.config, student.tokenizer)
-    if max_length > student_limit:
+    limit = position_limit(teacher_model.config, teacher_tokenizer.model_max_length)
+    recorded = (teacher.manifest.data or {}) if teacher.manifest else {}
+    max_length = working_length(limit, recorded, config.max_length)
+    student = build_student(teacher_model, teacher_tokenizer, config, id2label, config.data.seed, **eager)
+    student_limit = position_limit(student.model.config, student.tokenizer.model_max_length)
+    if student_limit and max_length > student_limit:
         raise EdgewiseError(f"the student takes at most {student_limit} tokens, fewer than max_length {max_length}; "
                             "pass --max-length or a student with more positions")
     if student.tokenizer.pad_token is None:
@@ -151,12 +135,12 @@ def _train(teacher, out, config, data, unlabeled, started, id2label, train, vali
             "a teacher forward pass every step (--no-cache-logits) needs the student to share the teacher's "
             "tokenizer; keep the logit cache on"
         )
-    checkpoints = out.work / "checkpoints"
     # remove_unused_columns would strip the cached teacher logits (not a forward() argument) from every
     # batch, and the trainer would then quietly run the teacher each step.
-    args = training_arguments(config, checkpoints, len(transfer), remove_unused_columns=False)
+    args = training_arguments(config.trainer, config.data.seed, out.checkpoints, len(transfer),
+                              remove_unused_columns=False)
     teacher_model.to(args.device)  # the one-time pass and any per-step passes run where training runs
-    pad_to_max = not config.dynamic_padding
+    pad_to_max = not config.trainer.dynamic_padding
 
     teacher_id = teacher.manifest.sha256 if teacher.manifest else json.dumps(teacher.describe(), sort_keys=True)
     pass_seconds, from_cache, cached = 0.0, None, None
@@ -177,20 +161,17 @@ def _train(teacher, out, config, data, unlabeled, started, id2label, train, vali
     validation_ds = encode(student.tokenizer, validation, labels["validation"], max_length, pad_to_max, student.model)
     teacher_width = getattr(teacher_model.config, "hidden_size", None) or teacher_model.config.dim
     student_width = getattr(student.model.config, "hidden_size", None) or student.model.config.dim
-    set_seed(config.seed)
+    set_seed(config.data.seed)
     projection = Projection(student_width, teacher_width)
     if config.hidden_weight > 0:
         attach_projection(student.model, projection)
     timer = EpochTimer()
-    trainer = DistillTrainer(
-        model=student.model, args=args, train_dataset=train_ds, eval_dataset=validation_ds,
-        data_collator=DistillCollator(student.tokenizer), processing_class=student.tokenizer,
-        compute_metrics=compute_metrics, callbacks=[RichProgress("distilling"), timer],
-        teacher=teacher_model, distill=config, layer_map=student.layer_map, projection=projection,
+    trainer, result = fit(
+        DistillTrainer, "distilling", resume=resume, say=say, callbacks=[timer], model=student.model, args=args,
+        train_dataset=train_ds, eval_dataset=validation_ds, data_collator=DistillCollator(student.tokenizer),
+        processing_class=student.tokenizer, teacher=teacher_model, distill=config, layer_map=student.layer_map,
+        projection=projection,
     )
-    quiet(trainer)
-    resumable = has_checkpoint(checkpoints)
-    result = trainer.train(resume_from_checkpoint=True if resume and resumable else None)
 
     metrics = {"validation": split_metrics(trainer, validation_ds, labels["validation"], id2label)}
     if test is not None:
@@ -211,7 +192,7 @@ def _train(teacher, out, config, data, unlabeled, started, id2label, train, vali
         "runtime_s": round(result.metrics["train_runtime"], 2),
         "step_seconds_per_epoch": [round(s, 2) for s in timer.seconds],
         "seconds_per_epoch": round(sum(timer.seconds) / len(timer.seconds), 2) if timer.seconds else None,
-        "steps": trainer.state.global_step, "epochs": config.epochs, "resumed": bool(resume),
+        "steps": trainer.state.global_step, "epochs": config.trainer.epochs, "resumed": bool(resume),
         "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
         "teacher_pass_s": round(pass_seconds, 2), "teacher_logits_cached": needs_soft_targets,
         "teacher_logits_from_cache": from_cache,
@@ -221,27 +202,22 @@ def _train(teacher, out, config, data, unlabeled, started, id2label, train, vali
     student.tokenizer.save_pretrained(out.artifact)
     metrics["size"] = {"student_parameters": _count(trainer.model), "teacher_parameters": _count(teacher_model),
                        "parameter_ratio": _count(trainer.model) / _count(teacher_model),
-                       "file_size_ratio": manifest_size(out.artifact) / max(manifest_size(teacher.path), 1),
+                       "file_size_ratio": model_size(out.artifact, "hf") / max(model_size(teacher.path, "hf"), 1),
                        "student_kind": student.kind, "layer_map": student.layer_map}
-    manifest = Manifest.write(
-        out.artifact, kind="hf", stage="distill", config=config, labels=id2label, started_at=started,
-        parent=teacher.manifest, source=None if teacher.manifest else {"teacher": teacher.describe()},
-        data={"spec": data, "unlabeled": unlabeled, "unlabeled_rows": unlabeled_rows, "transfer_rows": len(transfer),
+    manifest = out.commit(
+        kind="hf", config=config, labels=id2label,
+        source=None if teacher.manifest else {"teacher": teacher.describe()},
+        data={"spec": data, "unlabeled": config.unlabeled, "unlabeled_rows": unlabeled_rows,
+              "transfer_rows": len(transfer),
               "splits": {s.name: s.describe() for s in (train, validation, test) if s is not None},
               "max_length": max_length},
         metrics=metrics, history=trainer.state.log_history,
     )
-    out.commit()
-    manifest.path = out.dst
     say(f"wrote {out.dst}: " + "  ".join(
         f"{split} accuracy {metrics[split]['accuracy']:.4f}" for split in ("validation", "test") if split in metrics)
         + f"; {metrics['size']['parameter_ratio']:.0%} of the teacher's parameters "
         f"({metrics['size']['file_size_ratio']:.0%} of its size)")
     return manifest
-
-
-def manifest_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
 
 
 def _count(model) -> int:

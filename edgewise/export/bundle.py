@@ -6,10 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
-from edgewise.core.artifact import Artifact, OutputDir
+from edgewise.core.artifact import Artifact
 from edgewise.core.errors import EdgewiseError
-from edgewise.core.manifest import Manifest, now
+from edgewise.core.manifest import Manifest
 from edgewise.core.progress import console
+from edgewise.core.stage import StageOutput
 from edgewise.export.config import BundleConfig
 
 USAGE = """edgewise bundle: {name}
@@ -34,33 +35,32 @@ edited it on purpose.
 """
 
 
-def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, overwrite: bool = False) -> Manifest:
+def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data: str | None = None,
+           overwrite: bool = False, resume: bool = False) -> Manifest:
     """Copy the model, tokenizer.json, labels and a usage text from ``src`` into the deploy folder ``dst``.
+
+    ``data`` is not used (a bundle is checked on a generated text).
 
     Example:
         >>> bundle(Path("runs/teacher-onnx"), Path("deploy/teacher"))  # doctest: +SKIP
     """
-    from edgewise.export.onnx import model_files
-    from edgewise.export.stage import _model_config, model_limit
-    from edgewise.runtime.predictor import Predictor, _pad_id, _require
+    from edgewise.core.deps import require
+    from edgewise.core.lengths import artifact_lengths
+    from edgewise.runtime.predictor import Predictor, pad_token_id
     from edgewise.runtime.sessions import session as ort_session
+    from edgewise.runtime.sizes import model_files
 
-    started = now()
     artifact = Artifact.load(Path(src), kind=("onnx", "ort"))
     if not artifact.labels:
         raise EdgewiseError(f"{artifact.path} names no labels; it is not a classifier")
     model_file = _choose_model(artifact, config)
     recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
-    limit = recorded.get("max_positions") or model_limit(_model_config(artifact.path))
-    max_length = int(config.max_length or recorded.get("max_length") or min(limit, 512))
-    if max_length > limit:
-        raise EdgewiseError(f"--max-length {max_length} exceeds the model's limit of {limit} tokens; lower it")
-    out = OutputDir.prepare(Path(dst), sources=(artifact.path,), overwrite=overwrite)
+    max_length, limit = artifact_lengths(artifact.path, recorded, config.max_length, what="--max-length")
+    out = StageOutput("bundle", dst, parent=artifact, carry=False, overwrite=overwrite, resume=resume)
 
-    out.begin()
-    try:
+    with out:
         tokenizer_json = _fast_tokenizer(artifact.path, out.work / "tokenizer")
-        tokenizer = _require("tokenizers").Tokenizer.from_file(str(tokenizer_json))
+        tokenizer = require("tokenizers", "runtime").Tokenizer.from_file(str(tokenizer_json))
         for file in model_files(artifact.path / model_file):
             shutil.copy2(file, out.artifact / file.name)  # the model and its external data
         shutil.copy2(tokenizer_json, out.artifact / "tokenizer.json")
@@ -70,20 +70,15 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, overw
             name=out.dst.name, model_file=model_file, kind=artifact.kind, source=artifact.path,
             labels=", ".join(labels.values()), max_length=max_length))
         session = ort_session(out.artifact / model_file)
-        manifest = Manifest.write(
-            out.artifact, kind="bundle", stage="bundle", config=config, labels=artifact.labels, started_at=started,
-            parent=artifact.manifest, source=None if artifact.manifest else {"model": artifact.describe()},
+        manifest = out.seal(
+            kind="bundle", config=config,
             data={"max_length": max_length, "max_positions": limit,
-                  "pad_token_id": _pad_id(artifact.path, tokenizer, {}),
+                  "pad_token_id": pad_token_id(artifact.path, tokenizer, {}),
                   "model_file": model_file, "inputs": [i.name for i in session.get_inputs()]},
         )
         # The bundle must run with the runtime alone before it is put in place.
         Predictor(out.artifact).predict(["edgewise bundle check"])
-        out.commit()
-    except BaseException:
-        out.abort()
-        raise
-    manifest.path = out.dst
+        out.publish()
     console().print(f"wrote {out.dst} ({model_file}, {len(labels)} labels, max_length {max_length})")
     return manifest
 

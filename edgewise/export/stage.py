@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from edgewise.core.artifact import Artifact, OutputDir, carry_forward
+from edgewise.core.artifact import Artifact, read_json
 from edgewise.core.errors import EdgewiseError
-from edgewise.core.manifest import Manifest, now
+from edgewise.core.lengths import DEFAULT_LENGTH, artifact_lengths, working_length
+from edgewise.core.manifest import Manifest
 from edgewise.core.progress import console
+from edgewise.core.stage import StageOutput
 from edgewise.export.config import ExportConfig, ExportFormat
 
 
@@ -30,32 +31,15 @@ def parity_texts(data: str | None, config: ExportConfig) -> tuple[list[str], lis
     return texts, pairs
 
 
-def _model_config(folder: Path) -> dict:
-    path = folder / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def model_limit(model_config: dict) -> int:
-    """The longest input a model takes, from its config.json (RoBERTa-like models lose two positions)."""
-    from edgewise.core.models import OFFSET_POSITIONS
-
-    limit = int(model_config.get("max_position_embeddings") or 512)
-    return limit - 2 if model_config.get("model_type") in OFFSET_POSITIONS else limit
-
-
-def lengths(artifact: Artifact, config: ExportConfig) -> tuple[int, int]:
-    """(the model's working max_length carried forward, the length the parity check uses)."""
-    limit = model_limit(_model_config(artifact.path))
-    recorded = (artifact.manifest.data or {}).get("max_length") if artifact.manifest else None
-    working = int(recorded or min(limit, 512))
-    parity = config.max_length or working
-    if parity > limit:
-        raise EdgewiseError(f"--max-length {parity} exceeds the model's limit of {limit} tokens; lower it")
-    return working, parity
+def lengths(artifact: Artifact, config: ExportConfig) -> tuple[int, int, int | None]:
+    """(the model's working max_length carried forward, the length the parity check uses, its limit)."""
+    recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
+    working, limit = artifact_lengths(artifact.path, recorded)
+    return working, working_length(limit, requested=config.max_length or working, what="--max-length"), limit
 
 
 def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data: str | None = None,
-           overwrite: bool = False) -> Manifest:
+           overwrite: bool = False, resume: bool = False) -> Manifest:
     """Export the classifier in ``src`` to ``dst`` in ``config.format``, verified against its source.
 
     `onnx` takes an `hf` artifact (or any transformers folder); `ort` and `tensorrt` take an `onnx`
@@ -69,7 +53,6 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
     from edgewise.core.deps import require_full
 
     require_full("torch", "transformers", "onnx", "onnxruntime", "optimum.exporters.onnx")
-    started = now()
     wanted = "hf" if config.format is ExportFormat.ONNX else "onnx"
     artifact = Artifact.load(Path(src))
     if artifact.kind != wanted:
@@ -87,40 +70,24 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
         if config.optimize:
             from edgewise.export.onnx import check_optimizable
 
-            check_optimizable(_model_config(artifact.path))
-    out = OutputDir.prepare(Path(dst), sources=(artifact.path,), overwrite=overwrite)
-    working_length, max_length = lengths(artifact, config)
+            check_optimizable(read_json(artifact.path / "config.json"))
+    out = StageOutput("export", dst, parent=artifact, overwrite=overwrite, resume=resume)
+    working, max_length, limit = lengths(artifact, config)
     texts, pairs = parity_texts(data, config)
 
-    out.begin()
     reason = None
-    try:
+    with out:
         if config.format is ExportFormat.ONNX:
             from edgewise.export.onnx import export_onnx
 
             metrics = export_onnx(artifact, out, config, texts, pairs, max_length)
         else:
             metrics, reason = _convert(artifact, out, config, texts, pairs, max_length)
-        carry_forward(artifact.path, out.artifact)
-        manifest = Manifest.write(
-            out.artifact,
-            kind=config.format.value,
-            stage="export",
-            config=config,
-            labels=artifact.labels,
-            started_at=started,
-            parent=artifact.manifest,
-            source=None if artifact.manifest else {"model": artifact.describe()},
-            data={"max_length": working_length, "max_positions": model_limit(_model_config(artifact.path)),
+        manifest = out.commit(
+            kind=config.format.value, config=config, metrics=metrics, expected_files=_expected_files(config, reason),
+            data={"max_length": working, "max_positions": limit or DEFAULT_LENGTH,
                   "parity_max_length": max_length, "parity_data": data, "parity_texts": len(texts)},
-            metrics=metrics,
-            expected_files=_expected_files(config, reason),
         )
-        out.commit()
-    except BaseException:
-        out.abort()
-        raise
-    manifest.path = out.dst
     if reason:
         raise EdgewiseError(
             f"no TensorRT engine was built here: {reason}. {out.dst} holds model.onnx and build_engine.sh "
@@ -139,7 +106,7 @@ def _expected_files(config: ExportConfig, reason: str | None) -> list[str]:
     return [ENGINE, TIMING_CACHE]
 
 
-def _convert(artifact: Artifact, out: OutputDir, config: ExportConfig, texts, pairs, max_length: int):
+def _convert(artifact: Artifact, out: StageOutput, config: ExportConfig, texts, pairs, max_length: int):
     from edgewise.core.models import ModelSource, load_tokenizer
     from edgewise.export.onnx import graph_summary, parity_inputs
 
@@ -152,7 +119,7 @@ def _convert(artifact: Artifact, out: OutputDir, config: ExportConfig, texts, pa
             "TensorRT cannot parse: export the model without --optimize, and quantize for TensorRT with static "
             "QDQ INT8 (not dynamic)"
         )
-    model_config = _model_config(artifact.path)
+    model_config = read_json(artifact.path / "config.json")
     tokenizer = load_tokenizer(ModelSource(str(artifact.path), str(artifact.path), True))
     batches = parity_inputs(tokenizer, texts, pairs, max_length, inputs,
                             int(model_config.get("vocab_size") or len(tokenizer)))

@@ -2,81 +2,53 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from pathlib import Path
 
-from edgewise.core.artifact import Artifact, OutputDir
+from edgewise.core.artifact import Artifact
 from edgewise.core.config import config_to_dict
 from edgewise.core.data import encode_labels, label_names, load_splits, require_labels, training_splits
 from edgewise.core.errors import EdgewiseError
-from edgewise.core.manifest import MANIFEST_NAME, Manifest, now
+from edgewise.core.manifest import MANIFEST_NAME, Manifest
 from edgewise.core.progress import console
+from edgewise.core.stage import StageOutput
 from edgewise.finetune.config import FinetuneConfig
 
 
-def choose_max_length(lengths: list[int], percentile: float, limit: int) -> int:
-    """The percentile of token lengths, rounded up to a multiple of 8, capped at ``limit``."""
-    import numpy as np
-
-    wanted = int(math.ceil(float(np.percentile(lengths, percentile)) / 8) * 8)
-    return max(8, min(wanted, limit))
-
-
-def length_stats(lengths: list[int], max_length: int) -> dict:
-    import numpy as np
-
-    arr = np.asarray(lengths)
-    return {
-        "mean": round(float(arr.mean()), 1),
-        "p50": int(np.percentile(arr, 50)),
-        "p95": int(np.percentile(arr, 95)),
-        "p99": int(np.percentile(arr, 99)),
-        "max": int(arr.max()),
-        "truncated_fraction": round(float((arr > max_length).mean()), 4),
-    }
-
-
-def finetune(
-    pretrained: str,
-    data: str,
-    dst: Path,
-    config: FinetuneConfig = FinetuneConfig(),
-    *,
-    overwrite: bool = False,
-    resume: bool = False,
-) -> Manifest | None:
-    """Fine-tune ``pretrained`` (builtin:NAME, folder or Hub id) on ``data``; write an `hf` artifact.
+def finetune(src: str | Path, dst: Path, config: FinetuneConfig = FinetuneConfig(), *, data: str | None = None,
+             overwrite: bool = False, resume: bool = False) -> Manifest | None:
+    """Fine-tune the pretrained encoder ``src`` (builtin:NAME, folder or Hub id) on ``data``; write an
+    `hf` artifact to ``dst``.
 
     The work happens in ``.<dst>.partial`` next to ``dst`` and is renamed into place when done;
     checkpoints saved there every epoch let ``resume=True`` continue after a crash or kill.
     Returns the manifest (None on non-zero ranks of a multi-process run).
 
     Example:
-        >>> finetune("builtin:all-minilm-l6-v2", "builtin:bbc-news", Path("runs/teacher"),
-        ...          FinetuneConfig(epochs=2, max_length=128))  # doctest: +SKIP
+        >>> finetune("builtin:all-minilm-l6-v2", Path("runs/teacher"),
+        ...          FinetuneConfig(trainer=TrainerConfig(epochs=2), max_length=128),
+        ...          data="builtin:bbc-news")  # doctest: +SKIP
     """
     from edgewise.core.deps import require_full
 
     require_full("torch", "transformers", "accelerate")
     from edgewise.core.models import resolve_model
 
-    started = now()
+    if data is None:
+        raise EdgewiseError("fine-tuning needs labelled data: pass DATA (a file, a folder of splits or "
+                            "builtin:bbc-news)")
     # Under torchrun every rank runs this; every rank checks the inputs (so each fails the same
     # way), only rank 0 touches the work folder and writes.
     rank = int(os.environ.get("RANK", "0"))
-    source = resolve_model(pretrained, allow_pickle=config.allow_pickle)
+    source = resolve_model(str(src), allow_pickle=config.allow_pickle)
     parent = None
     if source.is_local and (Path(source.location) / MANIFEST_NAME).is_file():
-        parent = Artifact.load(Path(source.location), kind="hf").manifest  # re-tuning an edgewise artifact
-    out = OutputDir.prepare(
-        Path(dst), sources=(Path(source.location),) if source.is_local else (),
-        overwrite=overwrite, resumable=rank == 0, resume=resume and rank == 0,
-    )
+        parent = Artifact.load(Path(source.location), kind="hf")  # re-tuning an edgewise artifact
+    out = StageOutput("finetune", dst, parent=parent, sources=(Path(source.location),) if source.is_local else (),
+                      derived=False, overwrite=overwrite, resumable=True, resume=resume, active=rank == 0)
 
     splits = load_splits(data, config.data)
-    train, validation, test = training_splits(splits, config.data, data, config.train_split)
+    train, validation, test = training_splits(splits, config.data, data, config.trainer.train_split)
     names = label_names(require_labels(train))
     if len(names) < 2:
         raise EdgewiseError(
@@ -104,39 +76,20 @@ def finetune(
         "data": {s.name: s.sha256() for s in (train, validation, test) if s is not None},
         "config": config_to_dict(config),
     }
-    from edgewise.core.training import RUN_FILE, check_resume, drop_incomplete_checkpoints, has_checkpoint
-
-    if rank == 0:
-        if resume:
-            check_resume(out.work, run)
-            dropped = drop_incomplete_checkpoints(out.work / "checkpoints")
-            if dropped:
-                console().print(f"dropped {', '.join(dropped)}: the kill interrupted its saving")
-        out.begin(resume=resume)
-        (out.work / RUN_FILE).write_text(json.dumps(run, indent=2))
-    try:
-        manifest = _train(source, parent, out, config, data, started, id2label,
-                          (train, train_ids), (validation, validation_ids), (test, test_ids), resume, rank)
-    except BaseException:
-        if rank == 0:
-            out.abort(keep_checkpoints=has_checkpoint(out.work / "checkpoints"))
-        raise
-    return manifest
+    out.run = run
+    with out:
+        if out.dropped:
+            console().print(f"dropped {', '.join(out.dropped)}: the kill interrupted its saving")
+        return _train(source, out, config, data, id2label, (train, train_ids), (validation, validation_ids),
+                      (test, test_ids), resume, rank)
 
 
-def _train(source, parent, out, config, data, started, id2label, train, validation, test, resume, rank):
+def _train(source, out, config, data, id2label, train, validation, test, resume, rank):
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
-    from edgewise.core.models import load_classifier, load_tokenizer, max_positions, token_lengths
-    from edgewise.core.training import (
-        RichProgress,
-        compute_metrics,
-        encode,
-        has_checkpoint,
-        quiet,
-        split_metrics,
-        training_arguments,
-    )
+    from edgewise.core.lengths import length_stats, percentile_length, position_limit, working_length
+    from edgewise.core.models import load_classifier, load_tokenizer, token_lengths
+    from edgewise.core.training import encode, fit, split_metrics, training_arguments
 
     say = console().print if rank == 0 else (lambda *args, **kwargs: None)
     tokenizer = load_tokenizer(source)
@@ -144,17 +97,16 @@ def _train(source, parent, out, config, data, started, id2label, train, validati
         if tokenizer.eos_token is None:
             raise EdgewiseError(f"the tokenizer of {source.spec} has no padding or end token; add a pad token")
         tokenizer.pad_token = tokenizer.eos_token  # GPT-style tokenizers: pad with the end token
-    set_seed(config.seed)  # the fresh classification head is drawn from this seed
+    set_seed(config.data.seed)  # the fresh classification head is drawn from this seed
     model = load_classifier(
         source, config.allow_pickle, new_head=True,
         num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
         ignore_mismatched_sizes=True, pad_token_id=tokenizer.pad_token_id,
     )
-    limit = max_positions(model.config, tokenizer)
+    limit = position_limit(model.config, tokenizer.model_max_length)
     lengths = token_lengths(tokenizer, train[0].texts, train[0].pairs)
-    max_length = config.max_length or choose_max_length(lengths, config.length_percentile, limit)
-    if max_length > limit:
-        raise EdgewiseError(f"max_length {max_length} exceeds the model's limit of {limit} tokens; lower it")
+    max_length = working_length(limit, requested=config.max_length
+                                or percentile_length(lengths, config.length_percentile, limit))
     stats = length_stats(lengths, max_length)
     say(
         f"fine-tuning {source.spec} on {data}: {len(train[0])} train / {len(validation[0])} validation"
@@ -163,26 +115,13 @@ def _train(source, parent, out, config, data, started, id2label, train, validati
         f"(token lengths p50 {stats['p50']}, p99 {stats['p99']}, {stats['truncated_fraction']:.1%} truncated)"
     )
 
-    pad_to_max = not config.dynamic_padding
+    pad_to_max = not config.trainer.dynamic_padding
     train_ds = encode(tokenizer, train[0], train[1], max_length, pad_to_max, model)
     validation_ds = encode(tokenizer, validation[0], validation[1], max_length, pad_to_max, model)
-    checkpoints = out.work / "checkpoints"
-    args = training_arguments(config, checkpoints, len(train_ds))
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=validation_ds,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer,
-        compute_metrics=compute_metrics,
-        callbacks=[RichProgress("fine-tuning")],
-    )
-    quiet(trainer)
-    resumable = has_checkpoint(checkpoints)
-    if resume and not resumable:
-        say("no checkpoint was saved before the interruption; starting from the first step")
-    result = trainer.train(resume_from_checkpoint=True if resume and resumable else None)
+    args = training_arguments(config.trainer, config.data.seed, out.checkpoints, len(train_ds))
+    trainer, result = fit(Trainer, "fine-tuning", resume=resume, say=say, model=model, args=args,
+                          train_dataset=train_ds, eval_dataset=validation_ds,
+                          data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
 
     # Prediction is collective under torchrun: every rank runs it, only rank 0 writes.
     metrics = {
@@ -191,9 +130,9 @@ def _train(source, parent, out, config, data, started, id2label, train, validati
             "runtime_s": round(result.metrics["train_runtime"], 1),
             "samples_per_second": round(result.metrics["train_samples_per_second"], 2),
             "steps": trainer.state.global_step,
-            "epochs": config.epochs,
+            "epochs": config.trainer.epochs,
             "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
-            "selected_by": f"validation {config.best_metric.value}, ties to the lower validation loss",
+            "selected_by": f"validation {config.trainer.best_metric.value}, ties to the lower validation loss",
             "resumed": bool(resume),
         },
     }
@@ -206,15 +145,11 @@ def _train(source, parent, out, config, data, started, id2label, train, validati
     model = trainer.model
     model.save_pretrained(out.artifact, safe_serialization=True)
     tokenizer.save_pretrained(out.artifact)
-    manifest = Manifest.write(
-        out.artifact,
+    manifest = out.commit(
         kind="hf",
-        stage="finetune",
         config=config,
         labels=id2label,
-        started_at=started,
-        parent=parent,
-        source=None if parent is not None else {"pretrained": source.describe()},
+        source=None if out.parent is not None else {"pretrained": source.describe()},
         data={
             "spec": data,
             "splits": {s.name: s.describe() for s in (train[0], validation[0], test[0]) if s is not None},
@@ -224,8 +159,6 @@ def _train(source, parent, out, config, data, started, id2label, train, validati
         metrics=metrics,
         history=trainer.state.log_history,
     )
-    out.commit()
-    manifest.path = out.dst
     summary = "  ".join(
         f"{split} accuracy {metrics[split]['accuracy']:.4f} macro-F1 {metrics[split]['macro_f1']:.4f}"
         for split in ("validation", "test") if split in metrics

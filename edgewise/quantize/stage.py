@@ -8,17 +8,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from edgewise.core.artifact import Artifact, OutputDir, carry_forward
+from edgewise.core.artifact import Artifact
 from edgewise.core.data import DataConfig, load_splits
 from edgewise.core.errors import EdgewiseError
-from edgewise.core.manifest import Manifest, now
+from edgewise.core.manifest import Manifest
 from edgewise.core.progress import console
+from edgewise.core.stage import StageOutput
 from edgewise.quantize.config import QuantizeConfig, QuantMethod
 from edgewise.quantize.inc import int8_kernel_problem  # light: the torch / INC imports are inside its functions
 
 
 def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *, data: str | None = None,
-             calibration: str | None = None, overwrite: bool = False) -> Manifest:
+             overwrite: bool = False, resume: bool = False) -> Manifest:
     """Quantize the classifier in ``src`` and write it, with edgewise.json, to ``dst``.
 
     Args:
@@ -27,14 +28,13 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
         config: what to do (default: dynamic INT8 with CPU-aware types).
         data: labelled data whose validation / test splits measure accuracy; default: the data the
             source (or its nearest ancestor) was trained on, if edgewise recorded it.
-        calibration: data whose texts calibrate static INT8 (train split first); default: ``data``.
+        (``config.calibration`` names data whose texts calibrate static INT8, train split first; default: ``data``.)
 
     Example:
         >>> quantize(Path("runs/student-onnx"), Path("runs/student-int8"))  # doctest: +SKIP
     """
     from edgewise.core.deps import require_full
 
-    started = now()
     inc = config.method is QuantMethod.INC
     if inc:
         from edgewise.quantize.inc import quiet_inc
@@ -77,12 +77,11 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
             "--max-accuracy-drop compares candidates on labelled validation data, and none was found: pass --data "
             "with a validation split (or a single labelled file, from which one is carved)"
         )
-    calibration_texts = _calibration_texts(calibration, evaluation, config)
-    out = OutputDir.prepare(Path(dst), sources=(artifact.path,), overwrite=overwrite)
+    calibration_texts = _calibration_texts(config.calibration, evaluation, config)
+    out = StageOutput("quantize", dst, parent=artifact, overwrite=overwrite, resume=resume)
 
-    out.begin()
-    try:
-        carry_forward(artifact.path, out.artifact)  # first: an INC model is loaded back (config.json) to score it
+    with out:
+        out.carry_forward()  # first: an INC model is loaded back (config.json) to score it
         with tempfile.TemporaryDirectory(prefix="edgewise-quantize-") as scratch:
             if inc:
                 from edgewise.quantize.inc import quantize_inc
@@ -95,29 +94,15 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
             metrics["warnings"] = warnings
             for warning in warnings:
                 console().print(f"[yellow]warning:[/] {warning}")
-        recorded = dict((artifact.manifest.data or {}) if artifact.manifest else {})
-        manifest = Manifest.write(
-            out.artifact,
+        manifest = out.commit(
             kind="inc" if inc else artifact.kind,
-            stage="quantize",
             config=config,
-            labels=artifact.labels,
-            started_at=started,
-            parent=artifact.manifest,
-            source=None if artifact.manifest else {"model": artifact.describe()},
-            data={**{k: v for k, v in recorded.items() if k in ("max_length", "max_positions", "pad_token_id",
-                                                                   "token_lengths")},
-                  "eval_data": evaluation["spec"], "eval_data_from": evaluation["from"],
+            data={"eval_data": evaluation["spec"], "eval_data_from": evaluation["from"],
                   "carved_validation": evaluation.get("carved_validation"),
                   "calibration_data": calibration_texts["spec"] if calibration_texts else None,
                   "calibration_samples": len(calibration_texts["texts"]) if calibration_texts else 0},
             metrics=metrics,
         )
-        out.commit()
-    except BaseException:
-        out.abort()
-        raise
-    manifest.path = out.dst
     console().print(f"wrote {out.dst}")
     return manifest
 
@@ -207,9 +192,9 @@ def _calibration_texts(calibration: str | None, evaluation: dict, config: Quanti
 def _quantize_onnx(artifact: Artifact, out: Path, scratch: Path, config: QuantizeConfig, evaluation: dict,
                    calibration: dict | None) -> dict:
     from edgewise.core.env import cpu_info
-    from edgewise.quantize.measure import model_size
     from edgewise.quantize.ort import TextBatches, contrib_ops, int8_settings, preprocess, quantize_static
     from edgewise.runtime.predictor import Predictor
+    from edgewise.runtime.sizes import model_size
 
     src_model = artifact.path / "model.onnx"
     target = out / "model.onnx"

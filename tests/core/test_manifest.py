@@ -8,14 +8,16 @@ from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import MANIFEST_NAME, SCHEMA_VERSION, Manifest
 from edgewise.evaluate import EvaluateConfig
-from edgewise.finetune import BestMetric, FinetuneConfig
+from edgewise.finetune import BestMetric, FinetuneConfig, TrainerConfig
 from edgewise.quantize.config import QuantizeConfig
 
 ALL_CONFIGS = [
     DataConfig(),
     DataConfig(text_column="q", text_pair_column="p", label_column="y", validation_fraction=0.25, seed=3),
+    TrainerConfig(),
     FinetuneConfig(),
-    FinetuneConfig(epochs=2, max_length=128, best_metric=BestMetric.ACCURACY, data=DataConfig(text_column="s")),
+    FinetuneConfig(max_length=128, data=DataConfig(text_column="s"),
+                   trainer=TrainerConfig(epochs=2, best_metric=BestMetric.ACCURACY)),
     EvaluateConfig(),
     EvaluateConfig(split="test", batch_size=4, max_length=64),
     QuantizeConfig(),
@@ -33,9 +35,9 @@ def test_config_survives_json_round_trip(config):
 
 def test_config_from_dict_lists_valid_fields_for_unknown_keys():
     with pytest.raises(EdgewiseError) as info:
-        config_from_dict(FinetuneConfig, {"epochz": 3})
+        config_from_dict(FinetuneConfig, {"trainer": {"epochz": 3}})
 
-    assert "unknown setting(s) epochz" in str(info.value)
+    assert "FinetuneConfig.trainer: unknown setting(s) epochz" in str(info.value)
     assert "epochs" in str(info.value) and "learning_rate" in str(info.value)
 
 
@@ -43,7 +45,7 @@ def test_config_from_dict_checks_nested_and_enum_values():
     with pytest.raises(EdgewiseError, match=r"FinetuneConfig.data: unknown setting\(s\) colum"):
         config_from_dict(FinetuneConfig, {"data": {"colum": "x"}})
     with pytest.raises(EdgewiseError, match="not one of accuracy, macro_f1"):
-        config_from_dict(FinetuneConfig, {"best_metric": "loss"})
+        config_from_dict(FinetuneConfig, {"trainer": {"best_metric": "loss"}})
 
 
 def test_every_config_class_is_round_trip_tested():
@@ -60,7 +62,8 @@ def _write(tmp_path, **extra):
     (tmp_path / "weights.bin").write_bytes(b"1234")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "vocab.txt").write_text("a\nb\n")
-    return Manifest.write(tmp_path, kind="hf", stage="finetune", config=FinetuneConfig(epochs=2),
+    return Manifest.write(tmp_path, kind="hf", stage="finetune",
+                          config=FinetuneConfig(trainer=TrainerConfig(epochs=2)),
                           labels={0: "neg", 1: "pos"}, started_at="2026-01-01T00:00:00+00:00",
                           metrics={"test": {"accuracy": 0.5}}, **extra)
 
@@ -73,7 +76,7 @@ def test_manifest_write_then_read_round_trips(tmp_path):
     assert read == written
     assert read.sha256 == written.sha256 and len(read.sha256) == 64
     assert read.files == {"sub/vocab.txt": written.files["sub/vocab.txt"], "weights.bin": written.files["weights.bin"]}
-    assert read.config["type"] == "FinetuneConfig" and read.config["values"]["epochs"] == 2.0
+    assert read.config["type"] == "FinetuneConfig" and read.config["values"]["trainer"]["epochs"] == 2.0
     assert read.labels == {"0": "neg", "1": "pos"}
     assert {"cpu", "packages", "python", "os", "gpu"} <= set(read.environment)
     assert read.environment["packages"]["edgewise"]

@@ -8,10 +8,11 @@ import pytest
 from edgewise.core.artifact import Artifact
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import Manifest
-from edgewise.distill import DistillConfig, distill
+from edgewise.distill import DistillConfig, DistillTrainerConfig, distill
 from tests.conftest import build_encoder, write_csv
 
-FAST = dict(epochs=3, learning_rate=3e-3, batch_size=16, warmup_ratio=0.0)
+FAST = DistillTrainerConfig(epochs=3, learning_rate=3e-3, batch_size=16, warmup_ratio=0.0)
+ONE_EPOCH = DistillTrainerConfig(epochs=1)
 
 
 def _terms(manifest) -> set[str]:
@@ -20,8 +21,8 @@ def _terms(manifest) -> set[str]:
 
 @pytest.fixture(scope="module")
 def student(tiny_teacher, tiny_data, tmp_path_factory):
-    return distill(tiny_teacher, str(tiny_data), tmp_path_factory.mktemp("students") / "l1",
-                   DistillConfig(layers=1, **FAST))
+    return distill(tiny_teacher, tmp_path_factory.mktemp("students") / "l1", DistillConfig(layers=1, trainer=FAST),
+                   data=str(tiny_data))
 
 
 def test_distill_writes_a_student_linked_to_its_teacher(student, tiny_teacher):
@@ -50,10 +51,12 @@ def test_distill_logs_every_loss_term(student):
 
 @pytest.mark.slow
 def test_distill_reuses_cached_teacher_logits_across_runs(tiny_teacher, tiny_data, tmp_path):
-    first = distill(tiny_teacher, str(tiny_data), tmp_path / "a", DistillConfig(layers=1, epochs=1, max_length=24))
-    second = distill(tiny_teacher, str(tiny_data), tmp_path / "b", DistillConfig(layers=1, epochs=1, max_length=24))
-    other_length = distill(tiny_teacher, str(tiny_data), tmp_path / "c", DistillConfig(layers=1, epochs=1,
-                                                                                      max_length=16))
+    first = distill(tiny_teacher, tmp_path / "a", DistillConfig(layers=1, max_length=24, trainer=ONE_EPOCH),
+                    data=str(tiny_data))
+    second = distill(tiny_teacher, tmp_path / "b", DistillConfig(layers=1, max_length=24, trainer=ONE_EPOCH),
+                     data=str(tiny_data))
+    other_length = distill(tiny_teacher, tmp_path / "c", DistillConfig(layers=1, max_length=16, trainer=ONE_EPOCH),
+                           data=str(tiny_data))
 
     assert first.metrics["train"]["teacher_logits_from_cache"] is False
     assert second.metrics["train"]["teacher_logits_from_cache"] is True
@@ -63,16 +66,18 @@ def test_distill_reuses_cached_teacher_logits_across_runs(tiny_teacher, tiny_dat
 
 @pytest.mark.slow
 def test_distill_alpha_chooses_the_terms(tiny_teacher, tiny_data, tmp_path):
-    labels_only = distill(tiny_teacher, str(tiny_data), tmp_path / "ce", DistillConfig(layers=1, epochs=1, alpha=0))
-    soft_only = distill(tiny_teacher, str(tiny_data), tmp_path / "kd", DistillConfig(layers=1, epochs=1, alpha=1))
+    labels_only = distill(tiny_teacher, tmp_path / "ce", DistillConfig(layers=1, alpha=0, trainer=ONE_EPOCH),
+                          data=str(tiny_data))
+    soft_only = distill(tiny_teacher, tmp_path / "kd", DistillConfig(layers=1, alpha=1, trainer=ONE_EPOCH),
+                        data=str(tiny_data))
 
     assert _terms(labels_only) == {"loss_ce"} and _terms(soft_only) == {"loss_kd"}
 
 
 @pytest.mark.slow
 def test_distill_hidden_and_attention_terms_run_the_teacher_every_step(tiny_teacher, tiny_data, tmp_path):
-    m = distill(tiny_teacher, str(tiny_data), tmp_path / "s",
-                DistillConfig(layer_map="1", epochs=1, hidden_weight=1.0, attention_weight=1.0))
+    m = distill(tiny_teacher, tmp_path / "s", DistillConfig(layer_map="1", hidden_weight=1.0, attention_weight=1.0,
+                trainer=ONE_EPOCH), data=str(tiny_data))
 
     assert _terms(m) == {"loss_kd", "loss_ce", "loss_hidden", "loss_attention"}
     assert m.metrics["train"]["teacher_logits_cached"] is False
@@ -80,8 +85,8 @@ def test_distill_hidden_and_attention_terms_run_the_teacher_every_step(tiny_teac
 
 @pytest.mark.slow
 def test_distill_fresh_student_of_another_width_learns_through_a_projection(tiny_teacher, tiny_data, tmp_path):
-    m = distill(tiny_teacher, str(tiny_data), tmp_path / "fresh",
-                DistillConfig(student_config="layers=1,hidden=16,heads=2,ffn=32", hidden_weight=1.0, **FAST))
+    m = distill(tiny_teacher, tmp_path / "fresh", DistillConfig(student_config="layers=1,hidden=16,heads=2,ffn=32",
+                hidden_weight=1.0, trainer=FAST), data=str(tiny_data))
 
     assert m.metrics["size"]["student_kind"] == "fresh" and "loss_hidden" in _terms(m)
     import json
@@ -90,7 +95,8 @@ def test_distill_fresh_student_of_another_width_learns_through_a_projection(tiny
 
 @pytest.mark.slow
 def test_distill_pretrained_student_with_its_own_encoder(tiny_teacher, tiny_encoder, tiny_data, tmp_path):
-    m = distill(tiny_teacher, str(tiny_data), tmp_path / "s", DistillConfig(student=str(tiny_encoder), **FAST))
+    m = distill(tiny_teacher, tmp_path / "s", DistillConfig(student=str(tiny_encoder), trainer=FAST),
+                data=str(tiny_data))
 
     # A pretrained encoder with a fresh classification head learns from the teacher: well above chance
     # (0.33). This width-32 encoder then sits on a two-class plateau (colour vs sport) that plain
@@ -103,27 +109,27 @@ def test_distill_pretrained_student_with_its_own_encoder(tiny_teacher, tiny_enco
 def test_distill_with_unlabeled_texts_grows_the_transfer_set(tiny_teacher, tiny_data, tmp_path):
     (tmp_path / "more.txt").write_text("apple grape the\nred blue very\n\ngolf rugby a\n")
 
-    m = distill(tiny_teacher, str(tiny_data), tmp_path / "s", DistillConfig(layers=1, epochs=1),
-                unlabeled=str(tmp_path / "more.txt"))
+    m = distill(tiny_teacher, tmp_path / "s", DistillConfig(layers=1, trainer=ONE_EPOCH,
+                unlabeled=str(tmp_path / "more.txt")), data=str(tiny_data))
 
     assert (m.data["unlabeled_rows"], m.data["transfer_rows"]) == (3, 243)
 
 
 def test_distill_refuses_bad_inputs_before_any_work(tiny_teacher, tiny_encoder, tiny_data, tmp_path):
     with pytest.raises(EdgewiseError, match="names no labels"):
-        distill(tiny_encoder, str(tiny_data), tmp_path / "a", DistillConfig(layers=1))
+        distill(tiny_encoder, tmp_path / "a", DistillConfig(layers=1), data=str(tiny_data))
     with pytest.raises(EdgewiseError, match="exceeds the teacher's 2 layers"):
-        distill(tiny_teacher, str(tiny_data), tmp_path / "b", DistillConfig(layers=5))
+        distill(tiny_teacher, tmp_path / "b", DistillConfig(layers=5), data=str(tiny_data))
     write_csv(tmp_path / "other.csv", [("car bus", "vehicle"), ("apple", "fruit")] * 5)
     with pytest.raises(EdgewiseError, match="'vehicle'.*unknown to the model"):
-        distill(tiny_teacher, str(tmp_path / "other.csv"), tmp_path / "c", DistillConfig(layers=1))
+        distill(tiny_teacher, tmp_path / "c", DistillConfig(layers=1), data=str(tmp_path / "other.csv"))
     other_tokenizer = tmp_path / "enc"
     build_encoder(other_tokenizer, "bert")
     (other_tokenizer / "tokenizer.json").write_text(
         (other_tokenizer / "tokenizer.json").read_text().replace('"apple"', '"pear"'))
     with pytest.raises(EdgewiseError, match="own tokenizer"):
-        distill(tiny_teacher, str(tiny_data), tmp_path / "d", DistillConfig(student=str(other_tokenizer),
-                                                                          hidden_weight=1.0))
+        distill(tiny_teacher, tmp_path / "d", DistillConfig(student=str(other_tokenizer),
+                                                                          hidden_weight=1.0), data=str(tiny_data))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["enc", "other.csv"]
 
 
@@ -168,8 +174,8 @@ def test_transfer_dataset_keeps_each_texts_teacher_logits_and_marks_unlabelled_r
 @pytest.mark.slow
 def test_distill_soft_targets_alone_teach_the_student(tiny_teacher, tiny_data, tmp_path):
     # alpha 1: no label term at all, so only correctly aligned teacher logits can teach the task.
-    m = distill(tiny_teacher, str(tiny_data), tmp_path / "s",
-                DistillConfig(layers=1, alpha=1.0, temperature=1.0, **FAST))
+    m = distill(tiny_teacher, tmp_path / "s", DistillConfig(layers=1, alpha=1.0, temperature=1.0, trainer=FAST),
+                data=str(tiny_data))
 
     assert _terms(m) == {"loss_kd"} and m.metrics["test"]["agreement_with_teacher"] >= 0.95
 
@@ -188,7 +194,7 @@ def test_distill_student_with_its_own_tokenizer_reads_its_own_tokens(tiny_teache
         vocab[word] = new_id
     vocab_file.write_text(json.dumps(spec))
 
-    m = distill(tiny_teacher, str(tiny_data), tmp_path / "s", DistillConfig(student=str(encoder), **FAST))
+    m = distill(tiny_teacher, tmp_path / "s", DistillConfig(student=str(encoder), trainer=FAST), data=str(tiny_data))
 
     assert m.metrics["size"]["student_kind"] == "pretrained" and m.metrics["test"]["accuracy"] >= 0.6
     saved = json.loads((tmp_path / "s" / "tokenizer.json").read_text())["model"]["vocab"]
@@ -201,7 +207,7 @@ def test_distill_from_a_teacher_without_manifest(tiny_teacher, tiny_data, tmp_pa
     shutil.copytree(tiny_teacher, foreign)
     (foreign / "edgewise.json").unlink()
 
-    m = distill(foreign, str(tiny_data), tmp_path / "s", DistillConfig(layers=1, epochs=1))
+    m = distill(foreign, tmp_path / "s", DistillConfig(layers=1, trainer=ONE_EPOCH), data=str(tiny_data))
 
     assert m.parent is None and m.source["teacher"]["path"] == str(foreign) and m.data["max_length"] == 64
 
@@ -213,7 +219,8 @@ def test_distill_cache_write_failure_is_a_user_error(tiny_teacher, tiny_data, tm
     monkeypatch.setenv("EDGEWISE_CACHE", str(blocker))
 
     with pytest.raises(EdgewiseError, match="set EDGEWISE_CACHE to a writable folder"):
-        distill(tiny_teacher, str(tiny_data), tmp_path / "s", DistillConfig(layers=1, epochs=1, max_length=20))
+        distill(tiny_teacher, tmp_path / "s", DistillConfig(layers=1, max_length=20, trainer=ONE_EPOCH),
+                data=str(tiny_data))
     assert not (tmp_path / "s").exists()
 
 
@@ -221,7 +228,8 @@ def test_distill_cache_write_failure_is_a_user_error(tiny_teacher, tiny_data, tm
 def test_distill_holds_out_the_validation_texts_the_teacher_held_out(teacher_without_validation, tmp_path):
     data, teacher, _ = teacher_without_validation  # fine-tuned with validation_fraction 0.2, seed 7
 
-    m = distill(teacher, str(data), tmp_path / "s", DistillConfig(layers=1, epochs=1))  # defaults: 0.1, seed 42
+    # The student's own defaults would carve 0.1 with seed 42.
+    m = distill(teacher, tmp_path / "s", DistillConfig(layers=1, trainer=ONE_EPOCH), data=str(data))
 
     assert m.data["splits"]["validation"] == Manifest.read(teacher).data["splits"]["validation"]
     assert m.data["splits"]["train"] == Manifest.read(teacher).data["splits"]["train"]

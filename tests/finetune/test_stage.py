@@ -3,11 +3,13 @@ import json
 import pytest
 
 from edgewise.core.artifact import Artifact
+from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import Manifest
-from edgewise.finetune import FinetuneConfig, finetune
-from edgewise.finetune.stage import choose_max_length
-from tests.conftest import TINY_FINETUNE, write_csv
+from edgewise.finetune import FinetuneConfig, TrainerConfig, finetune
+from tests.conftest import TINY_TRAINER, write_csv
+
+ONE_EPOCH = TrainerConfig(epochs=1)
 
 
 def test_finetune_learns_the_tiny_task_well_above_chance(tiny_teacher):
@@ -27,7 +29,7 @@ def test_finetune_writes_a_complete_hf_artifact(tiny_teacher, tiny_encoder, tiny
     assert m.source["pretrained"]["location"] == str(tiny_encoder.resolve())
     assert len(m.source["pretrained"]["weights_sha256"]) == 64
     assert set(m.data["splits"]) == {"train", "validation", "test"} and m.data["max_length"] == 32
-    assert m.config["values"]["epochs"] == TINY_FINETUNE["epochs"]
+    assert m.config["values"]["trainer"]["epochs"] == TINY_TRAINER["epochs"] and m.config["version"] == 2
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(m.files)
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in m.files)  # no pickles
     assert m.metrics["train"]["steps"] == 8 * 15 and m.metrics["train"]["best_checkpoint"]
@@ -41,10 +43,10 @@ def test_finetune_writes_a_complete_hf_artifact(tiny_teacher, tiny_encoder, tiny
 def test_finetune_takes_text_pairs_and_a_single_file(tiny_encoder, tmp_path):
     rows = [(f"{a} x", f"{b} y", "same" if a == b else "diff") for a in ("apple", "red") for b in ("apple", "red")]
     write_csv(tmp_path / "pairs.csv", rows * 10, header=("first", "second", "y"))
-    config = FinetuneConfig(epochs=1, max_length=16, data=FinetuneConfig().data.__class__(
+    config = FinetuneConfig(max_length=16, trainer=ONE_EPOCH, data=DataConfig(
         text_column="first", text_pair_column="second", label_column="y", validation_fraction=0.25))
 
-    manifest = finetune(str(tiny_encoder), str(tmp_path / "pairs.csv"), tmp_path / "out", config)
+    manifest = finetune(str(tiny_encoder), tmp_path / "out", config, data=str(tmp_path / "pairs.csv"))
 
     assert manifest.data["splits"]["train"]["rows"] == 30 and manifest.data["splits"]["validation"]["rows"] == 10
     assert "test" not in manifest.metrics and manifest.labels == {"0": "diff", "1": "same"}
@@ -54,8 +56,8 @@ def test_finetune_takes_text_pairs_and_a_single_file(tiny_encoder, tmp_path):
 
 @pytest.mark.slow
 def test_finetune_picks_max_length_from_token_lengths(tiny_encoder, tiny_data, tmp_path):
-    manifest = finetune(str(tiny_encoder), str(tiny_data), tmp_path / "auto",
-                        FinetuneConfig(epochs=1, length_percentile=99))
+    manifest = finetune(str(tiny_encoder), tmp_path / "auto", FinetuneConfig(length_percentile=99, trainer=ONE_EPOCH),
+                        data=str(tiny_data))
 
     # Every tiny text is 7 words + [CLS] + [SEP] = 9 tokens: rounded up to 16.
     assert manifest.data["max_length"] == 16
@@ -64,10 +66,10 @@ def test_finetune_picks_max_length_from_token_lengths(tiny_encoder, tiny_data, t
 
 @pytest.mark.slow
 def test_finetune_is_reproducible_with_the_same_seed(tiny_encoder, tiny_data, tmp_path):
-    config = FinetuneConfig(epochs=1, max_length=16, seed=3)
+    config = FinetuneConfig(max_length=16, trainer=ONE_EPOCH, data=DataConfig(seed=3))
 
-    a = finetune(str(tiny_encoder), str(tiny_data), tmp_path / "a", config)
-    b = finetune(str(tiny_encoder), str(tiny_data), tmp_path / "b", config)
+    a = finetune(str(tiny_encoder), tmp_path / "a", config, data=str(tiny_data))
+    b = finetune(str(tiny_encoder), tmp_path / "b", config, data=str(tiny_data))
 
     # Same seed, same data: the same weights, fresh classification head included.
     assert a.files["model.safetensors"] == b.files["model.safetensors"]
@@ -75,7 +77,7 @@ def test_finetune_is_reproducible_with_the_same_seed(tiny_encoder, tiny_data, tm
 
 @pytest.mark.slow
 def test_finetune_from_an_edgewise_artifact_links_it_as_parent(tiny_teacher, tiny_data, tmp_path):
-    manifest = finetune(str(tiny_teacher), str(tiny_data), tmp_path / "again", FinetuneConfig(epochs=1))
+    manifest = finetune(str(tiny_teacher), tmp_path / "again", FinetuneConfig(trainer=ONE_EPOCH), data=str(tiny_data))
 
     assert manifest.parent == {"path": str(tiny_teacher), "manifest_sha256": Manifest.read(tiny_teacher).sha256}
     assert manifest.source is None and manifest.data["max_length"] == 16
@@ -88,13 +90,13 @@ def test_finetune_skips_test_metrics_when_the_test_split_is_unlabelled(tiny_enco
     write_csv(tmp_path / "train.csv", make_texts(60, seed=1))
     write_csv(tmp_path / "test.csv", [(t, "") for t, _ in make_texts(6, seed=2)])
 
-    manifest = finetune(str(tiny_encoder), str(tmp_path), tmp_path / "out", FinetuneConfig(epochs=1))
+    manifest = finetune(str(tiny_encoder), tmp_path / "out", FinetuneConfig(trainer=ONE_EPOCH), data=str(tmp_path))
 
     assert "test" not in manifest.metrics and "validation" in manifest.metrics
 
 
 def test_drop_incomplete_checkpoints_keeps_only_finished_ones(tmp_path):
-    from edgewise.core.training import drop_incomplete_checkpoints
+    from edgewise.core.stage import drop_incomplete_checkpoints
 
     (tmp_path / "checkpoint-10").mkdir()
     (tmp_path / "checkpoint-10" / "trainer_state.json").write_text("{}")
@@ -105,26 +107,35 @@ def test_drop_incomplete_checkpoints_keeps_only_finished_ones(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-10"]
 
 
-def test_choose_max_length_rounds_up_and_caps():
-    assert choose_max_length([10] * 99 + [1000], 99, 512) == 24
-    assert choose_max_length([700] * 10, 99, 512) == 512
-    assert choose_max_length([1, 2], 50, 512) == 8
-
-
 def test_finetune_failure_leaves_no_output(tiny_encoder, tiny_data, tmp_path):
     with pytest.raises(EdgewiseError, match="exceeds the model's limit of 64"):
-        finetune(str(tiny_encoder), str(tiny_data), tmp_path / "t", FinetuneConfig(epochs=1, max_length=128))
+        finetune(str(tiny_encoder), tmp_path / "t", FinetuneConfig(max_length=128, trainer=ONE_EPOCH),
+                 data=str(tiny_data))
 
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
-    ("field", "value", "fragment"),
-    [("epochs", 0, "epochs must be > 0"), ("learning_rate", 2.0, "learning_rate must be in (0, 1)"),
-     ("batch_size", 0, "batch_size must be >= 1"), ("max_length", 4, "max_length must be >= 8"),
-     ("warmup_ratio", 1.0, "warmup_ratio"), ("seed", -1, "seed must be >= 0")],
+    ("cls", "field", "value", "fragment"),
+    [(TrainerConfig, "epochs", 0, "epochs must be > 0"),
+     (TrainerConfig, "learning_rate", 2.0, "learning_rate must be in (0, 1)"),
+     (TrainerConfig, "batch_size", 0, "batch_size must be >= 1"), (TrainerConfig, "warmup_ratio", 1.0, "warmup_ratio"),
+     (TrainerConfig, "best_metric", "loss", "best_metric must be one of accuracy, macro_f1"),
+     (FinetuneConfig, "max_length", 4, "max_length must be >= 8"), (DataConfig, "seed", -1, "seed must be >= 0")],
 )
-def test_finetune_config_rejects_bad_values(field, value, fragment):
+def test_finetune_config_rejects_bad_values(cls, field, value, fragment):
     with pytest.raises(EdgewiseError) as info:
-        FinetuneConfig(**{field: value})
+        cls(**{field: value})
     assert fragment in str(info.value)
+
+
+def test_finetune_config_reads_schema_1_manifests():
+    from edgewise.core.config import config_from_manifest
+
+    flat = {"epochs": 2.0, "learning_rate": 3e-3, "batch_size": 8, "seed": 7, "max_length": 32, "train_split": "train",
+            "best_metric": "accuracy", "allow_pickle": False, "length_percentile": 99.0, "data": {"text_column": "t"}}
+
+    config = config_from_manifest(FinetuneConfig, {"type": "FinetuneConfig", "version": 1, "values": flat})
+
+    assert config.trainer == TrainerConfig(epochs=2, learning_rate=3e-3, batch_size=8, best_metric="accuracy")
+    assert (config.max_length, config.data.seed, config.data.text_column) == (32, 7, "t")

@@ -116,9 +116,9 @@ def test_static_default_leaves_softmax_and_elementwise_ops_in_fp32(tiny_onnx, ti
 
     from edgewise.quantize import quantize
 
-    quantize(tiny_onnx, tmp_path / "s8", QuantizeConfig(method="static", samples=16), calibration=str(tiny_data))
-    quantize(tiny_onnx, tmp_path / "all", QuantizeConfig(method="static", samples=16, op_types="MatMul,Softmax,Add"),
-             calibration=str(tiny_data))
+    quantize(tiny_onnx, tmp_path / "s8", QuantizeConfig(method="static", samples=16, calibration=str(tiny_data)))
+    quantize(tiny_onnx, tmp_path / "all", QuantizeConfig(method="static", samples=16, op_types="MatMul,Softmax,Add",
+                                                         calibration=str(tiny_data)))
 
     def fed_by_dq(path, op):
         graph = onnx.load(str(path / "model.onnx")).graph

@@ -48,9 +48,10 @@ def test_quantize_dynamic_per_channel_on_an_optimized_graph(tiny_teacher, tmp_pa
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_quantize_static_writes_qdq_calibrated_on_the_chosen_samples(tiny_onnx, tiny_data, tmp_path, method):
-    config = QuantizeConfig(method="static", calibration_method=method, samples=40, calibration_batch_size=16)
+    config = QuantizeConfig(method="static", calibration_method=method, samples=40, calibration_batch_size=16,
+                            calibration=str(tiny_data))
 
-    manifest = quantize(tiny_onnx, tmp_path / "s8", config, calibration=str(tiny_data))
+    manifest = quantize(tiny_onnx, tmp_path / "s8", config)
 
     ops = _ops(tmp_path / "s8")
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
@@ -71,8 +72,8 @@ def test_quantize_static_feeds_calibration_one_batch_at_a_time(tiny_onnx, tiny_d
 
     monkeypatch.setattr(ort.TextBatches, "set_range", spy)
 
-    quantize(tiny_onnx, tmp_path / "s8", QuantizeConfig(method="static", samples=24, calibration_batch_size=8),
-             calibration=str(tiny_data))
+    quantize(tiny_onnx, tmp_path / "s8", QuantizeConfig(method="static", samples=24, calibration_batch_size=8,
+                                                        calibration=str(tiny_data)))
 
     assert ranges[-3:] == [1, 1, 1]  # three batches, each collected on its own
 
@@ -279,7 +280,7 @@ def test_evaluate_validation_split_is_the_one_training_carved(teacher_without_va
 
     data, teacher, _ = teacher_without_validation
 
-    result = evaluate(teacher, str(data), EvaluateConfig(split="validation"))
+    result = evaluate(teacher, config=EvaluateConfig(split="validation"), data=str(data))
 
     recorded = Manifest.read(teacher).data["splits"]["validation"]
     assert result["split_sha256"] == recorded["sha256"] and result["samples"] == recorded["rows"]
