@@ -1,26 +1,32 @@
-"""The `edgewise` command line. Commands are thin: they map flags to a config and call a stage.
+"""The `edgewise` command line, generated from the stage registry (`edgewise.core.stage.STAGES`).
+
+Every stage is a command whose options are the fields of its config, nested configs flattened
+(`FinetuneConfig.trainer.epochs` is `--epochs`); default and help come from the config's default
+instance, the declaration from the field's `setting(flag=..., aliases=..., sep=...)`. A command
+builds the config once and calls the stage. `env`, `lineage` and `bench compare` are written by hand.
 
 Nothing heavy is imported at module level, so `edgewise --help` stays fast.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import logging
+import types
+import typing
 import warnings
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from edgewise import __version__
-from edgewise.bench.config import BACKENDS as BENCH_BACKENDS
-from edgewise.bench.config import BenchConfig, CompareConfig
+from edgewise.bench.config import CompareConfig
+from edgewise.core.config import config_from_dict, help_for
 from edgewise.core.errors import EdgewiseError
-from edgewise.distill.config import DistillConfig
-from edgewise.evaluate.config import BACKENDS, EvaluateConfig
-from edgewise.export.config import BundleConfig, ExportConfig
-from edgewise.finetune.config import FinetuneConfig
-from edgewise.quantize.config import QuantizeConfig
+from edgewise.core.stage import STAGES, Stage
 
 
 class UserError(click.ClickException):
@@ -56,6 +62,17 @@ class EdgewiseGroup(click.Group):
             raise
         except click.UsageError as e:
             raise _one_line(e) from None
+
+
+class DefaultCommandGroup(EdgewiseGroup):
+    """`edgewise bench A B ...` runs `bench run A B ...`; `edgewise bench compare ...` names its command."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
 
 
 def _quiet_libraries(debug: bool) -> None:
@@ -94,86 +111,209 @@ def _print_json(payload) -> None:
     click.echo(json.dumps(payload, indent=2))
 
 
-# --- shared options ------------------------------------------------------------------------------
+# --- options from config fields ------------------------------------------------------------------
 
-def config_option(cls, name: str, *flags: str, **kwargs):
-    """A Click option whose default and help come from field ``name`` of config class ``cls``."""
-    import dataclasses
-    import enum
-
-    from edgewise.core.config import help_for
-
-    f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    default = None if f.default is dataclasses.MISSING else f.default
-    if isinstance(default, tuple):  # a profile such as (1, 4, 16) is typed as 1:4:16
-        default, kwargs["type"] = ":".join(map(str, default)), str
-    if isinstance(default, enum.Enum):
-        kwargs.setdefault("type", click.Choice([m.value for m in type(default)]))
-        default = default.value
-    if not any(flag.startswith("--") for flag in flags):
-        flags = (*flags, "--" + name.replace("_", "-"))
-    if default is not None and not isinstance(default, bool) and "type" not in kwargs:
-        kwargs["type"] = type(default)
-    return click.option(*flags, name, default=default, show_default=default is not None,
-                        help=help_for(cls, name), **kwargs)
+_SEPARATORS = {",": "comma-separated", ":": "colon-separated"}
+_ELEMENTS = {int: "integers", float: "numbers", str: "names"}
 
 
-def help_for_field(cls, name: str) -> str:
-    from edgewise.core.config import help_for
+class Separated(click.ParamType):
+    """A tuple typed as one string, e.g. `1,8` or the profile `1:4:16`, split at ``sep``."""
 
-    return help_for(cls, name)
+    name = "text"
 
+    def __init__(self, sep: str, element: type, example: str | None = None):
+        self.sep, self.element, self.example = sep, element, example
 
-def data_options(validation: bool = False):
-    """--text-column / --text-pair-column / --label-column (and --validation-fraction), --encoding."""
-    from edgewise.core.data import DataConfig
-
-    def decorate(f):
-        names = (["text_column", "text_pair_column", "label_column"] + (["validation_fraction"] if validation else [])
-                 + ["encoding"])
-        for name in reversed(names):
-            f = config_option(DataConfig, name)(f)
-        return f
-
-    return decorate
-
-
-def trainer_options(cls):
-    """The Trainer settings finetune and distill share (epochs ... save_total_limit, --split, the data
-    columns, --allow-pickle, --resume, --overwrite), with defaults and help from ``cls``."""
-    import dataclasses
-
-    fields = {f.name for f in dataclasses.fields(cls)}
-    options = [
-        config_option(cls, "epochs"), config_option(cls, "learning_rate", "--learning-rate", "--lr"),
-        config_option(cls, "batch_size"), config_option(cls, "eval_batch_size"), config_option(cls, "warmup_ratio"),
-        config_option(cls, "weight_decay"), config_option(cls, "gradient_accumulation_steps"),
-        config_option(cls, "seed"), config_option(cls, "max_length", type=int),
-        *([config_option(cls, "length_percentile")] if "length_percentile" in fields else []),
-        config_option(cls, "dynamic_padding", "--dynamic-padding/--pad-to-max-length"),
-        config_option(cls, "best_metric"), config_option(cls, "save_total_limit"),
-        config_option(cls, "train_split", "--split"), data_options(validation=True),
-        config_option(cls, "allow_pickle", is_flag=True),
-        click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing output folder."),
-    ]
-
-    def decorate(f):
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return decorate
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        items = [item.strip() for item in str(value).split(self.sep)]
+        try:
+            return tuple(self.element(item) for item in items if item or self.element is not str)
+        except ValueError:
+            what = f"{_SEPARATORS.get(self.sep, repr(self.sep) + '-separated')} list of {_ELEMENTS[self.element]}"
+            self.fail(f"{value!r} is not a {what}" + (f", e.g. {self.example}" if self.example else ""), param, ctx)
 
 
-def _data_config(text_column, text_pair_column, label_column, validation_fraction=0.1, seed=42, *, encoding):
-    from edgewise.core.data import DataConfig
+class FieldOption(click.Option):
+    """An option that sets the config field ``path`` (dotted for a nested config's field)."""
 
-    return DataConfig(text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
-                      validation_fraction=validation_fraction, seed=seed, encoding=encoding)
+    def __init__(self, *args, path: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.path = path
+
+
+def _without_none(hint):
+    """`int | None` -> int (None is then the default the stage reads as "decide for me")."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(options) != 1:
+            raise TypeError(f"{hint} has more than one type besides None")
+        return options[0]
+    return hint
+
+
+def _hidden(path: str, hidden: tuple[str, ...]) -> bool:
+    return any(path == h or path.startswith(h + ".") for h in hidden)
+
+
+def config_fields(cls: type, default, prefix: str = ""):
+    """(dotted path, field, annotation, default value) of every field, nested configs flattened."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        hint, value = hints[f.name], getattr(default, f.name)
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            yield from config_fields(hint, value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f, hint, value
+
+
+def option_spec(path: str, f: dataclasses.Field, hint, default) -> tuple[list[str], dict]:
+    """The declaration and settings of one config field's option: names, type, default and help from
+    the field (``default`` is the field's value in the outer config's default instance)."""
+    meta = f.metadata
+    dashed = "--" + f.name.replace("_", "-")
+    declaration = meta.get("flag") or dashed
+    kwargs: dict = {"help": meta.get("help", ""), "show_default": True, "default": default}
+    base = _without_none(hint)
+    if base is bool:  # a flag pair; `bool | None` leaves the choice to the stage unless given
+        if meta.get("flag") is None:
+            declaration = f"{dashed}/--no-{dashed[2:]}"
+        kwargs["is_flag"] = True
+    elif isinstance(base, type) and issubclass(base, enum.Enum):
+        kwargs["type"] = click.Choice([m.value for m in base])
+        kwargs["default"] = default.value if default is not None else None
+    elif typing.get_origin(base) is tuple:
+        elements = {a for a in typing.get_args(base) if a is not Ellipsis}
+        if len(elements) != 1 or not elements <= {int, float, str}:
+            raise TypeError(f"{path}: a tuple option holds one of int, float, str, not {base}")
+        element = elements.pop()
+        if meta.get("multiple"):
+            kwargs.update(multiple=True, type=click.Choice(meta["choices"]) if meta.get("choices") else element,
+                          default=tuple(default) if default is not None else ())
+        elif meta.get("sep"):
+            sep = meta["sep"]
+            # Names are shown "A, B" so that --help can wrap them; numbers stay "1,2,4" / "1:1:16".
+            shown = (f"{sep} " if element is str else sep).join(map(str, default)) if default is not None else None
+            kwargs.update(type=Separated(sep, element, shown if default and len(default) > 1 else None),
+                          default=shown)
+        else:
+            raise TypeError(f"{path}: a tuple field needs setting(..., sep=...) or setting(..., multiple=True)")
+    elif base in (int, float, str):
+        kwargs["type"] = click.Choice(meta["choices"]) if meta.get("choices") else base
+    else:
+        raise TypeError(f"{path}: no command-line type for {hint}")
+    return [declaration, *meta.get("aliases", ()), path.replace(".", "__")], {"path": path, **kwargs}
+
+
+def field_option(cls: type, path: str) -> typing.Callable:
+    """A decorator adding the option of field ``path`` of ``cls`` (for hand-written commands)."""
+    _, f, hint, default = next(spec for spec in config_fields(cls, cls()) if spec[0] == path)
+    declaration, kwargs = option_spec(path, f, hint, default)
+    return click.option(*declaration, cls=FieldOption, **kwargs)
+
+
+def config_options(cls: type, hidden: tuple[str, ...] = ()) -> list[FieldOption]:
+    """One option per field of ``cls`` (nested configs flattened), minus the ``hidden`` dotted paths;
+    defaults from ``cls()``, so a nested config's defaults are the outer config's."""
+    fields = list(config_fields(cls, cls()))
+    unknown = [h for h in hidden if not any(_hidden(path, (h,)) for path, *_ in fields)]
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)} to hide")
+    options = []
+    for path, f, hint, default in fields:
+        if not _hidden(path, hidden):
+            declaration, kwargs = option_spec(path, f, hint, default)
+            options.append(FieldOption(declaration, **kwargs))
+    return options
+
+
+def _refuse_clashes(command: str, params: list[click.Parameter]) -> None:
+    """Two fields (or a field and one of the command's own parameters) on one option name is a bug."""
+    def label(param: click.Parameter) -> str:
+        return param.path if isinstance(param, FieldOption) else f"the command's {'/'.join(param.opts)}"
+
+    seen: dict[str, click.Parameter] = {}
+    for param in params:
+        for name in dict.fromkeys((*param.opts, *getattr(param, "secondary_opts", ()), param.name)):
+            if name in seen:
+                raise ValueError(f"edgewise {command}: {label(seen[name])} and {label(param)} both map to {name}")
+            seen[name] = param
+
+
+def _nest(flat: dict[str, typing.Any]) -> dict:
+    """{"trainer.epochs": 2} -> {"trainer": {"epochs": 2}}."""
+    nested: dict = {}
+    for path, value in flat.items():
+        *outer, name = path.split(".")
+        level = nested
+        for key in outer:
+            level = level.setdefault(key, {})
+        level[name] = value
+    return nested
+
+
+def stage_command(stage: Stage) -> click.Command:
+    """The command of ``stage``: its input argument(s), DATA or --data, -o/--output, one option per
+    config field, --overwrite, --resume and --json as the stage has them."""
+    cls = stage.config_class
+    source = stage.argument.lower()
+    writes = bool(stage.outputs)
+    params: list[click.Parameter] = [click.Argument(
+        [source], nargs=-1 if stage.many else 1, required=True,
+        type=str if "pretrained" in stage.inputs else click.Path(path_type=Path))]
+    if stage.data == "required":
+        params.append(click.Argument(["data"]))
+    if writes:
+        params.append(click.Option(["-o", "--output", "output"], required=stage.output_required,
+                                   type=click.Path(path_type=Path), help=stage.output_help))
+    if stage.data == "optional":
+        params.append(click.Option(["--data"], default=None, help=stage.data_help))
+    fields = config_options(cls, stage.hidden)
+    params += fields
+    if writes:
+        params.append(click.Option(["--overwrite"], is_flag=True, help="Replace an existing output folder."))
+    if stage.resumable:
+        params.append(click.Option(["--resume"], is_flag=True,
+                                   help="Continue an interrupted run from its last checkpoint."))
+    if stage.render:
+        params.append(click.Option(["--json", "as_json"], is_flag=True, help="Print the result as JSON on stdout."))
+    name = stage.command or stage.name
+    _refuse_clashes(name, params)
+
+    def run(**values):
+        ctx = click.get_current_context()
+        # Only what was given: config_from_dict fills in the rest exactly as cls() has it.
+        given = {f.path: values[f.name] for f in fields
+                 if ctx.get_parameter_source(f.name) is not ParameterSource.DEFAULT}
+        config = config_from_dict(cls, _nest(given))
+        src = values[source]
+        result = stage.run(list(src) if stage.many else src, values.get("output"), config, data=values.get("data"),
+                           overwrite=values.get("overwrite", False), resume=values.get("resume", False))
+        if values.get("as_json"):
+            _print_json(stage.summarize(result))
+        else:
+            stage.show(result)
+
+    return click.Command(name, params=params, callback=run, help=stage.help)
 
 
 # --- commands ------------------------------------------------------------------------------------
+
+@cli.group(cls=DefaultCommandGroup)
+def bench():
+    """Benchmark artifacts side by side (`edgewise bench ARTIFACT... [options]`) or gate a report
+    against a baseline (`edgewise bench compare REPORT BASELINE`)."""
+
+
+GROUPS = {"bench": bench}  # the groups a stage may name as its `group`
+
+for _stage in STAGES.values():
+    (GROUPS[_stage.group] if _stage.group else cli).add_command(stage_command(_stage))
+
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -206,125 +346,6 @@ def env(as_json):
 
 
 @cli.command()
-@click.argument("pretrained")
-@click.argument("data")
-@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
-              help="Folder to write the fine-tuned model to.")
-@trainer_options(FinetuneConfig)
-def finetune(pretrained, data, output, epochs, learning_rate, batch_size, eval_batch_size, warmup_ratio,
-             weight_decay, gradient_accumulation_steps, seed, max_length, length_percentile, dynamic_padding,
-             best_metric, save_total_limit, train_split, text_column, text_pair_column, label_column,
-             validation_fraction, encoding, allow_pickle, resume, overwrite):
-    """Fine-tune PRETRAINED (builtin:all-minilm-l6-v2, a folder or a Hub id) on DATA into a teacher.
-
-    DATA is a csv / tsv / jsonl / json / parquet file, a folder of train / validation / test
-    files, a datasets.save_to_disk folder, hf:NAME[:CONFIG] or builtin:bbc-news.
-    """
-    from edgewise.finetune import finetune as run_finetune
-
-    config = FinetuneConfig(
-        epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, eval_batch_size=eval_batch_size,
-        warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed, max_length=max_length,
-        length_percentile=length_percentile, dynamic_padding=dynamic_padding, best_metric=best_metric,
-        gradient_accumulation_steps=gradient_accumulation_steps, save_total_limit=save_total_limit,
-        allow_pickle=allow_pickle, train_split=train_split,
-        data=_data_config(text_column, text_pair_column, label_column, validation_fraction, seed, encoding=encoding),
-    )
-    run_finetune(pretrained, data, output, config, overwrite=overwrite, resume=resume)
-
-
-@cli.command()
-@click.argument("teacher", type=click.Path(path_type=Path))
-@click.argument("data")
-@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
-              help="Folder to write the student to.")
-@config_option(DistillConfig, "layers", type=int)
-@config_option(DistillConfig, "layer_map", type=str)
-@config_option(DistillConfig, "student", type=str)
-@config_option(DistillConfig, "student_config", type=str)
-@config_option(DistillConfig, "temperature")
-@config_option(DistillConfig, "alpha")
-@config_option(DistillConfig, "hidden_weight")
-@config_option(DistillConfig, "attention_weight")
-@config_option(DistillConfig, "cache_logits", "--cache-logits/--no-cache-logits")
-@click.option("--unlabeled", default=None, help="Extra texts (a .txt file, one per line, or any DATA spec) the "
-                                                "teacher labels with soft targets.")
-@trainer_options(DistillConfig)
-def distill(teacher, data, output, layers, layer_map, student, student_config, temperature, alpha, hidden_weight,
-            attention_weight, cache_logits, unlabeled, epochs, learning_rate, batch_size, eval_batch_size,
-            warmup_ratio, weight_decay, gradient_accumulation_steps, seed, max_length, dynamic_padding, best_metric,
-            save_total_limit, train_split, text_column, text_pair_column, label_column, validation_fraction,
-            encoding, allow_pickle, resume, overwrite):
-    """Distil the fine-tuned TEACHER into a smaller student trained on DATA.
-
-    The student is the teacher's own layers (--layers N or --layer-map 0,2,5), a given encoder
-    (--student), or a fresh config (--student-config layers=4,hidden=256,heads=4,ffn=1024).
-    """
-    from edgewise.distill import distill as run_distill
-
-    config = DistillConfig(
-        layers=layers, layer_map=layer_map, student=student, student_config=student_config, temperature=temperature,
-        alpha=alpha, hidden_weight=hidden_weight, attention_weight=attention_weight, cache_logits=cache_logits,
-        epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, eval_batch_size=eval_batch_size,
-        warmup_ratio=warmup_ratio, weight_decay=weight_decay, gradient_accumulation_steps=gradient_accumulation_steps,
-        seed=seed, max_length=max_length, dynamic_padding=dynamic_padding, best_metric=best_metric,
-        save_total_limit=save_total_limit, train_split=train_split, allow_pickle=allow_pickle,
-        data=_data_config(text_column, text_pair_column, label_column, validation_fraction, seed, encoding=encoding),
-    )
-    run_distill(teacher, data, output, config, unlabeled=unlabeled, overwrite=overwrite, resume=resume)
-
-
-@cli.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.argument("data")
-@config_option(EvaluateConfig, "split")
-@config_option(EvaluateConfig, "batch_size")
-@config_option(EvaluateConfig, "max_length", type=int)
-@config_option(EvaluateConfig, "backend", type=click.Choice(BACKENDS))
-@data_options()
-@config_option(EvaluateConfig, "allow_pickle", is_flag=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def evaluate(model, data, split, batch_size, max_length, backend, text_column, text_pair_column, label_column,
-             encoding, allow_pickle, as_json):
-    """Score the classifier in MODEL on DATA: accuracy, macro-F1, per-class figures, confusion matrix."""
-    from edgewise.evaluate import evaluate as run_evaluate
-
-    config = EvaluateConfig(split=split, batch_size=batch_size, max_length=max_length, backend=backend,
-                            allow_pickle=allow_pickle,
-                            data=_data_config(text_column, text_pair_column, label_column, encoding=encoding))
-    result = run_evaluate(model, data, config)
-    if as_json:
-        _print_json(result)
-    else:
-        _print_evaluation(result)
-
-
-def _print_evaluation(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    console.print(
-        f"[bold]{result['artifact']}[/bold] on {result['data']} ({result['split']}, {result['samples']} texts, "
-        f"{result['backend']}, max_length {result['max_length']}, {result['runtime_s']} s)"
-    )
-    console.print(f"accuracy [bold]{result['accuracy']:.4f}[/bold]   macro-F1 [bold]{result['macro_f1']:.4f}[/bold]")
-    table = Table(title="per class")
-    for column in ("label", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="left" if column == "label" else "right")
-    for label, row in result["per_class"].items():
-        table.add_row(label, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
-    console.print(table)
-    matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
-    matrix.add_column("")
-    for label in result["labels"]:
-        matrix.add_column(label, justify="right")
-    for label, row in zip(result["labels"], result["confusion_matrix"], strict=True):
-        matrix.add_row(label, *map(str, row))
-    console.print(matrix)
-
-
-@cli.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the chain as JSON on stdout.")
 def lineage(artifact, as_json):
@@ -349,232 +370,13 @@ def lineage(artifact, as_json):
     Console().print(table)
 
 
-@cli.command()
-@click.argument("src", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
-              help="Folder to write the exported model to.")
-@config_option(ExportConfig, "format", "--format")
-@config_option(ExportConfig, "opset")
-@config_option(ExportConfig, "optimize", "--optimize/--no-optimize")
-@click.option("--data", default=None, help="Data whose texts drive the parity check (any DATA spec).")
-@config_option(ExportConfig, "verify_samples")
-@config_option(ExportConfig, "atol")
-@config_option(ExportConfig, "verify", "--verify/--no-verify")
-@config_option(ExportConfig, "max_length", type=int)
-@config_option(ExportConfig, "ort_target")
-@config_option(ExportConfig, "fp16", "--fp16/--no-fp16")
-@config_option(ExportConfig, "batch")
-@config_option(ExportConfig, "seq")
-@config_option(ExportConfig, "workspace_mb")
-@config_option(ExportConfig, "timing_cache")
-@data_options()
-@config_option(ExportConfig, "allow_pickle", is_flag=True)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
-def export(src, output, format, opset, optimize, data, verify_samples, atol, verify, max_length, ort_target, fp16,
-           batch, seq, workspace_mb, timing_cache, text_column, text_pair_column, label_column, encoding,
-           allow_pickle, overwrite):
-    """Export SRC: an hf model to ONNX (--format onnx), an ONNX model to ORT or TensorRT.
-
-    Every export is checked against its source (max |logit diff| and label agreement in the
-    manifest); a miss beyond --atol is an error unless --no-verify. Without TensorRT or a CUDA GPU,
-    --format tensorrt writes model.onnx and build_engine.sh (the trtexec command) for the device.
-    """
-    from edgewise.export import export as run_export
-
-    config = ExportConfig(
-        format=format, opset=opset, optimize=optimize, verify=verify, atol=atol, verify_samples=verify_samples,
-        max_length=max_length, ort_target=ort_target, fp16=fp16, batch=batch, seq=seq, workspace_mb=workspace_mb,
-        timing_cache=timing_cache,
-        allow_pickle=allow_pickle, data=_data_config(text_column, text_pair_column, label_column, encoding=encoding),
-    )
-    run_export(src, output, config, data=data, overwrite=overwrite)
-
-
-@cli.command()
-@click.argument("src", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
-              help="Deploy folder to write.")
-@config_option(BundleConfig, "model_format", type=click.Choice(["auto", "onnx", "ort"]))
-@config_option(BundleConfig, "max_length", type=int)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
-def bundle(src, output, model_format, max_length, overwrite):
-    """Write a deploy folder from the ONNX / ORT artifact SRC, runnable with `python -m edgewise.runtime`."""
-    from edgewise.export import bundle as run_bundle
-
-    run_bundle(src, output, BundleConfig(model_format=model_format, max_length=max_length), overwrite=overwrite)
-
-
-@cli.command()
-@click.argument("src", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
-              help="Folder to write the quantized model to.")
-@config_option(QuantizeConfig, "method")
-@config_option(QuantizeConfig, "per_channel", "--per-channel/--per-tensor")
-@config_option(QuantizeConfig, "weight_type")
-@config_option(QuantizeConfig, "activation_type")
-@config_option(QuantizeConfig, "reduce_range", "--reduce-range/--no-reduce-range")
-@click.option("--calibration", default=None, help="Data whose texts calibrate static INT8 (any DATA spec; train "
-                                                   "split first; labels not needed). Default: --data.")
-@config_option(QuantizeConfig, "calibration_method")
-@config_option(QuantizeConfig, "samples")
-@config_option(QuantizeConfig, "calibration_batch_size")
-@config_option(QuantizeConfig, "percentile")
-@click.option("--op-types", default=None, help=help_for_field(QuantizeConfig, "op_types") + " Default: MatMul, Gemm, "
-                                               "Gather, Attention, EmbedLayerNormalization.")
-@click.option("--exclude-op", multiple=True, help=help_for_field(QuantizeConfig, "exclude_op"))
-@click.option("--exclude-node", multiple=True, help=help_for_field(QuantizeConfig, "exclude_node"))
-@click.option("--fp16-keep-ops", default=None,
-              help=help_for_field(QuantizeConfig, "fp16_keep_ops") + " Default: normalisations, Softmax and the ops "
-                   "of a decomposed LayerNorm.")
-@config_option(QuantizeConfig, "inc_approach")
-@click.option("--data", default=None, help="Labelled data whose validation / test splits measure accuracy (any DATA "
-                                           "spec). Default: the data the model was trained on, if recorded.")
-@config_option(QuantizeConfig, "max_accuracy_drop", type=float)
-@config_option(QuantizeConfig, "sensitivity_samples")
-@click.option("--fallback-layers", default="1,2,4", show_default=True,
-              help=help_for_field(QuantizeConfig, "fallback_layers"))
-@config_option(QuantizeConfig, "threads")
-@config_option(QuantizeConfig, "seq_len")
-@config_option(QuantizeConfig, "eval_batch_size")
-@config_option(QuantizeConfig, "max_eval_samples", type=int)
-@config_option(QuantizeConfig, "atol", type=float)
-@data_options(validation=True)
-@config_option(QuantizeConfig, "allow_pickle", is_flag=True)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result (size, accuracy, search table) as JSON.")
-def quantize(src, output, method, per_channel, weight_type, activation_type, reduce_range, calibration,
-             calibration_method, samples, calibration_batch_size, percentile, op_types, exclude_op, exclude_node,
-             fp16_keep_ops,
-             inc_approach, data, max_accuracy_drop, sensitivity_samples, fallback_layers, threads, seq_len,
-             eval_batch_size, max_eval_samples, atol, text_column, text_pair_column, label_column,
-             validation_fraction, encoding, allow_pickle, overwrite, as_json):
-    """Quantize SRC: an ONNX model to INT8 (dynamic / static QDQ) or FP16, an hf model with INC.
-
-    Accuracy and agreement with the source are measured on --data (default: the training data
-    recorded in the lineage). With --max-accuracy-drop, candidates are compared and the fastest
-    within the drop is kept; the table of every candidate is printed and stored in the manifest.
-    """
-    from edgewise.quantize import quantize as run_quantize
-
-    fields = {"fp16_keep_ops": fp16_keep_ops} if fp16_keep_ops is not None else {}
-    if op_types is not None:
-        fields["op_types"] = op_types
-    config = QuantizeConfig(
-        method=method, per_channel=per_channel, weight_type=weight_type, activation_type=activation_type,
-        reduce_range=reduce_range, calibration_method=calibration_method, samples=samples,
-        calibration_batch_size=calibration_batch_size, percentile=percentile, exclude_op=exclude_op,
-        exclude_node=exclude_node, inc_approach=inc_approach, max_accuracy_drop=max_accuracy_drop,
-        sensitivity_samples=sensitivity_samples, fallback_layers=fallback_layers, threads=threads, seq_len=seq_len,
-        eval_batch_size=eval_batch_size, max_eval_samples=max_eval_samples, atol=atol, allow_pickle=allow_pickle,
-        data=_data_config(text_column, text_pair_column, label_column, validation_fraction, encoding=encoding),
-        **fields,
-    )
-    manifest = run_quantize(src, output, config, data=data, calibration=calibration, overwrite=overwrite)
-    metrics = manifest.metrics
-    result = {"artifact": str(manifest.path), "method": metrics["quantization"]["method"], "size": metrics["size"],
-              "accuracy": metrics.get("accuracy", {}), "int8": metrics["quantization"].get("int8"),
-              "search": metrics["quantization"].get("search"), "warnings": metrics.get("warnings", []),
-              "config": manifest.config["values"]}
-    if as_json:
-        _print_json(result)
-    else:
-        _print_quantized(result)
-
-
-def _print_quantized(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    size = result["size"]
-    ratio = f", {size['ratio']:.1%} of the source" if size.get("ratio") else ""
-    table = Table(title=f"{result['artifact']} ({result['method']}; {size['bytes'] / 1e6:.1f} MB{ratio}); "
-                        "macro-F1, accuracy in %: source->quantized; drop in points")
-    # Agreement and macro-F1 lead: accuracy alone hides a model that changed many labels both ways.
-    for column in ("split", "agreement", "macro-F1", "accuracy", "drop", "max|diff|"):
-        table.add_column(column, justify="left" if column == "split" else "right", no_wrap=True)
-    for split, row in result["accuracy"].items():
-        source, quantized = row["source"], row["quantized"]
-        table.add_row(split, f"{quantized['agreement_with_source']:.1%}",
-                      f"{source['macro_f1'] * 100:.2f}->{quantized['macro_f1'] * 100:.2f}",
-                      f"{source['accuracy'] * 100:.2f}->{quantized['accuracy'] * 100:.2f}",
-                      f"{row['drop_points']:.2f}", f"{quantized['max_abs_diff']:.2g}")
-    if not result["accuracy"]:
-        table.add_row("(no data)", "", "", "", "", "")
-    Console().print(table)
-
-
-class DefaultCommandGroup(EdgewiseGroup):
-    """`edgewise bench A B ...` runs `bench run A B ...`; `edgewise bench compare ...` names its command."""
-
-    default_command = "run"
-
-    def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
-            args = [self.default_command, *args]
-        return super().parse_args(ctx, args)
-
-
-@cli.group(cls=DefaultCommandGroup)
-def bench():
-    """Benchmark artifacts side by side (`edgewise bench ARTIFACT... [options]`) or gate a report
-    against a baseline (`edgewise bench compare REPORT BASELINE`)."""
-
-
-def _batch_sizes(ctx, param, value):
-    try:
-        return tuple(int(v) for v in str(value).split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers, e.g. 1,8") from None
-
-
-@bench.command("run")
-@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--data", default=None, help="Labelled data for accuracy (and --seq-len data); any DATA spec.")
-@config_option(BenchConfig, "split")
-@click.option("--backend", "backends", multiple=True, default=("auto",), show_default=True,
-              type=click.Choice(BENCH_BACKENDS), help=help_for_field(BenchConfig, "backends"))
-@click.option("--batch-sizes", default="1", show_default=True, callback=_batch_sizes,
-              help=help_for_field(BenchConfig, "batch_sizes"))
-@config_option(BenchConfig, "threads", type=int)
-@config_option(BenchConfig, "seq_len")
-@config_option(BenchConfig, "warmup")
-@config_option(BenchConfig, "min_runs")
-@config_option(BenchConfig, "min_time_s", "--min-time")
-@config_option(BenchConfig, "rounds")
-@config_option(BenchConfig, "accuracy_samples", type=int)
-@config_option(BenchConfig, "eval_batch_size", type=int)
-@data_options()
-@click.option("-o", "--output", "output", default=None, type=click.Path(path_type=Path),
-              help="Folder for report.json, report.md, pareto.png and latency_cdf.png.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report JSON on stdout.")
-def bench_run(artifacts, data, split, backends, batch_sizes, threads, seq_len, warmup, min_runs, min_time_s, rounds,
-              accuracy_samples, eval_batch_size, text_column, text_pair_column, label_column, encoding, output,
-              overwrite, as_json):
-    """Time ARTIFACTS (the first is the reference) on every backend and batch size, interleaved in rounds,
-    with accuracy from the same run when --data is given."""
-    from edgewise.bench import bench as run_bench
-
-    config = BenchConfig(backends=backends, batch_sizes=batch_sizes, threads=threads, seq_len=seq_len,
-                         warmup=warmup, min_runs=min_runs, min_time_s=min_time_s, rounds=rounds, split=split,
-                         accuracy_samples=accuracy_samples, eval_batch_size=eval_batch_size,
-                         data=_data_config(text_column, text_pair_column, label_column, encoding=encoding))
-    report = run_bench(list(artifacts), config, data=data, output=output, overwrite=overwrite)
-    if as_json:
-        _print_json(report)
-    else:
-        from edgewise.bench.report import markdown
-
-        click.echo(markdown(report))
-
-
 @bench.command("compare")
 @click.argument("current", type=click.Path(path_type=Path))
 @click.argument("baseline", type=click.Path(path_type=Path))
-@click.option("--max-latency-regression", default="10%", show_default=True,
-              help=help_for_field(CompareConfig, "max_latency_regression"))
-@config_option(CompareConfig, "max_accuracy_drop")
-@config_option(CompareConfig, "allow_missing", is_flag=True)
+@click.option("--max-latency-regression", show_default=True, help=help_for(CompareConfig, "max_latency_regression"),
+              default=f"{CompareConfig().max_latency_regression * 100:g}%")
+@field_option(CompareConfig, "max_accuracy_drop")
+@field_option(CompareConfig, "allow_missing")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
 @click.pass_context
 def bench_compare(ctx, current, baseline, max_latency_regression, max_accuracy_drop, allow_missing, as_json):

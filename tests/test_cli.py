@@ -8,16 +8,87 @@ import pytest
 
 from edgewise.cli import cli
 from edgewise.core.artifact import Artifact
-from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import MANIFEST_NAME
 from tests.conftest import assert_user_error, write_csv
 
 
-@pytest.mark.parametrize("command", sorted(cli.commands))
+def _command_paths(group, prefix=()):
+    for name, command in sorted(group.commands.items()):
+        yield (*prefix, name)
+        if hasattr(command, "commands"):
+            yield from _command_paths(command, (*prefix, name))
+
+
+COMMANDS = list(_command_paths(cli))
+
+
+@pytest.mark.parametrize("command", [" ".join(c) for c in COMMANDS])
 def test_every_command_has_help(cli_run, command):
-    result = cli_run(command, "--help")
+    result = cli_run(*command.split(), "--help")
 
     assert result.exit_code == 0 and "Usage: " in result.output
+
+
+def test_root_help(cli_run):
+    result = cli_run("--help")
+
+    assert result.exit_code == 0 and all(name in result.output for name in ("bench", "finetune", "quantize"))
+
+
+# Every option the hand-written CLI had (before the commands were generated from the configs).
+OPTIONS_BEFORE = {
+    "finetune": "-o --output --epochs --learning-rate --lr --batch-size --eval-batch-size --warmup-ratio "
+                "--weight-decay --gradient-accumulation-steps --seed --max-length --length-percentile "
+                "--dynamic-padding --pad-to-max-length --best-metric --save-total-limit --split --text-column "
+                "--text-pair-column --label-column --validation-fraction --encoding --allow-pickle --resume "
+                "--overwrite",
+    "distill": "-o --output --layers --layer-map --student --student-config --temperature --alpha --hidden-weight "
+               "--attention-weight --cache-logits --no-cache-logits --unlabeled --epochs --learning-rate --lr "
+               "--batch-size --eval-batch-size --warmup-ratio --weight-decay --gradient-accumulation-steps --seed "
+               "--max-length --dynamic-padding --pad-to-max-length --best-metric --save-total-limit --split "
+               "--text-column --text-pair-column --label-column --validation-fraction --encoding --allow-pickle "
+               "--resume --overwrite",
+    "evaluate": "--split --batch-size --max-length --backend --text-column --text-pair-column --label-column "
+                "--encoding --allow-pickle --json",
+    "export": "-o --output --format --opset --optimize --no-optimize --data --verify-samples --atol --verify "
+              "--no-verify --max-length --ort-target --fp16 --no-fp16 --batch --seq --workspace-mb --timing-cache "
+              "--text-column --text-pair-column --label-column --encoding --allow-pickle --overwrite",
+    "bundle": "-o --output --model-format --max-length --overwrite",
+    "quantize": "-o --output --method --per-channel --per-tensor --weight-type --activation-type --reduce-range "
+                "--no-reduce-range --calibration --calibration-method --samples --calibration-batch-size "
+                "--percentile --op-types --exclude-op --exclude-node --fp16-keep-ops --inc-approach --data "
+                "--max-accuracy-drop --sensitivity-samples --fallback-layers --threads --seq-len --eval-batch-size "
+                "--max-eval-samples --atol --text-column --text-pair-column --label-column --validation-fraction "
+                "--encoding --allow-pickle --overwrite --json",
+    "bench run": "--data --split --backend --batch-sizes --threads --seq-len --warmup --min-runs --min-time --rounds "
+                 "--accuracy-samples --eval-batch-size --text-column --text-pair-column --label-column --encoding "
+                 "-o --output --overwrite --json",
+    "bench compare": "--max-latency-regression --max-accuracy-drop --allow-missing --json",
+}
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS_BEFORE))
+def test_command_keeps_every_option_it_had(command):
+    group = cli
+    for name in command.split():
+        group = group.commands[name]
+    offered = {name for p in group.params for name in (*p.opts, *getattr(p, "secondary_opts", ()))}
+
+    assert set(OPTIONS_BEFORE[command].split()) - offered == set()
+
+
+def test_option_defaults_come_from_each_configs_default_instance():
+    def option(command, name):
+        group = cli
+        for part in command.split():
+            group = group.commands[part]
+        return next(p for p in group.params if name in p.opts)
+
+    # The nested TrainerConfig's default differs per outer config.
+    assert option("finetune", "--lr").default == 5e-5 and option("distill", "--lr").default == 1e-4
+    assert option("quantize", "--fallback-layers").default == "1,2,4"
+    assert option("export", "--batch").default == "1:1:16" and option("bench run", "--batch-sizes").default == "1"
+    assert option("bench compare", "--max-latency-regression").default == "10%"
 
 
 def test_version(cli_run):
@@ -38,7 +109,8 @@ def test_import_cli_loads_no_heavy_libraries():
 def test_help_of_every_command_loads_no_heavy_libraries():
     # What keeps `edgewise --help` fast, checked without a stopwatch: no heavy import on the way.
     code = ("import sys\nfrom click.testing import CliRunner\nfrom edgewise.cli import cli\n"
-            "helps = [['--help'], ['bench', 'compare', '--help']] + [[name, '--help'] for name in cli.commands]\n"
+            "helps = [['--help'], ['bench', 'run', '--help'], ['bench', 'compare', '--help']]\n"
+            "helps += [[name, '--help'] for name in cli.commands]\n"
             "for args in helps:\n"
             "    assert CliRunner().invoke(cli, args).exit_code == 0, args\n"
             "heavy = {'torch', 'transformers', 'onnxruntime', 'tensorrt', 'pandas', 'sklearn', 'datasets', 'onnx'}\n"
@@ -65,11 +137,29 @@ def test_env_table(cli_run):
     assert result.exit_code == 0 and "onnxruntime providers" in result.stdout and "isa" in result.stdout
 
 
-def test_finetune_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
-    import edgewise.finetune
+def _record(monkeypatch, module: str, name: str, result=None) -> dict:
+    """Patch the stage function the registry resolves; what the command passed lands in the dict."""
+    import importlib
 
     seen = {}
-    monkeypatch.setattr(edgewise.finetune, "finetune", lambda *a, **kw: seen.update(args=a, kw=kw))
+
+    def fake(src, dst, config, *, data=None, overwrite=False, resume=False):
+        seen.update(args=(src, dst, config), kw={"data": data, "overwrite": overwrite, "resume": resume})
+        return result
+
+    monkeypatch.setattr(importlib.import_module(module), name, fake)
+    return seen
+
+
+def _record_quantize(monkeypatch) -> dict:
+    import edgewise.quantize.report
+
+    monkeypatch.setattr(edgewise.quantize.report, "render", lambda manifest: None)  # the fake writes no manifest
+    return _record(monkeypatch, "edgewise.quantize.stage", "quantize")
+
+
+def test_finetune_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
+    seen = _record(monkeypatch, "edgewise.finetune.stage", "finetune")
 
     result = cli_run("finetune", "builtin:all-minilm-l6-v2", "data.csv", "-o", tmp_path / "t", "--epochs", "2",
                      "--lr", "1e-4", "--batch-size", "8", "--max-length", "128", "--pad-to-max-length",
@@ -77,12 +167,39 @@ def test_finetune_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
                      "--seed", "7", "--resume", "--overwrite")
 
     assert result.exit_code == 0, result.output
-    pretrained, data, dst, config = seen["args"]
-    assert (pretrained, data, dst) == ("builtin:all-minilm-l6-v2", "data.csv", tmp_path / "t")
-    assert (config.epochs, config.learning_rate, config.batch_size, config.max_length) == (2.0, 1e-4, 8, 128)
-    assert config.dynamic_padding is False and config.best_metric.value == "accuracy" and config.seed == 7
+    pretrained, dst, config = seen["args"]
+    assert (pretrained, dst) == ("builtin:all-minilm-l6-v2", tmp_path / "t")
+    trainer = config.trainer
+    assert (trainer.epochs, trainer.learning_rate, trainer.batch_size, config.max_length) == (2.0, 1e-4, 8, 128)
+    assert trainer.dynamic_padding is False and trainer.best_metric.value == "accuracy"
     assert (config.data.text_pair_column, config.data.label_column, config.data.seed) == ("q2", "y", 7)
-    assert seen["kw"] == {"overwrite": True, "resume": True}
+    assert seen["kw"] == {"data": "data.csv", "overwrite": True, "resume": True}
+
+
+def test_finetune_and_distill_keep_their_own_trainer_defaults(cli_run, monkeypatch, tmp_path):
+    finetuned = _record(monkeypatch, "edgewise.finetune.stage", "finetune")
+    distilled = _record(monkeypatch, "edgewise.distill.stage", "distill")
+
+    cli_run("finetune", "builtin:all-minilm-l6-v2", "data.csv", "-o", tmp_path / "t", "--epochs", "1")
+    cli_run("distill", "teacher", "data.csv", "-o", tmp_path / "s", "--epochs", "1", "--split", "extra")
+
+    from edgewise.distill.config import DistillConfig
+    from edgewise.finetune.config import FinetuneConfig
+
+    finetune_config, distill_config = finetuned["args"][2], distilled["args"][2]
+    assert finetune_config.trainer.learning_rate == FinetuneConfig().trainer.learning_rate == 5e-5
+    assert distill_config.trainer.learning_rate == DistillConfig().trainer.learning_rate == 1e-4
+    assert (distill_config.trainer.epochs, distill_config.trainer.train_split) == (1.0, "extra")
+    assert distill_config.trainer.batch_size == DistillConfig().trainer.batch_size
+
+
+def test_defaults_on_the_command_line_build_the_default_config(cli_run, monkeypatch, tmp_path):
+    from edgewise.quantize.config import QuantizeConfig
+
+    seen = _record_quantize(monkeypatch)
+
+    assert cli_run("quantize", "onnx", "-o", tmp_path / "q").exit_code == 0
+    assert seen["args"][2] == QuantizeConfig()
 
 
 @pytest.mark.slow
@@ -343,10 +460,7 @@ def test_python_m_edgewise_reports_errors_without_traceback(tmp_path):
 # --- export / bundle -------------------------------------------------------------------------------
 
 def test_export_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
-    import edgewise.export
-
-    seen = {}
-    monkeypatch.setattr(edgewise.export, "export", lambda *a, **kw: seen.update(args=a, kw=kw))
+    seen = _record(monkeypatch, "edgewise.export.stage", "export")
 
     result = cli_run("export", tmp_path / "onnx", "-o", tmp_path / "trt", "--format", "tensorrt", "--fp16",
                      "--batch", "1:4:16", "--seq", "8:64:128", "--opset", "18", "--atol", "1e-3",
@@ -361,7 +475,22 @@ def test_export_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
     assert (config.timing_cache, config.max_length, config.verify, config.ort_target.value) == (
         "old.cache", 64, False, "amd64")
     assert (config.data.text_column, config.data.text_pair_column) == ("sentence", "q2")
-    assert seen["kw"] == {"data": "builtin:bbc-news", "overwrite": False}
+    assert seen["kw"] == {"data": "builtin:bbc-news", "overwrite": False, "resume": False}
+
+
+def test_export_single_number_profile_means_all_three(cli_run, monkeypatch, tmp_path):
+    seen = _record(monkeypatch, "edgewise.export.stage", "export")
+
+    result = cli_run("export", tmp_path / "onnx", "-o", tmp_path / "trt", "--format", "tensorrt", "--batch", "4")
+
+    assert result.exit_code == 0, result.output
+    assert seen["args"][2].batch == (4, 4, 4)
+
+
+def test_export_bad_profile_is_one_error_line(cli_run, tmp_path):
+    result = cli_run("export", tmp_path / "onnx", "-o", tmp_path / "trt", "--seq", "8:x:128")
+
+    assert_user_error(result, "--seq", "not a colon-separated list of integers", "8:64:128")
 
 
 def test_export_and_bundle_cli_happy_path(cli_run, tiny_teacher, tiny_data, tmp_path):
@@ -467,15 +596,7 @@ def test_missing_full_extra_names_the_pip_command(cli_run, tiny_teacher, tmp_pat
 # --- bench ----------------------------------------------------------------------------------------
 
 def test_bench_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
-    import edgewise.bench
-
-    seen = {}
-
-    def fake(artifacts, config, **kw):
-        seen.update(artifacts=artifacts, config=config, kw=kw)
-        return {"results": []}
-
-    monkeypatch.setattr(edgewise.bench, "bench", fake)
+    seen = _record(monkeypatch, "edgewise.bench.stage", "bench", result={"results": []})
 
     result = cli_run("bench", "a", "b", "--backend", "torch", "--backend", "ort-cpu", "--batch-sizes", "1,8",
                      "--threads", "1", "--seq-len", "128", "--data", "builtin:bbc-news", "--rounds", "7",
@@ -484,15 +605,24 @@ def test_bench_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
                      "--text-column", "sentence", "--label-column", "y")
 
     assert result.exit_code == 0, result.output
-    config = seen["config"]
-    assert [str(a) for a in seen["artifacts"]] == ["a", "b"]
+    artifacts, output, config = seen["args"]
+    assert [str(a) for a in artifacts] == ["a", "b"] and output == tmp_path / "r"
     assert (config.backends, config.batch_sizes, config.threads, config.seq_len) == (
         ("torch", "ort-cpu"), (1, 8), 1, "128")
     assert (config.rounds, config.min_runs, config.min_time_s, config.warmup) == (7, 20, 0.5, 3)
     assert (config.split, config.accuracy_samples, config.eval_batch_size) == ("validation", 100, 16)
     assert (config.data.text_column, config.data.label_column) == ("sentence", "y")
-    assert seen["kw"] == {"data": "builtin:bbc-news", "output": tmp_path / "r", "overwrite": False}
+    assert seen["kw"] == {"data": "builtin:bbc-news", "overwrite": False, "resume": False}
     assert json.loads(result.stdout) == {"results": []}
+
+
+def test_bench_without_output_passes_none(cli_run, monkeypatch):
+    seen = _record(monkeypatch, "edgewise.bench.stage", "bench", result={"results": []})
+
+    result = cli_run("bench", "run", "a", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert seen["args"][1] is None and [str(a) for a in seen["args"][0]] == ["a"]
 
 
 def test_bench_cli_writes_a_report_and_prints_the_ladder(cli_run, tiny_onnx, tmp_path):
@@ -556,22 +686,20 @@ def test_bench_bad_input_is_one_error_line(cli_run, tmp_path, tiny_onnx, case):
 # --- distill --------------------------------------------------------------------------------------
 
 def test_distill_maps_flags_to_config(cli_run, monkeypatch, tmp_path):
-    import edgewise.distill
-
-    seen = {}
-    monkeypatch.setattr(edgewise.distill, "distill", lambda *a, **kw: seen.update(args=a, kw=kw))
+    seen = _record(monkeypatch, "edgewise.distill.stage", "distill")
 
     result = cli_run("distill", "runs/teacher", "data.csv", "-o", tmp_path / "s", "--layer-map", "0,2,5",
                      "--temperature", "2", "--alpha", "0.5", "--hidden-weight", "1", "--attention-weight", "0.5",
                      "--no-cache-logits", "--unlabeled", "more.txt", "--epochs", "5", "--lr", "2e-4", "--resume")
 
     assert result.exit_code == 0, result.output
-    teacher, data, dst, config = seen["args"]
-    assert (str(teacher), data, dst) == ("runs/teacher", "data.csv", tmp_path / "s")
+    teacher, dst, config = seen["args"]
+    assert (str(teacher), dst) == ("runs/teacher", tmp_path / "s")
     assert (config.layer_map, config.temperature, config.alpha, config.hidden_weight, config.attention_weight) == (
         (0, 2, 5), 2.0, 0.5, 1.0, 0.5)
-    assert (config.cache_logits, config.epochs, config.learning_rate) == (False, 5.0, 2e-4)
-    assert seen["kw"] == {"unlabeled": "more.txt", "overwrite": False, "resume": True}
+    assert (config.cache_logits, config.trainer.epochs, config.trainer.learning_rate) == (False, 5.0, 2e-4)
+    assert config.unlabeled == "more.txt"
+    assert seen["kw"] == {"data": "data.csv", "overwrite": False, "resume": True}
 
 
 @pytest.mark.slow
@@ -645,7 +773,7 @@ BAD_QUANTIZE = {
     "unknown-exclude-node": (lambda t, teacher, onnx: ["quantize", onnx, "--exclude-node", "/bert/nope/MatMul"],
                              ["--exclude-node names no node", "/bert/nope/MatMul"]),
     "fallback-layers-not-numbers": (lambda t, teacher, onnx: ["quantize", onnx, "--fallback-layers", "a,b"],
-                                    ["comma-separated counts"]),
+                                    ["--fallback-layers", "not a comma-separated list of integers", "1,2,4"]),
     "search-without-validation-data": (lambda t, teacher, onnx: ["quantize", _unrecorded_onnx(t, onnx),
                                                                  "--max-accuracy-drop", "1"],
                                        ["labelled validation data", "--data"]),
@@ -712,22 +840,41 @@ def test_quantize_table_leads_with_agreement_and_macro_f1_and_warns(cli_run, tin
     assert result.stderr.count("warning:") == 2 and "--max-accuracy-drop" in result.stderr
 
 
-def test_quantize_command_maps_flags_to_the_config(cli_run, tiny_onnx, tmp_path, monkeypatch):
-    import edgewise.quantize
+def test_quantize_command_maps_flags_to_the_config(cli_run, tmp_path, monkeypatch):
+    seen = _record_quantize(monkeypatch)
 
-    seen = {}
-    monkeypatch.setattr(edgewise.quantize, "quantize", lambda src, dst, config, **kw: seen.update(config=config, **kw)
-                        or (_ for _ in ()).throw(EdgewiseError("stop here")))
+    result = cli_run("quantize", tmp_path / "onnx", "-o", tmp_path / "x", "--method", "static", "--calibration",
+                     "cal.csv", "--calibration-method", "percentile", "--samples", "300", "--exclude-op", "Gather",
+                     "--exclude-op", "Softmax", "--op-types", "MatMul,Gemm", "--exclude-node", "a,b",
+                     "--max-accuracy-drop", "0.5", "--fallback-layers", "1,3", "--per-tensor", "--no-reduce-range",
+                     "--data", "d.csv", "--seed", "3")
 
-    cli_run("quantize", tiny_onnx, "-o", tmp_path / "x", "--method", "static", "--calibration", "cal.csv",
-            "--calibration-method", "percentile", "--samples", "300", "--exclude-op", "Gather", "--op-types", "MatMul",
-            "--exclude-node", "a,b", "--max-accuracy-drop", "0.5", "--fallback-layers", "2,3")
-
-    config = seen["config"]
+    assert result.exit_code == 0, result.output
+    src, dst, config = seen["args"]
+    assert (src, dst) == (tmp_path / "onnx", tmp_path / "x")
     assert config.method.value == "static" and config.calibration_method.value == "percentile"
-    assert config.samples == 300 and config.exclude_op == ("Gather",) and config.exclude_node == ("a", "b")
-    assert config.op_types == ("MatMul",)
-    assert config.max_accuracy_drop == 0.5 and config.fallback_layers == (2, 3) and seen["calibration"] == "cal.csv"
+    assert config.samples == 300 and config.exclude_op == ("Gather", "Softmax") and config.exclude_node == ("a", "b")
+    assert config.op_types == ("MatMul", "Gemm") and config.per_channel is False and config.reduce_range is False
+    assert config.max_accuracy_drop == 0.5 and config.fallback_layers == (1, 3) and config.calibration == "cal.csv"
+    assert config.data.seed == 3 and seen["kw"] == {"data": "d.csv", "overwrite": False, "resume": False}
+
+
+def test_quantize_leaves_per_channel_to_the_cpu_unless_given(cli_run, tmp_path, monkeypatch):
+    seen = _record_quantize(monkeypatch)
+
+    cli_run("quantize", tmp_path / "onnx", "-o", tmp_path / "x")
+    default = seen["args"][2]
+    cli_run("quantize", tmp_path / "onnx", "-o", tmp_path / "x", "--per-channel")
+
+    assert default.per_channel is None and default.reduce_range is None and seen["args"][2].per_channel is True
+
+
+def test_config_errors_from_the_command_line_are_one_error_line(cli_run, tmp_path, monkeypatch):
+    _record_quantize(monkeypatch)
+
+    result = cli_run("quantize", tmp_path / "onnx", "-o", tmp_path / "x", "--samples", "0")
+
+    assert_user_error(result, "samples must be >= 1")
 
 
 def test_quantize_json_stays_clean_when_calibration_prints_progress(cli_run, tiny_onnx, tiny_data, tmp_path):

@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
-
-# auto: torch for hf artifacts, ort-cpu (ort-cuda with a GPU build) for onnx / ort / bundle, tensorrt for tensorrt.
-BACKENDS = ("auto", "torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
+from edgewise.runtime.runners import BACKENDS  # auto: runners.auto_backend per artifact kind
 
 
 @dataclass(frozen=True)
@@ -24,15 +22,17 @@ class BenchConfig:
     SCHEMA_VERSION = 1
 
     backends: tuple[str, ...] = setting(("auto",), "Backends to run every artifact on (repeat the flag); one "
-                                                   "that cannot run an artifact here is a skipped row.")
-    batch_sizes: tuple[int, ...] = setting((1,), "Batch sizes to time, e.g. 1,8.")
+                                                   "that cannot run an artifact here is a skipped row.",
+                                        flag="--backend", multiple=True, choices=BACKENDS)
+    batch_sizes: tuple[int, ...] = setting((1,), "Batch sizes to time, e.g. 1,8.", flag="--batch-sizes", sep=",")
     threads: int | None = setting(None, "Threads for torch and ONNX Runtime alike (pinned); default: theirs.")
     seq_len: str = setting("auto", "Tokens per input: a number (synthetic inputs of that length), 'data' (the "
                                    "evaluation texts at their real length) or auto (data with --data, else the "
                                    "model's max length).")
     warmup: int = setting(10, "Untimed runs before timing, per artifact, backend and batch size.")
     min_runs: int = setting(50, "Timed runs at least, per artifact, backend and batch size.")
-    min_time_s: float = setting(2.0, "Seconds of timed runs at least, per artifact, backend and batch size.")
+    min_time_s: float = setting(2.0, "Seconds of timed runs at least, per artifact, backend and batch size.",
+                                flag="--min-time")
     rounds: int = setting(5, "Timing rounds: every artifact runs once per round (A B C A B C ...) so machine "
                              "drift hits all alike.")
     split: str | None = setting(None, "Split whose texts give accuracy (and real lengths). Default: test, else "

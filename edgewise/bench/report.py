@@ -1,4 +1,4 @@
-"""Reports for people: the Markdown ladder table of a bench report."""
+"""Reports for people: the Markdown ladder table of a bench report, printed by `edgewise bench`."""
 
 from __future__ import annotations
 
@@ -76,3 +76,8 @@ def markdown(report: dict) -> str:
               "real length, padded per batch. `accuracy` (batch N): scored in batches of N, not at the row's "
               "batch size; dynamic INT8 predictions can change with the batch.", ""]
     return "\n".join(lines)
+
+
+def render(report: dict) -> None:
+    """Print the ladder table (Markdown) of a bench report."""
+    print(markdown(report))

@@ -36,7 +36,8 @@ class DataConfig:
     label_column: str = setting("label", "Column holding the label.")
     validation_fraction: float = setting(
         0.1, "Share of the training data held out for validation when the data has no validation split.")
-    seed: int = setting(42, "Seed of the validation carve-out.")
+    seed: int = setting(42, "Seed of the validation carve-out and of sampling; training stages also seed "
+                            "initialisation, shuffling and dropout with it.")
     encoding: str = setting(
         "utf-8", "Text encoding of csv / tsv / jsonl / json / txt files, e.g. latin-1 or cp1252 (a UTF-8 "
         "byte-order mark is skipped).")

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
-
-BACKENDS = ("auto", "torch", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
+from edgewise.runtime.runners import BACKENDS
 
 
 @dataclass(frozen=True)
@@ -26,9 +25,11 @@ class EvaluateConfig:
     batch_size: int = setting(32, "Texts per forward pass; batches are grouped by length.")
     max_length: int | None = setting(None, "Tokens per text. Default: the length the model was trained with, "
                                            "else the model's limit.")
-    backend: str = setting("auto", "Engine that runs the model: auto (torch for hf artifacts; ort-cuda when "
-                                   "onnxruntime has CUDA, else ort-cpu, for onnx / ort / bundle; tensorrt for "
-                                   "tensorrt), torch, ort-cpu, ort-cuda, ort-tensorrt or tensorrt.")
+    backend: str = setting("auto", "Engine that runs the model: auto (torch-cuda for hf artifacts when torch sees a "
+                                   "GPU, else torch, the CPU, as for inc; ort-cuda when onnxruntime has CUDA, else "
+                                   "ort-cpu, for onnx / ort / bundle; tensorrt for tensorrt), torch, torch-cuda, "
+                                   "ort-cpu, ort-cuda, ort-tensorrt or tensorrt.",
+                           choices=BACKENDS)
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
     data: DataConfig = field(default_factory=DataConfig)
 

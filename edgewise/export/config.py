@@ -61,8 +61,9 @@ class ExportConfig:
                                            "was trained with.")
     ort_target: OrtTarget = setting(OrtTarget.ARM, "Platform the ORT-format model is optimised for.")
     fp16: bool = setting(False, "TensorRT: allow FP16 kernels.")
-    batch: tuple[int, int, int] = setting((1, 1, 16), "TensorRT profile of the batch size, MIN:OPT:MAX.")
-    seq: tuple[int, int, int] = setting((8, 64, 128), "TensorRT profile of the sequence length, MIN:OPT:MAX.")
+    batch: tuple[int, int, int] = setting((1, 1, 16), "TensorRT profile of the batch size, MIN:OPT:MAX.", sep=":")
+    seq: tuple[int, int, int] = setting((8, 64, 128), "TensorRT profile of the sequence length, MIN:OPT:MAX.",
+                                        sep=":")
     workspace_mb: int = setting(2048, "TensorRT builder workspace limit in MiB.")
     timing_cache: str | None = setting(None, "TensorRT timing cache to start from (e.g. an earlier export's "
                                              "timing.cache); the updated cache is written into the output.")
@@ -105,7 +106,7 @@ class BundleConfig:
     SCHEMA_VERSION = 1
 
     model_format: str = setting("auto", "Model file to ship: auto (model.ort if the source has one, else "
-                                        "model.onnx), onnx or ort.")
+                                        "model.onnx), onnx or ort.", choices=("auto", "onnx", "ort"))
     max_length: int | None = setting(None, "Tokens per text on the device. Default: the length the model was "
                                            "trained with.")
 

@@ -78,13 +78,15 @@ class QuantizeConfig:
     per_channel: bool | None = setting(None, "INT8 weight scales per output channel (--per-channel) or one per "
                                              "tensor (--per-tensor). Default: from the CPU: per-channel on x86 "
                                              "without VNNI (its 7-bit weights need the finer scales), per-tensor "
-                                             "elsewhere.")
+                                             "elsewhere.", flag="--per-channel/--per-tensor")
     weight_type: IntType = setting(IntType.AUTO, "INT8 weight type; auto picks int8 (with a reduced 7-bit range "
                                                  "on x86 CPUs without VNNI).")
     activation_type: IntType = setting(IntType.AUTO, "Static: activation type; auto picks uint8; choose "
                                                      "int8 (symmetric) for TensorRT.")
     reduce_range: bool | None = setting(None, "Quantize weights to 7 bits (avoids saturation on x86 CPUs without "
                                               "VNNI). Default: from the CPU's instruction set.")
+    calibration: str | None = setting(None, "Data whose texts calibrate static INT8 (any DATA spec; train split "
+                                            "first; labels not needed). Default: --data.")
     calibration_method: CalibrationMethod = setting(CalibrationMethod.MINMAX, "Static: how activation ranges are "
                                                                               "found: minmax, entropy or percentile.")
     samples: int = setting(256, "Static: calibration texts drawn from the calibration data (train split first).")
@@ -92,10 +94,13 @@ class QuantizeConfig:
                                              "is held in memory at a time.")
     percentile: float = setting(99.999, "Static, percentile method: the percentile of |activation| kept.")
     op_types: tuple[str, ...] = setting(INT8_OPS, "INT8: operator types to quantize (comma-separated); others stay "
-                                                  "FP32.")
-    exclude_op: tuple[str, ...] = setting((), "Operator types left in FP32 (comma-separated), e.g. Gather.")
-    exclude_node: tuple[str, ...] = setting((), "Node names left in FP32 (comma-separated).")
-    fp16_keep_ops: tuple[str, ...] = setting(FP16_KEEP_OPS, "FP16: operator types kept in FP32.")
+                                                  "FP32.", sep=",")
+    exclude_op: tuple[str, ...] = setting((), "Operator types left in FP32 (comma-separated, or repeat the flag), "
+                                              "e.g. Gather.", multiple=True)
+    exclude_node: tuple[str, ...] = setting((), "Node names left in FP32 (comma-separated, or repeat the flag).",
+                                            multiple=True)
+    fp16_keep_ops: tuple[str, ...] = setting(FP16_KEEP_OPS, "FP16: operator types kept in FP32 (comma-separated).",
+                                             sep=",")
     inc_approach: IncApproach = setting(IncApproach.DYNAMIC, "INC: dynamic or static (calibrated) INT8.")
     max_accuracy_drop: float | None = setting(None, "Search: try dynamic / static candidates (whatever --method, "
                                                     "--per-channel and --calibration-method say), then the fastest "
@@ -104,7 +109,7 @@ class QuantizeConfig:
                                                     "this many points.")
     sensitivity_samples: int = setting(64, "Search: validation texts used by the per-layer sensitivity scan.")
     fallback_layers: tuple[int, ...] = setting((1, 2, 4), "Search: how many of the most sensitive layers the "
-                                                          "fallback candidates leave in FP32.")
+                                                          "fallback candidates leave in FP32.", sep=",")
     threads: int = setting(1, "Search: threads for timing the candidates.")
     seq_len: int = setting(128, "Search: tokens per input when timing the candidates (capped at the model's "
                                 "max_length); batch size 1.")

@@ -204,11 +204,16 @@ def test_data_commands_take_an_encoding(cli_run, command):
 
 
 def test_data_commands_pass_the_encoding_and_refuse_an_unknown_one(cli_run, tmp_path, monkeypatch):
-    import edgewise.evaluate
+    import edgewise.evaluate.stage
 
     data = write_csv(tmp_path / "d.csv", ROWS)
     received = []
-    monkeypatch.setattr(edgewise.evaluate, "evaluate", lambda model, data, config: received.append(config) or {})
+
+    def fake(src, dst, config, *, data=None, overwrite=False, resume=False):
+        received.append(config)
+        return {}
+
+    monkeypatch.setattr(edgewise.evaluate.stage, "evaluate", fake)
 
     good = cli_run("evaluate", tmp_path / "model", data, "--encoding", "latin-1", "--json")
     bad = cli_run("evaluate", tmp_path / "model", data, "--encoding", "klingon")
