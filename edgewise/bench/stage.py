@@ -13,6 +13,7 @@ from edgewise.core.artifact import Artifact
 from edgewise.core.config import config_to_dict
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console, progress_bar
+from edgewise.core.stage import stage
 from edgewise.runtime.bench import current_rss_mb, result_row
 from edgewise.runtime.runners import Unavailable, auto_backend, open_runner
 from edgewise.runtime.sizes import model_size
@@ -104,7 +105,7 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
     require_full("onnxruntime", "onnx", "sklearn", "matplotlib")
     if not src:
         raise EdgewiseError("name at least one artifact to benchmark")
-    loaded = [Artifact.load(Path(p), kind=("hf", "inc", "onnx", "ort", "bundle", "tensorrt")) for p in src]
+    loaded = [Artifact.load(Path(p), kind=stage("bench").inputs) for p in src]
     paths = [a.path for a in loaded]
     if len(set(paths)) != len(paths):
         twice = next(p for p in paths if paths.count(p) > 1)

@@ -53,6 +53,9 @@ def config_from_dict(cls: type[T], data: dict, where: str = "", base: T | None =
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and value is None:
+            raise EdgewiseError(f"{where}.{name}: expected a mapping of settings, got nothing (null); give its "
+                                f"settings or leave {name} out for its defaults")
         if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
             default = getattr(base, name) if base is not None else _default(fields[name])
             kwargs[name] = config_from_dict(hint, value, f"{where}.{name}", default)
@@ -74,6 +77,9 @@ def config_from_manifest(cls: type[T], described: dict) -> T:
     """The config a manifest recorded (``{"type", "version", "values"}``), older schema versions
     upgraded by the class's ``upgrade(values, version)``."""
     values, version = described.get("values") or {}, described.get("version", 1)
+    if version > getattr(cls, "SCHEMA_VERSION", 1):
+        raise EdgewiseError(f"the recorded {cls.__name__} has schema version {version}; this edgewise reads versions "
+                            f"up to {getattr(cls, 'SCHEMA_VERSION', 1)}: upgrade edgewise (pip install -U edgewise)")
     if version < getattr(cls, "SCHEMA_VERSION", 1) and hasattr(cls, "upgrade"):
         values = cls.upgrade(dict(values), version)
     return config_from_dict(cls, values, f"{described.get('type', cls.__name__)} (schema {version})")

@@ -53,6 +53,11 @@ def folder_limit(folder: Path, recorded: Mapping | None = None) -> int | None:
     return position_limit(read_json(folder / "config.json"), tokenizer_max if isinstance(tokenizer_max, int) else None)
 
 
+def known_limit(limit: int | None) -> int:
+    """``limit``, or DEFAULT_LENGTH for a model whose config names none (what gets recorded and compiled)."""
+    return limit or DEFAULT_LENGTH
+
+
 def working_length(limit: int | None, recorded: Mapping | None = None, requested: int | None = None,
                    what: str = "max_length") -> int:
     """Tokens per text: ``requested``, else the length ``recorded`` in the manifest, else the model's

@@ -268,7 +268,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
                "(--student), or a fresh config (--student-config layers=4,hidden=256,heads=4,ffn=1024)."),
     Stage("evaluate", "edgewise.evaluate.config:EvaluateConfig", "edgewise.evaluate.stage:evaluate",
           inputs=("hf", "inc", "onnx", "ort", "bundle", "tensorrt"), outputs=(), data="required",
-          output_required=False, argument="MODEL", hidden=("data.validation_fraction", "data.seed"),
+          output_required=False, argument="MODEL",
           render="edgewise.evaluate.report:render",
           help="Score the classifier in MODEL on DATA: accuracy, macro-F1, per-class figures, confusion matrix."),
     Stage("export", "edgewise.export.config:ExportConfig", "edgewise.export.stage:export",

@@ -38,7 +38,7 @@ def teacher_logits(teacher, tokenizer, texts, pairs, max_length: int, key: str, 
     with progress_bar(transient=True) as bar:
         task = bar.add_task(label, total=len(texts), info="")
         runner = TorchRunner(teacher.eval(), tokenizer, max_length=max_length,
-                             backend="torch-cuda" if teacher.device.type == "cuda" else "torch")
+                             backend="torch-cuda" if teacher.device.type == "cuda" else "torch")  # for time_ms
         logits = runner.logits(texts, pairs, batch_size=batch_size, progress=lambda n: bar.advance(task, n))
     seconds = time.perf_counter() - start
     if use_cache:

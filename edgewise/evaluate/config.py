@@ -24,7 +24,7 @@ class EvaluateConfig:
     split: str | None = setting(None, "Split to score. Default: test, else validation, else the only one.")
     batch_size: int = setting(32, "Texts per forward pass; batches are grouped by length.")
     max_length: int | None = setting(None, "Tokens per text. Default: the length the model was trained with, "
-                                           "else the model's limit.")
+                                           "else the model's limit (at most 512).")
     backend: str = setting("auto", "Engine that runs the model: auto (torch-cuda for hf artifacts when torch sees a "
                                    "GPU, else torch, the CPU, as for inc; ort-cuda when onnxruntime has CUDA, else "
                                    "ort-cpu, for onnx / ort / bundle; tensorrt for tensorrt), torch, torch-cuda, "

@@ -8,6 +8,7 @@ from pathlib import Path
 from edgewise.core.artifact import Artifact
 from edgewise.core.data import SPLIT_ALIASES, encode_labels, load_splits, select_split
 from edgewise.core.errors import EdgewiseError
+from edgewise.core.stage import stage
 from edgewise.evaluate.config import EvaluateConfig
 from edgewise.runtime.runners import auto_backend, check_runs, open_runner
 
@@ -28,7 +29,7 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
         dst: must be None: evaluate writes no folder (the stage signature has it for every stage).
         config: split, batch size, max_length, backend (default: EvaluateConfig()).
         data: labelled data (any DATA spec); required.
-        overwrite, resume: unused (evaluate writes nothing).
+        overwrite: unused (evaluate writes nothing); resume: refused (nothing to resume).
 
     Returns a JSON-ready dict: the artifact, data, split, backend, max_length, timing and the metrics
     of ``edgewise.core.metrics.classification_metrics``.
@@ -41,12 +42,14 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
     from edgewise.core.metrics import classification_metrics
     from edgewise.core.progress import progress_bar
 
+    if resume:
+        raise EdgewiseError("evaluate has no interrupted run to resume; run it without --resume")
     if dst is not None:
         raise EdgewiseError(f"evaluate writes no folder, so it takes no output ({dst}); drop -o/--output")
     if not data:
         raise EdgewiseError("evaluate needs labelled data: pass DATA (a file, a folder of splits, hf:NAME or "
                             "builtin:bbc-news)")
-    artifact = Artifact.load(Path(src), kind=("hf", "inc", "onnx", "ort", "bundle", "tensorrt"))
+    artifact = Artifact.load(Path(src), kind=stage("evaluate").inputs)
     backend = _backend(config.backend, artifact.kind)
     check_runs(backend, artifact.kind)  # before the data is read
     id2label = artifact.labels

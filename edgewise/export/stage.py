@@ -6,7 +6,7 @@ from pathlib import Path
 
 from edgewise.core.artifact import Artifact, read_json
 from edgewise.core.errors import EdgewiseError
-from edgewise.core.lengths import DEFAULT_LENGTH, artifact_lengths, working_length
+from edgewise.core.lengths import artifact_lengths, known_limit, working_length
 from edgewise.core.manifest import Manifest
 from edgewise.core.progress import console
 from edgewise.core.stage import StageOutput
@@ -85,7 +85,7 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
             metrics, reason = _convert(artifact, out, config, texts, pairs, max_length)
         manifest = out.commit(
             kind=config.format.value, config=config, metrics=metrics, expected_files=_expected_files(config, reason),
-            data={"max_length": working, "max_positions": limit or DEFAULT_LENGTH,
+            data={"max_length": working, "max_positions": known_limit(limit),
                   "parity_max_length": max_length, "parity_data": data, "parity_texts": len(texts)},
         )
     if reason:

@@ -71,7 +71,8 @@ class QuantizeConfig:
         300
     """
 
-    SCHEMA_VERSION = 1
+    # 2: `calibration` (the data that calibrates static INT8) joined the config.
+    SCHEMA_VERSION = 2
 
     method: QuantMethod = setting(QuantMethod.DYNAMIC, "dynamic (INT8 weights, no data needed), static (INT8 QDQ, "
                                                        "calibrated), fp16, or inc (PyTorch INT8, from an hf artifact).")

@@ -44,7 +44,7 @@ def quantize_inc(artifact: Artifact, out: Path, scratch: Path, config: QuantizeC
 
     import torch
 
-    from edgewise.core.lengths import DEFAULT_LENGTH, artifact_lengths
+    from edgewise.core.lengths import artifact_lengths, known_limit
     from edgewise.core.models import ModelSource, load_classifier, load_tokenizer, model_inputs
     from edgewise.core.progress import console
     from edgewise.runtime.sizes import model_size
@@ -55,7 +55,7 @@ def quantize_inc(artifact: Artifact, out: Path, scratch: Path, config: QuantizeC
     accepted = model_inputs(model, dict.fromkeys(INPUT_ORDER))
     names = [n for n in INPUT_ORDER if n in accepted]
     max_length, limit = artifact_lengths(artifact.path, (artifact.manifest.data or {}) if artifact.manifest else {})
-    limit = limit or DEFAULT_LENGTH  # the longest sequence the compiled graph takes
+    limit = known_limit(limit)  # the longest sequence the compiled graph takes
     example = _example(model, names)
     model.config.return_dict = False  # tuple outputs: the saved graph then needs no transformers classes
 

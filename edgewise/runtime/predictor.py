@@ -12,7 +12,7 @@ from edgewise.core.artifact import read_json
 from edgewise.core.deps import require
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.lengths import artifact_lengths
-from edgewise.runtime.runners import ORT_BACKENDS, Runner, read_manifest
+from edgewise.runtime.base import ORT_BACKENDS, Runner, read_manifest, verify_folder
 from edgewise.runtime.sessions import disabled_optimizers, first_line, ort_errors, session
 
 MODEL_FILES = ("model.ort", "model.onnx")
@@ -28,35 +28,6 @@ def model_file(folder: Path) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise EdgewiseError(f"{folder} holds no model.onnx or model.ort; pass an ONNX artifact or a bundle")
-
-
-MAX_LISTED_PROBLEMS = 5
-
-
-def verify_folder(folder: Path) -> None:
-    """Refuse a folder whose files differ from the sha256 hashes its edgewise.json recorded.
-
-    A folder without edgewise.json (a foreign ONNX folder) has nothing to check against and passes.
-    Files the manifest expects to be (re)built on the device, such as a TensorRT artifact's
-    model.engine, are not hashed there, so they pass whatever they hold.
-    """
-    from edgewise.core.manifest import MANIFEST_NAME, Manifest
-
-    if not (folder / MANIFEST_NAME).is_file():
-        return
-    manifest = Manifest.read(folder)
-    problems = manifest.verify()  # each file hashed once per process while unchanged (core.manifest)
-    if not problems:
-        return
-    listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
-    if len(problems) > MAX_LISTED_PROBLEMS:
-        listed += f"; and {len(problems) - MAX_LISTED_PROBLEMS} more"
-    what = "bundle" if manifest.kind == "bundle" else "artifact"
-    raise EdgewiseError(
-        f"{folder} changed since edgewise wrote it ({listed}), so the model would run on unchecked files; "
-        f"re-create the {what} with `edgewise {manifest.stage}`, or pass --no-verify (Predictor(..., verify=False)) "
-        "if you changed it on purpose"
-    )
 
 
 def pad_token_id(folder: Path, tokenizer, settings: dict) -> int:

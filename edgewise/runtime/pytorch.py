@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgewise.core.lengths import artifact_lengths
-from edgewise.runtime.runners import Runner, Unavailable, read_manifest
+from edgewise.runtime.base import Runner, Unavailable, read_manifest, verify_folder
 
 
 class TorchRunner(Runner):
@@ -28,7 +28,8 @@ class TorchRunner(Runner):
         self.tokenizer = tokenizer
         self.backend = backend
         self.max_length = max_length
-        self.device = torch.device("cuda" if backend == "torch-cuda" else "cpu")
+        # Inputs go where the model is (a teacher on the Trainer's device, which may be MPS or XPU).
+        self.device = getattr(model, "device", None) or torch.device("cuda" if backend == "torch-cuda" else "cpu")
         labels = id2label if id2label is not None else getattr(model.config, "id2label", None) or {}
         self.id2label = {int(k): v for k, v in labels.items()}
         self.info = info if info is not None else {"device": "cpu", "torch_threads": torch.get_num_threads()}
@@ -99,8 +100,6 @@ def open_torch(folder: Path, kind: str, backend: str, *, threads: int | None = N
     from edgewise.core.models import ModelSource, check_weights, load_classifier, load_tokenizer
 
     if verify:
-        from edgewise.runtime.predictor import verify_folder
-
         verify_folder(folder)
     if threads:
         torch.set_num_threads(threads)

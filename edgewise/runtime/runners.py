@@ -26,31 +26,23 @@ Nothing here imports torch, transformers or onnxruntime at import time.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from edgewise.core.artifact import read_json
 from edgewise.core.errors import EdgewiseError
-from edgewise.core.manifest import MANIFEST_NAME
+from edgewise.runtime.base import (
+    ONNX_KINDS,
+    ORT_BACKENDS,
+    TORCH_BACKENDS,
+    TORCH_KINDS,
+    Runner,
+    Unavailable,
+    read_manifest,
+)
+
+__all__ = ["BACKENDS", "Runner", "Unavailable", "auto_backend", "check_backend", "check_runs", "onnx_scores",
+           "open_runner", "read_manifest"]
 
 BACKENDS = ("auto", "torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
-TORCH_BACKENDS = ("torch", "torch-cuda")
-ORT_BACKENDS = ("ort-cpu", "ort-cuda", "ort-tensorrt")  # onnxruntime sessions (runtime.sessions)
-# The artifact kinds each family of backends runs.
-TORCH_KINDS = ("hf", "inc")
-ONNX_KINDS = ("onnx", "ort", "bundle", "tensorrt")  # a tensorrt artifact carries its model.onnx
-
-
-class Unavailable(EdgewiseError):
-    """This backend cannot run this artifact here (wrong kind, missing package, GPU or provider); the
-    message says why. Bench turns it into a skipped row; elsewhere it is an ordinary `Error:`."""
-
-
-def read_manifest(folder: Path) -> dict:
-    """The edgewise.json of ``folder`` as a dict ({} when there is none or it is unreadable)."""
-    return read_json(Path(folder) / MANIFEST_NAME)
-
-
 def check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise EdgewiseError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -103,8 +95,9 @@ def open_runner(folder, kind: str | None, backend: str, *, threads: int | None =
         allow_pickle: let torch load pytorch_model.bin pickle weights (default False).
 
     Raises Unavailable when the backend cannot run the artifact here (its kind, a missing package,
-    GPU or execution provider, or onnxruntime falling back to another provider), EdgewiseError for
-    an unknown backend or a broken artifact.
+    GPU or execution provider, onnxruntime falling back to another provider, or an ONNX / ORT folder
+    onnxruntime or the tokenizer cannot open), EdgewiseError for an unknown backend or a broken
+    `hf` artifact.
 
     Example:
         >>> open_runner("runs/teacher-onnx", "onnx", "ort-cpu", threads=1).logits(["a gripping film"])  # doctest: +SKIP
@@ -128,7 +121,15 @@ def open_runner(folder, kind: str | None, backend: str, *, threads: int | None =
     from edgewise.runtime.predictor import Predictor
     from edgewise.runtime.sessions import PROVIDERS
 
-    runner = Predictor(folder, backend=backend, threads=threads, max_length=max_length, model=model, verify=verify)
+    try:
+        runner = Predictor(folder, backend=backend, threads=threads, max_length=max_length, model=model,
+                           verify=verify)
+    except Unavailable:
+        raise
+    except EdgewiseError as e:
+        # A model onnxruntime cannot load, a folder without tokenizer.json or with changed files: this
+        # artifact cannot run on this backend (bench reports a skipped row; evaluate says it as an Error).
+        raise Unavailable(str(e)) from None
     wanted = PROVIDERS.get(backend, [])[:1]
     if wanted and runner.providers()[0] != wanted[0]:
         # onnxruntime falls back to the next provider when one fails to start: that is not this backend.
@@ -154,51 +155,3 @@ def onnx_scores(path, backend: str = "ort-cpu", threads: int | None = None):
     names = {i.name for i in loaded.get_inputs()}
     output = loaded.get_outputs()[0].name
     return lambda feed: loaded.run([output], {k: v for k, v in feed.items() if k in names})[0]
-
-
-class Runner:
-    """What every backend's runner shares: ``scores``, wall-clock ``time_ms`` and the batching of
-    ``logits``. Subclasses set backend, max_length, id2label and info, and define encode,
-    synthetic and run (see the module docstring)."""
-
-    backend: str
-    max_length: int
-    id2label: dict[int, str]
-    info: dict
-
-    def encode(self, texts: list[str], pairs: list[str] | None = None):
-        raise NotImplementedError
-
-    def synthetic(self, batch_size: int, seq_len: int):
-        raise NotImplementedError
-
-    def run(self, feed):
-        raise NotImplementedError
-
-    def scores(self, feed):
-        """The logits of ``feed`` as a numpy array."""
-        import numpy as np
-
-        return np.asarray(self.run(feed))
-
-    def time_ms(self, feed) -> float:
-        """Milliseconds of one ``run(feed)``, wall clock."""
-        start = time.perf_counter()
-        self.run(feed)
-        return (time.perf_counter() - start) * 1000.0
-
-    def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32, progress=None):
-        """Logits for every text, in order; texts are batched by length so padding stays short."""
-        import numpy as np
-
-        order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
-        out = None
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
-            logits = self.scores(self.encode([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None))
-            if out is None:
-                out = np.zeros((len(texts), logits.shape[-1]), dtype=np.float32)
-            out[idx] = logits
-            if progress is not None:
-                progress(len(idx))
-        return out if out is not None else np.zeros((0, len(self.id2label)), dtype=np.float32)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
-from edgewise.runtime.runners import Unavailable
+from edgewise.runtime.base import Unavailable
 
 # The execution providers of each onnxruntime backend (runners.ORT_BACKENDS), in the order tried.
 PROVIDERS = {

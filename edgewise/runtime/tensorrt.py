@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
-from edgewise.runtime.runners import Unavailable
+from edgewise.runtime.base import Unavailable
 
 ENGINE = "model.engine"
 TIMING_CACHE = "timing.cache"

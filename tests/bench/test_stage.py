@@ -144,6 +144,21 @@ def test_bench_marks_a_backend_that_cannot_run_here_as_skipped(tiny_onnx):
     assert "CUDAExecutionProvider" in reasons[0] and "runs tensorrt artifacts" in reasons[1]
 
 
+def test_bench_marks_an_onnx_folder_onnxruntime_cannot_open_as_skipped(tiny_onnx, tmp_path):
+    import shutil
+
+    broken = tmp_path / "foreign"
+    broken.mkdir()
+    shutil.copy(tiny_onnx / "model.onnx", broken / "model.onnx")  # a folder edgewise did not write,
+    shutil.copy(tiny_onnx / "config.json", broken / "config.json")  # with no tokenizer.json
+
+    result = bench([tiny_onnx, broken], config=BenchConfig(backends=("ort-cpu",), **FAST))
+
+    rows = {r["artifact"]: r for r in result["results"]}
+    assert rows[tiny_onnx.name]["status"] == "ok"
+    assert rows["foreign"]["status"] == "skipped" and "no tokenizer.json" in rows["foreign"]["reason"]
+
+
 def test_bench_refuses_an_existing_report_folder(tiny_onnx, tmp_path):
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "notes.txt").write_text("mine")

@@ -161,3 +161,15 @@ def test_manifest_without_its_seal_is_refused_unless_schema_1(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text(json.dumps({**data, "schema_version": 1}))  # written before the seal
     manifest = Manifest.read(tmp_path)
     assert manifest.sealed is None and manifest.verify() == []
+
+
+def test_config_from_dict_refuses_a_nested_config_given_as_null():
+    with pytest.raises(EdgewiseError, match=r"FinetuneConfig.trainer: expected a mapping of settings, got nothing"):
+        config_from_dict(FinetuneConfig, {"trainer": None})
+
+
+def test_config_from_manifest_refuses_a_newer_schema():
+    from edgewise.core.config import config_from_manifest
+
+    with pytest.raises(EdgewiseError, match="schema version 9; this edgewise reads versions up to 2: upgrade"):
+        config_from_manifest(FinetuneConfig, {"type": "FinetuneConfig", "version": 9, "values": {}})

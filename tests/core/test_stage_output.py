@@ -21,7 +21,8 @@ def parent(tmp_path):
     (folder / "config.json").write_text(json.dumps({"id2label": {"0": "a", "1": "b"}}))
     Manifest.write(folder, kind="onnx", stage="export", config=BundleConfig(), labels={0: "a", 1: "b"},
                    started_at="2026-01-01T00:00:00+00:00",
-                   data={"max_length": 48, "max_positions": 64, "pad_token_id": 3, "parity_texts": 9})
+                   data={"max_length": 48, "max_positions": 64, "pad_token_id": 3, "token_lengths": {"p50": 7},
+                         "parity_texts": 9})
     return Artifact.load(folder)
 
 
@@ -35,7 +36,8 @@ def test_commit_carries_forward_and_inherits_the_runtime_settings(parent, tmp_pa
     assert manifest.path == written.path and written.manifest.stage == "quantize"
     assert written.manifest.parent == {"path": str(parent.path), "manifest_sha256": parent.manifest.sha256}
     # The stage's own max_length wins; the rest comes forward; the parent's stage-specific data does not.
-    assert written.manifest.data == {"max_length": 32, "max_positions": 64, "pad_token_id": 3, "eval_data": None}
+    assert written.manifest.data == {"max_length": 32, "max_positions": 64, "pad_token_id": 3,
+                                     "token_lengths": {"p50": 7}, "eval_data": None}
     assert written.manifest.labels == {"0": "a", "1": "b"}
     assert {"tokenizer.json", "config.json"} <= set(written.manifest.files)
     assert (tmp_path / "out" / "model.onnx").read_bytes() == b"int8"  # what the stage wrote is kept
@@ -117,5 +119,17 @@ def test_a_resumable_stage_keeps_its_checkpoints_and_resumes_only_the_same_run(t
 def test_an_inactive_rank_touches_nothing(tmp_path):
     with StageOutput("finetune", tmp_path / "out", derived=False, resumable=True, run={}, active=False):
         pass
+    with pytest.raises(EdgewiseError, match="boom"), StageOutput("finetune", tmp_path / "out", derived=False,
+                                                                 resumable=True, run={}, active=False):
+        raise EdgewiseError("boom")
 
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_inactive_rank_leaves_the_interrupted_run_to_rank_zero(tmp_path):
+    (tmp_path / ".out.partial" / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+
+    with StageOutput("finetune", tmp_path / "out", derived=False, resumable=True, resume=True, run={}, active=False):
+        pass
+
+    assert (tmp_path / ".out.partial" / "checkpoints" / "checkpoint-5").is_dir()

@@ -40,6 +40,8 @@ def test_evaluate_needs_data_and_writes_no_folder(tiny_teacher, tiny_data, tmp_p
         evaluate(tiny_teacher)
     with pytest.raises(EdgewiseError, match="evaluate writes no folder"):
         evaluate(tiny_teacher, tmp_path / "out", data=str(tiny_data))
+    with pytest.raises(EdgewiseError, match="no interrupted run to resume"):
+        evaluate(tiny_teacher, data=str(tiny_data), resume=True)
     assert not (tmp_path / "out").exists()
 
 

@@ -157,3 +157,16 @@ def test_torch_runner_of_a_loaded_model_takes_numpy_feeds(tiny_teacher, tiny_onn
     scores = model_runner(model).scores(feed)
 
     np.testing.assert_allclose(scores, open_runner(tiny_onnx, "onnx", "ort-cpu").scores(feed), atol=1e-4)
+
+
+def test_torch_runner_feeds_the_device_the_model_is_on(tiny_teacher):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgewise.runtime.pytorch import TorchRunner
+
+    # Not the CPU and not CUDA (as a teacher on an MPS or XPU Trainer device would be).
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).to("meta")
+
+    feed = TorchRunner(model, AutoTokenizer.from_pretrained(tiny_teacher), max_length=16).encode(["apple red"])
+
+    assert {tensor.device.type for tensor in feed.values()} == {"meta"}

@@ -1,0 +1,108 @@
+"""What every runtime module shares: the backend families, ``Unavailable``, the ``Runner`` base and
+the file checks. It imports nothing from the other runtime modules, so they all import it freely
+(and runners.py, which imports them, sits above them: no import circle at any level).
+
+Nothing here imports torch, transformers or onnxruntime.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from edgewise.core.artifact import read_json
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import MANIFEST_NAME
+
+TORCH_BACKENDS = ("torch", "torch-cuda")
+ORT_BACKENDS = ("ort-cpu", "ort-cuda", "ort-tensorrt")  # onnxruntime sessions (runtime.sessions)
+# The artifact kinds each family of backends runs.
+TORCH_KINDS = ("hf", "inc")
+ONNX_KINDS = ("onnx", "ort", "bundle", "tensorrt")  # a tensorrt artifact carries its model.onnx
+
+
+class Unavailable(EdgewiseError):
+    """This backend cannot run this artifact here (wrong kind, missing package, GPU or provider); the
+    message says why. Bench turns it into a skipped row; elsewhere it is an ordinary `Error:`."""
+
+
+def read_manifest(folder: Path) -> dict:
+    """The edgewise.json of ``folder`` as a dict ({} when there is none or it is unreadable)."""
+    return read_json(Path(folder) / MANIFEST_NAME)
+
+
+MAX_LISTED_PROBLEMS = 5
+
+
+def verify_folder(folder: Path) -> None:
+    """Refuse a folder whose files differ from the sha256 hashes its edgewise.json recorded.
+
+    A folder without edgewise.json (a foreign ONNX folder) has nothing to check against and passes.
+    Files the manifest expects to be (re)built on the device, such as a TensorRT artifact's
+    model.engine, are not hashed there, so they pass whatever they hold.
+    """
+    from edgewise.core.manifest import MANIFEST_NAME, Manifest
+
+    if not (folder / MANIFEST_NAME).is_file():
+        return
+    manifest = Manifest.read(folder)
+    problems = manifest.verify()  # each file hashed once per process while unchanged (core.manifest)
+    if not problems:
+        return
+    listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        listed += f"; and {len(problems) - MAX_LISTED_PROBLEMS} more"
+    what = "bundle" if manifest.kind == "bundle" else "artifact"
+    raise EdgewiseError(
+        f"{folder} changed since edgewise wrote it ({listed}), so the model would run on unchecked files; "
+        f"re-create the {what} with `edgewise {manifest.stage}`, or pass --no-verify (Predictor(..., verify=False)) "
+        "if you changed it on purpose"
+    )
+
+
+class Runner:
+    """What every backend's runner shares: ``scores``, wall-clock ``time_ms`` and the batching of
+    ``logits``. Subclasses set backend, max_length, id2label and info, and define encode,
+    synthetic and run (see the module docstring)."""
+
+    backend: str
+    max_length: int
+    id2label: dict[int, str]
+    info: dict
+
+    def encode(self, texts: list[str], pairs: list[str] | None = None):
+        raise NotImplementedError
+
+    def synthetic(self, batch_size: int, seq_len: int):
+        raise NotImplementedError
+
+    def run(self, feed):
+        raise NotImplementedError
+
+    def scores(self, feed):
+        """The logits of ``feed`` as a numpy array."""
+        import numpy as np
+
+        return np.asarray(self.run(feed))
+
+    def time_ms(self, feed) -> float:
+        """Milliseconds of one ``run(feed)``, wall clock."""
+        start = time.perf_counter()
+        self.run(feed)
+        return (time.perf_counter() - start) * 1000.0
+
+    def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32, progress=None):
+        """Logits for every text, in order; texts are batched by length so padding stays short."""
+        import numpy as np
+
+        order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
+        out = None
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            logits = self.scores(self.encode([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None))
+            if out is None:
+                out = np.zeros((len(texts), logits.shape[-1]), dtype=np.float32)
+            out[idx] = logits
+            if progress is not None:
+                progress(len(idx))
+        return out if out is not None else np.zeros((0, len(self.id2label)), dtype=np.float32)
