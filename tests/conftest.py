@@ -279,3 +279,41 @@ def kill_after_first_checkpoint(command: list[str], checkpoints: Path, timeout_s
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     return json.loads(sorted(checkpoints.glob("checkpoint-*/trainer_state.json"))[0].read_text())
+
+
+def build_pruned(src: Path, dst: Path, heads: dict[int, list[int]], ffn_keep: dict[int, int]):
+    """Prune the classifier in ``src`` the way edgewise prune does (transformers' prune_heads, FFN neurons
+    sliced with prune_linear_layer, the widths recorded as edgewise_ffn_sizes) and save it with the tokenizer
+    into ``dst`` (no edgewise.json: a foreign folder). ``ffn_keep`` maps a layer to the neurons it keeps (the
+    first ones of every pair, so the weights really change). Returns the pruned model, in memory."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+    from transformers.pytorch_utils import prune_linear_layer
+
+    from edgewise.core.artifact import TOKENIZER_FILES
+
+    model = AutoModelForSequenceClassification.from_pretrained(src).eval()
+    model.prune_heads(heads)
+    for i, keep in ffn_keep.items():
+        layer = model.base_model.encoder.layer[i]
+        index = torch.arange(0, 2 * keep, 2)
+        layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, index, dim=0)
+        layer.output.dense = prune_linear_layer(layer.output.dense, index, dim=1)
+    model.config.edgewise_ffn_sizes = [layer.intermediate.dense.out_features
+                                       for layer in model.base_model.encoder.layer]
+    dst.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dst)
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copy(src / name, dst / name)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_pruned(tiny_teacher, tmp_path_factory):
+    """The tiny teacher with head 1 of layer 0 removed and layer 1's FFN cut from 64 to 32 neurons:
+    (folder, pruned model in memory)."""
+    path = tmp_path_factory.mktemp("pruned") / "teacher-pruned"
+    return path, build_pruned(tiny_teacher, path, heads={0: [1]}, ffn_keep={1: 32})

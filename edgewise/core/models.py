@@ -101,22 +101,29 @@ def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head
     values and only logs a warning, so an encoder saved without its classification head would
     score at chance with exit code 0. ``new_head=True`` (fine-tuning a pretrained encoder, a
     pretrained student) accepts a fresh head and pooler, never a fresh encoder weight.
+
+    A pruned folder (config.json with ``edgewise_ffn_sizes``, written by edgewise prune) is built with
+    its own FFN width per layer and loaded strictly: plain from_pretrained fails on it with a size mismatch.
     """
     from transformers import AutoModelForSequenceClassification
 
-    model, info = _hub_guard(
-        source,
-        lambda: AutoModelForSequenceClassification.from_pretrained(
-            source.location, use_safetensors=None if allow_pickle else True, output_loading_info=True, **kwargs
-        ),
-    )
+    if _is_pruned(source):
+        model, info = _load_pruned(source, allow_pickle, new_head, **kwargs)
+    else:
+        model, info = _hub_guard(
+            source,
+            lambda: AutoModelForSequenceClassification.from_pretrained(
+                source.location, use_safetensors=None if allow_pickle else True, output_loading_info=True,
+                **kwargs
+            ),
+        )
     fresh = list(info.get("missing_keys") or []) + [
         m[0] if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or []]
     encoder = model.base_model_prefix + "."  # e.g. "bert.": the weights outside it are the head
     if new_head:
         fresh = [k for k in fresh if k.startswith(encoder) and ".pooler." not in k]
     if fresh:
-        shown = ", ".join(sorted(fresh)[:6]) + (f" and {len(fresh) - 6} more" if len(fresh) > 6 else "")
+        shown = _listed(fresh)
         what = ("lacks encoder weights" if all(k.startswith(encoder) for k in fresh)
                 else "holds no trained classifier: it lacks")
         fix = ("fine-tune it into a classifier first (edgewise finetune MODEL DATA -o DIR)" if not new_head
@@ -126,6 +133,107 @@ def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head
             f"would be meaningless); {fix}"
         )
     return model
+
+
+def _listed(names, limit: int = 6) -> str:
+    names = sorted(names)
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _is_pruned(source: ModelSource) -> bool:
+    """Whether a local folder's config.json records per-layer FFN widths (a Hub id never does here)."""
+    from edgewise.core.artifact import read_json
+    from edgewise.core.structure import FFN_SIZES_KEY
+
+    # A missing or unreadable config.json reads as {}: from_pretrained then reports it.
+    return source.is_local and FFN_SIZES_KEY in read_json(Path(source.location) / "config.json")
+
+
+def _checkpoint(path: Path, allow_pickle: bool) -> dict:
+    """The state dict stored in a model folder: safetensors (one file or shards), or pickle with ``allow_pickle``."""
+    import json
+
+    check_weights(path, allow_pickle)
+    files = [f for f in WEIGHT_FILES + (PICKLE_FILES if allow_pickle else ()) if (path / f).is_file()]
+    first = path / files[0]
+    shards = (sorted(set(json.loads(first.read_text())["weight_map"].values())) if first.name.endswith(".json")
+              else [first.name])
+    state = {}
+    for shard in shards:
+        try:
+            if shard.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                state.update(load_file(path / shard))
+            else:
+                import torch
+
+                state.update(torch.load(path / shard, map_location="cpu", weights_only=True))
+        except Exception as e:  # noqa: BLE001 - safetensors and torch.load report a damaged file each their own way
+            raise EdgewiseError(
+                f"cannot read the weights {path / shard} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                "re-save the model"
+            ) from None
+    return state
+
+
+def _load_pruned(source: ModelSource, allow_pickle: bool, new_head: bool, **kwargs):
+    """A pruned classifier: built from its config with each layer's own widths, then every weight loaded
+    strictly. Returns the model and its loading info as from_pretrained's ``output_loading_info``."""
+    import re
+
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from edgewise.core.structure import FFN_SIZES_KEY, check_pruned_heads, recorded_ffn_sizes, resize_ffn
+
+    build = {k: kwargs.pop(k) for k in ("attn_implementation", "dtype", "torch_dtype") if k in kwargs}
+    build.setdefault("dtype", build.pop("torch_dtype", torch.get_default_dtype()))
+    # The head's mismatch is handled below, as new_head asks; the encoder's widths must always fit.
+    kwargs.pop("ignore_mismatched_sizes", None)
+    config, unused = _hub_guard(
+        source, lambda: AutoConfig.from_pretrained(source.location, return_unused_kwargs=True, **kwargs))
+    if unused:
+        raise TypeError(f"load_classifier got arguments it cannot apply to a pruned model: {sorted(unused)}")
+    model = _hub_guard(source, lambda: AutoModelForSequenceClassification.from_config(config, **build))
+    check_pruned_heads(model)  # transformers applied config.pruned_heads while building the model
+    resize_ffn(model, recorded_ffn_sizes(config))
+    model.config.name_or_path = source.location  # as from_pretrained sets it (optimum reads it)
+
+    stored = _checkpoint(Path(source.location), allow_pickle)
+    expected = model.state_dict()
+    prefix = model.base_model_prefix + "."
+    if not any(k.startswith(prefix) for k in stored) and any(k.startswith(prefix) for k in expected):
+        stored = {prefix + k: v for k, v in stored.items()}  # a bare encoder saved with AutoModel
+    ignored_missing = getattr(model, "_keys_to_ignore_on_load_missing", None) or []
+    ignored_unexpected = getattr(model, "_keys_to_ignore_on_load_unexpected", None) or []
+    missing = [k for k in expected if k not in stored and not any(re.search(p, k) for p in ignored_missing)]
+    unexpected = [k for k in stored if k not in expected and not any(re.search(p, k) for p in ignored_unexpected)
+                  and not (new_head and not k.startswith(prefix))]  # a pretraining head (cls.predictions...)
+    mismatched = [(k, tuple(stored[k].shape), tuple(v.shape)) for k, v in expected.items()
+                  if k in stored and stored[k].shape != v.shape]
+    head_mismatch = [m for m in mismatched if new_head and (not m[0].startswith(prefix) or ".pooler." in m[0])]
+    wrong = [m for m in mismatched if m not in head_mismatch]
+    if unexpected or wrong:
+        problems = []
+        if wrong:
+            problems.append("weights whose shapes do not fit the widths config.json records: " + _listed(
+                f"{k} (stored {list(have)}, expected {list(want)})" for k, have, want in wrong))
+        if unexpected:
+            problems.append("weights the model has no place for: " + _listed(unexpected))
+        if missing:
+            problems.append("none of " + _listed(missing))
+        raise EdgewiseError(
+            f"{source.location} is a pruned model ({FFN_SIZES_KEY}, pruned_heads) whose weights do not match its "
+            f"config.json: it holds {'; and '.join(problems)}; the folder was edited by hand or mixes two "
+            "models: re-run edgewise prune"
+        )
+    for name, *_ in head_mismatch:
+        del stored[name]  # a fresh head for new labels, as ignore_mismatched_sizes gives
+    model.load_state_dict({k: v for k, v in stored.items() if k in expected}, strict=False)
+    model.eval()  # as from_pretrained returns it
+    return model, {"missing_keys": missing, "mismatched_keys": [m[0] for m in head_mismatch],
+                   "unexpected_keys": unexpected}
 
 
 def model_inputs(model, encoded) -> dict:

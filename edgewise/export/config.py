@@ -53,7 +53,8 @@ class ExportConfig:
     opset: int = setting(17, "ONNX opset. 17 is the newest TensorRT 8.6 (JetPack 5) parses; 18+ needs TensorRT 10.")
     optimize: bool = setting(False, "Run ONNX Runtime's transformer optimiser (Attention, SkipLayerNormalization, "
                                     "BiasGelu fusions) after export.")
-    verify: bool = setting(True, "Compare the exported model's logits with its source's; a miss is an error.")
+    verify: bool = setting(True, "Compare the exported model's logits with its source's; a miss is an error. "
+                                 "--optimize of a model with pruned heads is checked even without it.")
     atol: float = setting(1e-4, "Largest |logit difference| the parity check accepts.")
     verify_samples: int = setting(64, "Texts from --data used by the parity check (test, then validation, then "
                                       "train); without --data, generated inputs of several shapes.")

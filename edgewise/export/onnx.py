@@ -100,6 +100,10 @@ def optimize(path: Path, model_config) -> dict:
     model_type = check_optimizable(model_config)
     heads = getattr(model_config, "num_attention_heads", None) or getattr(model_config, "n_heads", 0)
     hidden = getattr(model_config, "hidden_size", None) or getattr(model_config, "dim", 0)
+    if getattr(model_config, "pruned_heads", None):
+        # Pruned heads: layers have their own head counts, and the config's global one would mis-fuse them.
+        # 0 / 0 makes ORT read each layer's heads and width from its Reshape shapes, or leave it unfused.
+        heads, hidden = 0, 0
     before = model_files(path)
     external = sum(p.stat().st_size for p in before) > TWO_GB
     optimized = optimize_model(str(path), model_type=model_type, num_heads=heads, hidden_size=hidden,
@@ -113,21 +117,26 @@ def optimize(path: Path, model_config) -> dict:
 
 def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
     """Export the `hf` artifact into ``out.artifact``; returns the metrics for the manifest."""
-    from optimum.exporters.onnx import main_export
+    from optimum.exporters.onnx import onnx_export_from_model
+    from optimum.utils.save_utils import maybe_load_preprocessors
     from transformers import AutoConfig
 
     from edgewise.core.models import ModelSource, load_classifier, load_tokenizer
 
     model_config = AutoConfig.from_pretrained(artifact.path)
     source = ModelSource(str(artifact.path), str(artifact.path), True)
-    # Loaded first, strictly: optimum's exporter would fill a missing classification head with random
-    # weights and export it without a word.
+    # The model is loaded once, strictly, and that object is exported: optimum's main_export would reload the
+    # folder with plain from_pretrained, which fills a missing classification head with random weights without
+    # a word and cannot build a pruned model (per-layer FFN widths, edgewise_ffn_sizes).
     model = load_classifier(source, config.allow_pickle).eval()
+    if model.config.pad_token_id is None:  # optimum's text-classification export needs one, as main_export does
+        model.config.pad_token_id = load_tokenizer(source).pad_token_id
     console().print(f"exporting {artifact.path} ({model_config.model_type}) to ONNX opset {config.opset}")
     with working_directory(out.work / "tmp"):
         try:
-            main_export(str(artifact.path), str(out.artifact), task="text-classification", opset=config.opset,
-                        do_validation=False, library_name="transformers", device="cpu")
+            onnx_export_from_model(model, str(out.artifact), opset=config.opset, task="text-classification",
+                                   do_validation=False, device="cpu",
+                                   preprocessors=maybe_load_preprocessors(str(artifact.path)))
         except (ValueError, KeyError, NotImplementedError) as e:
             raise EdgewiseError(
                 f"optimum-onnx cannot export {artifact.path} ({model_config.model_type}): "
@@ -160,7 +169,8 @@ def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
                        "will be slower than it should")
             metrics["warnings"] = [warning]
             console().print(f"[bold red]WARNING[/bold red]: {warning}")
-        if config.verify:
+        # Layers with their own head counts are where ORT's fusions have gone wrong: checked even with --no-verify.
+        if config.verify or getattr(model_config, "pruned_heads", None):
             metrics["parity_optimized"] = compare(reference, onnx_scores(path), batches)
             console().print(parity_line("optimised ONNX vs PyTorch", metrics["parity_optimized"]))
             check(metrics["parity_optimized"], config.atol, "the optimised ONNX model")

@@ -121,14 +121,15 @@ def diverging_export(monkeypatch):
     import optimum.exporters.onnx
 
     def diverge(name: str, change):
-        real = optimum.exporters.onnx.main_export
+        real = optimum.exporters.onnx.onnx_export_from_model
 
-        def export_then_change(model_name_or_path, output, *args, **kwargs):
-            real(model_name_or_path, output, *args, **kwargs)
+        def export_then_change(model, output, *args, **kwargs):
+            real(model, output, *args, **kwargs)
             _rewrite_initializer(Path(output) / "model.onnx", name, change)
 
-        # export_onnx imports main_export from the module when it runs, so the module attribute is what it calls.
-        monkeypatch.setattr(optimum.exporters.onnx, "main_export", export_then_change)
+        # export_onnx imports onnx_export_from_model from the module when it runs, so the module attribute is
+        # what it calls.
+        monkeypatch.setattr(optimum.exporters.onnx, "onnx_export_from_model", export_then_change)
 
     return diverge
 
@@ -204,3 +205,73 @@ def test_compare_keeps_nan_and_inf_that_a_running_max_would_drop():
         check(result, 1e-4, "the x")
     with pytest.raises(EdgewiseError, match="the source of the x produces infinite logits"):
         check(compare(lambda b: np.array([[np.inf, 0.0], [0.0, 1.0]]), finite, batches), 1e-4, "the x")
+
+
+def _initializer_shapes(model_path) -> dict:
+    import onnx
+
+    return {i.name: list(i.dims) for i in onnx.load(str(model_path)).graph.initializer}
+
+
+def test_export_cli_writes_the_smaller_shapes_of_a_pruned_model_in_parity(cli_run, tiny_pruned, tiny_data, tmp_path):
+    path, _ = tiny_pruned
+
+    result = cli_run("export", path, "-o", tmp_path / "onnx", "--data", tiny_data)
+
+    assert result.exit_code == 0, (result.output, result.exception)
+    manifest = Manifest.read(tmp_path / "onnx")
+    assert manifest.metrics["parity"]["max_abs_diff"] < 1e-4 and manifest.metrics["parity"]["label_agreement"] == 1
+    shapes = _initializer_shapes(tmp_path / "onnx" / "model.onnx")
+    # Layer 0 keeps 1 of 2 heads (Q/K/V 32 -> 16 wide), layer 1 keeps 32 of 64 FFN neurons.
+    assert shapes["bert.encoder.layer.0.attention.self.query.bias"] == [16]
+    assert shapes["bert.encoder.layer.1.intermediate.dense.bias"] == [32]
+    # optimum names the transposed MatMul weights onnx::MatMul_*, in graph order: Q, K, V, O, FFN in, FFN out.
+    matmuls = [shape for name, shape in shapes.items() if name.startswith("onnx::MatMul")]
+    assert matmuls == [[32, 16]] * 3 + [[16, 32], [32, 64], [64, 32]] + [[32, 32]] * 6
+
+
+def test_export_optimize_of_a_model_with_pruned_heads_reads_heads_per_layer_and_stays_in_parity(
+        tiny_pruned, tiny_data, tmp_path, monkeypatch):
+    import onnxruntime.transformers.optimizer as ort_optimizer
+
+    real, seen = ort_optimizer.optimize_model, {}
+
+    def spy(*args, **kwargs):
+        seen.update(num_heads=kwargs["num_heads"], hidden_size=kwargs["hidden_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort_optimizer, "optimize_model", spy)
+
+    manifest = export(tiny_pruned[0], tmp_path / "opt", ExportConfig(optimize=True), data=str(tiny_data))
+
+    assert seen == {"num_heads": 0, "hidden_size": 0}  # not the config's global 2 heads of 32
+    assert manifest.metrics["fusions"]["Attention"] == 2  # each layer fused with the heads its graph has
+    assert manifest.metrics["parity_optimized"]["max_abs_diff"] < 1e-4
+    assert manifest.metrics["parity_optimized"]["label_agreement"] == 1.0
+
+
+def test_export_optimize_passes_the_global_head_count_for_an_unpruned_model(tiny_teacher, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import onnxruntime.transformers.optimizer as ort_optimizer
+
+    import edgewise.export.onnx as onnx_export
+
+    seen = {}
+
+    def fake(path, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(ort_optimizer, "optimize_model", fake)
+    with pytest.raises(RuntimeError, match="stop"):
+        onnx_export.optimize(tmp_path / "model.onnx", SimpleNamespace(model_type="bert", num_attention_heads=2,
+                                                                       hidden_size=32, pruned_heads={}))
+    assert seen["num_heads"] == 2 and seen["hidden_size"] == 32
+
+
+def test_export_optimize_of_a_model_with_pruned_heads_checks_parity_even_with_no_verify(tiny_pruned, tmp_path):
+    manifest = export(tiny_pruned[0], tmp_path / "opt", ExportConfig(optimize=True, verify=False))
+
+    assert "parity" not in manifest.metrics
+    assert manifest.metrics["parity_optimized"]["max_abs_diff"] < 1e-4
