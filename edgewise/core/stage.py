@@ -293,6 +293,13 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
                "Accuracy and agreement with the source are measured on --data (default: the training data recorded "
                "in the lineage). With --max-accuracy-drop, candidates are compared and the fastest within the drop "
                "is kept; the table of every candidate is printed and stored in the manifest."),
+    Stage("prune", "edgewise.prune.config:PruneConfig", "edgewise.prune.stage:prune",
+          inputs=("hf",), outputs=("hf",), data="required",
+          output_help="Folder to write the pruned model to.",
+          help="Prune the fine-tuned classifier SRC: remove the attention heads and FFN neurons that matter least "
+               "on DATA's texts (Fisher importance, Kwon et al. 2022), physically, to --flops or --heads / --ffn.\n\n"
+               "DATA gives the sample texts (labels used when present) and the labelled validation / test splits "
+               "accuracy is measured on before and after."),
     Stage("bench", "edgewise.bench.config:BenchConfig", "edgewise.bench.stage:bench",
           inputs=("hf", "inc", "onnx", "ort", "bundle", "tensorrt"), outputs=("report",), data="optional",
           many=True, output_required=False, argument="ARTIFACTS", group="bench", command="run",

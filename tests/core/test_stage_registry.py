@@ -58,6 +58,7 @@ def test_command_offers_data_output_resume_and_json_as_the_stage_has_them(name):
 ROUND_TRIP = {
     "FinetuneConfig": {"trainer": {"learning_rate": 1e-3, "epochs": 2}, "max_length": 128, "data": {"seed": 7}},
     "DistillConfig": {"layer_map": [0, 2], "trainer": {"epochs": 1}, "unlabeled": "more.txt", "cache_logits": False},
+    "PruneConfig": {"flops": 0.5, "samples": 512, "round_to": 16, "data": {"text_column": "sentence"}},
     "EvaluateConfig": {"split": "test", "backend": "ort-cpu", "data": {"label_column": "y"}},
     "ExportConfig": {"format": "tensorrt", "batch": [1, 4, 16], "fp16": True, "ort_target": "amd64"},
     "BundleConfig": {"model_format": "onnx", "max_length": 64},
@@ -109,7 +110,7 @@ def test_stage_lookup_names_the_stages():
     from edgewise.core.stage import stage
 
     with pytest.raises(EdgewiseError, match="the stages are finetune"):
-        stage("prune")
+        stage("shrink")
 
 
 # --- what the command generator refuses (at CLI build time) ----------------------------------------

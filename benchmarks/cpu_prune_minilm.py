@@ -1,0 +1,134 @@
+"""Structured pruning of the fine-tuned MiniLM teacher (BBC News), timed side by side with it.
+
+Needs the teacher of cpu_finetune_torch_minilm.py (default: its work folder; README command 1
+writes an equal one to runs/teacher). Runs the `edgewise` commands a user would:
+
+  prune    edgewise prune TEACHER builtin:bbc-news --flops 0.5 --reconstruct (Fisher importance on the
+           training texts; the least-squares fit is kept only if validation accuracy holds): time
+           taken, FLOPs kept, accuracy before / after each step
+  heal     one epoch of distillation from the teacher into the pruned model
+           (edgewise distill TEACHER DATA --student PRUNED --epochs 1)
+  export   the teacher, the pruned and the healed model to ONNX (parity checked), the healed one also
+           with --optimize (per-layer head counts read from the graph)
+  bench    one `edgewise bench` run: teacher in torch and ORT, pruned and healed in ORT;
+           1 thread, batch 1, 128 tokens, accuracy on the test split
+
+    python benchmarks/cpu_prune_minilm.py [--teacher DIR] [--stages prune,heal,export,bench] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STAGES = ("prune", "heal", "export", "bench")
+DATA = "builtin:bbc-news"
+FLOPS = 0.5
+
+
+def edgewise(*args) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "edgewise", *map(str, args)], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"edgewise {' '.join(map(str, args))} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    sys.stderr.write(done.stderr[-4000:])
+    return time.perf_counter() - start
+
+
+def manifest(path: Path) -> dict:
+    return json.loads((path / "edgewise.json").read_text())
+
+
+def stage_prune(teacher: Path, work: Path) -> dict:
+    out = work / "pruned"
+    seconds = edgewise("prune", teacher, DATA, "-o", out, "--flops", FLOPS, "--reconstruct", "--overwrite")
+    m = manifest(out)["metrics"]
+    p = m["pruning"]
+    return {"flops": FLOPS, "wall_s": round(seconds, 1), "stage_s": m["time_s"],
+            "heads_per_layer": p["heads_per_layer"], "ffn_per_layer": p["ffn_per_layer"],
+            "flops_ratio": p["flops_ratio"], "parameters": [p["parameters_before"], p["parameters_after"]],
+            "samples": p["samples"], "accuracy": m["accuracy"]}
+
+
+def stage_heal(teacher: Path, work: Path) -> dict:
+    out = work / "healed"
+    seconds = edgewise("distill", teacher, DATA, "-o", out, "--student", work / "pruned", "--epochs", 1,
+                       "--max-length", 128, "--overwrite")
+    m = manifest(out)["metrics"]
+    return {"wall_s": round(seconds, 1), "test_accuracy": m["test"]["accuracy"],
+            "teacher_accuracy": m["test"]["teacher_accuracy"],
+            "agreement_with_teacher": m["test"]["agreement_with_teacher"],
+            "validation_accuracy": m["validation"]["accuracy"]}
+
+
+def stage_export(teacher: Path, work: Path) -> dict:
+    result = {}
+    for name, src, extra in (("teacher-onnx", teacher, []), ("pruned-onnx", work / "pruned", []),
+                             ("healed-onnx", work / "healed", []),
+                             ("healed-onnx-opt", work / "healed", ["--optimize"])):
+        seconds = edgewise("export", src, "-o", work / name, "--data", DATA, "--overwrite", *extra)
+        parity = manifest(work / name)["metrics"]
+        result[name] = {"wall_s": round(seconds, 1),
+                        "parity": {k: v for k, v in (parity.get("parity_optimized") or parity["parity"]).items()
+                                   if k in ("max_abs_diff", "label_agreement", "samples")}}
+    return result
+
+
+def stage_bench(teacher: Path, work: Path) -> dict:
+    report_dir = work / "bench"
+    artifacts = [teacher, work / "teacher-onnx", work / "pruned-onnx", work / "healed-onnx", work / "healed-onnx-opt"]
+    edgewise("bench", *artifacts, "--data", DATA, "--threads", 1, "--batch-sizes", 1, "--seq-len", 128,
+             "--rounds", 7, "-o", report_dir, "--overwrite")
+    report = json.loads((report_dir / "report.json").read_text())
+    rows = {r["artifact"]: r for r in report["results"] if r["status"] == "ok"}
+    p50 = {name: row["latency_ms"]["p50"] for name, row in rows.items()}
+    out_dir = HERE / "results" / "prune_minilm_bbc"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("report.json", "report.md"):
+        shutil.copy2(report_dir / name, out_dir / name)
+    return {
+        "p50_ms": p50,
+        "p50_ci95": {name: row["latency_ms"]["p50_ci95"] for name, row in rows.items()},
+        "accuracy_test": {name: row.get("accuracy") for name, row in rows.items()},
+        "size_mb": {a["name"]: round(a["size_bytes"] / 1e6, 1) for a in report["artifacts"]},
+        "pruned_vs_teacher_ort": p50["teacher-onnx"] / p50["pruned-onnx"],
+        "healed_vs_teacher_ort": p50["teacher-onnx"] / p50["healed-onnx"],
+        "healed_opt_vs_teacher_ort": p50["teacher-onnx"] / p50["healed-onnx-opt"],
+        "healed_vs_teacher_torch": p50[teacher.name] / p50["healed-onnx"],
+        "machine": report["environment"].get("cpu", {}),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", type=Path, default=Path("/tmp/edgewise-bench-finetune/teacher"))
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/edgewise-bench-prune"))
+    parser.add_argument("--stages", default=",".join(STAGES))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    results_file = HERE / "results" / "prune_minilm_bbc.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    for stage in args.stages.split(","):
+        print(f"== {stage}", flush=True)
+        if stage == "prune":
+            results["prune"] = stage_prune(args.teacher, args.workdir)
+        elif stage == "heal":
+            results["heal"] = stage_heal(args.teacher, args.workdir)
+        elif stage == "export":
+            results["export"] = stage_export(args.teacher, args.workdir)
+        elif stage == "bench":
+            results["bench"] = stage_bench(args.teacher, args.workdir)
+        else:
+            sys.exit(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+        print(json.dumps(results[stage], indent=2)[:4000], flush=True)
+        results_file.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Settings of `edgewise prune` (no torch imports here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgewise.core.config import setting
+from edgewise.core.data import DataConfig
+from edgewise.core.errors import EdgewiseError
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Post-training structured pruning of a fine-tuned BERT-family classifier (Kwon et al. 2022):
+    Fisher importance of every attention head and FFN neuron on sample texts, the most important
+    units kept under a FLOPs budget (or explicit fractions), the rest physically removed.
+
+    Example:
+        >>> PruneConfig(flops=0.5).samples
+        2048
+    """
+
+    SCHEMA_VERSION = 1
+
+    flops: float | None = setting(None, "Keep this fraction of the encoder's FLOPs at --seq-len tokens (e.g. 0.5), "
+                                        "choosing the heads and FFN neurons that matter most.")
+    heads: float | None = setting(None, "Keep this fraction of all attention heads, most important first (instead "
+                                        "of --flops).")
+    ffn: float | None = setting(None, "Keep this fraction of all FFN neurons, most important first (instead of "
+                                      "--flops).")
+    samples: int = setting(2048, "Texts whose gradients measure importance (train split first; labels used when "
+                                 "present, else the model's own predictions).")
+    seq_len: int = setting(128, "Tokens per text at which FLOPs are counted for --flops.")
+    round_to: int = setting(32, "FFN widths kept per layer are a multiple of this (INT8 / VNNI and tensor-core "
+                                "kernels prefer it); every layer keeps at least this many neurons and one head.")
+    # Off by default: on the BBC MiniLM teacher at --flops 0.5 this fit (each sublayer's own output on the
+    # pruned model's inputs as the target) lowered test accuracy from 95.77 to 92.96 % (benchmarks/
+    # cpu_prune_minilm.py); the paper's target, the unpruned model's output on its own inputs, is not built yet.
+    reconstruct: bool = setting(False, "Re-fit the kept heads' and neurons' output scales layer by layer (least "
+                                       "squares on the sample texts); kept only when validation accuracy does "
+                                       "not drop.")
+    reconstruct_samples: int = setting(512, "Sample texts the reconstruction fits on (the first of --samples).")
+    batch_size: int = setting(16, "Texts per gradient pass while measuring importance.")
+    eval_batch_size: int = setting(32, "Texts per batch when measuring accuracy before and after.")
+    max_eval_samples: int | None = setting(None, "Measure accuracy on at most this many texts per split "
+                                                 "(default: all).")
+    allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
+    data: DataConfig = field(default_factory=DataConfig)
+
+    @property
+    def budget_given(self) -> bool:
+        return any(v is not None for v in (self.flops, self.heads, self.ffn))
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("flops", "heads", "ffn"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value <= 1:
+                problems.append(f"{name} must be a fraction in (0, 1], got {value}")
+        if self.flops is not None and (self.heads is not None or self.ffn is not None):
+            problems.append("give either --flops or --heads / --ffn, not both")
+        for name in ("samples", "reconstruct_samples", "round_to", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seq_len < 2:
+            problems.append(f"seq_len must be >= 2, got {self.seq_len}")
+        if self.max_eval_samples is not None and self.max_eval_samples < 1:
+            problems.append(f"max_eval_samples must be >= 1 or unset, got {self.max_eval_samples}")
+        if problems:
+            raise EdgewiseError("; ".join(problems))

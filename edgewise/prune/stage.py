@@ -1,0 +1,268 @@
+"""`edgewise prune`: the heads and FFN neurons of a fine-tuned classifier that matter least, removed.
+
+Kwon et al. 2022 ("A Fast Post-Training Pruning Framework for Transformers"): Fisher importance of
+head and neuron masks from gradients on sample texts (no retraining), the most important units kept
+under a FLOPs budget, then the weights physically sliced: masks alone make nothing faster, smaller
+dense matrices do. The result is an `hf` artifact whose config records the pruned heads
+(transformers' `pruned_heads`) and each layer's FFN width (`edgewise_ffn_sizes`); every edgewise
+stage loads it (core.models.load_classifier).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+from edgewise.core.artifact import Artifact
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import Manifest
+from edgewise.core.progress import console
+from edgewise.core.stage import StageOutput
+from edgewise.prune.config import PruneConfig
+
+
+def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None, overwrite: bool = False,
+          resume: bool = False) -> Manifest:
+    """Prune the `hf` classifier in ``src`` to ``config``'s budget; write the smaller model to ``dst``.
+
+    ``data`` gives the sample texts whose gradients measure importance (train split first; labels
+    used when present) and the labelled validation / test splits accuracy is measured on.
+
+    Example:
+        >>> prune(Path("runs/student-l3"), Path("runs/student-p50"), PruneConfig(flops=0.5),
+        ...       data="builtin:bbc-news")  # doctest: +SKIP
+    """
+    from edgewise.core.deps import require_full
+
+    require_full("torch", "transformers")
+    if not config.budget_given:
+        raise EdgewiseError("say how much to keep: --flops 0.5 (a fraction of the encoder's FLOPs), or --heads 0.5 "
+                            "and / or --ffn 0.5 (fractions of the heads and FFN neurons)")
+    if data is None:
+        raise EdgewiseError("pruning measures importance on texts: pass DATA (the model's training data, or any "
+                            "texts it will see)")
+    started = time.perf_counter()
+    artifact = Artifact.load(Path(src), kind="hf")
+    if not artifact.labels:
+        raise EdgewiseError(f"{artifact.path} names no labels (no id2label); prune a fine-tuned classifier")
+    out = StageOutput("prune", dst, parent=artifact, overwrite=overwrite, resume=resume)
+    samples, evaluation = _texts(artifact, data, config)
+
+    from edgewise.core.lengths import artifact_lengths
+    from edgewise.core.models import ModelSource, check_weights, load_classifier, load_tokenizer
+    from edgewise.core.structure import encoder_layers
+
+    check_weights(artifact.path, config.allow_pickle)
+    source = ModelSource(str(artifact.path), str(artifact.path), True)
+    tokenizer = load_tokenizer(source)
+    model = load_classifier(source, config.allow_pickle).eval()
+    layers = encoder_layers(model)  # refuses other architectures before any work
+    if config.flops is not None:
+        from edgewise.prune.importance import heads_of
+        from edgewise.prune.search import Shape, check_budget
+
+        shapes = [Shape(*heads_of(layer), layer.intermediate.dense.out_features) for layer in layers]
+        check_budget(shapes, model.config.hidden_size, tokens=config.seq_len, flops=config.flops,
+                     round_to=config.round_to)
+    recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
+    max_length, _ = artifact_lengths(artifact.path, recorded)
+
+    with out:
+        model, metrics = _prune(model, tokenizer, samples, evaluation, config, max_length, artifact.labels)
+        model.save_pretrained(out.artifact, safe_serialization=True)
+        metrics["time_s"]["total"] = round(time.perf_counter() - started, 1)
+        manifest = out.commit(kind="hf", config=config, metrics=metrics,
+                              # Not "spec": the model was not trained on these texts, so the lineage's
+                              # training data (what quantize scores on by default) stays the parent's.
+                              data={"importance_data": data, "sample_texts": len(samples["texts"])})
+    p = metrics["pruning"]
+    console().print(f"wrote {out.dst}: {p['heads_after']}/{p['heads_before']} heads, FFN "
+                    f"{p['ffn_after']}/{p['ffn_before']} neurons, {p['flops_ratio']:.1%} of the encoder FLOPs, "
+                    + "  ".join(f"{split} accuracy {row['before']['accuracy']:.4f} -> {row['after']['accuracy']:.4f}"
+                                for split, row in metrics["accuracy"].items()))
+    return manifest
+
+
+def _texts(artifact: Artifact, data: str, config: PruneConfig) -> tuple[dict, dict]:
+    """The sample texts (train split first, ``config.samples`` drawn with the data seed) and the
+    labelled evaluation splits (validation as training carved it, and test)."""
+    from edgewise.core.data import encode_labels, load_splits
+    from edgewise.core.lineage import carve_validation
+    from edgewise.quantize.measure import eval_splits
+
+    splits = load_splits(data, config.data)
+    splits, _ = carve_validation(splits, data, artifact.path, config.data)
+    order = [n for n in ("train", "validation", "test") if n in splits] + [n for n in splits
+                                                                            if n not in ("train", "validation", "test")]
+    split = next((splits[n] for n in order if len(splits[n])), None)
+    if split is None:
+        raise EdgewiseError(f"{data} holds no texts; pass data with texts to measure importance on")
+    picked = sorted(random.Random(config.data.seed).sample(range(len(split)), min(config.samples, len(split))))
+    labels = (encode_labels(split.subset(picked, split.name), artifact.labels, config.data.label_column)
+              if split.labels is not None else None)
+    samples = {"split": split.name, "texts": [split.texts[i] for i in picked],
+               "pairs": [split.pairs[i] for i in picked] if split.pairs else None, "labels": labels}
+    chosen = eval_splits(splits, artifact.labels, config.data.label_column, limit=config.max_eval_samples)
+    return samples, {"spec": data, "splits": chosen}
+
+
+def _batches(model, tokenizer, samples: dict, labels: list[int], config: PruneConfig, max_length: int):
+    """(inputs, label ids) per batch of the sample texts."""
+    from edgewise.core.models import model_inputs
+
+    texts, pairs = samples["texts"], samples["pairs"]
+    for start in range(0, len(texts), config.batch_size):
+        end = start + config.batch_size
+        encoded = tokenizer(texts[start:end], pairs[start:end] if pairs else None, truncation=True,
+                            max_length=max_length, padding=True, return_tensors="pt")
+        yield model_inputs(model, encoded), labels[start:end]
+
+
+def _accuracy(model, tokenizer, evaluation: dict, config: PruneConfig, max_length: int, id2label: dict) -> dict:
+    """Logits and metrics of ``model`` on every evaluation split."""
+    from edgewise.core.metrics import classification_metrics
+    from edgewise.runtime.pytorch import TorchRunner
+
+    runner = TorchRunner(model, tokenizer, max_length=max_length)
+    result = {}
+    for split in evaluation["splits"]:
+        logits = runner.logits(split.texts, split.pairs, batch_size=config.eval_batch_size)
+        metrics = classification_metrics(split.truth, logits.argmax(-1).tolist(), id2label)
+        result[split.name] = {"logits": logits, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    return result
+
+
+def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfig, max_length: int,
+           id2label: dict) -> dict:
+    import numpy as np
+
+    from edgewise.core.progress import progress_bar
+    from edgewise.core.structure import encoder_layers
+    from edgewise.prune.importance import fisher, heads_of
+    from edgewise.prune.search import Shape, choose
+
+    layers = encoder_layers(model)
+    shapes = [Shape(*heads_of(layer), layer.intermediate.dense.out_features) for layer in layers]
+    hidden = model.config.hidden_size
+    parameters_before = sum(p.numel() for p in model.parameters())
+    times = {}
+    started = time.perf_counter()
+    before = _accuracy(model, tokenizer, evaluation, config, max_length, id2label)
+    labels = samples["labels"]
+    if labels is None:  # unlabelled texts: the model's own predictions are their labels
+        from edgewise.runtime.pytorch import TorchRunner
+
+        runner = TorchRunner(model, tokenizer, max_length=max_length)
+        labels = runner.logits(samples["texts"], samples["pairs"], config.eval_batch_size).argmax(-1).tolist()
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("importance (Fisher)", total=len(samples["texts"]), info="")
+        head_scores, ffn_scores = fisher(model, _batches(model, tokenizer, samples, labels, config, max_length),
+                                         lambda n: bar.advance(task, n))
+    times["importance"] = round(time.perf_counter() - started, 1)
+    console().print(f"importance of {sum(s.heads for s in shapes)} heads and {sum(s.ffn for s in shapes)} FFN "
+                    f"neurons from {len(samples['texts'])} texts in {times['importance']} s")
+
+    plan = choose(head_scores, ffn_scores, shapes, hidden, tokens=config.seq_len, flops=config.flops,
+                  heads=config.heads, ffn=config.ffn, round_to=config.round_to)
+    steps = {}
+    kept_step = "pruned"
+    if config.reconstruct:
+        import copy
+
+        from edgewise.prune.reconstruct import fold_scales, reconstruct
+
+        started = time.perf_counter()
+        fit_on = {k: (v[:config.reconstruct_samples] if v is not None else None) for k, v in samples.items()
+                  if k in ("texts", "pairs")}
+        batches = [inputs for inputs, _ in _batches(model, tokenizer, fit_on, labels, config, max_length)]
+        with progress_bar(transient=True) as bar:
+            task = bar.add_task("least-squares reconstruction", total=2 * len(shapes), info="")
+            head_scales, ffn_scales = reconstruct(model, batches, plan["heads"], plan["ffn"],
+                                                  lambda n: bar.advance(task, n))
+        times["reconstruction"] = round(time.perf_counter() - started, 1)
+        plain = copy.deepcopy(model)
+        remove_units(plain, plan["heads"], plan["ffn"])
+        steps["pruned"] = _accuracy(plain, tokenizer, evaluation, config, max_length, id2label)
+        fold_scales(model, head_scales, ffn_scales)
+        remove_units(model, plan["heads"], plan["ffn"])
+        steps["reconstructed"] = _accuracy(model, tokenizer, evaluation, config, max_length, id2label)
+        validation = "validation" if "validation" in before else None
+        if validation and steps["reconstructed"][validation]["accuracy"] < steps["pruned"][validation]["accuracy"]:
+            model, kept_step = plain, "pruned"  # the fit made validation worse: keep the plain slice
+        else:
+            kept_step = "reconstructed"
+        shown = "  ".join(f"{split} accuracy {steps['pruned'][split]['accuracy']:.4f} -> "
+                          f"{steps['reconstructed'][split]['accuracy']:.4f}" for split in before)
+        console().print(f"least-squares reconstruction in {times['reconstruction']} s: {shown}; kept the {kept_step} "
+                        "model")
+    else:
+        remove_units(model, plan["heads"], plan["ffn"])
+        steps["pruned"] = _accuracy(model, tokenizer, evaluation, config, max_length, id2label)
+    after = steps[kept_step]
+
+    accuracy = {}
+    for split, row in before.items():
+        agreement = float(np.mean(row["logits"].argmax(-1) == after[split]["logits"].argmax(-1)))
+        accuracy[split] = {
+            "before": {k: row[k] for k in ("accuracy", "macro_f1")},
+            **{step: {k: result[split][k] for k in ("accuracy", "macro_f1")} for step, result in steps.items()},
+            "after": {k: after[split][k] for k in ("accuracy", "macro_f1")},
+            "agreement": agreement,
+            "drop_points": round((row["accuracy"] - after[split]["accuracy"]) * 100, 4),
+        }
+    heads_after = [len(h) for h in plan["heads"]]
+    ffn_after = [len(n) for n in plan["ffn"]]
+    return model, {
+        "pruning": {
+            "method": "fisher importance, mask search, layer-wise least squares (Kwon et al. 2022)",
+            "kept_step": kept_step,
+            "heads_per_layer_before": [s.heads for s in shapes], "heads_per_layer": heads_after,
+            "ffn_per_layer_before": [s.ffn for s in shapes], "ffn_per_layer": ffn_after,
+            "heads_before": sum(s.heads for s in shapes), "heads_after": sum(heads_after),
+            "ffn_before": sum(s.ffn for s in shapes), "ffn_after": sum(ffn_after),
+            "flops_tokens": config.seq_len, "flops_before": plan["flops_before"], "flops_after": plan["flops_after"],
+            "flops_ratio": plan["flops_after"] / plan["flops_before"],
+            "budget": {"flops": config.flops, "heads": config.heads, "ffn": config.ffn,
+                       "met": plan["budget"] is None or plan["flops_after"] <= plan["budget"] * (1 + 1e-9)},
+            "parameters_before": parameters_before, "parameters_after": sum(p.numel() for p in model.parameters()),
+            "samples": len(samples["texts"]), "sample_split": samples["split"],
+            "labels": "data" if samples["labels"] is not None else "the model's own predictions",
+        },
+        "importance": {"heads": [[float(f"{v:.6g}") for v in s] for s in head_scores],
+                       "ffn": [[float(f"{v:.6g}") for v in s] for s in ffn_scores]},
+        "accuracy": accuracy,
+        "time_s": times,
+    }
+
+
+def remove_units(model, keep_heads: list[list[int]], keep_ffn: list[list[int]]) -> None:
+    """Slice the weights: heads with transformers' own ``prune_heads`` (so ``pruned_heads`` in the
+    config re-applies it on load), FFN neurons with ``prune_linear_layer``; the widths go into the
+    config as core.structure.FFN_SIZES_KEY."""
+    import torch
+    from transformers.pytorch_utils import prune_linear_layer
+
+    from edgewise.core.structure import encoder_layers
+    from edgewise.prune.importance import heads_of
+
+    layers = encoder_layers(model)
+    already = {int(k): set(v) for k, v in (getattr(model.config, "pruned_heads", None) or {}).items()}
+    to_prune = {}
+    for index, (layer, kept) in enumerate(zip(layers, keep_heads, strict=True)):
+        count, _ = heads_of(layer)
+        # prune_heads takes head numbers of the original model: map the current ones back.
+        original = [h for h in range(count + len(already.get(index, ()))) if h not in already.get(index, ())]
+        removed = [original[h] for h in range(count) if h not in kept]
+        if removed:
+            to_prune[index] = removed
+    if to_prune:
+        model.prune_heads(to_prune)
+    for layer, kept in zip(layers, keep_ffn, strict=True):
+        index = torch.tensor(sorted(kept), dtype=torch.long)
+        if len(kept) < layer.intermediate.dense.out_features:
+            layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, index, dim=0)
+            layer.output.dense = prune_linear_layer(layer.output.dense, index, dim=1)
+    from edgewise.core.structure import FFN_SIZES_KEY, ffn_sizes
+
+    setattr(model.config, FFN_SIZES_KEY, ffn_sizes(model))

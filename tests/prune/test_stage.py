@@ -1,0 +1,121 @@
+import json
+
+import pytest
+
+from edgewise.core.artifact import Artifact
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.manifest import Manifest
+from edgewise.prune import PruneConfig, prune
+from tests.conftest import assert_user_error
+
+FAST = dict(samples=64, round_to=16, seq_len=32)
+
+
+@pytest.fixture(scope="module")
+def pruned(tiny_teacher, tiny_data, tmp_path_factory):
+    return prune(tiny_teacher, tmp_path_factory.mktemp("pruned") / "p", PruneConfig(flops=0.6, **FAST),
+                 data=str(tiny_data))
+
+
+def test_prune_writes_a_smaller_model_within_the_budget(pruned, tiny_teacher):
+    artifact = Artifact.load(pruned.path, kind="hf")  # every file hash checks
+    p = pruned.metrics["pruning"]
+    config = json.loads((pruned.path / "config.json").read_text())
+
+    assert artifact.manifest.parent["path"] == str(tiny_teacher) and artifact.manifest.stage == "prune"
+    assert p["flops_after"] <= 0.6 * p["flops_before"] and p["budget"]["met"]
+    assert p["parameters_after"] < p["parameters_before"]
+    assert config["edgewise_ffn_sizes"] == p["ffn_per_layer"] and all(n % 16 == 0 for n in p["ffn_per_layer"])
+    assert sum(len(v) for v in (config.get("pruned_heads") or {}).values()) == p["heads_before"] - p["heads_after"]
+    assert all(h >= 1 for h in p["heads_per_layer"])
+    assert pruned.data["max_length"] == 32  # the teacher's working length comes forward
+    from edgewise.core.lineage import training_data
+
+    assert training_data(pruned.path)[0] == Manifest.read(tiny_teacher).data["spec"]  # pruning trains nothing
+    assert {"tokenizer.json", "model.safetensors"} <= set(pruned.files)
+
+
+def test_prune_records_importance_and_accuracy_before_and_after(pruned):
+    importance, accuracy = pruned.metrics["importance"], pruned.metrics["accuracy"]
+
+    assert [len(h) for h in importance["heads"]] == [2, 2] and [len(n) for n in importance["ffn"]] == [64, 64]
+    assert any(v > 0 for layer in importance["ffn"] for v in layer)
+    assert set(accuracy) == {"validation", "test"}
+    row = accuracy["test"]
+    assert 0 <= row["agreement"] <= 1 and row["drop_points"] == pytest.approx(
+        (row["before"]["accuracy"] - row["after"]["accuracy"]) * 100)
+
+
+def test_a_pruned_model_reloads_with_the_logits_it_was_measured_with(pruned, tiny_data):
+    from edgewise.evaluate import EvaluateConfig, evaluate
+
+    result = evaluate(pruned.path, config=EvaluateConfig(split="test"), data=str(tiny_data))
+
+    assert result["accuracy"] == pytest.approx(pruned.metrics["accuracy"]["test"]["after"]["accuracy"])
+
+
+def test_prune_with_fractions_and_unlabelled_texts(tiny_teacher, tmp_path):
+    (tmp_path / "texts.txt").write_text("\n".join(["apple grape banana red", "golf rugby tennis", "blue green"] * 10))
+
+    manifest = prune(tiny_teacher, tmp_path / "p", PruneConfig(heads=0.5, ffn=0.5, **FAST),
+                     data=str(tmp_path / "texts.txt"))
+
+    p = manifest.metrics["pruning"]
+    assert p["heads_per_layer"] == [1, 1] and p["ffn_after"] == 64
+    assert p["labels"] == "the model's own predictions" and manifest.metrics["accuracy"] == {}
+
+
+@pytest.mark.parametrize(("field", "value", "fragment"), [
+    ("flops", 0.0, "flops must be a fraction in (0, 1]"), ("heads", 1.5, "heads must be a fraction in (0, 1]"),
+    ("samples", 0, "samples must be >= 1"),
+])
+def test_prune_config_rejects_bad_values(field, value, fragment):
+    with pytest.raises(EdgewiseError) as info:
+        PruneConfig(**{field: value})
+    assert fragment in str(info.value)
+
+
+def test_prune_refuses_bad_inputs_with_one_line(cli_run, tiny_teacher, tiny_onnx, tiny_data, tmp_path):
+    cases = [
+        (("prune", tiny_teacher, tiny_data, "-o", tmp_path / "a"), ["say how much to keep", "--flops"]),
+        (("prune", tiny_teacher, tiny_data, "-o", tmp_path / "b", "--flops", "0.5", "--heads", "0.5"),
+         ["either --flops or --heads"]),
+        (("prune", tiny_onnx, tiny_data, "-o", tmp_path / "c", "--flops", "0.5"), ["'onnx' artifact", "'hf'"]),
+        (("prune", tiny_teacher, tiny_data, "-o", tmp_path / "d", "--flops", "0.05", "--seq-len", "32"),
+         ["below what pruning reaches", "ask for"]),
+        (("prune", tiny_teacher, tiny_data, "-o", tiny_teacher, "--flops", "0.5"), ["is the input"]),
+    ]
+    for args, fragments in cases:
+        assert_user_error(cli_run(*args), *fragments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_reconstruction_brings_the_pruned_layers_closer_to_the_whole_model(tiny_teacher, tiny_data):
+    import copy
+
+    import torch
+
+    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer
+    from edgewise.prune.reconstruct import fold_scales, reconstruct
+    from edgewise.prune.stage import remove_units
+
+    source = ModelSource(str(tiny_teacher), str(tiny_teacher), True)
+    model, tokenizer = load_classifier(source).eval(), load_tokenizer(source)
+    texts = (tiny_data / "train.csv").read_text().splitlines()[1:65]
+    batches = [dict(tokenizer(texts[i:i + 16], truncation=True, max_length=32, padding=True, return_tensors="pt"))
+               for i in range(0, 64, 16)]
+    keep_heads, keep_ffn = [[0], [1]], [list(range(0, 64, 2)), list(range(32))]
+    with torch.no_grad():
+        whole = torch.cat([model(**b).logits for b in batches])
+
+    heads, ffn = reconstruct(model, batches, keep_heads, keep_ffn)
+    plain = copy.deepcopy(model)
+    remove_units(plain, keep_heads, keep_ffn)
+    fold_scales(model, heads, ffn)
+    remove_units(model, keep_heads, keep_ffn)
+
+    with torch.no_grad():
+        plain_error = (torch.cat([plain(**b).logits for b in batches]) - whole).pow(2).mean()
+        fitted_error = (torch.cat([model(**b).logits for b in batches]) - whole).pow(2).mean()
+    assert fitted_error < plain_error
+    assert heads[0][1] == 0 and heads[0][0] != 1  # removed heads get 0, kept ones a fitted scale
