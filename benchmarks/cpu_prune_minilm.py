@@ -12,6 +12,8 @@ writes an equal one to runs/teacher). Runs the `edgewise` commands a user would:
            with --optimize (per-layer head counts read from the graph)
   bench    one `edgewise bench` run: teacher in torch and ORT, pruned and healed in ORT;
            1 thread, batch 1, 128 tokens, accuracy on the test split
+  chain    the healed model quantized (dynamic INT8) and bundled, the teacher's ONNX quantized too,
+           and one `edgewise bench` run of them against the teacher in torch
 
     python benchmarks/cpu_prune_minilm.py [--teacher DIR] [--stages prune,heal,export,bench] [--workdir DIR]
 """
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STAGES = ("prune", "heal", "export", "bench")
+STAGES = ("prune", "heal", "export", "bench", "chain")
 DATA = "builtin:bbc-news"
 FLOPS = 0.5
 
@@ -105,6 +107,22 @@ def stage_bench(teacher: Path, work: Path) -> dict:
     }
 
 
+def stage_chain(teacher: Path, work: Path) -> dict:
+    edgewise("quantize", work / "healed-onnx", "-o", work / "healed-int8", "--data", DATA, "--overwrite")
+    edgewise("bundle", work / "healed-int8", "-o", work / "healed-bundle", "--overwrite")
+    edgewise("quantize", work / "teacher-onnx", "-o", work / "teacher-int8", "--data", DATA, "--overwrite")
+    report_dir = work / "chain-bench"
+    edgewise("bench", teacher, work / "teacher-int8", work / "healed-int8", work / "healed-bundle", "--data", DATA,
+             "--threads", 1, "--batch-sizes", 1, "--seq-len", 128, "--rounds", 7, "-o", report_dir, "--overwrite")
+    report = json.loads((report_dir / "report.json").read_text())
+    rows = {r["artifact"]: r for r in report["results"] if r["status"] == "ok"}
+    p50 = {name: row["latency_ms"]["p50"] for name, row in rows.items()}
+    shutil.copy2(report_dir / "report.md", HERE / "results" / "prune_minilm_bbc" / "chain.md")
+    return {"p50_ms": p50, "accuracy_test": {name: row.get("accuracy") for name, row in rows.items()},
+            "size_mb": {a["name"]: round(a["size_bytes"] / 1e6, 1) for a in report["artifacts"]},
+            "speedup_vs_teacher_torch": {name: p50[teacher.name] / v for name, v in p50.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", type=Path, default=Path("/tmp/edgewise-bench-finetune/teacher"))
@@ -124,6 +142,8 @@ def main() -> None:
             results["export"] = stage_export(args.teacher, args.workdir)
         elif stage == "bench":
             results["bench"] = stage_bench(args.teacher, args.workdir)
+        elif stage == "chain":
+            results["chain"] = stage_chain(args.teacher, args.workdir)
         else:
             sys.exit(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
         print(json.dumps(results[stage], indent=2)[:4000], flush=True)

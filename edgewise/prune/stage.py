@@ -68,8 +68,13 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
     recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
     max_length, _ = artifact_lengths(artifact.path, recorded)
 
+    if config.heal_epochs and samples["labels"] is None:
+        raise EdgewiseError(f"--heal-epochs distils on labelled texts and {data} has none in its {samples['split']} "
+                            "split; pass labelled data, or drop --heal-epochs")
     with out:
-        model, metrics = _prune(model, tokenizer, samples, evaluation, config, max_length, artifact.labels)
+        model, metrics, unpruned = _prune(model, tokenizer, samples, evaluation, config, max_length, artifact.labels)
+        if config.heal_epochs:
+            model = _heal(model, tokenizer, artifact, out, config, data, max_length, evaluation, metrics, unpruned)
         model.save_pretrained(out.artifact, safe_serialization=True)
         metrics["time_s"]["total"] = round(time.perf_counter() - started, 1)
         manifest = out.commit(kind="hf", config=config, metrics=metrics,
@@ -233,7 +238,41 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
                        "ffn": [[float(f"{v:.6g}") for v in s] for s in ffn_scores]},
         "accuracy": accuracy,
         "time_s": times,
-    }
+    }, before
+
+
+def _heal(model, tokenizer, artifact: Artifact, out: StageOutput, config: PruneConfig, data: str, max_length: int,
+          evaluation: dict, metrics: dict, unpruned: dict):
+    """A short distillation from the unpruned model (or ``config.teacher``) into the pruned one, through
+    edgewise distill itself (cached teacher logits, best checkpoint by validation); returns the healed
+    model and adds its accuracy to ``metrics`` (agreement against the ``unpruned`` model's predictions)."""
+    import numpy as np
+
+    from edgewise.core.models import ModelSource, load_classifier
+    from edgewise.distill import DistillConfig, DistillTrainerConfig, distill
+
+    started = time.perf_counter()
+    pruned = out.work / "pruned"
+    model.save_pretrained(pruned, safe_serialization=True)
+    tokenizer.save_pretrained(pruned)
+    teacher = Path(config.teacher).expanduser() if config.teacher else artifact.path
+    healed = distill(teacher, out.work / "healed", DistillConfig(
+        student=str(pruned), trainer=DistillTrainerConfig(epochs=config.heal_epochs), max_length=max_length,
+        allow_pickle=config.allow_pickle, data=config.data), data=data)
+    model = load_classifier(ModelSource(str(healed.path), str(healed.path), True)).eval()
+    after = _accuracy(model, tokenizer, evaluation, config, max_length, artifact.labels)
+    for split, row in metrics["accuracy"].items():
+        row["healed"] = {k: after[split][k] for k in ("accuracy", "macro_f1")}
+        row["after"] = row["healed"]
+        before = row["before"]["accuracy"]
+        row["drop_points"] = round((before - after[split]["accuracy"]) * 100, 4)
+        row["agreement"] = float(np.mean(unpruned[split]["logits"].argmax(-1) == after[split]["logits"].argmax(-1)))
+    metrics["pruning"]["kept_step"] = "healed"
+    metrics["heal"] = {"epochs": config.heal_epochs, "teacher": str(teacher), "seconds": round(time.perf_counter()
+                       - started, 1), "best_checkpoint": healed.metrics["train"].get("best_checkpoint"),
+                       "distill_test_accuracy": (healed.metrics.get("test") or {}).get("accuracy")}
+    metrics["time_s"]["heal"] = metrics["heal"]["seconds"]
+    return model
 
 
 def remove_units(model, keep_heads: list[list[int]], keep_ffn: list[list[int]]) -> None:

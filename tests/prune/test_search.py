@@ -55,7 +55,7 @@ def test_least_squares_scales_solve_the_normal_equations():
     target = contributions.sum(axis=1)
     kept = [0, 2, 3]
 
-    scales = _solve(contributions.T @ contributions, kept)
+    scales = _solve(contributions.T @ contributions, contributions.T @ target, kept)
 
     expected, *_ = np.linalg.lstsq(contributions[:, kept], target, rcond=None)
     np.testing.assert_allclose(scales, expected, rtol=1e-4)

@@ -119,3 +119,24 @@ def test_reconstruction_brings_the_pruned_layers_closer_to_the_whole_model(tiny_
         fitted_error = (torch.cat([model(**b).logits for b in batches]) - whole).pow(2).mean()
     assert fitted_error < plain_error
     assert heads[0][1] == 0 and heads[0][0] != 1  # removed heads get 0, kept ones a fitted scale
+
+
+@pytest.mark.slow
+def test_prune_heals_by_distilling_from_the_unpruned_model(tiny_teacher, tiny_data, tmp_path):
+    manifest = prune(tiny_teacher, tmp_path / "p", PruneConfig(heads=0.5, ffn=0.5, heal_epochs=1, **FAST),
+                     data=str(tiny_data))
+
+    row = manifest.metrics["accuracy"]["test"]
+    assert manifest.metrics["pruning"]["kept_step"] == "healed" and row["after"] == row["healed"]
+    assert manifest.metrics["heal"]["epochs"] == 1 and manifest.metrics["heal"]["teacher"] == str(tiny_teacher)
+    sizes = json.loads((manifest.path / "config.json").read_text())["edgewise_ffn_sizes"]
+    assert sizes == manifest.metrics["pruning"]["ffn_per_layer"] and sum(sizes) == 64  # healing keeps the shape
+    assert not (manifest.path / "edgewise.json").read_text().count(".partial")  # nothing of the work folder leaks
+
+
+def test_prune_heal_needs_labelled_texts(tiny_teacher, tmp_path):
+    (tmp_path / "texts.txt").write_text("apple red\ngolf blue\n")
+
+    with pytest.raises(EdgewiseError, match="--heal-epochs distils on labelled texts"):
+        prune(tiny_teacher, tmp_path / "p", PruneConfig(heads=0.5, heal_epochs=1), data=str(tmp_path / "texts.txt"))
+    assert not (tmp_path / "p").exists()
