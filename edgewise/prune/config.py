@@ -28,6 +28,10 @@ class PruneConfig:
                                         "of --flops).")
     ffn: float | None = setting(None, "Keep this fraction of all FFN neurons, most important first (instead of "
                                       "--flops).")
+    vocab: bool = setting(False, "Also keep only the tokens the training texts (and --vocab-extra) produce, plus "
+                                 "special and single-character tokens: a smaller embedding and tokenizer.json.")
+    vocab_extra: str | None = setting(None, "More texts whose tokens --vocab keeps (a .txt file, one per line, or "
+                                            "any DATA spec).")
     samples: int = setting(2048, "Texts whose gradients measure importance (train split first; labels used when "
                                  "present, else the model's own predictions).")
     seq_len: int = setting(128, "Tokens per text at which FLOPs are counted for --flops.")
@@ -55,6 +59,10 @@ class PruneConfig:
 
     @property
     def budget_given(self) -> bool:
+        return self.prunes_units or self.vocab
+
+    @property
+    def prunes_units(self) -> bool:
         return any(v is not None for v in (self.flops, self.heads, self.ffn))
 
     def __post_init__(self) -> None:
@@ -68,6 +76,8 @@ class PruneConfig:
         for name in ("samples", "reconstruct_samples", "round_to", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.vocab_extra and not self.vocab:
+            problems.append("--vocab-extra adds texts to --vocab: pass --vocab too")
         if self.heal_epochs < 0:
             problems.append(f"heal_epochs must be >= 0, got {self.heal_epochs}")
         if self.seq_len < 2:

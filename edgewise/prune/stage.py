@@ -37,8 +37,8 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
 
     require_full("torch", "transformers")
     if not config.budget_given:
-        raise EdgewiseError("say how much to keep: --flops 0.5 (a fraction of the encoder's FLOPs), or --heads 0.5 "
-                            "and / or --ffn 0.5 (fractions of the heads and FFN neurons)")
+        raise EdgewiseError("say how much to keep: --flops 0.5 (a fraction of the encoder's FLOPs), --heads 0.5 "
+                            "and / or --ffn 0.5 (fractions of the heads and FFN neurons), and / or --vocab")
     if data is None:
         raise EdgewiseError("pruning measures importance on texts: pass DATA (the model's training data, or any "
                             "texts it will see)")
@@ -58,6 +58,13 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
     tokenizer = load_tokenizer(source)
     model = load_classifier(source, config.allow_pickle).eval()
     layers = encoder_layers(model)  # refuses other architectures before any work
+    if config.vocab:
+        from edgewise.prune.vocab import load_tokenizer_json
+
+        load_tokenizer_json(artifact.path)  # a tokenizer --vocab cannot rewrite is refused before any work
+    if config.heal_epochs and not config.prunes_units:
+        raise EdgewiseError("--heal-epochs heals a model whose heads or neurons were pruned: add --flops or --heads / "
+                            "--ffn, or drop --heal-epochs")
     if config.flops is not None:
         from edgewise.prune.importance import heads_of
         from edgewise.prune.search import Shape, check_budget
@@ -72,18 +79,26 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
         raise EdgewiseError(f"--heal-epochs distils on labelled texts and {data} has none in its {samples['split']} "
                             "split; pass labelled data, or drop --heal-epochs")
     with out:
-        model, metrics, unpruned = _prune(model, tokenizer, samples, evaluation, config, max_length, artifact.labels)
-        if config.heal_epochs:
-            model = _heal(model, tokenizer, artifact, out, config, data, max_length, evaluation, metrics, unpruned)
+        metrics = {"accuracy": {}, "time_s": {}}
+        if config.prunes_units:
+            model, metrics, unpruned = _prune(model, tokenizer, samples, evaluation, config, max_length,
+                                              artifact.labels)
+            if config.heal_epochs:
+                model = _heal(model, tokenizer, artifact, out, config, data, max_length, evaluation, metrics, unpruned)
+        if config.vocab:
+            _prune_vocab(model, tokenizer, artifact, out, config, samples, evaluation, max_length, metrics)
         model.save_pretrained(out.artifact, safe_serialization=True)
         metrics["time_s"]["total"] = round(time.perf_counter() - started, 1)
         manifest = out.commit(kind="hf", config=config, metrics=metrics,
                               # Not "spec": the model was not trained on these texts, so the lineage's
                               # training data (what quantize scores on by default) stays the parent's.
                               data={"importance_data": data, "sample_texts": len(samples["texts"])})
-    p = metrics["pruning"]
-    console().print(f"wrote {out.dst}: {p['heads_after']}/{p['heads_before']} heads, FFN "
-                    f"{p['ffn_after']}/{p['ffn_before']} neurons, {p['flops_ratio']:.1%} of the encoder FLOPs, "
+    p = metrics.get("pruning") or {}
+    v = metrics.get("vocab") or {}
+    console().print(f"wrote {out.dst}: "
+                    + (f"{p['heads_after']}/{p['heads_before']} heads, FFN {p['ffn_after']}/{p['ffn_before']} neurons, "
+                       f"{p['flops_ratio']:.1%} of the encoder FLOPs, " if p else "")
+                    + (f"{v['size_after']}/{v['size_before']} tokens, " if v else "")
                     + "  ".join(f"{split} accuracy {row['before']['accuracy']:.4f} -> {row['after']['accuracy']:.4f}"
                                 for split, row in metrics["accuracy"].items()))
     return manifest
@@ -107,7 +122,8 @@ def _texts(artifact: Artifact, data: str, config: PruneConfig) -> tuple[dict, di
     labels = (encode_labels(split.subset(picked, split.name), artifact.labels, config.data.label_column)
               if split.labels is not None else None)
     samples = {"split": split.name, "texts": [split.texts[i] for i in picked],
-               "pairs": [split.pairs[i] for i in picked] if split.pairs else None, "labels": labels}
+               "pairs": [split.pairs[i] for i in picked] if split.pairs else None, "labels": labels,
+               "all_texts": split.texts, "all_pairs": split.pairs}
     chosen = eval_splits(splits, artifact.labels, config.data.label_column, limit=config.max_eval_samples)
     return samples, {"spec": data, "splits": chosen}
 
@@ -273,6 +289,47 @@ def _heal(model, tokenizer, artifact: Artifact, out: StageOutput, config: PruneC
                        "distill_test_accuracy": (healed.metrics.get("test") or {}).get("accuracy")}
     metrics["time_s"]["heal"] = metrics["heal"]["seconds"]
     return model
+
+
+def _prune_vocab(model, tokenizer, artifact: Artifact, out: StageOutput, config: PruneConfig, samples: dict,
+                 evaluation: dict, max_length: int, metrics: dict) -> None:
+    """Shrink the vocabulary to the training texts' tokens (+ --vocab-extra); write the rewritten
+    tokenizer files into the output and add the step's coverage and accuracy to ``metrics``."""
+    from transformers import AutoTokenizer
+
+    from edgewise.prune.vocab import coverage, kept_ids, rewrite_tokenizer, shrink_embeddings, used_ids
+
+    started = time.perf_counter()
+    texts, pairs = list(samples["all_texts"]), samples["all_pairs"]
+    if config.vocab_extra:
+        from edgewise.distill.stage import unlabeled_texts
+
+        extra = unlabeled_texts(config.vocab_extra, config)
+        texts, pairs = texts + extra, (pairs + [""] * len(extra)) if pairs else None
+    used = used_ids(artifact.path, texts, pairs)
+    keep = kept_ids(artifact.path, used)
+    before_size = model.get_input_embeddings().num_embeddings
+    if not metrics["accuracy"]:
+        for split, row in _accuracy(model, tokenizer, evaluation, config, max_length, artifact.labels).items():
+            metrics["accuracy"][split] = {"before": {k: row[k] for k in ("accuracy", "macro_f1")}}
+    new_id = rewrite_tokenizer(artifact.path, out.artifact, keep)
+    shrink_embeddings(model, keep, new_id)
+    out.carry_forward()  # special_tokens_map.json beside the rewritten files (what the stage wrote stays)
+    smaller = AutoTokenizer.from_pretrained(out.artifact)
+    after = _accuracy(model, smaller, evaluation, config, max_length, artifact.labels)
+    for split, row in metrics["accuracy"].items():
+        row["vocab"] = {k: after[split][k] for k in ("accuracy", "macro_f1")}
+        row["after"] = row["vocab"]
+        row["drop_points"] = round((row["before"]["accuracy"] - after[split]["accuracy"]) * 100, 4)
+    metrics["vocab"] = {
+        "size_before": before_size, "size_after": len(keep), "texts": len(texts), "extra": config.vocab_extra,
+        "embedding_parameters": [before_size * model.config.hidden_size, len(keep) * model.config.hidden_size],
+        # Measured with the full vocabulary on the evaluation splits, which the vocabulary did not see.
+        "coverage": {s.name: coverage(artifact.path, s.texts, s.pairs, keep) for s in evaluation["splits"]},
+    }
+    metrics["time_s"]["vocab"] = round(time.perf_counter() - started, 1)
+    console().print(f"vocabulary {before_size} -> {len(keep)} tokens; evaluation tokens kept: " + ", ".join(
+        f"{split} {share:.2%}" for split, share in metrics["vocab"]["coverage"].items()))
 
 
 def remove_units(model, keep_heads: list[list[int]], keep_ffn: list[list[int]]) -> None:

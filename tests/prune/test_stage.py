@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from edgewise.core.artifact import Artifact
@@ -140,3 +141,55 @@ def test_prune_heal_needs_labelled_texts(tiny_teacher, tmp_path):
     with pytest.raises(EdgewiseError, match="--heal-epochs distils on labelled texts"):
         prune(tiny_teacher, tmp_path / "p", PruneConfig(heads=0.5, heal_epochs=1), data=str(tmp_path / "texts.txt"))
     assert not (tmp_path / "p").exists()
+
+
+@pytest.fixture(scope="module")
+def wordpiece_classifier(tiny_data, tmp_path_factory):
+    """A random BERT classifier with a WordPiece tokenizer (words, ## pieces, characters) and the tiny labels."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("wordpiece")
+    words = sorted({w for line in (tiny_data / "train.csv").read_text().splitlines()[1:] for w in
+                    line.split(",")[0].split()})
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz",
+              *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"), *words, "zebra", "quartz", "##ing", "unused"]
+    (folder / "vocab.txt").write_text("\n".join(pieces) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=64).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(pieces), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=3, pad_token_id=0,
+                        id2label={0: "colour", 1: "fruit", 2: "sport"},
+                        label2id={"colour": 0, "fruit": 1, "sport": 2})
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def test_prune_vocab_keeps_the_data_tokens_and_the_same_predictions(wordpiece_classifier, tiny_data, tmp_path):
+    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer
+    from edgewise.runtime.pytorch import TorchRunner
+
+    manifest = prune(wordpiece_classifier, tmp_path / "v", PruneConfig(vocab=True), data=str(tiny_data))
+
+    v = manifest.metrics["vocab"]
+    assert v["size_after"] < v["size_before"] and v["coverage"]["test"] == 1.0  # the tiny test uses train words
+    vocab = (tmp_path / "v" / "vocab.txt").read_text().split()
+    assert "zebra" not in vocab and "unused" not in vocab and "##q" in vocab and vocab[:2] == ["[PAD]", "[UNK]"]
+    texts = [line.split(",")[0] for line in (tiny_data / "test.csv").read_text().splitlines()[1:20]]
+    before, after = (TorchRunner(load_classifier(ModelSource(str(f), str(f), True)),
+                                 load_tokenizer(ModelSource(str(f), str(f), True)), max_length=32).logits(texts)
+                     for f in (wordpiece_classifier, tmp_path / "v"))
+    np.testing.assert_allclose(after, before, atol=1e-6)  # the same tokens, renumbered
+    row = manifest.metrics["accuracy"]["test"]
+    assert row["after"] == row["vocab"] == row["before"]
+    # The runtime's own tokenizer (tokenizers, from tokenizer.json) agrees with the rewritten vocab.txt.
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_file(str(tmp_path / "v" / "tokenizer.json")).encode("zebra apple").ids
+    assert [vocab[i] for i in ids] == ["[CLS]", "z", "##e", "##b", "##r", "##a", "apple", "[SEP]"]
+
+
+def test_prune_vocab_refuses_a_tokenizer_it_cannot_rewrite(tiny_teacher, tiny_data, tmp_path):
+    with pytest.raises(EdgewiseError, match="--vocab handles WordPiece tokenizers"):
+        prune(tiny_teacher, tmp_path / "v", PruneConfig(vocab=True), data=str(tiny_data))
+    assert not (tmp_path / "v").exists()
