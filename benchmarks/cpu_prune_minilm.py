@@ -12,6 +12,8 @@ writes an equal one to runs/teacher). Runs the `edgewise` commands a user would:
            with --optimize (per-layer head counts read from the graph)
   bench    one `edgewise bench` run: teacher in torch and ORT, pruned and healed in ORT;
            1 thread, batch 1, 128 tokens, accuracy on the test split
+  latency  edgewise prune TEACHER DATA --latency-budget 60% --threads 1 (measured with onnxruntime),
+           exported, and one `edgewise bench` run against the teacher's ONNX
   chain    the healed model quantized (dynamic INT8) and bundled, the teacher's ONNX quantized too,
            and one `edgewise bench` run of them against the teacher in torch
 
@@ -29,7 +31,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STAGES = ("prune", "heal", "export", "bench", "chain")
+STAGES = ("prune", "heal", "export", "bench", "latency", "chain")
 DATA = "builtin:bbc-news"
 FLOPS = 0.5
 
@@ -107,6 +109,21 @@ def stage_bench(teacher: Path, work: Path) -> dict:
     }
 
 
+def stage_latency(teacher: Path, work: Path) -> dict:
+    seconds = edgewise("prune", teacher, DATA, "-o", work / "pruned-lat60", "--latency-budget", "60%", "--threads", 1,
+                       "--overwrite")
+    m = manifest(work / "pruned-lat60")["metrics"]
+    edgewise("export", work / "pruned-lat60", "-o", work / "pruned-lat60-onnx", "--data", DATA, "--overwrite")
+    report_dir = work / "lat-bench"
+    edgewise("bench", work / "teacher-onnx", work / "pruned-lat60-onnx", "--data", DATA, "--threads", 1,
+             "--batch-sizes", 1, "--seq-len", 128, "--rounds", 7, "-o", report_dir, "--overwrite")
+    rows = {r["artifact"]: r for r in json.loads((report_dir / "report.json").read_text())["results"]}
+    p50 = {name: row["latency_ms"]["p50"] for name, row in rows.items()}
+    return {"wall_s": round(seconds, 1), "search": m["pruning"]["latency"], "accuracy": m["accuracy"],
+            "bench_p50_ms": p50, "bench_ratio": p50["pruned-lat60-onnx"] / p50["teacher-onnx"],
+            "bench_accuracy": {name: row.get("accuracy") for name, row in rows.items()}}
+
+
 def stage_chain(teacher: Path, work: Path) -> dict:
     edgewise("quantize", work / "healed-onnx", "-o", work / "healed-int8", "--data", DATA, "--overwrite")
     edgewise("bundle", work / "healed-int8", "-o", work / "healed-bundle", "--overwrite")
@@ -142,6 +159,8 @@ def main() -> None:
             results["export"] = stage_export(args.teacher, args.workdir)
         elif stage == "bench":
             results["bench"] = stage_bench(args.teacher, args.workdir)
+        elif stage == "latency":
+            results["latency"] = stage_latency(args.teacher, args.workdir)
         elif stage == "chain":
             results["chain"] = stage_chain(args.teacher, args.workdir)
         else:

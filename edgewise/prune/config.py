@@ -24,6 +24,10 @@ class PruneConfig:
 
     flops: float | None = setting(None, "Keep this fraction of the encoder's FLOPs at --seq-len tokens (e.g. 0.5), "
                                         "choosing the heads and FFN neurons that matter most.")
+    latency_budget: str | None = setting(None, "Keep the most FLOPs whose latency, measured here with onnxruntime "
+                                               "(batch 1, --seq-len tokens, --threads), fits this budget: "
+                                               "milliseconds (4ms) or a share of the unpruned latency (60%).")
+    threads: int = setting(1, "Threads of the --latency-budget measurements.")
     heads: float | None = setting(None, "Keep this fraction of all attention heads, most important first (instead "
                                         "of --flops).")
     ffn: float | None = setting(None, "Keep this fraction of all FFN neurons, most important first (instead of "
@@ -63,7 +67,7 @@ class PruneConfig:
 
     @property
     def prunes_units(self) -> bool:
-        return any(v is not None for v in (self.flops, self.heads, self.ffn))
+        return any(v is not None for v in (self.flops, self.heads, self.ffn, self.latency_budget))
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,8 +75,18 @@ class PruneConfig:
             value = getattr(self, name)
             if value is not None and not 0 < value <= 1:
                 problems.append(f"{name} must be a fraction in (0, 1], got {value}")
-        if self.flops is not None and (self.heads is not None or self.ffn is not None):
-            problems.append("give either --flops or --heads / --ffn, not both")
+        budgets = [name for name in ("flops", "latency_budget") if getattr(self, name) is not None]
+        if self.heads is not None or self.ffn is not None:
+            budgets.append("heads / ffn")
+        if len(budgets) > 1:
+            problems.append(f"give one budget, not {' and '.join(budgets)}: --flops, --latency-budget or "
+                            "--heads / --ffn")
+        if self.latency_budget is not None:
+            from edgewise.prune.latency import parse_budget
+
+            parse_budget(self.latency_budget)
+        if self.threads < 1:
+            problems.append(f"threads must be >= 1, got {self.threads}")
         for name in ("samples", "reconstruct_samples", "round_to", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -61,6 +61,12 @@ def _round_ffn(scores: list, keep: list[list[int]], round_to: int) -> list[list[
     return rounded
 
 
+def floor_fraction(shapes: list[Shape], hidden: int, *, tokens: int, round_to: int) -> float:
+    """The smallest share of the FLOPs pruning reaches: one head and ``round_to`` neurons per layer."""
+    floor = [Shape(1, s.head_size, min(round_to, s.ffn)) for s in shapes]
+    return encoder_flops(floor, hidden, tokens) / encoder_flops(shapes, hidden, tokens)
+
+
 def check_budget(shapes: list[Shape], hidden: int, *, tokens: int, flops: float, round_to: int) -> None:
     """An EdgewiseError when ``flops`` is below the floor every layer keeps (one head, ``round_to`` neurons)."""
     total = encoder_flops(shapes, hidden, tokens)

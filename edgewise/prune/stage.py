@@ -184,8 +184,27 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
     console().print(f"importance of {sum(s.heads for s in shapes)} heads and {sum(s.ffn for s in shapes)} FFN "
                     f"neurons from {len(samples['texts'])} texts in {times['importance']} s")
 
-    plan = choose(head_scores, ffn_scores, shapes, hidden, tokens=config.seq_len, flops=config.flops,
-                  heads=config.heads, ffn=config.ffn, round_to=config.round_to)
+    latency = None
+    if config.latency_budget is not None:
+        import tempfile
+
+        from edgewise.prune.latency import fit_budget
+        from edgewise.prune.search import floor_fraction
+
+        def plan_at(fraction: float) -> dict:
+            return choose(head_scores, ffn_scores, shapes, hidden, tokens=config.seq_len, flops=fraction,
+                          round_to=config.round_to)
+
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="edgewise-prune-latency-") as scratch:
+            plan, latency = fit_budget(model, plan_at, remove_units, Path(scratch), budget=config.latency_budget,
+                                       floor=floor_fraction(shapes, hidden, tokens=config.seq_len,
+                                                            round_to=config.round_to) * (1 + 1e-9),
+                                       seq_len=config.seq_len, threads=config.threads, say=console().print)
+        times["latency_search"] = round(time.perf_counter() - started, 1)
+    else:
+        plan = choose(head_scores, ffn_scores, shapes, hidden, tokens=config.seq_len, flops=config.flops,
+                      heads=config.heads, ffn=config.ffn, round_to=config.round_to)
     steps = {}
     kept_step = "pruned"
     if config.reconstruct:
@@ -245,7 +264,10 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
             "flops_tokens": config.seq_len, "flops_before": plan["flops_before"], "flops_after": plan["flops_after"],
             "flops_ratio": plan["flops_after"] / plan["flops_before"],
             "budget": {"flops": config.flops, "heads": config.heads, "ffn": config.ffn,
-                       "met": plan["budget"] is None or plan["flops_after"] <= plan["budget"] * (1 + 1e-9)},
+                       "latency": config.latency_budget,
+                       "met": latency["met"] if latency else
+                       plan["budget"] is None or plan["flops_after"] <= plan["budget"] * (1 + 1e-9)},
+            "latency": latency,
             "parameters_before": parameters_before, "parameters_after": sum(p.numel() for p in model.parameters()),
             "samples": len(samples["texts"]), "sample_split": samples["split"],
             "labels": "data" if samples["labels"] is not None else "the model's own predictions",

@@ -80,7 +80,7 @@ def test_prune_refuses_bad_inputs_with_one_line(cli_run, tiny_teacher, tiny_onnx
     cases = [
         (("prune", tiny_teacher, tiny_data, "-o", tmp_path / "a"), ["say how much to keep", "--flops"]),
         (("prune", tiny_teacher, tiny_data, "-o", tmp_path / "b", "--flops", "0.5", "--heads", "0.5"),
-         ["either --flops or --heads"]),
+         ["give one budget, not flops and heads / ffn"]),
         (("prune", tiny_onnx, tiny_data, "-o", tmp_path / "c", "--flops", "0.5"), ["'onnx' artifact", "'hf'"]),
         (("prune", tiny_teacher, tiny_data, "-o", tmp_path / "d", "--flops", "0.05", "--seq-len", "32"),
          ["below what pruning reaches", "ask for"]),
@@ -193,3 +193,26 @@ def test_prune_vocab_refuses_a_tokenizer_it_cannot_rewrite(tiny_teacher, tiny_da
     with pytest.raises(EdgewiseError, match="--vocab handles WordPiece tokenizers"):
         prune(tiny_teacher, tmp_path / "v", PruneConfig(vocab=True), data=str(tiny_data))
     assert not (tmp_path / "v").exists()
+
+
+def test_latency_budget_is_parsed_or_refused():
+    from edgewise.prune.latency import parse_budget
+
+    assert parse_budget("4ms") == ("ms", 4.0) and parse_budget(" 2.5 ms") == ("ms", 2.5)
+    assert parse_budget("60%") == ("fraction", 0.6)
+    for bad in ("fast", "0ms", "150%", "4"):
+        with pytest.raises(EdgewiseError, match="--latency-budget"):
+            PruneConfig(latency_budget=bad)
+
+
+@pytest.mark.slow
+def test_prune_to_a_measured_latency_budget(tiny_teacher, tiny_data, tmp_path):
+    manifest = prune(tiny_teacher, tmp_path / "p", PruneConfig(latency_budget="100%", **FAST), data=str(tiny_data))
+
+    latency = manifest.metrics["pruning"]["latency"]
+    assert latency["met"] and latency["measured_ms"] <= latency["budget_ms"] == latency["unpruned_ms"]
+    assert len(latency["probes"]) == 7 and manifest.metrics["pruning"]["budget"]["met"]
+
+    with pytest.raises(EdgewiseError, match=r"below the fastest this model reaches by pruning here: .* ms at"):
+        prune(tiny_teacher, tmp_path / "q", PruneConfig(latency_budget="0.0001ms", **FAST), data=str(tiny_data))
+    assert not (tmp_path / "q").exists()
