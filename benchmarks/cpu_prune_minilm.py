@@ -18,6 +18,7 @@ writes an equal one to runs/teacher). Runs the `edgewise` commands a user would:
            and one `edgewise bench` run of them against the teacher in torch
 
     python benchmarks/cpu_prune_minilm.py [--teacher DIR] [--stages prune,heal,export,bench] [--workdir DIR]
+        [--data SPEC --name NAME]   # e.g. the movie-review teacher of cpu_distill_minilm_movies.py
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 STAGES = ("prune", "heal", "export", "bench", "latency", "chain")
-DATA = "builtin:bbc-news"
+DATA = "builtin:bbc-news"  # --data replaces it
+NAME = "bbc"  # --name replaces it: results/prune_minilm_NAME.json and results/prune_minilm_NAME/
+SEQ_LEN = "128"  # --seq-len replaces it: the bench stage's tokens per input ("data": the texts' real lengths)
 FLOPS = 0.5
 
 
@@ -63,7 +66,7 @@ def stage_prune(teacher: Path, work: Path) -> dict:
 def stage_heal(teacher: Path, work: Path) -> dict:
     out = work / "healed"
     seconds = edgewise("distill", teacher, DATA, "-o", out, "--student", work / "pruned", "--epochs", 1,
-                       "--max-length", 128, "--overwrite")
+                       "--overwrite")  # at the teacher's own working length
     m = manifest(out)["metrics"]
     return {"wall_s": round(seconds, 1), "test_accuracy": m["test"]["accuracy"],
             "teacher_accuracy": m["test"]["teacher_accuracy"],
@@ -87,12 +90,12 @@ def stage_export(teacher: Path, work: Path) -> dict:
 def stage_bench(teacher: Path, work: Path) -> dict:
     report_dir = work / "bench"
     artifacts = [teacher, work / "teacher-onnx", work / "pruned-onnx", work / "healed-onnx", work / "healed-onnx-opt"]
-    edgewise("bench", *artifacts, "--data", DATA, "--threads", 1, "--batch-sizes", 1, "--seq-len", 128,
+    edgewise("bench", *artifacts, "--data", DATA, "--threads", 1, "--batch-sizes", 1, "--seq-len", SEQ_LEN,
              "--rounds", 7, "-o", report_dir, "--overwrite")
     report = json.loads((report_dir / "report.json").read_text())
     rows = {r["artifact"]: r for r in report["results"] if r["status"] == "ok"}
     p50 = {name: row["latency_ms"]["p50"] for name, row in rows.items()}
-    out_dir = HERE / "results" / "prune_minilm_bbc"
+    out_dir = HERE / "results" / f"prune_minilm_{NAME}"
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("report.json", "report.md"):
         shutil.copy2(report_dir / name, out_dir / name)
@@ -134,20 +137,25 @@ def stage_chain(teacher: Path, work: Path) -> dict:
     report = json.loads((report_dir / "report.json").read_text())
     rows = {r["artifact"]: r for r in report["results"] if r["status"] == "ok"}
     p50 = {name: row["latency_ms"]["p50"] for name, row in rows.items()}
-    shutil.copy2(report_dir / "report.md", HERE / "results" / "prune_minilm_bbc" / "chain.md")
+    shutil.copy2(report_dir / "report.md", HERE / "results" / f"prune_minilm_{NAME}" / "chain.md")
     return {"p50_ms": p50, "accuracy_test": {name: row.get("accuracy") for name, row in rows.items()},
             "size_mb": {a["name"]: round(a["size_bytes"] / 1e6, 1) for a in report["artifacts"]},
             "speedup_vs_teacher_torch": {name: p50[teacher.name] / v for name, v in p50.items()}}
 
 
 def main() -> None:
+    global DATA, NAME, SEQ_LEN
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", type=Path, default=Path("/tmp/edgewise-bench-finetune/teacher"))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/edgewise-bench-prune"))
     parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--data", default=DATA, help="the teacher's data (any DATA spec)")
+    parser.add_argument("--name", default="bbc", help="results go to results/prune_minilm_NAME.json")
+    parser.add_argument("--seq-len", default=SEQ_LEN, help="tokens per input in the bench stage, or 'data'")
     args = parser.parse_args()
+    DATA, NAME, SEQ_LEN = args.data, args.name, args.seq_len
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results_file = HERE / "results" / "prune_minilm_bbc.json"
+    results_file = HERE / "results" / f"prune_minilm_{args.name}.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for stage in args.stages.split(","):
         print(f"== {stage}", flush=True)
