@@ -26,30 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from cpu_quantize_ort_minilm import edgewise, manifest  # the sibling suite's `edgewise` runner
+
 HERE = Path(__file__).resolve().parent
-STAGES = ("prune", "heal", "export", "bench", "latency", "chain")
 DATA = "builtin:bbc-news"  # --data replaces it
 NAME = "bbc"  # --name replaces it: results/prune_minilm_NAME.json and results/prune_minilm_NAME/
 SEQ_LEN = "128"  # --seq-len replaces it: the bench stage's tokens per input ("data": the texts' real lengths)
 FLOPS = 0.5
-
-
-def edgewise(*args) -> float:
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "edgewise", *map(str, args)], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"edgewise {' '.join(map(str, args))} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    sys.stderr.write(done.stderr[-4000:])
-    return time.perf_counter() - start
-
-
-def manifest(path: Path) -> dict:
-    return json.loads((path / "edgewise.json").read_text())
 
 
 def stage_prune(teacher: Path, work: Path) -> dict:
@@ -143,6 +129,10 @@ def stage_chain(teacher: Path, work: Path) -> dict:
             "speedup_vs_teacher_torch": {name: p50[teacher.name] / v for name, v in p50.items()}}
 
 
+STAGES = {"prune": stage_prune, "heal": stage_heal, "export": stage_export, "bench": stage_bench,
+          "latency": stage_latency, "chain": stage_chain}
+
+
 def main() -> None:
     global DATA, NAME, SEQ_LEN
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -159,20 +149,9 @@ def main() -> None:
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for stage in args.stages.split(","):
         print(f"== {stage}", flush=True)
-        if stage == "prune":
-            results["prune"] = stage_prune(args.teacher, args.workdir)
-        elif stage == "heal":
-            results["heal"] = stage_heal(args.teacher, args.workdir)
-        elif stage == "export":
-            results["export"] = stage_export(args.teacher, args.workdir)
-        elif stage == "bench":
-            results["bench"] = stage_bench(args.teacher, args.workdir)
-        elif stage == "latency":
-            results["latency"] = stage_latency(args.teacher, args.workdir)
-        elif stage == "chain":
-            results["chain"] = stage_chain(args.teacher, args.workdir)
-        else:
+        if stage not in STAGES:
             sys.exit(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+        results[stage] = STAGES[stage](args.teacher, args.workdir)
         print(json.dumps(results[stage], indent=2)[:4000], flush=True)
         results_file.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -115,34 +115,40 @@ def optimize(path: Path, model_config) -> dict:
     return {op: int(stats.get(op, 0)) for op in FUSED_OPS}
 
 
+def write_onnx(model, dst: Path, *, opset: int, work: Path, what: str, preprocessors=None) -> Path:
+    """optimum-onnx's text-classification export of the loaded ``model`` into ``dst`` (its temporary files
+    in ``work``); returns dst/model.onnx. ``model.config.pad_token_id`` must be set (optimum needs one)."""
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    with working_directory(work):
+        try:
+            onnx_export_from_model(model, str(dst), opset=opset, task="text-classification", do_validation=False,
+                                   device="cpu", preprocessors=preprocessors)
+        except (ValueError, KeyError, NotImplementedError) as e:
+            raise EdgewiseError(
+                f"optimum-onnx cannot export {what} ({model.config.model_type}): "
+                f"{str(e).splitlines()[0][:300]}; try another --opset"
+            ) from None
+    return Path(dst) / "model.onnx"
+
+
 def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
     """Export the `hf` artifact into ``out.artifact``; returns the metrics for the manifest."""
-    from optimum.exporters.onnx import onnx_export_from_model
     from optimum.utils.save_utils import maybe_load_preprocessors
-    from transformers import AutoConfig
 
     from edgewise.core.models import ModelSource, load_classifier, load_tokenizer
 
-    model_config = AutoConfig.from_pretrained(artifact.path)
     source = ModelSource(str(artifact.path), str(artifact.path), True)
     # The model is loaded once, strictly, and that object is exported: optimum's main_export would reload the
     # folder with plain from_pretrained, which fills a missing classification head with random weights without
     # a word and cannot build a pruned model (per-layer FFN widths, edgewise_ffn_sizes).
     model = load_classifier(source, config.allow_pickle).eval()
-    if model.config.pad_token_id is None:  # optimum's text-classification export needs one, as main_export does
-        model.config.pad_token_id = load_tokenizer(source).pad_token_id
+    model_config = model.config
+    if model_config.pad_token_id is None:  # optimum's text-classification export needs one, as main_export does
+        model_config.pad_token_id = load_tokenizer(source).pad_token_id
     console().print(f"exporting {artifact.path} ({model_config.model_type}) to ONNX opset {config.opset}")
-    with working_directory(out.work / "tmp"):
-        try:
-            onnx_export_from_model(model, str(out.artifact), opset=config.opset, task="text-classification",
-                                   do_validation=False, device="cpu",
-                                   preprocessors=maybe_load_preprocessors(str(artifact.path)))
-        except (ValueError, KeyError, NotImplementedError) as e:
-            raise EdgewiseError(
-                f"optimum-onnx cannot export {artifact.path} ({model_config.model_type}): "
-                f"{str(e).splitlines()[0][:300]}; try another --opset"
-            ) from None
-    path = out.artifact / "model.onnx"
+    path = write_onnx(model, out.artifact, opset=config.opset, work=out.work / "tmp", what=str(artifact.path),
+                      preprocessors=maybe_load_preprocessors(str(artifact.path)))
     summary = graph_summary(path)
     metrics = {"onnx": summary}
     if not config.verify and not config.optimize:

@@ -35,19 +35,16 @@ def onnx_latency_ms(model, work: Path, *, seq_len: int, threads: int, name: str)
     """Median batch-1 latency of ``model`` exported to ONNX (opset 17) and run by onnxruntime on this CPU
     (the session edgewise's runtime builds, with ``threads``)."""
     import numpy as np
-    from optimum.exporters.onnx import onnx_export_from_model
 
-    from edgewise.export.onnx import working_directory
+    from edgewise.export.onnx import write_onnx
     from edgewise.runtime.bench import measure
     from edgewise.runtime.sessions import session
 
-    folder = work / name
-    if model.config.pad_token_id is None:
+    if model.config.pad_token_id is None:  # on a copy: the model being pruned keeps its config as it is
+        model = copy.deepcopy(model)
         model.config.pad_token_id = 0
-    with working_directory(work / "tmp"):
-        onnx_export_from_model(model, str(folder), opset=17, task="text-classification", do_validation=False,
-                               device="cpu")
-    loaded = session(folder / "model.onnx", "ort-cpu", threads)
+    path = write_onnx(model, work / name, opset=17, work=work / "tmp", what=f"the {name} latency probe")
+    loaded = session(path, "ort-cpu", threads)
     rng = np.random.default_rng(0)
     vocab = model.config.vocab_size
     ids = rng.integers(min(1000, vocab // 2), vocab, size=(1, seq_len), dtype=np.int64)

@@ -155,7 +155,9 @@ def _accuracy(model, tokenizer, evaluation: dict, config: PruneConfig, max_lengt
 
 
 def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfig, max_length: int,
-           id2label: dict) -> dict:
+           id2label: dict) -> tuple:
+    """Importance, the plan, the slicing (and the optional fit): (the pruned model, its metrics, the unpruned
+    model's accuracy and logits per evaluation split)."""
     import numpy as np
 
     from edgewise.core.progress import progress_bar

@@ -31,15 +31,20 @@ def load_tokenizer_json(folder: Path) -> dict:
     return document
 
 
-def used_ids(folder: Path, texts: list[str], pairs: list[str] | None = None) -> set[int]:
-    """Every token id the tokenizer in ``folder`` produces for ``texts`` (no truncation)."""
+def _token_ids(folder: Path, texts: list[str], pairs: list[str] | None) -> list[list[int]]:
+    """The ids the tokenizer in ``folder`` (the runtime's `tokenizers` one) gives each text, untruncated."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(Path(folder) / TOKENIZER_JSON))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     items = list(zip(texts, pairs, strict=True)) if pairs else list(texts)
-    return {i for encoding in tokenizer.encode_batch(items) for i in encoding.ids}
+    return [encoding.ids for encoding in tokenizer.encode_batch(items)]
+
+
+def used_ids(folder: Path, texts: list[str], pairs: list[str] | None = None) -> set[int]:
+    """Every token id the tokenizer in ``folder`` produces for ``texts`` (no truncation)."""
+    return {i for ids in _token_ids(folder, texts, pairs) for i in ids}
 
 
 def kept_ids(folder: Path, used: set[int]) -> list[int]:
@@ -58,17 +63,9 @@ def kept_ids(folder: Path, used: set[int]) -> list[int]:
 
 def coverage(folder: Path, texts: list[str], pairs: list[str] | None, keep: list[int]) -> float:
     """The share of the tokens ``texts`` produce (with the full vocabulary) that are kept."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(Path(folder) / TOKENIZER_JSON))
-    tokenizer.no_padding()
-    items = list(zip(texts, pairs, strict=True)) if pairs else list(texts)
-    kept, total = set(keep), 0
-    hits = 0
-    for encoding in tokenizer.encode_batch(items):
-        total += len(encoding.ids)
-        hits += sum(1 for i in encoding.ids if i in kept)
-    return hits / total if total else 1.0
+    kept = set(keep)
+    all_ids = [i for ids in _token_ids(folder, texts, pairs) for i in ids]
+    return sum(1 for i in all_ids if i in kept) / len(all_ids) if all_ids else 1.0
 
 
 def rewrite_tokenizer(src: Path, dst: Path, keep: list[int]) -> dict[int, int]:

@@ -127,7 +127,7 @@ def diverging_export(monkeypatch):
             real(model, output, *args, **kwargs)
             _rewrite_initializer(Path(output) / "model.onnx", name, change)
 
-        # export_onnx imports onnx_export_from_model from the module when it runs, so the module attribute is
+        # write_onnx imports onnx_export_from_model from the module when it runs, so the module attribute is
         # what it calls.
         monkeypatch.setattr(optimum.exporters.onnx, "onnx_export_from_model", export_then_change)
 
