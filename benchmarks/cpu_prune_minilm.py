@@ -3,9 +3,9 @@
 Needs the teacher of cpu_finetune_torch_minilm.py (default: its work folder; README command 1
 writes an equal one to runs/teacher). Runs the `edgewise` commands a user would:
 
-  prune    edgewise prune TEACHER builtin:bbc-news --flops 0.5 --reconstruct (Fisher importance on the
-           training texts; the least-squares fit is kept only if validation accuracy holds): time
-           taken, FLOPs kept, accuracy before / after each step
+  prune    edgewise prune TEACHER builtin:bbc-news --flops 0.5 (Fisher importance on the training texts,
+           then the least-squares refit, kept only if validation accuracy holds): time taken, FLOPs
+           kept, accuracy before / after each step
   heal     one epoch of distillation from the teacher into the pruned model
            (edgewise distill TEACHER DATA --student PRUNED --epochs 1)
   export   the teacher, the pruned and the healed model to ONNX (parity checked), the healed one also
@@ -40,7 +40,7 @@ FLOPS = 0.5
 
 def stage_prune(teacher: Path, work: Path) -> dict:
     out = work / "pruned"
-    seconds = edgewise("prune", teacher, DATA, "-o", out, "--flops", FLOPS, "--reconstruct", "--overwrite")
+    seconds = edgewise("prune", teacher, DATA, "-o", out, "--flops", FLOPS, "--overwrite")
     m = manifest(out)["metrics"]
     p = m["pruning"]
     return {"flops": FLOPS, "wall_s": round(seconds, 1), "stage_s": m["time_s"],

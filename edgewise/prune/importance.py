@@ -92,3 +92,31 @@ def fisher(model, batches, progress=None) -> tuple[list, list]:
     finally:
         masks.clear()
     return head_scores, ffn_scores
+
+
+def layer_skip_losses(model, batches) -> list[float]:
+    """Per encoder layer, the mean cross-entropy on ``batches`` ((model inputs, label ids)) with that
+    layer skipped (its input passed on unchanged): how much the model needs it. One forward pass of
+    the texts per layer."""
+    import torch
+    import torch.nn.functional as F
+
+    from edgewise.core.structure import encoder_layers
+
+    batches = list(batches)
+
+    def skip(module, args, kwargs, output):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    losses = []
+    with torch.no_grad():
+        for layer in encoder_layers(model):
+            handle = layer.register_forward_hook(skip, with_kwargs=True)
+            try:
+                total = sum(float(F.cross_entropy(model(**inputs).logits.float(), torch.as_tensor(labels),
+                                                  reduction="sum")) for inputs, labels in batches)
+            finally:
+                handle.remove()
+            losses.append(total / max(1, sum(len(labels) for _, labels in batches)))
+    return losses

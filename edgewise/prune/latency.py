@@ -55,12 +55,17 @@ def onnx_latency_ms(model, work: Path, *, seq_len: int, threads: int, name: str)
     return float(statistics.median(rounds))
 
 
-def fit_budget(model, plan_at, remove_units, work: Path, *, budget: str, floor: float, seq_len: int,
-               threads: int, iterations: int = 6, say=print) -> tuple[dict, dict]:
+def fit_budget(model, plan_at, work: Path, *, budget: str, floor: float, seq_len: int, threads: int,
+               iterations: int = 6, reference=None, say=print) -> tuple[dict, dict]:
     """The plan (from ``plan_at(flops_fraction)``) with the most FLOPs whose measured latency fits the
-    budget, and a record of every probe. ``floor`` is the smallest FLOPs fraction pruning reaches."""
+    budget, and a record of every probe. ``floor`` is the smallest FLOPs fraction pruning reaches;
+    a share budget ("60%") is of ``reference``'s latency (default: ``model``'s; the model as given
+    when layers were dropped before)."""
+    from edgewise.prune.slicing import remove_units
+
     unit, value = parse_budget(budget)
-    unpruned = onnx_latency_ms(model, work, seq_len=seq_len, threads=threads, name="probe-unpruned")
+    unpruned = onnx_latency_ms(model if reference is None else reference, work, seq_len=seq_len, threads=threads,
+                               name="probe-unpruned")
     budget_ms = value if unit == "ms" else value * unpruned
     probes = []
 

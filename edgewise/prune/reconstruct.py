@@ -1,143 +1,131 @@
-"""Layer-wise least-squares reconstruction (Kwon et al. 2022, section 3.3): after the mask search,
-the kept heads' and neurons' output scales are re-fitted, sublayer by sublayer, so that the pruned
-model's residual stream follows the unpruned model's.
+"""Layer-wise least-squares reconstruction (Kwon et al. 2022, section 3.3, generalised): sublayer by
+sublayer, the output projection that reads the kept units (the attention output W_O over the kept
+heads' contexts, the FFN down projection W_2 over the kept neurons) is re-fitted so that the
+pruned model's residual stream follows the unpruned model's.
 
-Before its LayerNorm, a sublayer computes x + sum_u m_u c_u(x) + bias, linear in the masks m (the
-heads' contributions c_h = W_O[:, h] C_h(x), the neurons' c_i = W_2[:, i] a_i(x)). With the removed
-units at 0, the kept units' masks solve
+Before its LayerNorm a sublayer computes r + W a + b (r its residual input, a its units' outputs),
+linear in (W, b). With x_p the pruned model's input to the sublayer (the sublayers before it
+already pruned and fitted) and x_u the unpruned model's, the new weights solve the ridge problem
 
-    min_m  sum_tokens || x_p + sum_kept m_u c_u(x_p) - (x_u + sum_all c_u(x_u)) ||^2
+    min_{W, b}  sum_tokens || r_p + W a_p + b - (r_u + W_full a_u + b_full) ||^2 + lam || [W b] - [W0 b0] ||^2
 
-where x_p is the pruned model's input to the sublayer (its earlier sublayers already fitted) and
-x_u the unpruned model's: each fit also corrects the drift of the sublayers before it. The normal
-equations need only the Gram matrix of the contributions and their products with the target.
-The scales end up folded into the W_O and W_2 columns when the weights are sliced.
+whose target is the unpruned sublayer's own pre-LayerNorm output: each fit also corrects the drift
+of the sublayers before it. The damping pulls towards the sliced weights [W0 b0] and is a fraction
+of the Gram matrix's mean diagonal, so it does not depend on the activations' scale.
+
+Kwon et al. fit one scale per kept unit; fitting the whole projection has k x hidden unknowns
+instead of k, and the normal equations stay small (at most FFN width + 1 square). The cost is one
+forward pass of the sample texts through each model, one layer at a time.
 """
 
 from __future__ import annotations
 
-import contextlib
+DAMPING = 1e-2  # lam as a fraction of the Gram matrix's mean diagonal
 
 
-class _Stop(Exception):
-    """Raised by the capture hook: nothing after the captured sublayer needs computing."""
+def reconstruct(original, pruned, batches, heads: list[list[int]], ffn: list[list[int]], *,
+                layers: list[int] | None = None, damping: float = DAMPING, progress=None) -> None:
+    """Slice ``pruned`` layer by layer to the kept ``heads`` and ``ffn`` neurons (its own current
+    numbering) and re-fit its projections in place so that its hidden states follow ``original``'s on
+    ``batches`` (model-input dicts of torch tensors with an attention_mask).
 
-
-def reconstruct(model, batches, keep_heads: list[list[int]], keep_ffn: list[list[int]], progress=None):
-    """Per-layer output scales of every head and neuron (0 for removed units, the fitted scale for kept
-    ones), as lists of float64 numpy arrays. ``batches`` is a list of model-input dicts (torch tensors,
-    with an attention_mask); ``progress(n)`` is called once per fitted sublayer."""
-    import torch
-
-    from edgewise.core.structure import encoder_layers
-    from edgewise.prune.importance import heads_of, unit_hooks
-
-    layers = encoder_layers(model)
-    shapes = [heads_of(layer) for layer in layers]
-    head_masks = [torch.zeros(h) for h, _ in shapes]
-    ffn_masks = [torch.zeros(layer.intermediate.dense.out_features) for layer in layers]
-    for i in range(len(layers)):
-        head_masks[i][keep_heads[i]] = 1.0
-        ffn_masks[i][keep_ffn[i]] = 1.0
-    # capture: (layer, "attention" | "ffn"); masked: whether the masks apply (False: the unpruned model).
-    state: dict = {"capture": None, "masked": True, "seen": None}
-
-    def head_hook(index):
-        def hook(module, args):
-            if not state["masked"]:
-                return None
-            context = args[0]
-            count, size = shapes[index]
-            batch, tokens, _ = context.shape
-            scaled = context.view(batch, tokens, count, size) * head_masks[index].to(context.dtype)[:, None]
-            return (scaled.view(batch, tokens, count * size), *args[1:])
-        return hook
-
-    def ffn_hook(index):
-        def hook(module, args):
-            if not state["masked"]:
-                return None
-            return (args[0] * ffn_masks[index].to(args[0].dtype), *args[1:])
-        return hook
-
-    def capture_hook(index, part):
-        def hook(module, args):  # BertSelfOutput / BertOutput(units' input, residual input)
-            if state["capture"] == (index, part):
-                state["seen"] = (args[0][state["tokens"]].double(), args[1][state["tokens"]].double())
-                raise _Stop
-        return hook
-
-    def run(inputs, masked: bool):
-        state["masked"] = masked
-        with contextlib.suppress(_Stop):  # the capture hook stops the pass once it has what it needs
-            model(**inputs)
-        return state["seen"]
-
-    captures = []
-    for index, layer in enumerate(layers):
-        captures.append(layer.attention.output.register_forward_pre_hook(capture_hook(index, "attention")))
-        captures.append(layer.output.register_forward_pre_hook(capture_hook(index, "ffn")))
-    try:
-        with unit_hooks(layers, head_hook, ffn_hook), torch.no_grad():
-            for index, layer in enumerate(layers):
-                for part, kept, masks in (("attention", keep_heads[index], head_masks),
-                                          ("ffn", keep_ffn[index], ffn_masks)):
-                    state["capture"] = (index, part)
-                    weight = (layer.attention.output.dense if part == "attention" else layer.output.dense).weight
-                    weight = weight.double()
-                    gram, target_product = 0.0, 0.0
-                    for inputs in batches:
-                        state["tokens"] = inputs["attention_mask"].bool()
-                        units_u, residual_u = run(inputs, masked=False)
-                        units_p, residual_p = run(inputs, masked=True)
-                        target = residual_u + units_u @ weight.T - residual_p  # what the kept units must add
-                        g, p = _normal_equations(part, units_p, weight, target, shapes[index])
-                        gram, target_product = gram + g, target_product + p
-                    scales = _solve(gram.numpy(), target_product.numpy(), kept)
-                    masks[index][kept] = torch.from_numpy(scales).to(masks[index].dtype)
-                    if progress is not None:
-                        progress(1)
-    finally:
-        for handle in captures:
-            handle.remove()
-        state.clear()
-    return [m.double().numpy() for m in head_masks], [m.double().numpy() for m in ffn_masks]
-
-
-def _normal_equations(part: str, units, weight, target, shape):
-    """(Gram matrix of the units' contributions, their products with ``target``) over these tokens."""
-    import torch
-
-    if part == "attention":
-        count, size = shape
-        contributions = torch.einsum("nhk,dhk->nhd", units.view(-1, count, size), weight.view(-1, count, size))
-        return (torch.einsum("nhd,ngd->hg", contributions, contributions),
-                torch.einsum("nhd,nd->h", contributions, target))
-    # c_i = a_i W2[:, i]: c_i . c_j = (a_i . a_j)(W2_i . W2_j), and c_i . t = a_i (W2^T t)_i
-    return (units.T @ units) * (weight.T @ weight), (units * (target @ weight)).sum(0)
-
-
-def _solve(gram, target_product, kept: list[int]):
-    """The kept units' scales: the normal equations of the least-squares fit, lightly damped so that
-    two units with the same contribution do not make them singular."""
-    import numpy as np
-
-    a = gram[np.ix_(kept, kept)]
-    damping = 1e-6 * float(np.mean(np.diag(a))) + 1e-12
-    return np.linalg.solve(a + damping * np.eye(len(kept)), target_product[kept])
-
-
-def fold_scales(model, head_scales, ffn_scales) -> None:
-    """Multiply each head's columns of the attention output projection, and each neuron's column of the
-    FFN down projection, by its scale (before the removed units are sliced away)."""
+    ``pruned`` is a copy of ``original`` whose units are not sliced yet; its layer ``j`` is original
+    layer ``layers[j]`` (default: the same layers). The output of a dropped layer is the next kept
+    layer's to reproduce. ``progress(n)`` is called once per fitted sublayer."""
     import torch
 
     from edgewise.core.structure import encoder_layers
     from edgewise.prune.importance import heads_of
+    from edgewise.prune.slicing import remove_heads, remove_neurons
 
+    layers_u, layers_p = encoder_layers(original), encoder_layers(pruned)
+    layers = list(range(len(layers_u))) if layers is None else list(layers)
+    if len(layers) != len(layers_p):
+        raise ValueError(f"{len(layers)} layer numbers for a pruned model of {len(layers_p)} layers")
     with torch.no_grad():
-        for layer, heads, neurons in zip(encoder_layers(model), head_scales, ffn_scales, strict=True):
-            _, size = heads_of(layer)
-            column = torch.from_numpy(heads).to(layer.attention.output.dense.weight.dtype).repeat_interleave(size)
-            layer.attention.output.dense.weight.mul_(column)
-            layer.output.dense.weight.mul_(torch.from_numpy(neurons).to(layer.output.dense.weight.dtype))
+        encoder_u, encoder_p = _bert(original), _bert(pruned)
+        masks, states_u, states_p = [], [], []
+        for inputs in batches:
+            mask = inputs["attention_mask"]
+            ids, types = inputs["input_ids"], inputs.get("token_type_ids")
+            masks.append((mask.bool(), encoder_u.get_extended_attention_mask(mask, mask.shape)))
+            states_u.append(encoder_u.embeddings(input_ids=ids, token_type_ids=types))
+            states_p.append(encoder_p.embeddings(input_ids=ids, token_type_ids=types))
+        for index_u, layer_u in enumerate(layers_u):
+            # Attention: every head's context, on each model's own inputs.
+            contexts_u = [layer_u.attention.self(h, attention_mask=m[1])[0]
+                          for h, m in zip(states_u, masks, strict=True)]
+            if index_u not in layers:  # a dropped layer: the unpruned model moves on alone
+                states_u = [layer_u.attention.output(c, h) for c, h in zip(contexts_u, states_u, strict=True)]
+                states_u = [layer_u.output(layer_u.intermediate(h), h) for h in states_u]
+                continue
+            index = layers.index(index_u)
+            layer_p = layers_p[index]
+            _, size = heads_of(layer_p)
+            contexts_p = [layer_p.attention.self(h, attention_mask=m[1])[0]
+                          for h, m in zip(states_p, masks, strict=True)]
+            targets = [layer_u.attention.output.dense(c) + h for c, h in zip(contexts_u, states_u, strict=True)]
+            gram, product = _normal_equations(contexts_p, states_p, targets, masks)
+            columns = [h * size + j for h in sorted(heads[index]) for j in range(size)]
+            remove_heads(pruned, index, heads[index])  # slices Q, K, V and W_O
+            contexts_p = [c[..., columns] for c in contexts_p]
+            _solve(layer_p.attention.output.dense, gram, product, columns, damping)
+            states_u = [layer_u.attention.output(c, h) for c, h in zip(contexts_u, states_u, strict=True)]
+            states_p = [layer_p.attention.output(c, h) for c, h in zip(contexts_p, states_p, strict=True)]
+            del contexts_u, contexts_p, targets
+            if progress is not None:
+                progress(1)
+            # FFN: every neuron's activation, on each model's own inputs.
+            active_u = [layer_u.intermediate(h) for h in states_u]
+            active_p = [layer_p.intermediate(h) for h in states_p]
+            targets = [layer_u.output.dense(a) + h for a, h in zip(active_u, states_u, strict=True)]
+            gram, product = _normal_equations(active_p, states_p, targets, masks)
+            keep = sorted(ffn[index])
+            remove_neurons(pruned, index, keep)
+            active_p = [a[..., keep] for a in active_p]
+            _solve(layer_p.output.dense, gram, product, keep, damping)
+            states_u = [layer_u.output(a, h) for a, h in zip(active_u, states_u, strict=True)]
+            states_p = [layer_p.output(a, h) for a, h in zip(active_p, states_p, strict=True)]
+            del active_u, active_p, targets
+            if progress is not None:
+                progress(1)
+
+
+def _bert(model):
+    """The BertModel inside a classifier."""
+    from edgewise.core.errors import EdgewiseError
+
+    inner = getattr(model, model.base_model_prefix, None)
+    if inner is None or not hasattr(inner, "embeddings") or not hasattr(inner, "get_extended_attention_mask"):
+        raise EdgewiseError(f"reconstruction needs a BERT-layout encoder, not {type(model).__name__}; "
+                            "prune with --no-reconstruct")
+    return inner
+
+
+def _normal_equations(units, residuals, targets, masks):
+    """X^T X and X^T Y over the real tokens, X = [units, 1], Y = target - residual (what the projection
+    and its bias must produce); float32 per batch, float64 sums."""
+    import torch
+
+    k, out = units[0].shape[-1], targets[0].shape[-1]
+    gram = torch.zeros(k + 1, k + 1, dtype=torch.float64)
+    product = torch.zeros(k + 1, out, dtype=torch.float64)
+    for a, r, t, (real, _) in zip(units, residuals, targets, masks, strict=True):
+        x = torch.cat([a[real], torch.ones(int(real.sum()), 1, dtype=a.dtype)], dim=1)
+        gram += (x.T @ x).double()
+        product += (x.T @ (t[real] - r[real])).double()
+    return gram, product
+
+
+def _solve(linear, gram, product, kept: list[int], damping: float) -> None:
+    """Ridge fit of ``linear`` (already sliced to ``kept`` inputs) from the full normal equations."""
+    import torch
+
+    index = torch.tensor([*kept, gram.shape[0] - 1], dtype=torch.long)  # the kept units and the bias
+    a, b = gram[index][:, index], product[index]
+    start = torch.cat([linear.weight.T, linear.bias[None]], dim=0).double()  # [k + 1, out]
+    lam = damping * float(a.diagonal().mean()) + 1e-12
+    solved = torch.linalg.solve(a + lam * torch.eye(len(index), dtype=torch.float64), b + lam * start)
+    linear.weight.copy_(solved[:-1].T.to(linear.weight.dtype))
+    linear.bias.copy_(solved[-1].to(linear.bias.dtype))
+

@@ -45,17 +45,3 @@ def test_choose_refuses_a_budget_below_the_floor():
 
     with pytest.raises(EdgewiseError, match=r"--flops 0.01 is below what pruning reaches here.*ask for 0\.\d\d"):
         choose(heads, ffn, SHAPES, HIDDEN, tokens=TOKENS, flops=0.01, round_to=8)
-
-
-def test_least_squares_scales_solve_the_normal_equations():
-    from edgewise.prune.reconstruct import _solve
-
-    rng = np.random.default_rng(0)
-    contributions = rng.normal(size=(200, 5))  # 5 units' contributions over 200 token-dimensions
-    target = contributions.sum(axis=1)
-    kept = [0, 2, 3]
-
-    scales = _solve(contributions.T @ contributions, contributions.T @ target, kept)
-
-    expected, *_ = np.linalg.lstsq(contributions[:, kept], target, rcond=None)
-    np.testing.assert_allclose(scales, expected, rtol=1e-4)

@@ -43,6 +43,12 @@ def test_prune_records_importance_and_accuracy_before_and_after(pruned):
     assert any(v > 0 for layer in importance["ffn"] for v in layer)
     assert set(accuracy) == {"validation", "test"}
     row = accuracy["test"]
+    assert {"before", "pruned", "reconstructed", "after"} <= set(row)  # each step's accuracy
+    kept = pruned.metrics["pruning"]["kept_step"]
+    assert kept in ("pruned", "reconstructed") and row["after"] == {k: row[kept][k] for k in row["after"]}
+    assert row["agreement"] == row[kept]["agreement"]
+    validation = accuracy["validation"]  # the fit is given up only when it made validation agree less
+    assert (kept == "pruned") == (validation["reconstructed"]["agreement"] < validation["pruned"]["agreement"])
     assert 0 <= row["agreement"] <= 1 and row["drop_points"] == pytest.approx(
         (row["before"]["accuracy"] - row["after"]["accuracy"]) * 100)
 
@@ -66,9 +72,43 @@ def test_prune_with_fractions_and_unlabelled_texts(tiny_teacher, tmp_path):
     assert p["labels"] == "the model's own predictions" and manifest.metrics["accuracy"] == {}
 
 
+def test_prune_without_reconstruction_keeps_the_plain_slice(cli_run, tiny_teacher, tiny_data, tmp_path):
+    result = cli_run("prune", tiny_teacher, tiny_data, "-o", tmp_path / "p", "--flops", "0.6", "--no-reconstruct",
+                     "--samples", "64", "--round-to", "16", "--seq-len", "32")
+
+    assert result.exit_code == 0, result.output
+    metrics = Manifest.read(tmp_path / "p").metrics
+    assert metrics["pruning"]["kept_step"] == "pruned" and "reconstruction" not in metrics["time_s"]
+    assert "reconstructed" not in metrics["accuracy"]["test"]
+
+
+def test_prune_drops_the_least_needed_layer_and_counts_flops_from_the_model_as_given(tiny_teacher, tiny_data,
+                                                                                     tmp_path):
+    from edgewise.core.models import ModelSource, load_classifier
+
+    manifest = prune(tiny_teacher, tmp_path / "p", PruneConfig(drop_layers=1, flops=0.4, **FAST),
+                     data=str(tiny_data))
+
+    p = manifest.metrics["pruning"]
+    losses = p["layer_skip_losses"]
+    assert len(losses) == 2 and p["layers_kept"] == [int(np.argmax(losses))] and p["layers_before"] == 2
+    assert len(p["heads_per_layer"]) == len(p["ffn_per_layer"]) == 1
+    assert p["flops_after"] <= 0.4 * p["flops_before"] and p["budget"]["met"]
+    model = load_classifier(ModelSource(str(manifest.path), str(manifest.path), True))
+    assert model.config.num_hidden_layers == 1 and model.config.edgewise_ffn_sizes == p["ffn_per_layer"]
+
+
+def test_dropping_layers_alone_keeps_every_head_and_neuron_of_the_rest(tiny_teacher, tiny_data, tmp_path):
+    manifest = prune(tiny_teacher, tmp_path / "p", PruneConfig(drop_layers=1, **FAST), data=str(tiny_data))
+
+    p = manifest.metrics["pruning"]
+    assert p["heads_per_layer"] == [2] and p["ffn_per_layer"] == [64] and manifest.metrics["importance"] is None
+    assert p["flops_ratio"] == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize(("field", "value", "fragment"), [
     ("flops", 0.0, "flops must be a fraction in (0, 1]"), ("heads", 1.5, "heads must be a fraction in (0, 1]"),
-    ("samples", 0, "samples must be >= 1"),
+    ("samples", 0, "samples must be >= 1"), ("drop_layers", -1, "drop_layers must be >= 0"),
 ])
 def test_prune_config_rejects_bad_values(field, value, fragment):
     with pytest.raises(EdgewiseError) as info:
@@ -85,41 +125,12 @@ def test_prune_refuses_bad_inputs_with_one_line(cli_run, tiny_teacher, tiny_onnx
         (("prune", tiny_teacher, tiny_data, "-o", tmp_path / "d", "--flops", "0.05", "--seq-len", "32"),
          ["below what pruning reaches", "ask for"]),
         (("prune", tiny_teacher, tiny_data, "-o", tiny_teacher, "--flops", "0.5"), ["is the input"]),
+        (("prune", tiny_teacher, tiny_data, "-o", tmp_path / "e", "--drop-layers", "2"),
+         ["--drop-layers 2 would leave no layer of 2", "at most 1"]),
     ]
     for args, fragments in cases:
         assert_user_error(cli_run(*args), *fragments)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
-
-
-def test_reconstruction_brings_the_pruned_layers_closer_to_the_whole_model(tiny_teacher, tiny_data):
-    import copy
-
-    import torch
-
-    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer
-    from edgewise.prune.reconstruct import fold_scales, reconstruct
-    from edgewise.prune.stage import remove_units
-
-    source = ModelSource(str(tiny_teacher), str(tiny_teacher), True)
-    model, tokenizer = load_classifier(source).eval(), load_tokenizer(source)
-    texts = (tiny_data / "train.csv").read_text().splitlines()[1:65]
-    batches = [dict(tokenizer(texts[i:i + 16], truncation=True, max_length=32, padding=True, return_tensors="pt"))
-               for i in range(0, 64, 16)]
-    keep_heads, keep_ffn = [[0], [1]], [list(range(0, 64, 2)), list(range(32))]
-    with torch.no_grad():
-        whole = torch.cat([model(**b).logits for b in batches])
-
-    heads, ffn = reconstruct(model, batches, keep_heads, keep_ffn)
-    plain = copy.deepcopy(model)
-    remove_units(plain, keep_heads, keep_ffn)
-    fold_scales(model, heads, ffn)
-    remove_units(model, keep_heads, keep_ffn)
-
-    with torch.no_grad():
-        plain_error = (torch.cat([plain(**b).logits for b in batches]) - whole).pow(2).mean()
-        fitted_error = (torch.cat([model(**b).logits for b in batches]) - whole).pow(2).mean()
-    assert fitted_error < plain_error
-    assert heads[0][1] == 0 and heads[0][0] != 1  # removed heads get 0, kept ones a fitted scale
 
 
 @pytest.mark.slow
