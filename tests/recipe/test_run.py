@@ -1,0 +1,127 @@
+import json
+
+import pytest
+import yaml
+
+from edgewise.core.manifest import Manifest
+from edgewise.recipe import load_recipe, run_recipe
+
+FAST_BENCH = {"threads": 1, "warmup": 1, "min_runs": 3, "min_time_s": 0, "rounds": 2}
+
+
+def _recipe(tmp_path, teacher, data, **change):
+    raw = {"version": 1, "model": str(teacher), "data": str(data),
+           "stages": [{"prune": {"flops": 0.6, "samples": 64, "round_to": 16, "seq_len": 32}}, {"export": {}},
+                      {"quantize": {"method": "dynamic"}}, {"bundle": None}],
+           "bench": FAST_BENCH, **change}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_teacher, tiny_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recipe")
+    path = _recipe(folder, tiny_teacher, tiny_data)
+    result = run_recipe(load_recipe(path), folder / "run")
+    return path, folder / "run", result
+
+
+def test_a_recipe_run_writes_one_artifact_per_stage_and_the_ladder(finished, tiny_teacher):
+    _, run, result = finished
+
+    assert [s["status"] for s in result["steps"]] == ["ran"] * 4
+    folders = ["01-prune", "02-export", "03-quantize", "04-bundle"]
+    assert [s["folder"] for s in result["steps"]] == folders
+    parents = [Manifest.read(run / f).parent["path"] for f in folders]
+    assert parents == [str(tiny_teacher), *(str(run / f) for f in folders[:-1])]
+    ladder = result["ladder"]
+    assert [r["artifact"] for r in ladder][0] == "teacher" and len(ladder) == 5
+    assert ladder[0]["speedup"] == 1.0 and all(r["accuracy"] is not None and r["size_ratio"] for r in ladder)
+    assert (run / "ladder.md").read_text().count("x faster") == 5 and (run / "report" / "report.json").is_file()
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["stages"][0]["prune"]["flops"] == 0.6
+
+
+def test_a_rerun_skips_every_unchanged_stage(finished):
+    path, run, _ = finished
+    before = {f: (run / f / "edgewise.json").read_bytes() for f in ("01-prune", "04-bundle")}
+
+    result = run_recipe(load_recipe(path), run, report=False)
+
+    assert [s["status"] for s in result["steps"]] == ["skip"] * 4
+    assert {f: (run / f / "edgewise.json").read_bytes() for f in before} == before
+
+
+def test_a_changed_option_reruns_from_the_stage_it_affects(finished):
+    path, run, _ = finished
+
+    plan = run_recipe(load_recipe(path, ("stages.quantize.per_channel=false",)), run, dry_run=True)
+    assert [s["status"] for s in plan["steps"]] == ["skip", "skip", "run", "run"]
+    assert plan["steps"][3]["reason"] == "its input (quantize) is made in this run"
+
+    result = run_recipe(load_recipe(path, ("stages.quantize.per_channel=false",)), run, report=False)
+    assert [s["status"] for s in result["steps"]] == ["skip", "skip", "ran", "ran"]
+    assert Manifest.read(run / "03-quantize").config["values"]["per_channel"] is False
+
+    again = run_recipe(load_recipe(path), run, start="export", report=False)  # back, forced from export on
+    assert [s["status"] for s in again["steps"]] == ["skip", "ran", "ran", "ran"]
+
+
+def test_a_skipped_stage_whose_folder_changed_runs_again(finished):
+    path, run, _ = finished
+    (run / "04-bundle" / "labels.json").write_text("{}")
+
+    plan = run_recipe(load_recipe(path), run, dry_run=True)
+
+    assert plan["steps"][3]["status"] == "run" and "does not verify" in plan["steps"][3]["reason"]
+
+
+def test_a_dry_run_writes_nothing(tiny_teacher, tiny_data, tmp_path, cli_run):
+    path = _recipe(tmp_path, tiny_teacher, tiny_data)
+
+    result = cli_run("run", path, "-o", tmp_path / "run", "--dry-run", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert [s["status"] for s in json.loads(result.stdout)["steps"]] == ["run"] * 4
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_first_failing_stage_stops_the_run_and_is_named(tiny_teacher, tiny_data, tmp_path, cli_run):
+    path = _recipe(tmp_path, tiny_teacher, tiny_data, stages=[
+        {"export": {}}, {"quantize": {"method": "static", "calibration": str(tmp_path / "missing.csv")}},
+        {"bundle": None}])
+
+    result = cli_run("run", path, "-o", tmp_path / "run", "--no-report")
+
+    # a line per stage on stderr (CI logs), then the one error line
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "[1/3] 01-export (export): running (not run yet)" and lines[-2].startswith("[2/3] 02-quantize")
+    assert [line for line in lines if line.startswith("Error: ")] == [lines[-1]]
+    for fragment in ("stage 02-quantize (quantize) failed", "missing.csv", "skips the finished stages"):
+        assert fragment in lines[-1]
+    assert (tmp_path / "run" / "01-export" / "edgewise.json").is_file()
+    assert not (tmp_path / "run" / "02-quantize").exists() and not (tmp_path / "run" / "03-bundle").exists()
+    state = json.loads((tmp_path / "run" / "recipe-state.json").read_text())
+    assert state["steps"]["export"]["status"] == "done" and state["steps"]["quantize"]["status"] == "running"
+
+
+def test_a_missed_gate_exits_1(tiny_teacher, tiny_data, tmp_path, cli_run):
+    path = _recipe(tmp_path, tiny_teacher, tiny_data, stages=[{"export": {}}],
+                   gate={"min_speedup": 1000, "max_accuracy_drop": 100})
+
+    result = cli_run("run", path, "-o", tmp_path / "run")
+
+    assert result.exit_code == 1, result.output
+    ladder = json.loads((tmp_path / "run" / "ladder.json").read_text())
+    assert ladder["gate"]["passed"] is False and ladder["gate"]["misses"][0].endswith("< 1000.0x")
+    assert "Gate on 01-export: **failed**" in (tmp_path / "run" / "ladder.md").read_text()
+
+
+def test_a_model_that_is_no_folder_is_refused_before_anything_runs(tiny_data, tmp_path, cli_run):
+    path = _recipe(tmp_path, tmp_path / "no-teacher", tiny_data)
+
+    result = cli_run("run", path, "-o", tmp_path / "run")
+
+    assert result.exit_code == 2 and result.stderr.startswith("Error: the recipe's model")
+    assert "01-prune read(s) it" in result.stderr and not (tmp_path / "run").exists()
