@@ -1,7 +1,7 @@
 """Structured pruning of the fine-tuned MiniLM teacher (BBC News), timed side by side with it.
 
-Needs the teacher of cpu_finetune_torch_minilm.py (default: its work folder; README command 1
-writes an equal one to runs/teacher). Runs the `edgewise` commands a user would:
+Needs the teacher of cpu_finetune_torch_minilm.py (default: its work folder; `edgewise demo`
+writes an equal one to runs/demo/01-teacher). Runs the `edgewise` commands a user would:
 
   prune    edgewise prune TEACHER builtin:bbc-news --flops 0.5 (Fisher importance on the training texts,
            then the least-squares refit, kept only if validation accuracy holds): time taken, FLOPs

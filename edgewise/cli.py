@@ -388,11 +388,16 @@ def run(ctx, recipe_file, output, start, dry_run, overrides, no_report, as_json)
     report; a rerun skips the stages whose config, input, data and library versions are unchanged.
     Exit 0 done, 1 the recipe's gate failed, 2 an error."""
     from edgewise.recipe import load_recipe, run_recipe
-    from edgewise.recipe.report import render
 
     recipe = load_recipe(recipe_file, tuple(overrides))
-    result = run_recipe(recipe, output or Path("runs") / Path(recipe_file).stem, start=start, dry_run=dry_run,
-                        report=not no_report)
+    _show_run(ctx, run_recipe(recipe, output or Path("runs") / Path(recipe_file).stem, start=start,
+                              dry_run=dry_run, report=not no_report), as_json)
+
+
+def _show_run(ctx, result: dict, as_json: bool) -> None:
+    """Print a recipe run's result; exit 1 when its gate failed."""
+    from edgewise.recipe.report import render
+
     if as_json:
         _print_json(result)
     else:
@@ -413,15 +418,8 @@ def demo(ctx, output, as_json):
     from importlib.resources import files
 
     from edgewise.recipe import load_recipe, run_recipe
-    from edgewise.recipe.report import render
 
-    result = run_recipe(load_recipe(Path(str(files("edgewise.recipe") / "bbc-demo.yaml"))), output)
-    if as_json:
-        _print_json(result)
-    else:
-        render(result)
-    if result.get("gate") and not result["gate"]["passed"]:
-        ctx.exit(1)
+    _show_run(ctx, run_recipe(load_recipe(Path(str(files("edgewise.recipe") / "bbc-demo.yaml"))), output), as_json)
 
 
 @cli.group()

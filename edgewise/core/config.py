@@ -60,11 +60,32 @@ def config_from_dict(cls: type[T], data: dict, where: str = "", base: T | None =
             default = getattr(base, name) if base is not None else _default(fields[name])
             kwargs[name] = config_from_dict(hint, value, f"{where}.{name}", default)
         else:
-            kwargs[name] = _from_json(hint, value, f"{where}.{name}")
+            kwargs[name] = _from_json(hint, _as_list(hint, value, fields[name].metadata.get("sep"), f"{where}.{name}"),
+                                      f"{where}.{name}")
     try:
         return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise EdgewiseError(f"{where}: {e}") from None
+
+
+def _as_list(hint: Any, value: Any, sep: str | None, where: str) -> Any:
+    """A list setting given as its command-line text ("1,8" with the field's separator) or as one value."""
+    options = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) in (
+        typing.Union, types.UnionType) else [hint]
+    if len(options) != 1 or typing.get_origin(options[0]) is not tuple or isinstance(value, (list, tuple)):
+        return value
+    if value is None:
+        return None
+    if not isinstance(value, str) or not sep:
+        return [value]
+    element = (typing.get_args(options[0]) or (str,))[0]
+    parts = [p.strip() for p in value.split(sep) if p.strip()]
+    if element in (int, float):
+        try:
+            return [element(p) for p in parts]
+        except ValueError:
+            raise EdgewiseError(f"{where}: expected numbers separated by {sep!r}, got {value!r}") from None
+    return parts
 
 
 def _default(f: dataclasses.Field) -> Any:

@@ -31,7 +31,8 @@ def reconstruct(original, pruned, batches, heads: list[list[int]], ffn: list[lis
 
     ``pruned`` is a copy of ``original`` whose units are not sliced yet; its layer ``j`` is original
     layer ``layers[j]`` (default: the same layers). The output of a dropped layer is the next kept
-    layer's to reproduce. ``progress(n)`` is called once per fitted sublayer."""
+    layer's to reproduce; dropped layers after the last kept one are not compensated (nothing is
+    fitted after them). ``progress(n)`` is called once per fitted sublayer."""
     import torch
 
     from edgewise.core.structure import encoder_layers

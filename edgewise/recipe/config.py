@@ -148,16 +148,22 @@ def recipe_from_dict(raw: Any, path: Path | None = None, overrides: tuple[str, .
     from edgewise.bench.config import BenchConfig
     from edgewise.core.config import config_from_dict
 
-    steps = _steps(parsed, where)
     try:
         bench = config_from_dict(BenchConfig, parsed.bench, f"{where}: bench")
     except EdgewiseError as e:
         raise EdgewiseError(str(e) if str(e).startswith(f"{where}: bench") else f"{where}: bench: {e}") from None
+    steps = _steps(parsed, where)
+    if parsed.gate is not None and parsed.gate.batch_size not in bench.batch_sizes:
+        raise EdgewiseError(f"{where}: gate.batch_size {parsed.gate.batch_size} is not benched (bench.batch_sizes "
+                            f"{list(bench.batch_sizes)}); add it to bench.batch_sizes or gate another batch size")
     return Recipe(path, parsed.model, parsed.data, steps, bench, parsed.gate, raw)
 
 
 def _problem(error: dict) -> str:
-    location = ".".join(str(p) for p in error["loc"]) or "the file"
+    parts = list(error["loc"])
+    if len(parts) > 1 and parts[0] == "stages" and isinstance(parts[1], int):  # numbered from 1, as in messages
+        parts = [f"stages[{parts[1] + 1}]", *parts[2:]]
+    location = ".".join(str(p) for p in parts) or "the file"
     if error["type"] == "extra_forbidden":
         return f"unknown key {location}"
     if error["type"] == "missing":
@@ -184,6 +190,8 @@ def _steps(parsed: RecipeFile, where: str) -> tuple[Step, ...]:
                    if any(k in ("evaluate", "bench") for k in unknown) else ""))
         name = names[0]
         options = entry[name] if entry[name] is not None else {}
+        if not isinstance(options, dict):
+            raise EdgewiseError(f"{at}.{name} must be a mapping of {name}'s options (or empty), got {options!r}")
         try:
             config = config_from_dict(registered(name).config_class, options, f"{at}.{name}")
         except EdgewiseError as e:  # the config's own checks do not know where in the file they are
@@ -207,6 +215,8 @@ def _steps(parsed: RecipeFile, where: str) -> tuple[Step, ...]:
             raise EdgewiseError(f"{at}: {name} reads {', '.join(readable)}, but {source!r} writes a {kind!r} "
                                 f"artifact; give an input that does (input: <stage id>)")
         data = entry.get("data", parsed.data)
+        if data is not None and not isinstance(data, str):
+            raise EdgewiseError(f"{at}.data must be a data spec (text: a path, hf:NAME or builtin:NAME), got {data!r}")
         if registered(name).data == "required" and not data:
             raise EdgewiseError(f"{at}: {name} needs data; add data: to the recipe or to this stage")
         kinds[step_id] = _output_kind(name, config, kind)

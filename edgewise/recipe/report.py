@@ -1,6 +1,11 @@
-"""The plan and the ladder of a recipe run, for people (rich tables on stderr-free stdout)."""
+"""The plan and the ladder of a recipe run, for people: rich tables on stdout, ladder.md."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgewise.recipe.config import Recipe
 
 
 def render_plan(result: dict) -> None:
@@ -44,3 +49,23 @@ def render(result: dict) -> None:
 
 def _pct(value) -> str:
     return "—" if value is None else f"{value:.2%}"
+
+
+def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe) -> str:
+    lines = [f"# edgewise ladder — {recipe.path or 'recipe'}", "",
+             "One interleaved `edgewise bench` run; the first row is the reference. Details and plots: report/.", "",
+             "| artifact | backend | p50 latency | speed | accuracy | macro-F1 | of reference | size | size ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    def pct(value):
+        return "—" if value is None else f"{value:.2%}"
+
+    for row in ladder or []:
+        size = "—" if row["size_mb"] is None else f"{row['size_mb']:.1f} MB"
+        ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
+        lines.append(f"| {row['artifact']} | {row['backend']} | {row['p50_ms']:.2f} ms | {row['speedup']:.2f}x faster "
+                     f"| {pct(row['accuracy'])} | {pct(row['macro_f1'])} | {pct(row['accuracy_share'])} | {size} | "
+                     f"{ratio} |")
+    if gate is not None:
+        lines += ["", f"Gate on {gate['artifact']}: " + ("**passed**" if gate["passed"] else
+                                                          "**failed**: " + "; ".join(gate["misses"]))]
+    return "\n".join(lines) + "\n"

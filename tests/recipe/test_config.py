@@ -27,6 +27,14 @@ def test_a_recipe_resolves_to_numbered_steps_that_read_the_one_before():
     assert recipe.step("2").id == "export" and recipe.step("05-quantize-2").id == "quantize-2"
 
 
+def test_list_options_take_the_command_line_text_or_one_value():
+    recipe = recipe_from_dict({**BASE, "bench": {"batch_sizes": "1,8", "seq_len": 128, "backends": "ort-cpu"},
+                               "gate": {"batch_size": 8}})
+
+    assert recipe.bench.batch_sizes == (1, 8) and recipe.bench.seq_len == "128"
+    assert recipe.bench.backends == ("ort-cpu",) and recipe.gate.batch_size == 8
+
+
 def test_set_overrides_a_stage_option_the_data_and_the_bench():
     recipe = recipe_from_dict(BASE, overrides=("stages.prune.flops=0.6", "stages.quantize-2.method=dynamic",
                                                "data=other.csv", "bench.threads=1", "stages.4.id=deploy"))
@@ -57,6 +65,10 @@ def test_set_overrides_a_stage_option_the_data_and_the_bench():
     ({"stages": [{"export": {}, "id": "../up"}]}, ["id must be letters, digits"]),
     ({"data": None, "stages": [{"prune": {"flops": 0.5}}]}, ["prune needs data"]),
     ({"targets": ["ssh://pi"]}, ["on 'local' only"]),
+    ({"stages": ["prune"]}, ["stages[1]: Input should be a valid dictionary"]),
+    ({"stages": [{"prune": [0.5]}]}, ["stages[1].prune must be a mapping of prune's options"]),
+    ({"stages": [{"prune": {"flops": 0.5}, "data": 5}]}, ["stages[1].data must be a data spec"]),
+    ({"gate": {"batch_size": 8}}, ["gate.batch_size 8 is not benched", "bench.batch_sizes [1]"]),
     ({"bench": {"rounds": 0}}, ["recipe: bench: ", "rounds >= 1"]),
     ({"bench": {"batch_sizes": [1, "x"]}}, ["bench.batch_sizes[1]: expected a whole number"]),
 ])

@@ -3,6 +3,7 @@ import json
 import pytest
 import yaml
 
+from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import Manifest
 from edgewise.recipe import load_recipe, run_recipe
 
@@ -125,3 +126,60 @@ def test_a_model_that_is_no_folder_is_refused_before_anything_runs(tiny_data, tm
 
     assert result.exit_code == 2 and result.stderr.startswith("Error: the recipe's model")
     assert "01-prune read(s) it" in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_stage_whose_last_run_failed_is_not_reused_with_the_key_before(tiny_teacher, tiny_data, tmp_path):
+    stages = [{"export": {}}, {"quantize": {"method": "dynamic"}}]
+    path = _recipe(tmp_path, tiny_teacher, tiny_data, stages=stages)
+    run_recipe(load_recipe(path), tmp_path / "run", report=False)
+    missing = str(tmp_path / "missing.csv")
+
+    with pytest.raises(EdgewiseError, match="stage 02-quantize"):  # the old folder stays in place
+        run_recipe(load_recipe(path, ("stages.quantize.method=static", f"stages.quantize.calibration={missing}")),
+                   tmp_path / "run", report=False)
+    plan = run_recipe(load_recipe(path), tmp_path / "run", dry_run=True)
+
+    assert [s["status"] for s in plan["steps"]] == ["skip", "run"]
+    assert plan["steps"][1]["reason"] == "its last run did not finish"
+
+
+def test_a_folder_made_by_another_step_is_not_reused(tiny_teacher, tiny_data, tmp_path):
+    path = _recipe(tmp_path, tiny_teacher, tiny_data, stages=[{"export": {}}, {"quantize": {"method": "dynamic"}}])
+    run_recipe(load_recipe(path), tmp_path / "run", report=False)
+    moved = _recipe(tmp_path, tiny_teacher, tiny_data, stages=[
+        {"export": {}}, {"bundle": None}, {"quantize": {"method": "dynamic"}, "input": "export"}])
+
+    plan = run_recipe(load_recipe(moved), tmp_path / "run", dry_run=True)
+
+    assert [s["status"] for s in plan["steps"]] == ["skip", "run", "run"]
+    assert plan["steps"][2]["reason"] == "it was made as 02-quantize, not 03-quantize"
+
+
+def test_a_finetune_recipe_benches_against_its_teacher_not_the_pretrained_encoder(tiny_encoder, tiny_teacher):
+    from edgewise.recipe.config import recipe_from_dict
+    from edgewise.recipe.run import _model_is_reference
+
+    finetune = recipe_from_dict({"version": 1, "model": str(tiny_encoder), "data": "d.csv",
+                                 "stages": [{"finetune": {}}, {"export": {}}]})
+    prune = recipe_from_dict({"version": 1, "model": str(tiny_teacher), "data": "d.csv", "stages": [{"export": {}}]})
+
+    assert not _model_is_reference(finetune) and _model_is_reference(prune)
+
+
+def test_demo_runs_the_packaged_recipe_and_exits_1_on_a_missed_gate(cli_run, monkeypatch, tmp_path):
+    import edgewise.recipe
+
+    seen = {}
+
+    def fake_run(recipe, run_dir, **kwargs):
+        seen.update(recipe=recipe, run_dir=run_dir)
+        return {"run": str(run_dir), "steps": [], "ladder": None, "dry_run": False,
+                "gate": {"artifact": "06-bundle", "passed": False, "misses": ["1.00x faster < 5x"]}}
+
+    monkeypatch.setattr(edgewise.recipe, "run_recipe", fake_run)
+
+    result = cli_run("demo", "-o", tmp_path / "demo")
+
+    assert result.exit_code == 1, result.output
+    assert seen["recipe"].steps[0].stage == "finetune" and seen["recipe"].model == "builtin:all-minilm-l6-v2"
+    assert seen["run_dir"] == tmp_path / "demo" and "FAILED: 1.00x faster < 5x" in result.output
