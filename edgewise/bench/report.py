@@ -47,13 +47,13 @@ def markdown(report: dict) -> str:
                         if scored else "at each row's own batch size."))
     lines += [
         "",
-        "| artifact | backend | batch | seq | p50 ms (95 % CI) | p90 | p99 | CV | vs ref | items/s | accuracy "
+        "| artifact | backend | batch | seq | p50 ms (95 % CI) | p90 | p99 | CV | speed vs ref | items/s | accuracy "
         "| macro-F1 | agreement | size MB | params |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["results"]:
         art = artifacts.get(row["artifact"], {})
-        size = f"{art['size_bytes'] / 2**20:.1f}" if art.get("size_bytes") else ""
+        size = f"{art['size_bytes'] / 1e6:.1f}" if art.get("size_bytes") else ""  # MB = 10^6 bytes
         params = f"{art['parameters'] / 1e6:.2f} M" if art.get("parameters") else ""
         if row["status"] != "ok":
             lines.append(f"| {row['artifact']} | {row['backend']} | {row['batch_size']} | | skipped: "
@@ -65,17 +65,28 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {row['artifact']} | {row['backend']} | {row['batch_size']} | {row['seq_len']} | "
             f"{lat['p50']:.2f} ({low:.2f}-{high:.2f}) | {_ms(lat['p90'])} | {_ms(lat['p99'])} | {lat['cv']:.3f} | "
-            f"{f'{ratio:.2f}x' if ratio is not None else ''} | {row['throughput_items_per_s']:.1f} | "
+            f"{speed(ratio)} | {row['throughput_items_per_s']:.1f} | "
             f"{_accuracy(row, config.get('eval_batch_size'))} | {_pct(row.get('macro_f1'))} | "
             f"{_pct(row.get('label_agreement'))} | "
             f"{size} | {params} |"
         )
-    lines += ["", "`vs ref`: p50 relative to the reference artifact at the same batch size, on the same backend "
-              "when the reference ran there, else on its first backend (below 1 is faster). `agreement`: share of "
+    lines += ["", "`speed vs ref`: the reference artifact's p50 over this row's, at the same batch size, on the same "
+              "backend when the reference ran there, else on its first backend. `items/s`: items over the total "
+              "timed time. `size MB`: 10^6 bytes. `agreement`: share of "
               "evaluation texts labelled as the reference labels them. `seq` data: the evaluation texts at their "
-              "real length, padded per batch. `accuracy` (batch N): scored in batches of N, not at the row's "
+              "real length, padded per batch (its CV then includes the spread of the texts' lengths). "
+              "`accuracy` (batch N): scored in batches of N, not at the row's "
               "batch size; dynamic INT8 predictions can change with the batch.", ""]
     return "\n".join(lines)
+
+
+def speed(ratio: float | None) -> str:
+    """A p50 ratio (row / reference) as people read it: "7.60x faster", "1.20x slower", "1.00x"."""
+    if ratio is None:
+        return ""
+    if abs(ratio - 1) < 5e-3:
+        return "1.00x"
+    return f"{1 / ratio:.2f}x faster" if ratio < 1 else f"{ratio:.2f}x slower"
 
 
 def render(report: dict) -> None:
