@@ -52,6 +52,20 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+ECHO_CHARS = 80  # of each text echoed beside its label; --json has the whole text
+
+
+def _shown(text: str, result: dict) -> str:
+    """The text as the table echoes it: one line, at most ECHO_CHARS characters, and what the model saw."""
+    line = " ".join(text.split())
+    shown = line if len(line) <= ECHO_CHARS else line[:ECHO_CHARS - 1] + "…"
+    if result.get("empty"):
+        return "(empty text: the label is the model's guess for no words)"
+    if result.get("truncated"):
+        return f"{shown}  (cut to its first {result['tokens']} tokens)"
+    return shown
+
+
 def run(args) -> int:
     if args.threads is not None and args.threads < 1:
         raise EdgewiseError(f"--threads must be >= 1, got {args.threads}")
@@ -66,7 +80,7 @@ def run(args) -> int:
             print(json.dumps([{"text": t, **r} for t, r in zip(args.texts, results, strict=True)], indent=2))
         else:
             for text, result in zip(args.texts, results, strict=True):
-                print(f"{result['label']}\t{result['score']:.4f}\t{text}")
+                print(f"{result['label']}\t{result['score']:.4f}\t{_shown(text, result)}")
         return 0
     from edgewise.runtime.bench import bench
 

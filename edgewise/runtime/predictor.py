@@ -162,17 +162,21 @@ class Predictor(Runner):
         return self.run(feed)  # already a numpy array, on the CPU
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[dict]:
-        """Label, its probability and every label's probability, per text."""
+        """Label, its probability and every label's probability, per text; with the tokens the model saw
+        and whether the text was cut to ``max_length`` (``truncated``) or had nothing to read (``empty``)."""
         np = self._np
         logits = self.logits(texts, pairs)
         shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
         probs = shifted / shifted.sum(axis=-1, keepdims=True)
+        items = list(zip(texts, pairs, strict=True)) if pairs is not None else list(texts)
+        encodings = self.tokenizer.encode_batch(items)  # what encode() fed the model, read for its lengths
         results = []
-        for row in probs:
+        for row, text, encoding in zip(probs, texts, encodings, strict=True):
             best = int(row.argmax())
             results.append({
                 "label": self.id2label.get(best, str(best)),
                 "score": float(row[best]),
                 "scores": {self.id2label.get(i, str(i)): float(p) for i, p in enumerate(row)},
+                "tokens": len(encoding.ids), "truncated": bool(encoding.overflowing), "empty": not text.strip(),
             })
         return results

@@ -350,3 +350,20 @@ def test_predictor_accepts_an_engine_built_on_the_device_but_not_an_edited_scrip
     (folder / trt_export.SCRIPT).write_text("#!/usr/bin/env bash\necho edited\n")
     with pytest.raises(EdgewiseError, match="build_engine.sh: changed.*`edgewise export`"):
         Predictor(folder)
+
+
+def test_runtime_predict_says_when_a_text_was_cut_or_empty_and_does_not_echo_long_texts(tiny_bundle, capsys):
+    long_text = "apple banana " * 2000  # 26,000 characters, far over the bundle's max_length
+
+    code, out, _ = _runtime_main(capsys, "predict", tiny_bundle, long_text, "   ", "golf")
+
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 3 and max(len(line) for line in lines) < 200
+    assert lines[0].endswith("…  (cut to its first 32 tokens)") and "(empty text" in lines[1]
+    assert lines[2].endswith("\tgolf")
+
+    code, out, _ = _runtime_main(capsys, "predict", tiny_bundle, long_text, "golf", "--json")
+    results = json.loads(out)
+    assert [r["truncated"] for r in results] == [True, False] and results[0]["tokens"] == 32
+    assert results[1]["tokens"] == 3 and results[0]["text"] == long_text and not results[0]["empty"]
