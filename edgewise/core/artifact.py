@@ -117,6 +117,11 @@ class OutputDir:
         self.work = work
         self.artifact = work / "artifact"
 
+    @staticmethod
+    def work_folder(dst: Path) -> Path:
+        """The work folder of the output ``dst`` (where an interrupted stage left its checkpoints)."""
+        return Path(dst).parent / f".{Path(dst).name}.partial"
+
     @classmethod
     def prepare(
         cls,
@@ -152,7 +157,7 @@ class OutputDir:
                         f"the output {dst} is not empty and was not written by edgewise (no {marker}); "
                         "edgewise only replaces its own outputs: remove it yourself or choose another -o"
                     )
-        out = cls(dst, dst.parent / f".{dst.name}.partial")
+        out = cls(dst, cls.work_folder(dst))
         if out.work.exists() and resumable and not resume and not overwrite:
             raise EdgewiseError(
                 f"an interrupted run left {out.work}; pass --resume to continue it or --overwrite to start over"

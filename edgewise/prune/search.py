@@ -18,6 +18,14 @@ class Shape:
     ffn: int
 
 
+def layer_shapes(model) -> list[Shape]:
+    """Heads, head size and FFN width of every encoder layer of a BERT-family ``model``."""
+    from edgewise.core.structure import encoder_layers
+    from edgewise.prune.importance import heads_of
+
+    return [Shape(*heads_of(layer), layer.intermediate.dense.out_features) for layer in encoder_layers(model)]
+
+
 def head_flops(hidden: int, head_size: int, tokens: int) -> int:
     """Multiply-adds x 2 of one head at ``tokens``: its Q, K, V and output projections (4 matrices of
     hidden x head_size per token) and the scores and weighted sum (tokens x tokens x head_size each)."""

@@ -70,11 +70,9 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
         raise EdgewiseError(f"--drop-layers {config.drop_layers} would leave no layer of {len(layers)}; drop at "
                             f"most {len(layers) - 1}")
     if config.flops is not None and not config.drop_layers:  # (with dropped layers: checked once they are)
-        from edgewise.prune.importance import heads_of
-        from edgewise.prune.search import Shape, check_budget
+        from edgewise.prune.search import check_budget, layer_shapes
 
-        shapes = [Shape(*heads_of(layer), layer.intermediate.dense.out_features) for layer in layers]
-        check_budget(shapes, model.config.hidden_size, tokens=config.seq_len, flops=config.flops,
+        check_budget(layer_shapes(model), model.config.hidden_size, tokens=config.seq_len, flops=config.flops,
                      round_to=config.round_to)
     recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
     max_length, _ = artifact_lengths(artifact.path, recorded)
@@ -89,8 +87,11 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
                                               artifact.labels)
             if config.heal_epochs:
                 model = _heal(model, tokenizer, artifact, out, config, data, max_length, evaluation, metrics, unpruned)
+        else:
+            unpruned = _accuracy(model, tokenizer, evaluation, config, max_length, artifact.labels)
+            metrics["accuracy"] = _accuracy_rows(unpruned)
         if config.vocab:
-            _prune_vocab(model, tokenizer, artifact, out, config, samples, evaluation, max_length, metrics)
+            _prune_vocab(model, tokenizer, artifact, out, config, samples, evaluation, max_length, metrics, unpruned)
         model.save_pretrained(out.artifact, safe_serialization=True)
         metrics["time_s"]["total"] = round(time.perf_counter() - started, 1)
         manifest = out.commit(kind="hf", config=config, metrics=metrics,
@@ -168,15 +169,11 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
     import numpy as np
 
     from edgewise.core.progress import progress_bar
-    from edgewise.core.structure import encoder_layers
-    from edgewise.prune.importance import fisher, heads_of
-    from edgewise.prune.search import Shape, check_budget, choose, encoder_flops
-
-    def shapes_of(m) -> list[Shape]:
-        return [Shape(*heads_of(layer), layer.intermediate.dense.out_features) for layer in encoder_layers(m)]
+    from edgewise.prune.importance import fisher
+    from edgewise.prune.search import Shape, check_budget, choose, encoder_flops, layer_shapes
 
     hidden = model.config.hidden_size
-    given_shapes = shapes_of(model)
+    given_shapes = layer_shapes(model)
     given_flops = encoder_flops(given_shapes, hidden, config.seq_len)
     parameters_before = sum(p.numel() for p in model.parameters())
     times = {}
@@ -189,7 +186,9 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
         labels = runner.logits(samples["texts"], samples["pairs"], config.eval_batch_size).argmax(-1).tolist()
     fit_on = {k: (v[:config.reconstruct_samples] if v is not None else None) for k, v in samples.items()
               if k in ("texts", "pairs")}
-    fit_batches = list(_batches(model, tokenizer, fit_on, labels, config, max_length))
+    # The texts layer scores and the refit read (tokenized once, for whichever of them runs).
+    fit_batches = (list(_batches(model, tokenizer, fit_on, labels, config, max_length))
+                   if config.reconstruct or config.drop_layers else [])
 
     working, kept_layers, layer_losses = model, list(range(len(given_shapes))), None
     if config.drop_layers:
@@ -205,7 +204,7 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
         times["layer_scores"] = round(time.perf_counter() - started, 1)
         console().print(f"dropping layers {dropped} of {len(given_shapes)} (loss with each layer skipped: "
                         + ", ".join(f"{v:.3f}" for v in layer_losses) + f") in {times['layer_scores']} s")
-    shapes = shapes_of(working)
+    shapes = layer_shapes(working)
     # The FLOPs budget counts from the model as given: what is left of it for the kept layers.
     working_flops = encoder_flops(shapes, hidden, config.seq_len)
     flops = None if config.flops is None else config.flops * given_flops / working_flops
@@ -290,18 +289,9 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
                         "model")
     else:
         result = plain
-    after = steps[kept_step]
-
-    accuracy = {}
-    for split, row in before.items():
-        accuracy[split] = {
-            "before": {k: row[k] for k in ("accuracy", "macro_f1")},
-            **{step: {k: result_[split][k] for k in ("accuracy", "macro_f1")}
-               | {"agreement": _agreement(before, result_, split)} for step, result_ in steps.items()},
-            "after": {k: after[split][k] for k in ("accuracy", "macro_f1")},
-            "agreement": _agreement(before, after, split),
-            "drop_points": round((row["accuracy"] - after[split]["accuracy"]) * 100, 4),
-        }
+    accuracy = _accuracy_rows(before)
+    for step in sorted(steps, key=lambda name: name == kept_step):  # the kept step last: it is "after"
+        _record_step(accuracy, step, steps[step], before)
     heads_after = [len(h) for h in plan["heads"]]
     ffn_after = [len(n) for n in plan["ffn"]]
     return result, {
@@ -334,6 +324,25 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
     }, before
 
 
+def _accuracy_rows(before: dict) -> dict:
+    """The manifest's accuracy rows, one per split, holding the unpruned model's figures (``before``; it
+    agrees with itself, so every step's figures have the same three fields)."""
+    return {split: {"before": {"accuracy": row["accuracy"], "macro_f1": row["macro_f1"], "agreement": 1.0}}
+            for split, row in before.items()}
+
+
+def _record_step(accuracy: dict, step: str, result: dict, before: dict) -> None:
+    """Add a step's figures (``_accuracy``'s ``result``) to every split's row of the manifest's accuracy,
+    and make it the row's "after": accuracy, macro-F1, agreement with the unpruned model (``before``) and
+    the drop in points."""
+    for split, row in accuracy.items():
+        row[step] = {"accuracy": result[split]["accuracy"], "macro_f1": result[split]["macro_f1"],
+                     "agreement": _agreement(before, result, split)}
+        row["after"] = dict(row[step])
+        row["agreement"] = row[step]["agreement"]
+        row["drop_points"] = round((before[split]["accuracy"] - result[split]["accuracy"]) * 100, 4)
+
+
 def _agreement(before: dict, after: dict, split: str) -> float:
     """Share of ``split``'s texts on which two models (their ``_accuracy`` results) give the same label."""
     import numpy as np
@@ -346,7 +355,6 @@ def _heal(model, tokenizer, artifact: Artifact, out: StageOutput, config: PruneC
     """A short distillation from the unpruned model (or ``config.teacher``) into the pruned one, through
     edgewise distill itself (cached teacher logits, best checkpoint by validation); returns the healed
     model and adds its accuracy to ``metrics`` (agreement against the ``unpruned`` model's predictions)."""
-    import numpy as np
 
     from edgewise.core.models import ModelSource, load_classifier
     from edgewise.distill import DistillConfig, DistillTrainerConfig, distill
@@ -360,13 +368,8 @@ def _heal(model, tokenizer, artifact: Artifact, out: StageOutput, config: PruneC
         student=str(pruned), trainer=DistillTrainerConfig(epochs=config.heal_epochs), max_length=max_length,
         allow_pickle=config.allow_pickle, data=config.data), data=data)
     model = load_classifier(ModelSource(str(healed.path), str(healed.path), True)).eval()
-    after = _accuracy(model, tokenizer, evaluation, config, max_length, artifact.labels)
-    for split, row in metrics["accuracy"].items():
-        row["healed"] = {k: after[split][k] for k in ("accuracy", "macro_f1")}
-        row["after"] = row["healed"]
-        before = row["before"]["accuracy"]
-        row["drop_points"] = round((before - after[split]["accuracy"]) * 100, 4)
-        row["agreement"] = float(np.mean(unpruned[split]["logits"].argmax(-1) == after[split]["logits"].argmax(-1)))
+    _record_step(metrics["accuracy"], "healed",
+                 _accuracy(model, tokenizer, evaluation, config, max_length, artifact.labels), unpruned)
     metrics["pruning"]["kept_step"] = "healed"
     metrics["heal"] = {"epochs": config.heal_epochs, "teacher": str(teacher), "seconds": round(time.perf_counter()
                        - started, 1), "best_checkpoint": healed.metrics["train"].get("best_checkpoint"),
@@ -376,9 +379,10 @@ def _heal(model, tokenizer, artifact: Artifact, out: StageOutput, config: PruneC
 
 
 def _prune_vocab(model, tokenizer, artifact: Artifact, out: StageOutput, config: PruneConfig, samples: dict,
-                 evaluation: dict, max_length: int, metrics: dict) -> None:
+                 evaluation: dict, max_length: int, metrics: dict, unpruned: dict) -> None:
     """Shrink the vocabulary to the training texts' tokens (+ --vocab-extra); write the rewritten
-    tokenizer files into the output and add the step's coverage and accuracy to ``metrics``."""
+    tokenizer files into the output and add the step's coverage and accuracy (against the ``unpruned``
+    model's) to ``metrics``."""
     from transformers import AutoTokenizer
 
     from edgewise.prune.vocab import coverage, kept_ids, rewrite_tokenizer, shrink_embeddings, used_ids
@@ -393,18 +397,12 @@ def _prune_vocab(model, tokenizer, artifact: Artifact, out: StageOutput, config:
     used = used_ids(artifact.path, texts, pairs)
     keep = kept_ids(artifact.path, used)
     before_size = model.get_input_embeddings().num_embeddings
-    if not metrics["accuracy"]:
-        for split, row in _accuracy(model, tokenizer, evaluation, config, max_length, artifact.labels).items():
-            metrics["accuracy"][split] = {"before": {k: row[k] for k in ("accuracy", "macro_f1")}}
     new_id = rewrite_tokenizer(artifact.path, out.artifact, keep)
     shrink_embeddings(model, keep, new_id)
     out.carry_forward()  # special_tokens_map.json beside the rewritten files (what the stage wrote stays)
     smaller = AutoTokenizer.from_pretrained(out.artifact)
-    after = _accuracy(model, smaller, evaluation, config, max_length, artifact.labels)
-    for split, row in metrics["accuracy"].items():
-        row["vocab"] = {k: after[split][k] for k in ("accuracy", "macro_f1")}
-        row["after"] = row["vocab"]
-        row["drop_points"] = round((row["before"]["accuracy"] - after[split]["accuracy"]) * 100, 4)
+    _record_step(metrics["accuracy"], "vocab",
+                 _accuracy(model, smaller, evaluation, config, max_length, artifact.labels), unpruned)
     metrics["vocab"] = {
         "size_before": before_size, "size_after": len(keep), "texts": len(texts), "extra": config.vocab_extra,
         "embedding_parameters": [before_size * model.config.hidden_size, len(keep) * model.config.hidden_size],

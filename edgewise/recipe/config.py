@@ -177,7 +177,7 @@ def _steps(parsed: RecipeFile, where: str) -> tuple[Step, ...]:
 
     steps: list[Step] = []
     kinds = {MODEL: None}  # id -> the artifact kind it holds (None: known when the run starts)
-    seen: dict[str, int] = {}
+    automatic = _automatic_ids(parsed.stages)
     for index, entry in enumerate(parsed.stages, start=1):
         at = f"{where}: stages[{index}]"
         names = [k for k in entry if k not in ENTRY_KEYS]
@@ -196,8 +196,7 @@ def _steps(parsed: RecipeFile, where: str) -> tuple[Step, ...]:
             config = config_from_dict(registered(name).config_class, options, f"{at}.{name}")
         except EdgewiseError as e:  # the config's own checks do not know where in the file they are
             raise EdgewiseError(str(e) if str(e).startswith(at) else f"{at}.{name}: {e}") from None
-        seen[name] = seen.get(name, 0) + 1
-        step_id = entry.get("id") or (name if seen[name] == 1 else f"{name}-{seen[name]}")
+        step_id = entry.get("id") or automatic[index - 1]
         if not isinstance(step_id, str) or not step_id.replace("-", "").replace("_", "").isalnum():
             raise EdgewiseError(f"{at}.id must be letters, digits, - or _, got {step_id!r}")
         if step_id in kinds:
@@ -272,15 +271,22 @@ def _apply(raw: dict, override: str, where: str) -> None:
 
 def _entry(entries: list, name: str) -> dict | None:
     """The stage entry called ``name`` (its id, its number, or its stage's name with the automatic -N)."""
-    counts: dict[str, int] = {}
-    for number, entry in enumerate(entries, start=1):
-        if not isinstance(entry, dict):
-            continue
-        stage_names = [k for k in entry if k not in ENTRY_KEYS]
-        if not stage_names:
-            continue
-        counts[stage_names[0]] = counts.get(stage_names[0], 0) + 1
-        auto = stage_names[0] if counts[stage_names[0]] == 1 else f"{stage_names[0]}-{counts[stage_names[0]]}"
-        if name in (str(number), entry.get("id"), auto):
+    for number, (entry, auto) in enumerate(zip(entries, _automatic_ids(entries), strict=True), start=1):
+        if auto is not None and name in (str(number), entry.get("id"), auto):
             return entry
     return None
+
+
+def _automatic_ids(entries: list) -> list[str | None]:
+    """Each entry's id when it gives none: its stage's name, "-2", "-3"... for the stage's later entries
+    (None for an entry that names no stage)."""
+    counts: dict[str, int] = {}
+    ids = []
+    for entry in entries:
+        names = [k for k in entry if k not in ENTRY_KEYS] if isinstance(entry, dict) else []
+        if not names:
+            ids.append(None)
+            continue
+        counts[names[0]] = counts.get(names[0], 0) + 1
+        ids.append(names[0] if counts[names[0]] == 1 else f"{names[0]}-{counts[names[0]]}")
+    return ids

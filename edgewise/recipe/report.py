@@ -1,4 +1,5 @@
-"""The plan and the ladder of a recipe run, for people: rich tables on stdout, ladder.md."""
+"""The plan and the ladder of a recipe run, for people: the plan as a rich table, the ladder in Markdown
+(on stdout and in ladder.md)."""
 
 from __future__ import annotations
 
@@ -25,21 +26,12 @@ def render_plan(result: dict) -> None:
 
 def render(result: dict) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     render_plan(result)
     console = Console(width=200 if not Console().is_terminal else None)
     if result.get("ladder"):
-        table = Table(title="ladder (one interleaved bench; the first row is the reference)")
-        for column in ("artifact", "backend", "p50", "speed", "accuracy", "macro-F1", "of reference", "size",
-                       "size ratio"):
-            table.add_column(column)
-        for row in result["ladder"]:
-            table.add_row(row["artifact"], row["backend"], f"{row['p50_ms']:.2f} ms", f"{row['speedup']:.2f}x faster",
-                          _pct(row["accuracy"]), _pct(row["macro_f1"]), _pct(row["accuracy_share"]),
-                          "—" if row["size_mb"] is None else f"{row['size_mb']:.1f} MB",
-                          "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}")
-        console.print(table)
+        print("\nladder (one interleaved bench; the first row is the reference)\n")
+        print(ladder_table(result["ladder"]))
         console.print(f"report: {result['run']}/ladder.md (bench details and plots in {result['run']}/report/)")
     gate = result.get("gate")
     if gate is not None:
@@ -47,24 +39,27 @@ def render(result: dict) -> None:
                                                          "FAILED: " + "; ".join(gate["misses"])))
 
 
-def _pct(value) -> str:
-    return "—" if value is None else f"{value:.2%}"
-
-
-def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe) -> str:
-    lines = [f"# edgewise ladder — {recipe.path or 'recipe'}", "",
-             "One interleaved `edgewise bench` run; the first row is the reference. Details and plots: report/.", "",
-             "| artifact | backend | p50 latency | speed | accuracy | macro-F1 | of reference | size | size ratio |",
-             "|---|---|---|---|---|---|---|---|---|"]
+def ladder_table(ladder: list[dict]) -> str:
+    """The ladder rows as a Markdown table (p50, speed against the first row, accuracy, size)."""
     def pct(value):
         return "—" if value is None else f"{value:.2%}"
 
-    for row in ladder or []:
+    lines = ["| artifact | backend | p50 latency | speed | accuracy | macro-F1 | of reference | size | size ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in ladder:
         size = "—" if row["size_mb"] is None else f"{row['size_mb']:.1f} MB"
         ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
         lines.append(f"| {row['artifact']} | {row['backend']} | {row['p50_ms']:.2f} ms | {row['speedup']:.2f}x faster "
                      f"| {pct(row['accuracy'])} | {pct(row['macro_f1'])} | {pct(row['accuracy_share'])} | {size} | "
                      f"{ratio} |")
+    return "\n".join(lines)
+
+
+def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe) -> str:
+    """ladder.md: the table and the gate's verdict."""
+    lines = [f"# edgewise ladder — {recipe.path or 'recipe'}", "",
+             "One interleaved `edgewise bench` run; the first row is the reference. Details and plots: report/.", "",
+             ladder_table(ladder or [])]
     if gate is not None:
         lines += ["", f"Gate on {gate['artifact']}: " + ("**passed**" if gate["passed"] else
                                                           "**failed**: " + "; ".join(gate["misses"]))]

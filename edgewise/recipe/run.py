@@ -67,7 +67,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
         else:
             problem = _reusable(recorded, key, step, dst)
             status, reason = ("skip", "unchanged since it was made") if problem is None else ("run", problem)
-        outputs[step.id] = _digest(dst) if status == "skip" else None
+        outputs[step.id] = recorded["output"] if status == "skip" else None  # _reusable checked it is dst's
         folders[step.id] = dst
         plan.append({"id": step.id, "stage": step.stage, "folder": step.folder, "input": step.input,
                      "status": status, "reason": reason, "key": key})
@@ -86,7 +86,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
         prefix = f"[{number}/{len(recipe.steps)}] {step.folder} ({step.stage})"
         key = _key(step, outputs[step.input], versions)
         recorded = state["steps"].get(step.id, {})
-        if row["status"] == "skip" and _reusable(recorded, key, step, folders[step.id]) is None:
+        if row["status"] == "skip" and key == row["key"]:  # the plan checked the folder against this key
             outputs[step.id] = recorded["output"]
             row["seconds"] = 0.0
             say(f"{prefix}: skipped, {row['reason']}")
@@ -160,12 +160,12 @@ def _source(step: Step, recipe: Recipe, folders: dict[str, Path]):
 
 def _resumable(step: Step, dst: Path, recorded: dict, key: str) -> bool:
     """Resume a resumable stage that was interrupted (its work folder left) with the same key."""
-    from edgewise.core.stage import stage
+    from edgewise.core.artifact import OutputDir
+    from edgewise.core.stage import CHECKPOINTS, has_checkpoint, stage
 
-    work = dst.parent / f".{dst.name}.partial"
     return (stage(step.stage).resumable and recorded.get("status") == "running"
             and recorded.get("running_key") == key and recorded.get("folder") == step.folder
-            and (work / "checkpoints").is_dir() and any((work / "checkpoints").glob("checkpoint-*")))
+            and has_checkpoint(OutputDir.work_folder(dst) / CHECKPOINTS))
 
 
 def _reusable(recorded: dict, key: str, step: Step, dst: Path) -> str | None:
