@@ -130,7 +130,7 @@ class Separated(click.ParamType):
             return value
         items = [item.strip() for item in str(value).split(self.sep)]
         try:
-            return tuple(self.element(item) for item in items if item or self.element is not str)
+            return tuple(self.element(item) for item in items if item)  # "" is the empty list
         except ValueError:
             what = f"{_SEPARATORS.get(self.sep, repr(self.sep) + '-separated')} list of {_ELEMENTS[self.element]}"
             self.fail(f"{value!r} is not a {what}" + (f", e.g. {self.example}" if self.example else ""), param, ctx)
@@ -404,6 +404,55 @@ def _show_run(ctx, result: dict, as_json: bool) -> None:
         render(result)
     if result.get("gate") and not result["gate"]["passed"]:
         ctx.exit(1)
+
+
+def _compress_command() -> click.Command:
+    """`edgewise compress TEACHER DATA -o OUT`: options from CompressConfig's fields."""
+    from edgewise.recipe.compress import CompressConfig
+
+    fields = config_options(CompressConfig)
+    params = [click.Argument(["teacher"], type=click.Path(path_type=Path)), click.Argument(["data"]),
+              click.Option(["-o", "--output"], required=True, type=click.Path(path_type=Path),
+                           help="Run folder: every candidate's artifact folder, the chosen bundle (NN-best), "
+                                "compress.md / compress.json, the reports and the recipe that ran. The folder of "
+                                "an earlier compress is reused: its finished steps are skipped."),
+              *fields,
+              click.Option(["--dry-run"], is_flag=True, help="Print the phases and their candidates; run nothing."),
+              click.Option(["--json", "as_json"], is_flag=True, help="Print the result as JSON on stdout.")]
+    _refuse_clashes("compress", params)
+
+    def run(teacher, data, output, dry_run, as_json, **values):
+        from edgewise.recipe.compress import compress
+        from edgewise.recipe.report import render_compress
+
+        ctx = click.get_current_context()
+        given = {f.path: values[f.name] for f in fields
+                 if ctx.get_parameter_source(f.name) is not ParameterSource.DEFAULT}
+        config = config_from_dict(CompressConfig, _nest(given))
+        result = compress(teacher, output, config, data=data, dry_run=dry_run)
+        if as_json:
+            _print_json(result)
+        elif dry_run:
+            for phase in result["phases"]:
+                click.echo(f"phase {phase['phase']}:")
+                for family in phase["families"]:
+                    click.echo(f"  {family['name']} ({' -> '.join(dict.fromkeys(family['stages']))}): "
+                               + "; ".join(f"{k} = {v}" for k, v in family["candidates"].items()))
+        else:
+            render_compress(result)
+        if not dry_run and not result["goal_met"]:
+            ctx.exit(1)
+
+    return click.Command("compress", params=params, callback=run, help=(
+        "Compress the fine-tuned TEACHER for this machine: search the ladder of candidates (the teacher "
+        "quantized, pruned, and distilled students of a few depths, each pruned, exported and quantized), cheap "
+        "ones first, time them all side by side with the teacher, and keep the fastest within "
+        "--max-accuracy-drop (default 1 point) or the most accurate within --latency-budget, chosen on DATA's "
+        "validation split and reported on its test split; the choice is bundled.\n\n"
+        "Exit 0 goal met, 1 goal missed (the best candidate is still bundled and reported), 2 an error."))
+
+
+cli.add_command(_compress_command())
 
 
 @cli.command()

@@ -195,9 +195,16 @@ def _cuda_available() -> bool:
 
 
 def _eval_split(data: str, config: BenchConfig):
-    from edgewise.core.data import load_splits, select_split
+    from edgewise.core.data import canonical_split, load_splits, select_split, training_splits
 
-    split = select_split(load_splits(data, config.data), config.split, data)
+    splits = load_splits(data, config.data)
+    if config.split and canonical_split(config.split) == "validation" and "validation" not in splits \
+            and "train" in splits:
+        # The validation texts the training stages carved from train (same fraction and seed), so that
+        # a choice made on validation (edgewise compress) never sees the test split.
+        split = training_splits(splits, config.data, data)[1]
+    else:
+        split = select_split(splits, config.split, data)
     if config.accuracy_samples:
         split = split.subset(range(min(len(split), config.accuracy_samples)), split.name)
     return split

@@ -64,3 +64,87 @@ def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe
         lines += ["", f"Gate on {gate['artifact']}: " + ("**passed**" if gate["passed"] else
                                                           "**failed**: " + "; ".join(gate["misses"]))]
     return "\n".join(lines) + "\n"
+
+
+# --- edgewise compress --------------------------------------------------------------------------
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{value:.2%}"
+
+
+def _size(mb) -> str:
+    return "—" if mb is None else f"{mb:.1f} MB"
+
+
+def candidates_table(result: dict) -> str:
+    """Every candidate with its validation figures (Markdown), the chosen one in bold."""
+    def mark(flag):
+        return "" if flag is None else ("yes" if flag else "no")
+
+    lines = ["| candidate | what | p50 latency | speed | accuracy | macro-F1 | below teacher | size | size ratio "
+             "| within the drop | within the budget |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    reference = result["reference"]
+    lines.append(f"| teacher | {reference['what']} | {reference['p50_ms']:.2f} ms | reference | "
+                 f"{_pct(reference['accuracy'])} | {_pct(reference['macro_f1'])} | — | {_size(reference['size_mb'])} | "
+                 "1/1.0 | | |")
+    for row in result["candidates"]:
+        name = f"**{row['candidate']}** (chosen)" if row["chosen"] else row["candidate"]
+        drop = "—" if row["accuracy_drop_points"] is None else f"{row['accuracy_drop_points']:+.2f} points".replace(
+            "+-", "-")
+        ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
+        lines.append(f"| {name} | {row['what']} | {row['p50_ms']:.2f} ms | {row['speedup']:.2f}x faster | "
+                     f"{_pct(row['accuracy'])} | {_pct(row['macro_f1'])} | {drop} | {_size(row['size_mb'])} | "
+                     f"{ratio} | {mark(row['accurate'])} | {mark(row['fast'])} |")
+    return "\n".join(lines)
+
+
+def compress_markdown(result: dict) -> str:
+    """compress.md: the verdict, the chosen bundle on the test split, every candidate, the search."""
+    chosen = result["chosen"]
+    verdict = "**met**" if result["goal_met"] else "**missed**"
+    lines = [f"# edgewise compress — {result['teacher']}", "",
+             f"Goal: {result['goal']} — {verdict}. Chosen: **{chosen['candidate']}** ({chosen['what']}): "
+             f"{chosen['reason']}. Bundle: `{chosen['bundle']}`.", ""]
+    if result.get("test"):
+        lines += ["## The chosen bundle on the test split", "",
+                  "One interleaved `edgewise bench` of the teacher (PyTorch fp32) and the bundle; details in "
+                  "report-test/.", "", ladder_table(result["test"]), ""]
+    else:
+        lines += ["The data has no test split: the figures below are the validation split's, which chose.", ""]
+    lines += ["## Every candidate (validation split: the choice is made here)", "",
+              "One interleaved `edgewise bench` of the teacher and every candidate; details in report/. The drop is "
+              "in accuracy points below the teacher (one text of the split is "
+              f"{_one_text(result)}).", "", candidates_table(result), "", "## The search", ""]
+    for phase in result["phases"]:
+        lines.append(f"- phase {phase['phase']}: {', '.join(phase['families'])} ({phase['seconds']:.0f} s)"
+                     + ("; the goal was met here" if phase["goal_met"] else ""))
+    if result.get("stopped_after"):
+        lines.append(f"- stopped after phase {result['stopped_after']}: the goal was met, the later (more expensive) "
+                     "phases were not needed")
+    for skipped in result["skipped"]:
+        lines.append(f"- skipped {skipped['family']} ({skipped['phase']}): {skipped['reason']}")
+    for failed in result["failed"]:
+        lines.append(f"- failed {failed['step']} ({failed['family']}): {failed['error']}")
+    for note in result.get("notes") or []:
+        lines.append(f"- {note}")
+    if result.get("optimize") is not None:
+        lines.append("- ONNX Runtime's transformer optimiser: " + (
+            "faster on the teacher's dynamic INT8, so later candidates use it" if result["optimize"] else
+            "not faster on the teacher's dynamic INT8, so later candidates do without it"))
+    lines += [f"- {result['seconds'] / 60:.1f} min in all; the recipe that ran: `{result['recipe']}` (`edgewise run` "
+              "it into the same folder to reproduce the ladder; finished steps are skipped)"]
+    return "\n".join(lines) + "\n"
+
+
+def _one_text(result: dict) -> str:
+    rows = result.get("validation_rows")
+    return f"{100 / rows:.2f} points" if rows else "100 / the number of texts points"
+
+
+def render_compress(result: dict) -> None:
+    """The verdict and the tables on stdout (Markdown, readable in a terminal and in a CI log)."""
+    text = compress_markdown(result)
+    print(text.split("\n## The search")[0].rstrip())
+    print(f"\nreport: {result['run']}/compress.md (bench details in {result['run']}/report/)")

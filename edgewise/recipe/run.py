@@ -31,9 +31,18 @@ KEY_PACKAGES = ("edgewise", "torch", "transformers", "optimum", "optimum-onnx", 
                 "neural-compressor-pt", "tokenizers")
 
 
+class StageFailed(EdgewiseError):
+    """A recipe step failed: ``step`` is the Step, the message names it and says how to go on."""
+
+    def __init__(self, message: str, step: Step):
+        super().__init__(message)
+        self.step = step
+
+
 def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_run: bool = False,
-               report: bool = True) -> dict:
-    """Run (or, with ``dry_run``, plan) ``recipe`` into ``run_dir``; ``start`` reruns from that step on.
+               report: bool = True, show_skipped: bool = True) -> dict:
+    """Run (or, with ``dry_run``, plan) ``recipe`` into ``run_dir``; ``start`` reruns from that step on;
+    ``show_skipped`` False keeps the skipped steps out of the progress lines (compress reruns a growing recipe).
 
     Returns {"run": folder, "steps": [{id, stage, folder, status, reason, seconds}], "ladder": rows or
     None, "gate": {...} or None}. A failing step raises its EdgewiseError, named, after the report of
@@ -89,7 +98,8 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
         if row["status"] == "skip" and key == row["key"]:  # the plan checked the folder against this key
             outputs[step.id] = recorded["output"]
             row["seconds"] = 0.0
-            say(f"{prefix}: skipped, {row['reason']}")
+            if show_skipped:
+                say(f"{prefix}: skipped, {row['reason']}")
             done.append(step)
             continue
         if row["status"] == "skip":  # its input was made again in this run
@@ -135,10 +145,10 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
         (run_dir / "ladder.md").write_text(ladder_markdown(ladder, gate, recipe), encoding="utf-8")
     if failure is not None:
         step, error = failure
-        raise EdgewiseError(
+        raise StageFailed(
             f"stage {step.folder} ({step.stage}) failed: {str(error).rstrip('.')}; "
             + (f"the report of the {len(done)} finished stage(s) is in {run_dir / 'ladder.md'}; " if ladder else "")
-            + "after the fix, `edgewise run` again skips the finished stages") from None
+            + "after the fix, `edgewise run` again skips the finished stages", step) from None
     return {"run": str(run_dir), "steps": plan, "ladder": ladder, "gate": gate, "dry_run": False}
 
 

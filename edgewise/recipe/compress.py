@@ -1,0 +1,619 @@
+"""`edgewise compress TEACHER DATA -o OUT`: the main job in one command.
+
+From a fine-tuned teacher, search the ladder of compressed candidates, measure every one on this
+machine and keep the fastest within ``max_accuracy_drop`` points of the teacher (or the most
+accurate within ``latency_budget``), chosen on the VALIDATION split; the chosen one is bundled and
+reported on the test split.
+
+The search is a recipe that grows phase by phase (the recipe runner's cache skips what is done, so
+a rerun into the same folder is cheap), cheap phases first:
+
+1. quantize: the teacher exported (with and without ONNX Runtime's transformer optimiser) and
+   quantized (dynamic and static INT8). Minutes.
+2. prune: the teacher pruned to ``teacher_flops`` (heads, FFN neurons, vocabulary), exported,
+   quantized. Minutes, no training.
+3. distill N layers (one phase per depth): a student of the teacher's own layers, and that student
+   pruned to ``student_flops``, each exported and quantized. Training: the expensive phases.
+
+After each phase every candidate so far and the teacher (PyTorch fp32, the reference) are timed in
+ONE interleaved bench (so the last bench is the ladder of all candidates); the search stops as soon
+as the goal is met (``min_speedup`` or ``latency_budget``), or when ``time_budget`` is spent (checked
+before each family of candidates starts; a started family finishes). A candidate that fails is
+recorded with its reason and the search goes on without it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgewise.core.config import setting
+from edgewise.core.errors import EdgewiseError
+
+QUANT_METHODS = ("dynamic", "static")
+RESULT_FILE = "compress.json"
+SEARCH_REPORT = "report"  # the ladder of every candidate (validation split)
+TEST_REPORT = "report-test"  # the teacher and the chosen bundle (test split)
+BEST = "best"  # the id of the bundle step
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """The goal and the ladder of `edgewise compress`.
+
+    Example:
+        >>> CompressConfig(max_accuracy_drop=1).goal
+        'fastest within 1 accuracy point(s) of the teacher'
+    """
+
+    SCHEMA_VERSION = 1
+
+    max_accuracy_drop: float | None = setting(
+        None, "Keep the fastest candidate whose validation accuracy is at most this many points below the "
+              "teacher's (default 1 when no --latency-budget is given; with one, a bar the budget's pick must also "
+              "clear for the search to stop early).")
+    latency_budget: str | None = setting(
+        None, "Keep the most accurate candidate whose p50 latency here is within this: milliseconds ('3ms') or a "
+              "share of the teacher's p50 in PyTorch ('25%').")
+    min_speedup: float | None = setting(
+        None, "With --max-accuracy-drop: stop once a candidate within the drop is this many times faster than the "
+              "teacher in PyTorch (default: search the whole ladder for the fastest).")
+    threads: int = setting(1, "Threads of every timing (pinned, as on the target).")
+    seq_len: str = setting("data", "Tokens per input when timing: 'data' (the validation texts at their real "
+                                   "lengths, cut at the model's max length) or a number such as 128.")
+    batch_size: int = setting(1, "Batch size the latency goal is measured at.")
+    rounds: int = setting(5, "Interleaved timing rounds of each bench.")
+    time_budget: str | None = setting(None, "Stop starting new candidates after this long, e.g. 45m, 2h or 900s "
+                                            "(checked before each family of candidates; a started one finishes; "
+                                            "the first, the teacher's, always runs).")
+    depths: tuple[int, ...] = setting((3, 2), "Student depths (layers of the teacher's own) tried by distillation, "
+                                              "in this order; empty: no distillation.", sep=",")
+    teacher_flops: tuple[float, ...] = setting((0.5,), "FLOPs shares the teacher is pruned to (phase 2); empty: "
+                                                       "no pruned teacher.", sep=",")
+    student_flops: tuple[float, ...] = setting((0.7,), "FLOPs shares each student is also pruned to; empty: "
+                                                       "unpruned students only.", sep=",")
+    vocab: bool = setting(True, "Pruning also drops the tokens the training texts never produce (smaller files).")
+    quantize: tuple[str, ...] = setting(QUANT_METHODS, "INT8 methods tried on every exported candidate.", sep=",")
+    distill_epochs: float | None = setting(None, "Epochs of each distillation (default: distill's own).")
+    options: tuple[str, ...] = setting((), "Options of the generated stages, STAGE.OPTION=VALUE (repeat the "
+                                           "flag), e.g. distill.temperature=2 or prune.samples=512.",
+                                       flag="--set", multiple=True)
+
+    def __post_init__(self) -> None:
+        for name in ("depths", "teacher_flops", "student_flops", "quantize", "options"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        problems = []
+        if self.max_accuracy_drop is not None and not 0 <= self.max_accuracy_drop <= 100:
+            problems.append(f"max_accuracy_drop must be 0-100 points, got {self.max_accuracy_drop}")
+        if self.latency_budget is not None:
+            parse_latency_budget(self.latency_budget)
+        if self.min_speedup is not None and self.min_speedup <= 0:
+            problems.append(f"min_speedup must be > 0, got {self.min_speedup}")
+        if self.min_speedup is not None and self.latency_budget is not None:
+            problems.append("give --min-speedup or --latency-budget, not both (the budget is the latency goal)")
+        if self.threads < 1 or self.batch_size < 1 or self.rounds < 1:
+            problems.append(f"threads, batch_size and rounds must be >= 1, got {self.threads}, {self.batch_size}, "
+                            f"{self.rounds}")
+        if self.seq_len != "data" and not (str(self.seq_len).isdigit() and int(self.seq_len) >= 2):
+            problems.append(f"seq_len must be 'data' or a number >= 2, got {self.seq_len!r}")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)
+        if any(d < 1 for d in self.depths):
+            problems.append(f"depths must be >= 1 layer, got {list(self.depths)}")
+        if any(not 0 < f < 1 for f in (*self.teacher_flops, *self.student_flops)):
+            problems.append(f"FLOPs shares must be between 0 and 1 (e.g. 0.5), got "
+                            f"{list(self.teacher_flops) + list(self.student_flops)}")
+        unknown = [m for m in self.quantize if m not in QUANT_METHODS]
+        if unknown:
+            problems.append(f"quantize method(s) {', '.join(unknown)} unknown; choose from {', '.join(QUANT_METHODS)}")
+        if self.distill_epochs is not None and self.distill_epochs <= 0:
+            problems.append(f"distill_epochs must be > 0, got {self.distill_epochs}")
+        for option in self.options:
+            stage_options(option)
+        if problems:
+            raise EdgewiseError("; ".join(problems))
+
+    @property
+    def accuracy_bar(self) -> float | None:
+        """The accuracy drop allowed, in points (1 when neither goal is given)."""
+        if self.max_accuracy_drop is None and self.latency_budget is None:
+            return 1.0
+        return self.max_accuracy_drop
+
+    @property
+    def goal(self) -> str:
+        if self.latency_budget is not None:
+            bar = f" (stop early at <= {self.accuracy_bar:g} point(s) below)" if self.accuracy_bar is not None else ""
+            return f"most accurate within {self.latency_budget} p50{bar}"
+        speed = f", stop at {self.min_speedup:g}x faster" if self.min_speedup else ""
+        return f"fastest within {self.accuracy_bar:g} accuracy point(s) of the teacher{speed}"
+
+
+def parse_latency_budget(text: str) -> tuple[float, str]:
+    """'3ms' -> (3.0, 'ms'); '25%' -> (0.25, 'share')."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|%)\s*", str(text))
+    if not match or float(match[1]) <= 0 or (match[2] == "%" and float(match[1]) > 100):
+        raise EdgewiseError(f"latency budget {text!r} is not understood; write milliseconds such as 3ms or a share "
+                            "of the teacher's latency such as 25%")
+    value = float(match[1])
+    return (value, "ms") if match[2] == "ms" else (value / 100, "share")
+
+
+def parse_duration(text: str) -> float:
+    """'45m' / '2h' / '900s' / '900' -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not match or float(match[1]) <= 0:
+        raise EdgewiseError(f"time budget {text!r} is not understood; write e.g. 45m, 2h or 900s")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def stage_options(option: str) -> tuple[str, list[str], object]:
+    """'distill.trainer.epochs=5' -> ('distill', ['trainer', 'epochs'], 5); the value is read as YAML."""
+    import yaml
+
+    key, sep, text = option.partition("=")
+    stage, _, path = key.partition(".")
+    stages = ("distill", "prune", "export", "quantize", "bundle", "bench")
+    if not sep or stage not in stages or not path:
+        raise EdgewiseError(f"--set {option!r}: write STAGE.OPTION=VALUE with STAGE one of {', '.join(stages)}, "
+                            "e.g. distill.temperature=2 or bench.min_time_s=5")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    return stage, path.split("."), value
+
+
+# --- the ladder: families of candidates ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Family:
+    """Steps that belong together (a model and its exports / quantizations): run, and dropped on failure, as one."""
+
+    phase: str
+    name: str
+    entries: tuple[dict, ...]  # recipe stage entries, each with its id and input
+    candidates: dict  # step id -> what the candidate is, for people
+
+
+def _chain(entries: list, source: str, prefix: str, what: str, optimize: bool, methods: tuple[str, ...]) -> dict:
+    """Export ``source`` (with the optimiser when ``optimize``) and quantize it with every method; the
+    candidates (id -> description) are the export and each quantization."""
+    onnx = f"{prefix}-onnx"
+    entries.append({"export": {"optimize": True} if optimize else {}, "id": onnx, "input": source})
+    shown = f"{what}, ONNX" + (" (ORT optimiser)" if optimize else "")
+    candidates = {onnx: f"{shown}, fp32"}
+    for method in methods:
+        step = f"{prefix}-int8-{method}"
+        entries.append({"quantize": {"method": method}, "id": step, "input": onnx})
+        candidates[step] = f"{shown}, {method} INT8"
+    return candidates
+
+
+def plan_phases(config: CompressConfig, *, optimize: bool = False) -> list[tuple[str, list[Family]]]:
+    """The phases of the search, cheap first; ``optimize``: later phases export with the ORT optimiser
+    (decided by the first phase's measurement)."""
+    model = "model"
+    methods = config.quantize
+    entries: list[dict] = []
+    candidates = _chain(entries, model, "teacher", "teacher", False, methods)
+    if "dynamic" in methods:  # the optimiser on / off, measured on the teacher (dynamic INT8 only)
+        opt: list[dict] = []
+        extra = _chain(opt, model, "teacher-opt", "teacher", True, ("dynamic",))
+        entries += opt
+        candidates.update(extra)
+    phases = [("quantize", [Family("quantize", "teacher", tuple(entries), candidates)])]
+
+    pruned = []
+    for share in config.teacher_flops:
+        name = f"teacher-flops{round(share * 100)}"
+        entries = [{"prune": {"flops": share, "vocab": config.vocab}, "id": name, "input": model}]
+        what = f"teacher pruned to {share:.0%} FLOPs" + (" + vocabulary" if config.vocab else "")
+        candidates = _chain(entries, name, name, what, optimize, methods)
+        pruned.append(Family("prune", name, tuple(entries), candidates))
+    if pruned:
+        phases.append(("prune", pruned))
+
+    for depth in config.depths:
+        student = f"student{depth}"
+        distill: dict = {"layers": depth}
+        if config.distill_epochs is not None:
+            distill["trainer"] = {"epochs": config.distill_epochs}
+        entries = [{"distill": distill, "id": student, "input": model}]
+        what = f"{depth}-layer student"
+        candidates = _chain(entries, student, student, what, optimize, methods)
+        families = [Family(f"distill {depth}", student, tuple(entries), candidates)]
+        for share in config.student_flops:
+            name = f"{student}-flops{round(share * 100)}"
+            entries = [{"prune": {"flops": share, "vocab": config.vocab}, "id": name, "input": student}]
+            shown = f"{what} pruned to {share:.0%} FLOPs" + (" + vocabulary" if config.vocab else "")
+            candidates = _chain(entries, name, name, shown, optimize, methods)
+            families.append(Family(f"distill {depth}", name, tuple(entries), candidates))
+        phases.append((f"distill {depth}", families))
+    return [(phase, [_with_options(f, config.options) for f in families]) for phase, families in phases]
+
+
+def _with_options(family: Family, options: tuple[str, ...]) -> Family:
+    import copy
+
+    entries = copy.deepcopy(list(family.entries))
+    for option in options:
+        stage, path, value = stage_options(option)
+        for entry in entries:
+            if stage in entry:
+                node = entry[stage]
+                for part in path[:-1]:
+                    node = node.setdefault(part, {})
+                node[path[-1]] = value
+    return Family(family.phase, family.name, tuple(entries), family.candidates)
+
+
+# --- the search ---------------------------------------------------------------------------------
+
+
+def compress(teacher: Path, dst: Path, config: CompressConfig, *, data: str, dry_run: bool = False) -> dict:
+    """Search the ladder from ``teacher`` on ``data`` into the run folder ``dst`` and keep the best candidate.
+
+    Args:
+        teacher: a fine-tuned classifier (hf artifact); it is the reference (PyTorch fp32).
+        dst: the run folder: one artifact folder per step, ``best`` (the chosen candidate's bundle), the
+            effective recipe.yaml, compress.json / compress.md, report/ (every candidate, validation) and
+            report-test/ (teacher and bundle, test). A run folder of an earlier compress is reused (its
+            finished steps are skipped); any other existing folder is refused.
+        config: the goal and the ladder (CompressConfig).
+        data: labelled data with a validation split (or a train split it is carved from, as the training
+            stages carve it) and ideally a test split.
+        dry_run: return the phases and their candidates without running anything.
+
+    Returns the result (compress.json): the candidates with their validation figures, the choice, the
+    test figures, the phases run and skipped, failures, and whether the goal was met.
+
+    Example:
+        >>> compress(Path("runs/teacher"), Path("runs/best"), CompressConfig(max_accuracy_drop=1),
+        ...          data="builtin:bbc-news")  # doctest: +SKIP
+    """
+    from edgewise.core.artifact import Artifact
+    from edgewise.core.progress import console
+
+    teacher = Path(teacher).expanduser()
+    artifact = Artifact.load(teacher, kind=("hf",))
+    if not artifact.labels:
+        raise EdgewiseError(f"{teacher} is not a classifier (no id2label in its config.json); give the fine-tuned "
+                            "teacher (`edgewise finetune` writes one)")
+    teacher = artifact.path.resolve()
+    dst = Path(dst).expanduser().resolve()
+    data = _data_spec(data)
+    notes = []
+    if config.vocab:
+        from edgewise.prune.vocab import load_tokenizer_json
+
+        try:
+            load_tokenizer_json(teacher)
+        except EdgewiseError as e:  # pruning itself still works: go on without the vocabulary part
+            import dataclasses
+
+            config = dataclasses.replace(config, vocab=False)
+            notes.append(f"vocabulary pruning is off: {e}")
+    plan = plan_phases(config)
+    _check_plan(plan, teacher, data, config)
+    if dry_run:
+        return {"run": str(dst), "teacher": str(teacher), "goal": config.goal, "dry_run": True, "notes": notes,
+                "phases": [{"phase": phase, "families": [{"name": f.name, "candidates": f.candidates,
+                                                           "stages": [_stage_of(e) for e in f.entries]}
+                                                          for f in families]} for phase, families in plan]}
+    _check_run_folder(dst)
+    _check_data(data)
+    say = console().print
+    started = time.perf_counter()
+    deadline = started + parse_duration(config.time_budget) if config.time_budget else None
+    budget = parse_latency_budget(config.latency_budget) if config.latency_budget else None
+    raw = _recipe(teacher, data, config)
+    search = {"candidates": {}, "families": [], "failed": [], "skipped": [], "phases": [], "notes": notes}
+    for note in notes:
+        say(note)
+    rows: list[dict] = []
+    optimize = False
+    stopped_after = None
+    say(f"compress {teacher} -> {dst}: {config.goal}")
+    for number, (phase, _) in enumerate(plan):
+        families = plan_phases(config, optimize=optimize)[number][1]
+        phase_started = time.perf_counter()
+        ran = []
+        for family in families:
+            if deadline is not None and time.perf_counter() > deadline and search["families"]:
+                search["skipped"].append({"family": family.name, "phase": phase, "reason": "time budget spent"})
+                say(f"{phase} / {family.name}: skipped, the time budget ({config.time_budget}) is spent")
+                continue
+            if _run_family(raw, family, dst, search, say):
+                ran.append(family.name)
+        if not ran:
+            continue
+        say(f"phase {phase}: {len(ran)} famil{'y' if len(ran) == 1 else 'ies'} in "
+            f"{time.perf_counter() - phase_started:.0f} s; timing the teacher and all "
+            f"{len(search['candidates'])} candidates")
+        rows = _measure(teacher, dst, raw, search, config, data)
+        if number == 0:
+            optimize = _optimiser_pays(rows)
+            search["optimize"] = optimize
+        met = _goal_met(rows, config, budget)
+        search["phases"].append({"phase": phase, "families": ran, "goal_met": met,
+                                 "seconds": round(time.perf_counter() - phase_started, 1)})
+        if met:
+            if number + 1 < len(plan):
+                stopped_after = phase
+                later = ", ".join(p for p, _ in plan[number + 1:])
+                say(f"phase {phase}: the goal is met; the phases after it ({later}) are not needed")
+            break
+    if not rows:
+        raise EdgewiseError("no candidate could be made (see the failures above); fix the cause and run again: "
+                            "the finished steps are kept")
+    chosen, reason = choose(rows, config, budget)
+    say(f"chosen: {chosen['candidate']} ({reason})")
+    raw["stages"].append({"bundle": {}, "id": BEST, "input": chosen["candidate"]})
+    _run(raw, dst)
+    test = _test_report(teacher, dst, raw, config, data)
+    result = _result(dst, teacher, data, config, search, rows, chosen, reason, stopped_after, test,
+                     _folders(raw, dst)[BEST], time.perf_counter() - started)
+    _write_result(dst, result)
+    return result
+
+
+def _check_plan(plan, teacher: Path, data: str, config: CompressConfig) -> None:
+    """Every generated stage's options (the --set ones included) and the bench settings, checked before
+    anything runs."""
+    from edgewise.recipe.config import recipe_from_dict
+
+    raw = _recipe(teacher, data, config)
+    raw["stages"] = [entry for _, families in plan for family in families for entry in family.entries]
+    try:
+        recipe_from_dict(raw, Path("the generated recipe"))
+        _bench_config(config, "validation")
+    except EdgewiseError as e:
+        raise EdgewiseError(f"{e} (check the --set options)" if config.options else str(e)) from None
+
+
+def _stage_of(entry: dict) -> str:
+    return next(k for k in entry if k not in ("id", "input", "data"))
+
+
+def _data_spec(data: str) -> str:
+    path = Path(str(data)).expanduser()
+    return str(path.resolve()) if path.exists() else str(data)
+
+
+def _check_run_folder(dst: Path) -> None:
+    from edgewise.recipe.run import STATE_FILE
+
+    if dst.exists() and not dst.is_dir():
+        raise EdgewiseError(f"{dst} is a file; choose a folder with -o")
+    if dst.is_dir() and any(dst.iterdir()) and not (dst / STATE_FILE).is_file():
+        raise EdgewiseError(f"{dst} exists and is not an edgewise run folder (no {STATE_FILE}); nothing was "
+                            "changed: choose a new folder with -o (or the folder of an earlier compress to reuse "
+                            "its finished steps)")
+
+
+def _check_data(data: str) -> None:
+    """The data must be labelled and give a validation split (the choice) before anything runs."""
+    from edgewise.core.data import DataConfig, load_splits, require_labels, training_splits
+
+    splits = load_splits(data, DataConfig())
+    if "validation" not in splits and "train" not in splits:
+        raise EdgewiseError(f"{data} has splits {', '.join(splits)}; compress needs a train split (and ideally "
+                            "validation and test): name the files train.* / validation.* / test.*")
+    _, validation, _ = training_splits(splits, DataConfig(), data)
+    require_labels(validation)
+
+
+def _recipe(teacher: Path, data: str, config: CompressConfig) -> dict:
+    bench = {**_bench_options(config), "split": "validation"}
+    gate: dict = {"batch_size": config.batch_size}
+    if config.accuracy_bar is not None:
+        gate["max_accuracy_drop"] = config.accuracy_bar
+    budget = parse_latency_budget(config.latency_budget) if config.latency_budget else None
+    if budget and budget[1] == "ms":
+        gate["max_latency_ms"] = budget[0]
+    elif budget:
+        gate["min_speedup"] = round(1 / budget[0], 4)
+    elif config.min_speedup:
+        gate["min_speedup"] = config.min_speedup
+    return {"version": 1, "model": str(teacher), "data": data, "stages": [], "bench": bench, "gate": gate}
+
+
+def _run(raw: dict, dst: Path) -> dict:
+    from edgewise.recipe.config import recipe_from_dict
+    from edgewise.recipe.run import run_recipe
+
+    return run_recipe(recipe_from_dict(raw, dst / "recipe.yaml"), dst, report=False, show_skipped=False)
+
+
+def _run_family(raw: dict, family: Family, dst: Path, search: dict, say) -> bool:
+    """Add the family's steps to the recipe and run it; a failing step is dropped with every step that
+    reads it (and recorded), the rest of the family still runs. True when a candidate was made."""
+    from edgewise.recipe.run import StageFailed
+
+    entries = [dict(e) for e in family.entries]
+    started = time.perf_counter()
+    while entries:
+        raw["stages"].extend(entries)
+        try:
+            _run(raw, dst)
+            break
+        except StageFailed as e:
+            failed = e.step.id
+            dropped = _dependents(entries, failed)
+            search["failed"].append({"family": family.name, "step": failed, "dropped": sorted(dropped - {failed}),
+                                     "error": str(e)})
+            say(f"{family.name}: {failed} failed, going on without {', '.join(sorted(dropped))}: {e}")
+            del raw["stages"][len(raw["stages"]) - len(entries):]
+            entries = [x for x in entries if x["id"] not in dropped]
+    made = {step: what for step, what in family.candidates.items() if any(x["id"] == step for x in entries)}
+    for step in made:
+        search["candidates"][step] = {"family": family.name, "phase": family.phase, "what": made[step]}
+    search["families"].append({"name": family.name, "phase": family.phase, "candidates": list(made),
+                               "seconds": round(time.perf_counter() - started, 1)})
+    say(f"{family.phase} / {family.name}: {len(made)} candidate(s) in {time.perf_counter() - started:.0f} s")
+    return bool(made)
+
+
+def _dependents(entries: list[dict], failed: str) -> set[str]:
+    gone = {failed}
+    for entry in entries:  # in order: an entry reads an earlier one
+        if entry.get("input") in gone:
+            gone.add(entry["id"])
+    return gone
+
+
+def _folders(raw: dict, dst: Path) -> dict[str, Path]:
+    return {entry["id"]: dst / f"{index:02d}-{entry['id']}" for index, entry in enumerate(raw["stages"], start=1)}
+
+
+def _bench_options(config: CompressConfig) -> dict:
+    """The bench settings of every timing: the goal's, then --set bench.OPTION=VALUE."""
+    options: dict = {"threads": config.threads, "batch_sizes": [config.batch_size], "seq_len": str(config.seq_len),
+                     "rounds": config.rounds}
+    for option in config.options:
+        stage, path, value = stage_options(option)
+        if stage == "bench":
+            node = options
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+    return options
+
+
+def _bench_config(config: CompressConfig, split: str):
+    from edgewise.bench.config import BenchConfig
+    from edgewise.core.config import config_from_dict
+
+    return config_from_dict(BenchConfig, {**_bench_options(config), "split": split}, "--set bench")
+
+
+def _measure(teacher: Path, dst: Path, raw: dict, search: dict, config: CompressConfig, data: str) -> list[dict]:
+    """The teacher and every candidate so far in one interleaved bench on the validation split; a row
+    per candidate (first: the teacher) with its id."""
+    from edgewise.bench.stage import bench
+    from edgewise.recipe.run import ladder_rows
+
+    folders = _folders(raw, dst)
+    ids = [step for step in search["candidates"]]
+    report = bench([teacher, *(folders[i] for i in ids)], dst / SEARCH_REPORT, _bench_config(config, "validation"),
+                   data=data, overwrite=True)
+    search["validation_rows"] = (report.get("data") or {}).get("rows")
+    by_path = {str(folders[i].resolve()): i for i in ids}
+    rows = ladder_rows(report, batch_size=config.batch_size)
+    for row in rows:
+        step = by_path.get(str(Path(row["path"]).resolve()))
+        row["candidate"] = step or "teacher"
+        row["what"] = search["candidates"][step]["what"] if step else "teacher, PyTorch fp32 (reference)"
+        row["family"] = search["candidates"][step]["family"] if step else None
+    return rows
+
+
+def _optimiser_pays(rows: list[dict]) -> bool:
+    """Whether the teacher's dynamic INT8 ran faster with the ORT optimiser than without (measured, not assumed:
+    on the EPYC machines of 2026-11 it ran slower)."""
+    by_id = {r["candidate"]: r for r in rows}
+    plain, optimised = by_id.get("teacher-int8-dynamic"), by_id.get("teacher-opt-int8-dynamic")
+    return bool(plain and optimised and optimised["p50_ms"] < plain["p50_ms"])
+
+
+def _within(row: dict, config: CompressConfig, budget: tuple[float, str] | None, reference: dict) -> dict:
+    """Whether a candidate meets the accuracy bar and the latency budget (None: not set)."""
+    bar = config.accuracy_bar
+    drop = row.get("accuracy_drop_points")
+    accurate = None if bar is None else (drop is not None and drop <= bar + 1e-9)
+    fast = None
+    if budget is not None:
+        limit = budget[0] if budget[1] == "ms" else reference["p50_ms"] * budget[0]
+        fast = row["p50_ms"] <= limit
+    return {"accurate": accurate, "fast": fast}
+
+
+def _goal_met(rows: list[dict], config: CompressConfig, budget) -> bool:
+    if not rows:
+        return False
+    reference, candidates = rows[0], rows[1:]
+    for row in candidates:
+        ok = _within(row, config, budget, reference)
+        if budget is not None:
+            if ok["fast"] and ok["accurate"] in (None, True):
+                return True
+        elif ok["accurate"] and config.min_speedup is not None and row["speedup"] >= config.min_speedup:
+            return True
+    return False
+
+
+def choose(rows: list[dict], config: CompressConfig, budget: tuple[float, str] | None) -> tuple[dict, str]:
+    """The chosen candidate and why (rows: the teacher first, then the candidates, validation figures)."""
+    reference, candidates = rows[0], rows[1:]
+    if not candidates:
+        raise EdgewiseError("no candidate was measured; see the failures above")
+
+    def accuracy(row):
+        return row["accuracy"] if row["accuracy"] is not None else -1.0
+
+    checks = {row["candidate"]: _within(row, config, budget, reference) for row in candidates}
+    if budget is not None:
+        fast = [r for r in candidates if checks[r["candidate"]]["fast"]]
+        if fast:
+            best = max(fast, key=lambda r: (accuracy(r), -r["p50_ms"]))
+            return best, f"the most accurate of {len(fast)} candidate(s) within {config.latency_budget}"
+        best = min(candidates, key=lambda r: r["p50_ms"])
+        return best, f"no candidate is within {config.latency_budget}: the fastest (goal missed)"
+    accurate = [r for r in candidates if checks[r["candidate"]]["accurate"]]
+    if accurate:
+        best = min(accurate, key=lambda r: (r["p50_ms"], -accuracy(r)))
+        return best, f"the fastest of {len(accurate)} candidate(s) within {config.accuracy_bar:g} point(s)"
+    best = max(candidates, key=lambda r: (accuracy(r), -r["p50_ms"]))
+    return best, f"no candidate is within {config.accuracy_bar:g} point(s): the most accurate (goal missed)"
+
+
+def _test_report(teacher: Path, dst: Path, raw: dict, config: CompressConfig, data: str) -> list[dict] | None:
+    """The teacher and the chosen bundle side by side on the test split (None when the data has none)."""
+    from edgewise.bench.stage import bench
+    from edgewise.core.data import DataConfig, load_splits
+    from edgewise.recipe.run import ladder_rows
+
+    if "test" not in load_splits(data, DataConfig()):
+        return None
+    report = bench([teacher, _folders(raw, dst)[BEST]], dst / TEST_REPORT, _bench_config(config, "test"),
+                   data=data, overwrite=True)
+    return ladder_rows(report, batch_size=config.batch_size)
+
+
+def _result(dst, teacher, data, config, search, rows, chosen, reason, stopped_after, test, bundle, seconds) -> dict:
+    from edgewise.core.config import config_to_dict
+
+    budget = parse_latency_budget(config.latency_budget) if config.latency_budget else None
+    reference = rows[0]
+    candidates = []
+    for row in rows[1:]:
+        checks = _within(row, config, budget, reference)
+        candidates.append({**row, **checks, "chosen": row["candidate"] == chosen["candidate"]})
+    goal_met = all(v in (None, True) for v in _within(chosen, config, budget, reference).values()) and (
+        config.min_speedup is None or chosen["speedup"] >= config.min_speedup)
+    return {
+        "run": str(dst), "teacher": str(teacher), "data": data, "goal": config.goal,
+        "config": config_to_dict(config), "goal_met": goal_met, "stopped_after": stopped_after,
+        "chosen": {"candidate": chosen["candidate"], "what": chosen["what"], "reason": reason,
+                   "bundle": str(bundle),
+                   "validation": {k: chosen.get(k) for k in ("p50_ms", "speedup", "accuracy", "macro_f1",
+                                                               "accuracy_drop_points", "size_mb", "size_ratio")}},
+        "test": test, "reference": reference, "candidates": candidates,
+        "phases": search["phases"], "families": search["families"], "failed": search["failed"],
+        "skipped": search["skipped"], "optimize": search.get("optimize"), "recipe": str(dst / "recipe.yaml"),
+        "validation_rows": search.get("validation_rows"), "notes": search["notes"],
+        "seconds": round(seconds, 1),
+    }
+
+
+def _write_result(dst: Path, result: dict) -> None:
+    import json
+
+    from edgewise.recipe.report import compress_markdown
+
+    (dst / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (dst / "compress.md").write_text(compress_markdown(result), encoding="utf-8")
