@@ -325,8 +325,9 @@ def env(as_json):
     if as_json:
         _print_json(report)
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from edgewise.core.progress import report_console
 
     table = Table(title="edgewise environment", show_header=False)
     table.add_row("python", report["python"])
@@ -342,7 +343,7 @@ def env(as_json):
     providers = report["onnxruntime_providers"]
     table.add_row("onnxruntime providers", ", ".join(providers) if isinstance(providers, list) else providers)
     table.add_row("tensorrt", report["tensorrt"])
-    Console().print(table)
+    report_console().print(table)
 
 
 @cli.command()
@@ -356,18 +357,22 @@ def lineage(artifact, as_json):
     if as_json:
         _print_json(chain)
         return
-    from rich.console import Console
     from rich.table import Table
 
+    from edgewise.core.progress import report_console
+
     table = Table(title=f"lineage of {chain[0]['path']}")
-    for column in ("stage", "kind", "path", "finished", "accuracy", "status"):
-        table.add_column(column)
+    for column in ("stage", "kind", "path", "finished", "accuracy", "macro-F1", "status"):
+        # Paths are what a reader copies: never cut with an ellipsis, wrapped instead.
+        table.add_column(column, overflow="fold")
     for entry in chain:
         metrics = entry.get("metrics") or {}
         accuracy = f"{metrics['accuracy']:.4f} ({metrics['split']})" if metrics else ""
+        macro_f1 = f"{metrics['macro_f1']:.4f}" if metrics.get("macro_f1") is not None else ""
         path = entry["path"] if entry["kind"] != "source" else f"{entry['spec']} ({entry['path']})"
-        table.add_row(entry["stage"], entry["kind"], path, entry.get("finished_at", ""), accuracy, entry["status"])
-    Console().print(table)
+        table.add_row(entry["stage"], entry["kind"], path, entry.get("finished_at", ""), accuracy, macro_f1,
+                      entry["status"])
+    report_console().print(table)
 
 
 @cli.command("run")

@@ -226,6 +226,18 @@ def test_lineage_cli_table_and_json(cli_run, tiny_teacher):
 
     assert table.exit_code == 0 and "finetune" in table.stdout and "pretrained" in table.stdout
     assert [e["stage"] for e in chain] == ["finetune", "pretrained"]
+    assert "macro-F1" in table.stdout and f"{chain[0]['metrics']['macro_f1']:.4f}" in table.stdout
+
+
+def test_lineage_never_cuts_a_long_path_when_the_output_is_not_a_terminal(cli_run, tiny_teacher, tmp_path):
+    deep = tmp_path / ("a-folder-with-a-rather-long-name-" * 3) / "and-another-level-below-it" / "teacher"
+    shutil.copytree(tiny_teacher, deep)
+
+    table = cli_run("lineage", deep)
+
+    assert table.exit_code == 0 and "…" not in table.stdout
+    assert str(deep) in table.stdout.replace("\n", "") or str(deep) in "".join(
+        line.strip(" │┃") for line in table.stdout.splitlines())
 
 
 @pytest.mark.slow

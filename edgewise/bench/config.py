@@ -43,6 +43,8 @@ class BenchConfig:
               "what that batch size will give when deployed (dynamic INT8 scales activations per batch, pads "
               "included, so predictions can change with the batch); a number scores every row in batches of that "
               "size instead (one pass per artifact and backend, faster).")
+    metric: str = setting("accuracy", "What the Pareto plot (pareto.png) weighs against latency: accuracy or "
+                                      "macro_f1 (better for unbalanced classes).", choices=("accuracy", "macro_f1"))
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
@@ -67,6 +69,8 @@ class BenchConfig:
         if batch is not None and not (isinstance(batch, int) and batch >= 1):
             problems.append(f"eval_batch_size must be a whole number >= 1 (or unset: each row's batch size), "
                             f"got {self.eval_batch_size!r}")
+        if self.metric not in ("accuracy", "macro_f1"):
+            problems.append(f"metric must be accuracy or macro_f1, got {self.metric!r}")
         if problems:
             raise EdgewiseError("; ".join(problems))
 

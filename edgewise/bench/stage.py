@@ -340,7 +340,7 @@ def _write(report: dict, out) -> None:
     with out:
         (out.artifact / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         (out.artifact / "report.md").write_text(markdown(report))
-        plot_pareto(report, out.artifact / "pareto.png")
+        plot_pareto(report, out.artifact / "pareto.png", metric=(report.get("config") or {}).get("metric", "accuracy"))
         plot_latency_cdf(report, out.artifact / "latency_cdf.png")
         out.publish()
     console().print(f"wrote {out.dst}: report.json, report.md, pareto.png, latency_cdf.png")

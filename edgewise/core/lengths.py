@@ -96,4 +96,7 @@ def length_stats(token_lengths: list[int], max_length: int) -> dict:
         "p99": int(np.percentile(arr, 99)),
         "max": int(arr.max()),
         "truncated_fraction": round(float((arr > max_length).mean()), 4),
+        # The 0th, 5th, ..., 100th percentiles: the distribution a device bench times (runtime bench
+        # --seq-len data) when the texts themselves are not at hand.
+        "quantiles": [int(v) for v in np.percentile(arr, list(range(0, 101, 5)), method="nearest")],
     }

@@ -97,9 +97,9 @@ def _train(teacher, out, config, data, id2label, train, validation, test, transf
     import numpy as np
     from transformers import set_seed
 
-    from edgewise.core.lengths import position_limit, working_length
+    from edgewise.core.lengths import length_stats, position_limit, working_length
     from edgewise.core.metrics import classification_metrics
-    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer
+    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer, token_lengths
     from edgewise.core.training import encode, fit, split_metrics, training_arguments
     from edgewise.distill.cache import logits_key, teacher_logits
     from edgewise.distill.losses import Projection
@@ -210,11 +210,14 @@ def _train(teacher, out, config, data, id2label, train, validation, test, transf
         data={"spec": data, "unlabeled": config.unlabeled, "unlabeled_rows": unlabeled_rows,
               "transfer_rows": len(transfer),
               "splits": {s.name: s.describe() for s in (train, validation, test) if s is not None},
-              "max_length": max_length},
+              "max_length": max_length,
+              # The student's own tokenization of its labelled training texts: what a device bench times.
+              "token_lengths": length_stats(token_lengths(student.tokenizer, train.texts, train.pairs), max_length)},
         metrics=metrics, history=trainer.state.log_history,
     )
     say(f"wrote {out.dst}: " + "  ".join(
-        f"{split} accuracy {metrics[split]['accuracy']:.4f}" for split in ("validation", "test") if split in metrics)
+        f"{split} accuracy {metrics[split]['accuracy']:.4f} macro-F1 {metrics[split]['macro_f1']:.4f}"
+        for split in ("validation", "test") if split in metrics)
         + f"; {metrics['size']['parameter_ratio']:.0%} of the teacher's parameters "
         f"({metrics['size']['file_size_ratio']:.0%} of its size)")
     return manifest

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 def render(result: dict) -> None:
     """Print the headline figures, the per-class table and the confusion matrix of ``evaluate``'s result."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from edgewise.core.progress import report_console
+
+    console = report_console()
     console.print(
         f"[bold]{result['artifact']}[/bold] on {result['data']} ({result['split']}, {result['samples']} texts, "
         f"{result['backend']}, max_length {result['max_length']}, {result['runtime_s']} s)"

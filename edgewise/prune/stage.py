@@ -106,6 +106,7 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
                        f"{p['flops_ratio']:.1%} of the encoder FLOPs, " if p else "")
                     + (f"{v['size_after']}/{v['size_before']} tokens, " if v else "")
                     + "  ".join(f"{split} accuracy {row['before']['accuracy']:.4f} -> {row['after']['accuracy']:.4f}"
+                                f" (macro-F1 {row['before']['macro_f1']:.4f} -> {row['after']['macro_f1']:.4f})"
                                 for split, row in metrics["accuracy"].items()))
     return manifest
 

@@ -16,8 +16,9 @@ def summary(manifest: Manifest) -> dict:
 
 def render(manifest: Manifest) -> None:
     """Print the size and, per split, agreement, macro-F1 and accuracy of source and quantized model."""
-    from rich.console import Console
     from rich.table import Table
+
+    from edgewise.core.progress import report_console
 
     result = summary(manifest)
     size = result["size"]
@@ -35,4 +36,4 @@ def render(manifest: Manifest) -> None:
                       f"{row['drop_points']:.2f}", f"{quantized['max_abs_diff']:.2g}")
     if not result["accuracy"]:
         table.add_row("(no data)", "", "", "", "", "")
-    Console().print(table)
+    report_console().print(table)

@@ -10,8 +10,9 @@ if TYPE_CHECKING:
 
 
 def render_plan(result: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from edgewise.core.progress import report_console
 
     title = "plan (dry run)" if result.get("dry_run") else "stages"
     table = Table(title=f"{title}: {result['run']}")
@@ -21,14 +22,14 @@ def render_plan(result: dict) -> None:
         seconds = step.get("seconds")
         table.add_row(step["folder"], step["stage"], step["input"], step["status"], step["reason"],
                       "" if seconds is None else f"{seconds:.1f} s")
-    Console(width=200 if not Console().is_terminal else None).print(table)
+    report_console().print(table)
 
 
 def render(result: dict) -> None:
-    from rich.console import Console
+    from edgewise.core.progress import report_console
 
     render_plan(result)
-    console = Console(width=200 if not Console().is_terminal else None)
+    console = report_console()
     if result.get("ladder"):
         print("\nladder (one interleaved bench; the first row is the reference)\n")
         print(ladder_table(result["ladder"]))

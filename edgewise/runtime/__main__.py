@@ -44,7 +44,9 @@ def parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", parents=[common], help="measure model latency")
     bench.add_argument("--batch-sizes", type=_positive_ints, default=[1], help="e.g. 1,8 (default 1)")
-    bench.add_argument("--seq-len", type=int, default=None, help="tokens per input (default: the bundle's max)")
+    bench.add_argument("--seq-len", default=None,
+                       help="tokens per input: a number, or 'data' (the token lengths of the training texts the "
+                            "bundle records, timed in turn); default: data when recorded, else the bundle's max")
     bench.add_argument("--warmup", type=int, default=10)
     bench.add_argument("--min-runs", type=int, default=50)
     bench.add_argument("--min-time", type=float, default=2.0, help="seconds of timed runs at least")
@@ -90,9 +92,16 @@ def run(args) -> int:
     if args.json_path == "-":
         print(json.dumps(report, indent=2))
     else:
+        lengths = report["config"].get("lengths")
+        if lengths:
+            print(f"timed at the real token lengths of the bundle's training texts (their 5th-100th percentiles, "
+                  f"{min(lengths)}-{max(lengths)} tokens, in turn); --seq-len N times a fixed length")
+        else:
+            print(f"timed at a fixed {report['config']['seq_len']} tokens per text")
         for row in report["results"]:
             lat = row["latency_ms"]
-            print(f"batch {row['batch_size']} x {row['seq_len']} tokens, {row['backend']}, threads {row['threads']}: "
+            shape = "real lengths" if row["seq_len"] == "data" else f"{row['seq_len']} tokens"
+            print(f"batch {row['batch_size']} x {shape}, {row['backend']}, threads {row['threads']}: "
                   f"p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  cv {lat['cv']:.3f}  "
                   f"({lat['runs']} runs, {row['throughput_items_per_s']:.1f} items/s)")
         if args.json_path:

@@ -63,15 +63,27 @@ def latency_stats(samples_ms: list[float], rounds: list[list[float]] | None = No
 
 
 def measure(run, feed, warmup: int, min_runs: int, min_time_s: float) -> list[float]:
-    """Warm up, then time ``run(feed)`` at least ``min_runs`` times and for at least ``min_time_s``."""
-    for _ in range(warmup):
-        run(feed)
+    """Warm up, then time ``run(feed)`` at least ``min_runs`` times and for at least ``min_time_s``;
+    ``feed`` may be a list of feeds, run in turn (inputs of several lengths)."""
+    feeds = feed if isinstance(feed, list) else [feed]
+    for i in range(warmup):
+        run(feeds[i % len(feeds)])
     samples, start = [], time.perf_counter()
     while len(samples) < min_runs or time.perf_counter() - start < min_time_s:
+        current = feeds[len(samples) % len(feeds)]
         t0 = time.perf_counter()
-        run(feed)
+        run(current)
         samples.append((time.perf_counter() - t0) * 1000.0)
     return samples
+
+
+def recorded_lengths(manifest: dict, max_length: int) -> list[int] | None:
+    """The token lengths a bundle's training texts had (their 5th-100th percentiles, cut at max_length),
+    as its manifest records them; None when it records none."""
+    quantiles = ((manifest.get("data") or {}).get("token_lengths") or {}).get("quantiles")
+    if not quantiles:
+        return None
+    return [min(max(int(q), 2), max_length) for q in quantiles[1:]]
 
 
 def result_row(artifact: str, path, kind: str | None, backend: str, batch_size: int, seq_len, threads: int | None,
@@ -96,9 +108,11 @@ def result_row(artifact: str, path, kind: str | None, backend: str, batch_size: 
 
 
 def bench(folder, *, backend: str = "ort-cpu", threads: int | None = None, batch_sizes=(1,),
-          seq_len: int | None = None, warmup: int = 10, min_runs: int = 50, min_time_s: float = 2.0,
+          seq_len: int | str | None = None, warmup: int = 10, min_runs: int = 50, min_time_s: float = 2.0,
           verify: bool = True) -> dict:
-    """Model latency (tokenization excluded) per batch size at a fixed sequence length.
+    """Model latency (tokenization excluded) per batch size, at the real token lengths the bundle records
+    (``seq_len`` "data": its training texts' 5th-100th percentiles, timed in turn; the default when they are
+    recorded) or at a fixed length (a number; the default otherwise: the bundle's max_length).
 
     ``backend`` is ort-cpu (default), ort-cuda, ort-tensorrt or tensorrt; ``verify=False`` skips the
     check of the folder's files against the hashes in its edgewise.json.
@@ -118,13 +132,25 @@ def bench(folder, *, backend: str = "ort-cpu", threads: int | None = None, batch
         raise EdgewiseError(f"the runtime runs backends {', '.join(BACKENDS)}, not {backend!r}")
     kind = read_manifest(folder).get("kind")
     runner = open_runner(folder, kind, backend, threads=threads, verify=verify)
-    seq_len = runner.max_length if seq_len is None else seq_len
-    if not 2 <= seq_len <= runner.max_length:
-        raise EdgewiseError(f"--seq-len must be between 2 and the bundle's max_length {runner.max_length}")
+    lengths = recorded_lengths(read_manifest(folder), runner.max_length)
+    if seq_len is None:
+        seq_len = "data" if lengths else runner.max_length
+    if seq_len == "data" and not lengths:
+        raise EdgewiseError(f"{runner.folder} records no token lengths of its training texts (made by an older "
+                            "edgewise or from a model edgewise did not train); pass --seq-len N to time N tokens")
+    if seq_len != "data":
+        try:
+            seq_len = int(seq_len)
+        except ValueError:
+            raise EdgewiseError(f"--seq-len must be 'data' or a number, got {seq_len!r}") from None
+        if not 2 <= seq_len <= runner.max_length:
+            raise EdgewiseError(f"--seq-len must be between 2 and the bundle's max_length {runner.max_length}")
     name, path = runner.folder.name, runner.folder
     results = []
     for batch_size in dict.fromkeys(batch_sizes):
-        samples = measure(runner.run, runner.synthetic(batch_size, seq_len), warmup, min_runs, min_time_s)
+        feeds = ([runner.synthetic(batch_size, length) for length in lengths]
+                 if seq_len == "data" else runner.synthetic(batch_size, seq_len))
+        samples = measure(runner.run, feeds, warmup, min_runs, min_time_s)
         results.append(result_row(name, path, kind, backend, batch_size, seq_len, threads, samples=samples,
                                   memory={"rss_now": current_rss_mb()}, model_file=runner.model_path.name,
                                   providers=runner.providers(), warmup=warmup))
@@ -133,7 +159,8 @@ def bench(folder, *, backend: str = "ort-cpu", threads: int | None = None, batch
         "tool": "edgewise.runtime",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": {"backend": backend, "threads": threads, "batch_sizes": list(dict.fromkeys(batch_sizes)),
-                   "seq_len": seq_len, "warmup": warmup, "min_runs": min_runs, "min_time_s": min_time_s},
+                   "seq_len": seq_len, "lengths": lengths if seq_len == "data" else None, "warmup": warmup,
+                   "min_runs": min_runs, "min_time_s": min_time_s},
         "data": None,
         "reference": name,
         "artifacts": [{"name": name, "path": str(path), "kind": kind, "size_bytes": model_size(runner.model_path),

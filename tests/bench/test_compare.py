@@ -356,3 +356,37 @@ def test_runtime_bench_reports_compare_with_edgewise_bench_reports(fast_model, t
 
     assert result["passed"] and [(r["artifact"], r["backend"], r["batch_size"]) for r in result["rows"]] == [
         ("model", "ort-cpu", 1)]
+
+
+def _plot_row(name, p50, accuracy, macro_f1=None):
+    return {"artifact": name, "backend": "ort-cpu", "status": "ok", "batch_size": 1, "latency_ms": {"p50": p50},
+            "accuracy": accuracy, "macro_f1": accuracy if macro_f1 is None else macro_f1}
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
+def test_pareto_labels_stay_beside_their_points_inside_the_axes(metric):
+    import matplotlib.pyplot as plt
+
+    from edgewise.bench.plots import pareto_figure
+
+    rows = [_plot_row("01-teacher", 40.0, 0.98), _plot_row("02-student-with-a-long-name", 13.6, 0.98),
+            _plot_row("03-prune", 9.8, 0.98), _plot_row("04-export", 7.4, 0.98, 0.90),
+            _plot_row("05-quantize", 3.0, 0.97), _plot_row("06-bundle", 3.0, 0.97)]
+
+    fig = pareto_figure({"results": rows}, metric)
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    frame, title = ax.get_window_extent(renderer), ax.title.get_window_extent(renderer)
+    labels = [t for t in ax.texts if t.get_text()]
+    assert "\n" in next(t.get_text() for t in labels if "05-quantize" in t.get_text())  # coinciding: one label
+    for label in labels:
+        box = label.get_window_extent(renderer)
+        assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and box.y1 <= frame.y1 + 1, label.get_text()
+        assert not box.overlaps(title), label.get_text()
+        point = ax.transData.transform(label.xy)
+        nearest = min(abs(point[0] - box.x0), abs(point[0] - box.x1))
+        assert nearest <= 12 and box.y0 - 1 <= point[1] + 12, label.get_text()  # beside its own point
+    assert ax.get_ylabel() == ("accuracy (%)" if metric == "accuracy" else "macro-F1 (%)")
+    plt.close(fig)

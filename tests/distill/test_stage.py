@@ -37,6 +37,13 @@ def test_distill_writes_a_student_linked_to_its_teacher(student, tiny_teacher):
     assert not any(name.endswith((".bin", ".pt")) for name in m.files)
 
 
+def test_distill_records_the_token_lengths_of_its_training_texts(student):
+    lengths = student.data["token_lengths"]
+
+    assert len(lengths["quantiles"]) == 21 and lengths["quantiles"] == sorted(lengths["quantiles"])
+    assert lengths["quantiles"][0] >= 2 and lengths["quantiles"][-1] == lengths["max"]
+
+
 def test_distill_student_learns_and_agrees_with_the_teacher(student):
     test = student.metrics["test"]
 

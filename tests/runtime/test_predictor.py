@@ -50,6 +50,33 @@ def test_runtime_bench_writes_the_report_schema_without_torch(tiny_bundle, tmp_p
 
 
 @pytest.mark.slow
+def test_runtime_bench_times_the_recorded_real_lengths_by_default_and_says_so(tiny_bundle, tmp_path):
+    result = run_runtime("bench", tiny_bundle, "--threads", "1", "--min-runs", "40", "--min-time", "0",
+                         "--json", tmp_path / "bench.json")
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    recorded = json.loads((tiny_bundle / "edgewise.json").read_text())["data"]["token_lengths"]["quantiles"]
+    assert report["config"]["seq_len"] == "data" and report["results"][0]["seq_len"] == "data"
+    assert report["config"]["lengths"] == [min(max(q, 2), 32) for q in recorded[1:]]
+    assert "real token lengths" in result.stdout and "x real lengths" in result.stdout
+
+
+def test_runtime_bench_without_recorded_lengths_times_the_max_length(tiny_bundle, tmp_path):
+    bundle = tmp_path / "old"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "edgewise.json").read_text())
+    manifest["data"].pop("token_lengths", None)  # a bundle of an older edgewise (not verified: no file hash)
+    (bundle / "edgewise.json").write_text(json.dumps(manifest))
+
+    report = bench(bundle, threads=1, warmup=0, min_runs=2, min_time_s=0, verify=False)
+
+    assert report["config"]["seq_len"] == 32 and report["config"]["lengths"] is None
+    with pytest.raises(EdgewiseError, match="records no token lengths"):
+        bench(bundle, seq_len="data", threads=1, warmup=0, min_runs=2, min_time_s=0, verify=False)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [(("predict", "{tmp}/none", "x"), "is not a folder"),
