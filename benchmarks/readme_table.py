@@ -80,11 +80,13 @@ def optimum_rows(results: Path) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for row in run["rows"]:
         versus = "—" if row["latency_vs_optimum_int8"] is None else f"{row['latency_vs_optimum_int8']:.2f}x its latency"
-        lines.append(f"| {row['model']} | {row['made_by']} | {row['p50_ms']:.2f} ms | {row['speedup_vs_teacher']:.2f}x "
-                     f"faster | {versus} | {row['accuracy']:.2%} | {row['size_mb']:.1f} MB |")
+        speed = "reference" if row["made_by"] == "reference" else f"{row['speedup_vs_teacher']:.2f}x faster"
+        lines.append(f"| {row['model']} | {row['made_by']} | {row['p50_ms']:.2f} ms | {speed} | {versus} | "
+                     f"{row['accuracy']:.2%} | {row['size_mb']:.1f} MB |")
     failed = [c for c in run["commands"] if c["exit_code"]]
     for command in failed:
-        lines.append(f"\nFailed: `{_short(command['command'])}`: {command['error']}")
+        error = command["error"].split(". ")[0]  # its first sentence
+        lines.append(f"\nFailed: `{_short(command['command'])}`: {error}.")
     return [*lines, ""]
 
 

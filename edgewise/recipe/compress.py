@@ -76,6 +76,8 @@ class CompressConfig:
                                                        "unpruned students only.", sep=",")
     vocab: bool = setting(True, "Pruning also drops the tokens the training texts never produce (smaller files).")
     quantize: tuple[str, ...] = setting(QUANT_METHODS, "INT8 methods tried on every exported candidate.", sep=",")
+    optimizer: bool = setting(True, "Also try ONNX Runtime's transformer optimiser on the teacher (dynamic INT8); "
+                                    "later candidates use it only if it was faster there.")
     distill_epochs: float | None = setting(None, "Epochs of each distillation (default: distill's own).")
     options: tuple[str, ...] = setting((), "Options of the generated stages, STAGE.OPTION=VALUE (repeat the "
                                            "flag), e.g. distill.temperature=2 or prune.samples=512.",
@@ -200,7 +202,7 @@ def plan_phases(config: CompressConfig, *, optimize: bool = False) -> list[tuple
     methods = config.quantize
     entries: list[dict] = []
     candidates = _chain(entries, model, "teacher", "teacher", False, methods)
-    if "dynamic" in methods:  # the optimiser on / off, measured on the teacher (dynamic INT8 only)
+    if config.optimizer and "dynamic" in methods:  # the optimiser on / off, measured on the teacher (dynamic INT8)
         opt: list[dict] = []
         extra = _chain(opt, model, "teacher-opt", "teacher", True, ("dynamic",))
         entries += opt

@@ -50,7 +50,8 @@ def ladder_table(ladder: list[dict]) -> str:
     for row in ladder:
         size = "—" if row["size_mb"] is None else f"{row['size_mb']:.1f} MB"
         ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
-        lines.append(f"| {row['artifact']} | {row['backend']} | {row['p50_ms']:.2f} ms | {row['speedup']:.2f}x faster "
+        speed = "reference" if row is ladder[0] else f"{row['speedup']:.2f}x faster"
+        lines.append(f"| {row['artifact']} | {row['backend']} | {row['p50_ms']:.2f} ms | {speed} "
                      f"| {pct(row['accuracy'])} | {pct(row['macro_f1'])} | {pct(row['accuracy_share'])} | {size} | "
                      f"{ratio} |")
     return "\n".join(lines)
@@ -83,7 +84,7 @@ def candidates_table(result: dict) -> str:
     def mark(flag):
         return "" if flag is None else ("yes" if flag else "no")
 
-    lines = ["| candidate | what | p50 latency | speed | accuracy | macro-F1 | below teacher | size | size ratio "
+    lines = ["| candidate | what | p50 latency | speed | accuracy | macro-F1 | vs teacher | size | size ratio "
              "| within the drop | within the budget |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     reference = result["reference"]
@@ -92,8 +93,8 @@ def candidates_table(result: dict) -> str:
                  "1/1.0 | | |")
     for row in result["candidates"]:
         name = f"**{row['candidate']}** (chosen)" if row["chosen"] else row["candidate"]
-        drop = "—" if row["accuracy_drop_points"] is None else f"{row['accuracy_drop_points']:+.2f} points".replace(
-            "+-", "-")
+        # The change in points, signed as a reader expects: -0.94 is 0.94 points below the teacher.
+        drop = "—" if row["accuracy_drop_points"] is None else f"{-row['accuracy_drop_points'] + 0.0:+.2f} points"
         ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
         lines.append(f"| {name} | {row['what']} | {row['p50_ms']:.2f} ms | {row['speedup']:.2f}x faster | "
                      f"{_pct(row['accuracy'])} | {_pct(row['macro_f1'])} | {drop} | {_size(row['size_mb'])} | "
@@ -115,8 +116,8 @@ def compress_markdown(result: dict) -> str:
     else:
         lines += ["The data has no test split: the figures below are the validation split's, which chose.", ""]
     lines += ["## Every candidate (validation split: the choice is made here)", "",
-              "One interleaved `edgewise bench` of the teacher and every candidate; details in report/. The drop is "
-              "in accuracy points below the teacher (one text of the split is "
+              "One interleaved `edgewise bench` of the teacher and every candidate; details in report/. `vs teacher` "
+              "is the change in accuracy points against the teacher's (one text of the split is "
               f"{_one_text(result)}).", "", candidates_table(result), "", "## The search", ""]
     for phase in result["phases"]:
         lines.append(f"- phase {phase['phase']}: {', '.join(phase['families'])} ({phase['seconds']:.0f} s)"

@@ -42,6 +42,8 @@ def test_plan_phases_puts_the_cheap_phases_before_distillation():
     assert list(quantize.candidates) == ["teacher-onnx", "teacher-int8-dynamic", "teacher-int8-static",
                                          "teacher-opt-onnx", "teacher-opt-int8-dynamic"]
     assert [f.name for f in phases[2][1]] == ["student3", "student3-flops70"]
+    without = plan_phases(CompressConfig(optimizer=False))[0][1][0]
+    assert list(without.candidates) == ["teacher-onnx", "teacher-int8-dynamic", "teacher-int8-static"]
     pruned_student = phases[2][1][1].entries[0]
     assert pruned_student == {"prune": {"flops": 0.7, "vocab": True}, "id": "student3-flops70", "input": "student3"}
 

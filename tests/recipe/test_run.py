@@ -39,7 +39,9 @@ def test_a_recipe_run_writes_one_artifact_per_stage_and_the_ladder(finished, tin
     ladder = result["ladder"]
     assert [r["artifact"] for r in ladder][0] == "teacher" and len(ladder) == 5
     assert ladder[0]["speedup"] == 1.0 and all(r["accuracy"] is not None and r["size_ratio"] for r in ladder)
-    assert (run / "ladder.md").read_text().count("x faster") == 5 and (run / "report" / "report.json").is_file()
+    ladder_md = (run / "ladder.md").read_text()
+    assert ladder_md.count("x faster") == 4 and "| reference |" in ladder_md
+    assert (run / "report" / "report.json").is_file()
     assert yaml.safe_load((run / "recipe.yaml").read_text())["stages"][0]["prune"]["flops"] == 0.6
 
 
@@ -166,20 +168,38 @@ def test_a_finetune_recipe_benches_against_its_teacher_not_the_pretrained_encode
     assert not _model_is_reference(finetune) and _model_is_reference(prune)
 
 
-def test_demo_runs_the_packaged_recipe_and_exits_1_on_a_missed_gate(cli_run, monkeypatch, tmp_path):
-    import edgewise.recipe
+def test_demo_fine_tunes_the_teacher_then_compresses_it_and_exits_1_when_the_goal_is_missed(
+        cli_run, monkeypatch, tmp_path):
+    import edgewise.recipe.compress
+    import edgewise.recipe.run
+    from edgewise.recipe.demo import DEMO
 
     seen = {}
 
     def fake_run(recipe, run_dir, **kwargs):
         seen.update(recipe=recipe, run_dir=run_dir)
-        return {"run": str(run_dir), "steps": [], "ladder": None, "dry_run": False,
-                "gate": {"artifact": "06-bundle", "passed": False, "misses": ["1.00x faster < 5x"]}}
+        return {"run": str(run_dir), "steps": [], "ladder": None, "gate": None, "dry_run": False}
 
-    monkeypatch.setattr(edgewise.recipe, "run_recipe", fake_run)
+    def fake_compress(teacher, dst, config, *, data, dry_run=False):
+        seen.update(teacher=teacher, dst=dst, config=config, data=data)
+        row = {"candidate": "student2-int8-dynamic", "what": "2-layer student, ONNX, dynamic INT8", "p50_ms": 5.0,
+               "speedup": 8.0, "accuracy": 0.97, "macro_f1": 0.97, "accuracy_drop_points": 0.5, "size_mb": 20.0,
+               "size_ratio": 4.5, "accurate": True, "fast": None, "chosen": True}
+        reference = {**row, "candidate": "teacher", "what": "teacher", "speedup": 1.0, "size_ratio": 1.0}
+        return {"run": str(dst), "teacher": str(teacher), "goal": config.goal, "goal_met": False,
+                "chosen": {"candidate": row["candidate"], "what": row["what"], "reason": "r", "bundle": "b"},
+                "test": None, "reference": reference, "candidates": [row], "phases": [], "failed": [],
+                "skipped": [], "notes": [], "optimize": None, "recipe": "r.yaml", "seconds": 1.0,
+                "stopped_after": None, "validation_rows": 212}
+
+    monkeypatch.setattr(edgewise.recipe.run, "run_recipe", fake_run)
+    monkeypatch.setattr(edgewise.recipe.compress, "compress", fake_compress)
 
     result = cli_run("demo", "-o", tmp_path / "demo")
 
     assert result.exit_code == 1, result.output
-    assert seen["recipe"].steps[0].stage == "finetune" and seen["recipe"].model == "builtin:all-minilm-l6-v2"
-    assert seen["run_dir"] == tmp_path / "demo" and "FAILED: 1.00x faster < 5x" in result.output
+    assert [s.stage for s in seen["recipe"].steps] == ["finetune"]
+    assert seen["recipe"].model == "builtin:all-minilm-l6-v2" and seen["run_dir"] == tmp_path / "demo" / "teacher"
+    assert seen["teacher"] == tmp_path / "demo" / "teacher" / "01-teacher" and seen["data"] == "builtin:bbc-news"
+    assert seen["dst"] == tmp_path / "demo" / "compress" and seen["config"] == DEMO and DEMO.min_speedup == 10
+    assert "**missed**" in result.output and "student2-int8-dynamic" in result.output
