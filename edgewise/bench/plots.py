@@ -47,49 +47,63 @@ def plot_pareto(report: dict, path: Path, metric: str = "accuracy") -> None:
 def pareto_figure(report: dict, metric: str = "accuracy"):
     """Latency (p50, smallest batch) against ``metric`` (accuracy or macro_f1), the Pareto frontier marked.
 
-    Every label sits beside its own point, inside the axes (never over the title): points that coincide
-    share one label, and a point in the right part of the plot is labelled on its left."""
+    Labels sit beside their own points, inside the axes (never over the title), over no other label
+    nor the legend; with more than six points only the frontier and the reference are labelled (a label
+    that finds no free place beside its point is left out: report.md names every row)."""
     plt = _pyplot()
     rows = [r for r in _smallest_batch_rows(report) if r.get(metric) is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     name = METRIC_NAMES.get(metric, metric)
-    if rows:
-        points = [(r["latency_ms"]["p50"], r[metric] * 100) for r in rows]
-        front = pareto_front(points)
-        ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", s=30, zorder=3,
-                   label="artifact / backend")
-        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="tab:red", lw=1.5,
-                marker="o", markersize=9, markerfacecolor="none", markeredgewidth=1.8, zorder=4,
-                label="Pareto frontier")
-        xs, ys = [p[0] for p in points], [p[1] for p in points]
-        x_span, y_span = (max(xs) - min(xs)) or max(xs) or 1.0, (max(ys) - min(ys)) or 1.0
-        # Room for the labels inside the axes: a margin on both sides and above the highest point.
-        ax.set_xlim(min(xs) - 0.08 * x_span, max(xs) + 0.08 * x_span)
-        ax.set_ylim(min(ys) - 0.25 * y_span, max(ys) + 0.25 * y_span)
-        groups: dict[tuple, list[str]] = {}
-        for row, (x, y) in zip(rows, points, strict=True):  # coinciding points (within 1 % of the axes) share
-            key = (round((x - min(xs)) / x_span * 100), round((y - min(ys)) / y_span * 100))
-            groups.setdefault(key, []).append(f"{row['artifact']} ({row['backend']})")
-        middle = min(xs) + x_span / 2
-        for key, labels in groups.items():
-            x = min(xs) + key[0] / 100 * x_span
-            y = min(ys) + key[1] / 100 * y_span
-            right = x > middle
-            ax.annotate("\n".join(labels), (x, y), textcoords="offset points", xytext=(-6 if right else 6, 4),
-                        ha="right" if right else "left", va="bottom", fontsize=7, annotation_clip=True,
-                        clip_on=True)
-        ax.legend(loc="lower right" if ys[0] > min(ys) + y_span / 2 else "upper right", fontsize=8)
-    else:
-        ax.text(0.5, 0.5, f"no {name} measured (run with --data)", ha="center", va="center",
-                transform=ax.transAxes)
-        low, high = ax.get_ylim()
-        ax.set_ylim(low, min(high, 100.5))  # accuracy never exceeds 100 %
     batch = rows[0]["batch_size"] if rows else 1
     ax.set_xlabel(f"p50 latency, batch {batch} (ms)")
     ax.set_ylabel(f"{name} (%)")
     ax.set_title(f"latency vs {name}")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    if not rows:
+        ax.text(0.5, 0.5, f"no {name} measured (run with --data)", ha="center", va="center",
+                transform=ax.transAxes)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, min(high, 100.5))  # accuracy never exceeds 100 %
+        fig.tight_layout()
+        return fig
+    points = [(r["latency_ms"]["p50"], r[metric] * 100) for r in rows]
+    front = pareto_front(points)
+    ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", s=30, zorder=3,
+               label="artifact / backend")
+    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="tab:red", lw=1.5,
+            marker="o", markersize=9, markerfacecolor="none", markeredgewidth=1.8, zorder=4,
+            label="Pareto frontier")
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x_span, y_span = (max(xs) - min(xs)) or max(xs) or 1.0, (max(ys) - min(ys)) or 1.0
+    # Room for the labels inside the axes: a margin on both sides, above and below.
+    ax.set_xlim(min(xs) - 0.08 * x_span, max(xs) + 0.08 * x_span)
+    ax.set_ylim(min(ys) - 0.25 * y_span, max(ys) + 0.25 * y_span)
+    legend = ax.legend(loc="lower right" if ys[0] > min(ys) + y_span / 2 else "upper right", fontsize=8)
+    fig.tight_layout()  # before placing labels: it moves the axes
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed = [legend.get_window_extent(renderer)]
+    # Every point when there are few, else the frontier and the reference; coinciding points share a label.
+    labelled = range(len(rows)) if len(rows) <= 6 else sorted({0, *front})
+    groups: dict[tuple, list[int]] = {}
+    for i in labelled:
+        key = (round((points[i][0] - min(xs)) / x_span * 200), round((points[i][1] - min(ys)) / y_span * 200))
+        groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        x, y = points[members[0]]
+        text = "\n".join(f"{rows[i]['artifact']} ({rows[i]['backend']})" for i in members)
+        # Right, left, below, above, then a step further: the first free place inside the axes wins.
+        for dx, dy, ha, va in ((6, 4, "left", "bottom"), (-6, 4, "right", "bottom"), (6, -4, "left", "top"),
+                               (-6, -4, "right", "top"), (6, 14, "left", "bottom"), (-6, 14, "right", "bottom"),
+                               (6, -14, "left", "top"), (-6, -14, "right", "top")):
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va, fontsize=7)
+            box = label.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            label.remove()
     return fig
 
 

@@ -390,3 +390,24 @@ def test_pareto_labels_stay_beside_their_points_inside_the_axes(metric):
         assert nearest <= 12 and box.y0 - 1 <= point[1] + 12, label.get_text()  # beside its own point
     assert ax.get_ylabel() == ("accuracy (%)" if metric == "accuracy" else "macro-F1 (%)")
     plt.close(fig)
+
+
+def test_pareto_with_many_points_labels_the_frontier_and_the_reference_without_overlaps():
+    import matplotlib.pyplot as plt
+
+    from edgewise.bench.plots import pareto_figure, pareto_front
+
+    rows = [_plot_row(f"{i:02d}-candidate-with-a-long-name", 40.0 - 1.9 * i, 0.95 + (i % 4) * 0.002)
+            for i in range(20)]
+
+    fig = pareto_figure({"results": rows}, "accuracy")
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in fig.axes[0].texts if t.get_text()]
+    front = pareto_front([(r["latency_ms"]["p50"], r["accuracy"] * 100) for r in rows])
+    named = {line.split(" (")[0] for t in labels for line in t.get_text().splitlines()}
+    assert named <= {rows[i]["artifact"] for i in {0, *front}} and rows[0]["artifact"] in named
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
