@@ -286,6 +286,13 @@ def compress(teacher: Path, dst: Path, config: CompressConfig, *, data: str, dry
         raise EdgewiseError(f"{teacher} is not a classifier (no id2label in its config.json); give the fine-tuned "
                             "teacher (`edgewise finetune` writes one)")
     teacher = artifact.path.resolve()
+    if config.seq_len != "data":
+        from edgewise.core.lengths import artifact_lengths
+
+        working, _ = artifact_lengths(teacher, artifact.manifest.data if artifact.manifest else None)
+        if int(config.seq_len) > working:
+            raise EdgewiseError(f"--seq-len {config.seq_len} is above the teacher's max_length {working}: its "
+                                f"candidates take at most {working} tokens; time {working} or fewer, or --seq-len data")
     dst = Path(dst).expanduser().resolve()
     data = _data_spec(data)
     notes = []

@@ -193,6 +193,13 @@ def test_compress_refuses_unknown_stage_options_before_running(cli_run, tiny_tea
     assert not (tmp_path / "out").exists()
 
 
+def test_compress_refuses_a_timing_length_above_the_teachers(cli_run, tiny_teacher, tiny_data, tmp_path):
+    result = cli_run("compress", tiny_teacher, tiny_data, "-o", tmp_path / "out", "--seq-len", "128")
+
+    assert_user_error(result, "--seq-len 128", "max_length 32")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("flag", "value"), [("--latency-budget", "soon"), ("--time-budget", "-5m"),
                                              ("--depths", "two"), ("--max-accuracy-drop", "-1")])
 def test_compress_refuses_bad_numbers(cli_run, tiny_teacher, tiny_data, tmp_path, flag, value):
