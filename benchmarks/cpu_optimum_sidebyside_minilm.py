@@ -175,10 +175,8 @@ def main() -> None:
         if (folder / "edgewise.json").is_file():
             models[label] = ("edgewise", lambda f=folder: Ours(f))
     if args.compress:
-        best = sorted(args.compress.glob("*-best"))
-        if best:
-            chosen = json.loads((args.compress / "compress.json").read_text())["chosen"]
-            models[f"edgewise compress: {chosen['what']}"] = ("edgewise", lambda f=best[-1]: Ours(f))
+        chosen = json.loads((args.compress / "compress.json").read_text())["chosen"]
+        models[f"edgewise compress: {chosen['what']}"] = ("edgewise", lambda f=Path(chosen["bundle"]): Ours(f))
 
     from edgewise.core.data import load_splits, select_split
 

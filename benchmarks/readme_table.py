@@ -55,13 +55,15 @@ def compress_rows(results: Path) -> list[str]:
             f"{best['p50_ms']:.2f} ms vs {teacher['p50_ms']:.2f} ms: **{best['speedup']:.1f}x faster** | "
             f"{best['accuracy']:.2%} vs {teacher['accuracy']:.2%} (**{share:.1%}**) | "
             f"{best['size_mb']:.1f} MB (**1/{best['size_ratio']:.1f}**) | {goal} | "
-            f"{run['wall_s'] / 60:.0f} min, {len(result['candidates'])} candidates; {run['date'][:10]}, "
+            f"`{' '.join(run['options'])}`: {run['wall_s'] / 60:.0f} min, {len(result['candidates'])} candidates; "
+            f"{run['date'][:10]}, "
             f"{_machine(run['environment'])} |")
     if not lines:
         return []
-    return ["Chosen by `edgewise compress TEACHER DATA -o OUT --max-accuracy-drop 1` on the validation split, "
-            "then timed against the teacher in PyTorch fp32 on the test split in one interleaved bench (1 thread, "
-            "batch 1); `python benchmarks/cpu_compress_minilm.py`, results in `benchmarks/results/compress_*`.", "",
+    return ["Chosen by `edgewise compress TEACHER DATA -o OUT` (the options of each run in its results file) on the "
+            "validation split, then timed against the teacher in PyTorch fp32 on the test split in one interleaved "
+            "bench (1 thread, batch 1); `python benchmarks/cpu_compress_minilm.py`, results in "
+            "`benchmarks/results/compress_*`. The goal column is the project's for that task.", "",
             "| task | chosen | p50 latency | test accuracy (of the teacher's) | file | goal | search |",
             "|---|---|---|---|---|---|---|", *lines, ""]
 

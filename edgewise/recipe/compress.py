@@ -33,6 +33,7 @@ from edgewise.core.config import setting
 from edgewise.core.errors import EdgewiseError
 
 QUANT_METHODS = ("dynamic", "static")
+BENCH_SETTABLE = ("warmup", "min_runs", "min_time_s", "accuracy_samples", "eval_batch_size")
 RESULT_FILE = "compress.json"
 SEARCH_REPORT = "report"  # the ladder of every candidate (validation split)
 TEST_REPORT = "report-test"  # the teacher and the chosen bundle (test split)
@@ -85,7 +86,7 @@ class CompressConfig:
 
     def __post_init__(self) -> None:
         for name in ("depths", "teacher_flops", "student_flops", "quantize", "options"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+            object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))  # in order, once each
         problems = []
         if self.max_accuracy_drop is not None and not 0 <= self.max_accuracy_drop <= 100:
             problems.append(f"max_accuracy_drop must be 0-100 points, got {self.max_accuracy_drop}")
@@ -161,11 +162,40 @@ def stage_options(option: str) -> tuple[str, list[str], object]:
     if not sep or stage not in stages or not path:
         raise EdgewiseError(f"--set {option!r}: write STAGE.OPTION=VALUE with STAGE one of {', '.join(stages)}, "
                             "e.g. distill.temperature=2 or bench.min_time_s=5")
+    if stage == "bench" and path not in BENCH_SETTABLE:
+        raise EdgewiseError(f"--set {option!r}: compress sets bench.{path} itself (the goal's threads, batch size, "
+                            f"length and rounds are its own options; the split is validation, then test); --set "
+                            f"bench takes {', '.join(BENCH_SETTABLE)}")
     try:
         value = yaml.safe_load(text) if text else ""
     except yaml.YAMLError:
         value = text
     return stage, path.split("."), value
+
+
+def _set(node: dict, path: list[str], value, option: str) -> None:
+    """node[path] = value, making the mappings on the way; a setting that is not a mapping is refused."""
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise EdgewiseError(f"--set {option!r}: {part} is a setting, not a group of settings; write "
+                                f"{option.split('.')[0]}.{part}=VALUE")
+    node[path[-1]] = value
+
+
+def _apply_options(entries: list[dict], options: tuple[str, ...]) -> list[dict]:
+    """A copy of the recipe entries with every --set STAGE.OPTION=VALUE applied to the entries of STAGE."""
+    import copy
+
+    entries = copy.deepcopy(entries)
+    for option in options:
+        stage, path, value = stage_options(option)
+        for entry in entries:
+            if stage in entry:
+                if entry[stage] is None:
+                    entry[stage] = {}
+                _set(entry[stage], path, value, option)
+    return entries
 
 
 # --- the ladder: families of candidates ---------------------------------------------------------
@@ -239,18 +269,7 @@ def plan_phases(config: CompressConfig, *, optimize: bool = False) -> list[tuple
 
 
 def _with_options(family: Family, options: tuple[str, ...]) -> Family:
-    import copy
-
-    entries = copy.deepcopy(list(family.entries))
-    for option in options:
-        stage, path, value = stage_options(option)
-        for entry in entries:
-            if stage in entry:
-                node = entry[stage]
-                for part in path[:-1]:
-                    node = node.setdefault(part, {})
-                node[path[-1]] = value
-    return Family(family.phase, family.name, tuple(entries), family.candidates)
+    return Family(family.phase, family.name, tuple(_apply_options(list(family.entries), options)), family.candidates)
 
 
 # --- the search ---------------------------------------------------------------------------------
@@ -361,7 +380,7 @@ def compress(teacher: Path, dst: Path, config: CompressConfig, *, data: str, dry
                             "the finished steps are kept")
     chosen, reason = choose(rows, config, budget)
     say(f"chosen: {chosen['candidate']} ({reason})")
-    raw["stages"].append({"bundle": {}, "id": BEST, "input": chosen["candidate"]})
+    raw["stages"].extend(_apply_options([_bundle_entry(chosen["candidate"])], config.options))
     _run(raw, dst)
     test = _test_report(teacher, dst, raw, config, data)
     result = _result(dst, teacher, data, config, search, rows, chosen, reason, stopped_after, test,
@@ -377,11 +396,16 @@ def _check_plan(plan, teacher: Path, data: str, config: CompressConfig) -> None:
 
     raw = _recipe(teacher, data, config)
     raw["stages"] = [entry for _, families in plan for family in families for entry in family.entries]
+    raw["stages"] += _apply_options([_bundle_entry(raw["stages"][-1]["id"])], config.options)
     try:
         recipe_from_dict(raw, Path("the generated recipe"))
         _bench_config(config, "validation")
     except EdgewiseError as e:
         raise EdgewiseError(f"{e} (check the --set options)" if config.options else str(e)) from None
+
+
+def _bundle_entry(source: str) -> dict:
+    return {"bundle": {}, "id": BEST, "input": source}
 
 
 def _stage_of(entry: dict) -> str:
@@ -452,6 +476,8 @@ def _run_family(raw: dict, family: Family, dst: Path, search: dict, say) -> bool
             break
         except StageFailed as e:
             failed = e.step.id
+            if not any(entry["id"] == failed for entry in entries):
+                raise  # an earlier family's step (it ran again and failed): not this family's to drop
             dropped = _dependents(entries, failed)
             search["failed"].append({"family": family.name, "step": failed, "dropped": sorted(dropped - {failed}),
                                      "error": str(e)})
@@ -486,10 +512,7 @@ def _bench_options(config: CompressConfig) -> dict:
     for option in config.options:
         stage, path, value = stage_options(option)
         if stage == "bench":
-            node = options
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = value
+            _set(options, path, value, option)
     return options
 
 
@@ -518,6 +541,14 @@ def _measure(teacher: Path, dst: Path, raw: dict, search: dict, config: Compress
         row["candidate"] = step or "teacher"
         row["what"] = search["candidates"][step]["what"] if step else "teacher, PyTorch fp32 (reference)"
         row["family"] = search["candidates"][step]["family"] if step else None
+    reasons = {str(Path(r["path"]).resolve()): r.get("reason") for r in report["results"] if r.get("status") != "ok"}
+    if not rows or rows[0]["candidate"] != "teacher":
+        raise EdgewiseError(f"the teacher could not be timed here ({reasons.get(str(teacher), 'no row')}); compress "
+                            "measures every candidate against it: fix that, then run compress again (finished steps "
+                            "are kept)")
+    timed = {row["candidate"] for row in rows}
+    search["unmeasured"] = [{"candidate": i, "reason": reasons.get(str(folders[i].resolve()), "not timed")}
+                            for i in ids if i not in timed]
     return rows
 
 
@@ -613,7 +644,8 @@ def _result(dst, teacher, data, config, search, rows, chosen, reason, stopped_af
                                                                "accuracy_drop_points", "size_mb", "size_ratio")}},
         "test": test, "reference": reference, "candidates": candidates,
         "phases": search["phases"], "families": search["families"], "failed": search["failed"],
-        "skipped": search["skipped"], "optimize": search.get("optimize"), "recipe": str(dst / "recipe.yaml"),
+        "skipped": search["skipped"], "unmeasured": search.get("unmeasured", []), "optimize": search.get("optimize"),
+        "recipe": str(dst / "recipe.yaml"),
         "validation_rows": search.get("validation_rows"), "notes": search["notes"],
         "seconds": round(seconds, 1),
     }

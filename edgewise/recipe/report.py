@@ -129,6 +129,8 @@ def compress_markdown(result: dict) -> str:
         lines.append(f"- skipped {skipped['family']} ({skipped['phase']}): {skipped['reason']}")
     for failed in result["failed"]:
         lines.append(f"- failed {failed['step']} ({failed['family']}): {failed['error']}")
+    for unmeasured in result.get("unmeasured") or []:
+        lines.append(f"- not timed here, so not a candidate: {unmeasured['candidate']} ({unmeasured['reason']})")
     for note in result.get("notes") or []:
         lines.append(f"- {note}")
     if result.get("optimize") is not None:

@@ -66,7 +66,7 @@ def measure(run, feed, warmup: int, min_runs: int, min_time_s: float) -> list[fl
     """Warm up, then time ``run(feed)`` at least ``min_runs`` times and for at least ``min_time_s``;
     ``feed`` may be a list of feeds, run in turn (inputs of several lengths)."""
     feeds = feed if isinstance(feed, list) else [feed]
-    for i in range(warmup):
+    for i in range(max(warmup, len(feeds)) if warmup else 0):  # every shape once before timing
         run(feeds[i % len(feeds)])
     samples, start = [], time.perf_counter()
     while len(samples) < min_runs or time.perf_counter() - start < min_time_s:

@@ -68,6 +68,26 @@ def test_plan_phases_applies_set_options_to_every_stage_of_their_kind():
     assert [e["distill"] for e in entries if "distill" in e] == [{"layers": 2, "trainer": {"epochs": 5}}]
 
 
+def test_set_options_reach_nested_settings_and_refuse_nesting_into_a_setting():
+    from edgewise.recipe.compress import _apply_options
+
+    entries = [{"distill": {"layers": 2}, "id": "s"}, {"bundle": None, "id": "best", "input": "s"}]
+
+    changed = _apply_options(entries, ("distill.trainer.epochs=5", "bundle.max_length=64"))
+
+    assert changed == [{"distill": {"layers": 2, "trainer": {"epochs": 5}}, "id": "s"},
+                       {"bundle": {"max_length": 64}, "id": "best", "input": "s"}]
+    assert entries[0] == {"distill": {"layers": 2}, "id": "s"}  # a copy
+    with pytest.raises(EdgewiseError, match="layers is a setting, not a group"):
+        _apply_options(entries, ("distill.layers.x=1",))
+
+
+def test_compress_config_keeps_each_listed_value_once():
+    config = CompressConfig(depths=(3, 2, 3), quantize=("dynamic", "dynamic"), teacher_flops=(0.5, 0.5))
+
+    assert (config.depths, config.quantize, config.teacher_flops) == ((3, 2), ("dynamic",), (0.5,))
+
+
 def test_dependents_of_a_failed_step_are_every_step_that_reads_it():
     family = plan_phases(CompressConfig())[1][1][0]
 
@@ -135,7 +155,8 @@ def test_parse_duration_reads_seconds_minutes_and_hours(text, seconds):
     {"min_speedup": 0}, {"latency_budget": "3ms", "min_speedup": 5}, {"threads": 0}, {"batch_size": 0},
     {"rounds": 0}, {"seq_len": "long"}, {"time_budget": "soon"}, {"time_budget": "0m"}, {"depths": (0,)},
     {"teacher_flops": (1.5,)}, {"student_flops": (0.0,)}, {"quantize": ("fp16",)}, {"distill_epochs": 0},
-    {"options": ("layers=3",)}, {"options": ("finetune.epochs=3",)},
+    {"options": ("layers=3",)}, {"options": ("finetune.epochs=3",)}, {"options": ("bench.threads=4",)},
+    {"options": ("bench.split=test",)}, {"options": ("bench.backends=[torch]",)},
 ])
 def test_compress_config_refuses_values_that_cannot_work(changes):
     with pytest.raises(EdgewiseError):
@@ -186,10 +207,18 @@ def test_compress_refuses_data_without_labels(cli_run, tiny_teacher, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_compress_refuses_unknown_stage_options_before_running(cli_run, tiny_teacher, tiny_data, tmp_path):
-    result = cli_run("compress", tiny_teacher, tiny_data, "-o", tmp_path / "out", "--set", "prune.bogus=1")
+@pytest.mark.parametrize("option", ["prune.bogus=1", "bundle.bogus=1"])
+def test_compress_refuses_unknown_stage_options_before_running(cli_run, tiny_teacher, tiny_data, tmp_path, option):
+    result = cli_run("compress", tiny_teacher, tiny_data, "-o", tmp_path / "out", "--set", option)
 
     assert_user_error(result, "bogus", "valid settings are", "--set")
+    assert not (tmp_path / "out").exists()
+
+
+def test_compress_refuses_bench_settings_that_are_its_own(cli_run, tiny_teacher, tiny_data, tmp_path):
+    result = cli_run("compress", tiny_teacher, tiny_data, "-o", tmp_path / "out", "--set", "bench.threads=4")
+
+    assert_user_error(result, "compress sets bench.threads itself", "min_time_s")
     assert not (tmp_path / "out").exists()
 
 
@@ -229,7 +258,7 @@ def searched(tiny_teacher, tiny_data, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("compress") / "run"
     config = CompressConfig(max_accuracy_drop=100, depths=(1,), teacher_flops=(0.6,), student_flops=(),
-                            rounds=2, options=TINY)
+                            rounds=2, options=(*TINY, "bundle.max_length=24"))
     return out, compress(tiny_teacher, out, config, data=str(tiny_data))
 
 
@@ -246,6 +275,7 @@ def test_compress_measures_every_candidate_and_bundles_the_fastest(searched, tin
     assert result["goal_met"] and result["chosen"]["candidate"] == chosen[0]["candidate"]
     bundle = out / result["chosen"]["bundle"]
     assert (bundle / "edgewise.json").is_file() and bundle.name.endswith("-best")
+    assert json.loads((bundle / "edgewise.json").read_text())["data"]["max_length"] == 24  # --set bundle.*
     assert [r["artifact"] for r in result["test"]] == [tiny_teacher.name, bundle.name]
     assert json.loads((out / "compress.json").read_text())["chosen"] == result["chosen"]
     assert "(chosen)" in (out / "compress.md").read_text()
@@ -257,7 +287,7 @@ def test_compress_writes_the_recipe_it_ran_and_a_rerun_skips_every_step(searched
 
     out, result = searched
     recipe = yaml.safe_load((out / "recipe.yaml").read_text())
-    assert recipe["stages"][-1] == {"bundle": {}, "id": "best", "input": result["chosen"]["candidate"]}
+    assert recipe["stages"][-1] == {"bundle": {"max_length": 24}, "id": "best", "input": result["chosen"]["candidate"]}
     assert recipe["bench"]["split"] == "validation" and recipe["gate"]["max_accuracy_drop"] == 100
 
     plan = run_recipe(load_recipe(out / "recipe.yaml"), out, dry_run=True)
