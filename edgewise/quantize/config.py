@@ -72,14 +72,16 @@ class QuantizeConfig:
     """
 
     # 2: `calibration` (the data that calibrates static INT8) joined the config.
-    SCHEMA_VERSION = 2
+    # 3: per_channel None (the default) means per-channel on every CPU, not only x86 without VNNI; the
+    #    version is part of a recipe step's key, so a run folder quantized under the old default reruns.
+    SCHEMA_VERSION = 3
 
     method: QuantMethod = setting(QuantMethod.DYNAMIC, "dynamic (INT8 weights, no data needed), static (INT8 QDQ, "
                                                        "calibrated), fp16, or inc (PyTorch INT8, from an hf artifact).")
     per_channel: bool | None = setting(None, "INT8 weight scales per output channel (--per-channel) or one per "
-                                             "tensor (--per-tensor). Default: from the CPU: per-channel on x86 "
-                                             "without VNNI (its 7-bit weights need the finer scales), per-tensor "
-                                             "elsewhere.", flag="--per-channel/--per-tensor")
+                                             "tensor (--per-tensor). Default: per-channel on every CPU (7-bit "
+                                             "weights without VNNI and pruned models need the finer scales; no "
+                                             "slower measured).", flag="--per-channel/--per-tensor")
     weight_type: IntType = setting(IntType.AUTO, "INT8 weight type; auto picks int8 (with a reduced 7-bit range "
                                                  "on x86 CPUs without VNNI).")
     activation_type: IntType = setting(IntType.AUTO, "Static: activation type; auto picks uint8; choose "
