@@ -31,6 +31,15 @@ def _machine(environment: dict) -> str:
     return f"{cpu.get('model', '?')}, {cpu.get('logical_cores', '?')} cores, {kind}"
 
 
+def _wall(run: dict) -> str:
+    """The search's wall time; a rerun that reused finished steps says so, with the first run's time."""
+    if not run.get("reused"):
+        return f"{run['wall_s'] / 60:.0f} min"
+    first = run.get("first_run")
+    return (f"{run['wall_s'] / 60:.0f} min reusing the finished steps of a first run"
+            + (f" of {first['wall_s'] / 60:.0f} min ({first['note']})" if first else ""))
+
+
 def compress_rows(results: Path) -> list[str]:
     lines = []
     for name, (task, speed_goal, share_goal, size_goal) in TASKS.items():
@@ -55,7 +64,7 @@ def compress_rows(results: Path) -> list[str]:
             f"{best['p50_ms']:.2f} ms vs {teacher['p50_ms']:.2f} ms: **{best['speedup']:.1f}x faster** | "
             f"{best['accuracy']:.2%} vs {teacher['accuracy']:.2%} (**{share:.1%}**) | "
             f"{best['size_mb']:.1f} MB (**1/{best['size_ratio']:.1f}**) | {goal} | "
-            f"`{' '.join(run['options'])}`: {run['wall_s'] / 60:.0f} min, {len(result['candidates'])} candidates; "
+            f"`{' '.join(run['options'])}`: {_wall(run)}, {len(result['candidates'])} candidates; "
             f"{run['date'][:10]}, "
             f"{_machine(run['environment'])} |")
     if not lines:
