@@ -5,7 +5,7 @@ teacher: the first stage of the packaged bbc-demo.yaml, run by the recipe runner
 ``<output>/teacher`` (so a second demo skips it). Then `edgewise compress` with a ladder cut to what
 fits in a few minutes on two cores: the teacher quantized, then a 2-layer student, pruned, each
 exported and quantized (dynamic INT8), stopping as soon as a candidate is DEMO_SPEEDUP times faster
-than the teacher in PyTorch within one accuracy point; the chosen one is bundled and reported.
+than the teacher in PyTorch within two accuracy points; the chosen one is bundled and reported.
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ from edgewise.recipe.compress import CompressConfig
 
 DATA = "builtin:bbc-news"
 DEMO_SPEEDUP = 10.0  # the project's goal for BBC
-DEMO = CompressConfig(max_accuracy_drop=1.0, min_speedup=DEMO_SPEEDUP, depths=(2,), teacher_flops=(),
+# Within 2 points: the project's BBC goal is 98 % of the teacher's accuracy (1.9 points at its 95 % on
+# validation), and validation has 212 texts (0.47 points each). With 1 point the fresh demo of 2026-12-01
+# missed: the pruned 2-layer student scored 93.87 % against the teacher's 95.28 % (3 texts) and the 9.7x
+# unpruned student was kept.
+DEMO = CompressConfig(max_accuracy_drop=2.0, min_speedup=DEMO_SPEEDUP, depths=(2,), teacher_flops=(),
                       student_flops=(0.7,), quantize=("dynamic",), optimizer=False)
 
 
