@@ -121,7 +121,7 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
     seq_mode = config.seq_len if config.seq_len != "auto" else ("data" if data else "max")
     if seq_mode == "data" and not data:
         raise EdgewiseError("--seq-len data times the evaluation texts: pass --data, or a number such as 128")
-    split = _eval_split(data, config) if data else None
+    split = _eval_split(data, config, paths[0]) if data else None
     if seq_mode == "data" and len(split) < max(config.batch_sizes):
         raise EdgewiseError(
             f"--seq-len data needs at least {max(config.batch_sizes)} evaluation texts for batch size "
@@ -194,17 +194,17 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _eval_split(data: str, config: BenchConfig):
-    from edgewise.core.data import canonical_split, load_splits, select_split, training_splits
+def _eval_split(data: str, config: BenchConfig, reference: Path):
+    from edgewise.core.data import SPLIT_ALIASES, load_splits, select_split
 
     splits = load_splits(data, config.data)
-    if config.split and canonical_split(config.split) == "validation" and "validation" not in splits \
-            and "train" in splits:
-        # The validation texts the training stages carved from train (same fraction and seed), so that
-        # a choice made on validation (edgewise compress) never sees the test split.
-        split = training_splits(splits, config.data, data)[1]
-    else:
-        split = select_split(splits, config.split, data)
+    if config.split is not None and config.split.lower() in SPLIT_ALIASES["validation"]:
+        from edgewise.core.lineage import carve_validation
+
+        # The texts the reference's training held out, when the data has no validation split, so that a
+        # choice made on validation (edgewise compress) never sees the test split.
+        splits, _ = carve_validation(splits, data, reference, config.data)
+    split = select_split(splits, config.split, data)
     if config.accuracy_samples:
         split = split.subset(range(min(len(split), config.accuracy_samples)), split.name)
     return split

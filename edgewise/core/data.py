@@ -256,7 +256,7 @@ def _frames_from_datasets(obj) -> dict:
     return frames
 
 
-def canonical_split(name: str) -> str:
+def _canonical_split(name: str) -> str:
     for canonical, aliases in SPLIT_ALIASES.items():
         if name.lower() in aliases:
             return canonical
@@ -273,7 +273,7 @@ def _read_folder(path: Path, encoding: str = "utf-8") -> dict:
             raise EdgewiseError(f"cannot load the datasets folder {path}: {e}") from None
     frames = {}
     for file in sorted(path.iterdir()):
-        split = canonical_split(file.stem)
+        split = _canonical_split(file.stem)
         if file.is_file() and file.suffix.lower() in EXTENSIONS and split in SPLIT_ALIASES:
             if split in frames:
                 raise EdgewiseError(f"{path} holds two files for the {split} split; keep one")
@@ -327,7 +327,7 @@ def read_frames(spec: str, encoding: str = "utf-8") -> dict:
             "files, a datasets folder, hf:NAME[:CONFIG] or builtin:bbc-news"
         )
     frames = _read_folder(path, encoding) if path.is_dir() else {"train": _read_table(path, encoding)}
-    return {canonical_split(k): v for k, v in frames.items()}
+    return {_canonical_split(k): v for k, v in frames.items()}
 
 
 # --- turning frames into splits ----------------------------------------------------------------
@@ -421,7 +421,7 @@ def select_split(splits: dict[str, Split], name: str | None, spec: str) -> Split
         if len(splits) == 1:
             return next(iter(splits.values()))
         raise EdgewiseError(f"{spec} has splits {', '.join(splits)}; choose one with --split")
-    name = canonical_split(name)
+    name = _canonical_split(name)
     if name not in splits:
         raise EdgewiseError(f"{spec} has no {name!r} split; it has {', '.join(splits)}: pick one with --split")
     return splits[name]
@@ -431,7 +431,7 @@ def training_splits(
     splits: dict[str, Split], config: DataConfig, spec: str, train_split: str = "train"
 ) -> tuple[Split, Split, Split | None]:
     """train, validation (carved from train with the seed when absent) and test (None if absent)."""
-    train_split = canonical_split(train_split)
+    train_split = _canonical_split(train_split)
     if train_split not in splits:
         raise EdgewiseError(
             f"{spec} has no {train_split!r} split to train on (it has {', '.join(splits)}); pick one with --split"

@@ -333,7 +333,7 @@ def compress(teacher: Path, dst: Path, config: CompressConfig, *, data: str, dry
                                                            "stages": [_stage_of(e) for e in f.entries]}
                                                           for f in families]} for phase, families in plan]}
     _check_run_folder(dst)
-    _check_data(data)
+    has_test = _check_data(data, teacher)
     say = console().print
     started = time.perf_counter()
     deadline = started + parse_duration(config.time_budget) if config.time_budget else None
@@ -382,7 +382,7 @@ def compress(teacher: Path, dst: Path, config: CompressConfig, *, data: str, dry
     say(f"chosen: {chosen['candidate']} ({reason})")
     raw["stages"].extend(_apply_options([_bundle_entry(chosen["candidate"])], config.options))
     _run(raw, dst)
-    test = _test_report(teacher, dst, raw, config, data)
+    test = _test_report(teacher, dst, raw, config, data) if has_test else None
     result = _result(dst, teacher, data, config, search, rows, chosen, reason, stopped_after, test,
                      _folders(raw, dst)[BEST], time.perf_counter() - started)
     _write_result(dst, result)
@@ -428,16 +428,18 @@ def _check_run_folder(dst: Path) -> None:
                             "its finished steps)")
 
 
-def _check_data(data: str) -> None:
-    """The data must be labelled and give a validation split (the choice) before anything runs."""
-    from edgewise.core.data import DataConfig, load_splits, require_labels, training_splits
+def _check_data(data: str, teacher: Path) -> bool:
+    """The data must be labelled and give a validation split (the choice) before anything runs; True when it
+    has a test split (the report)."""
+    from edgewise.core.data import DataConfig, load_splits, require_labels
+    from edgewise.core.lineage import carve_validation
 
-    splits = load_splits(data, DataConfig())
-    if "validation" not in splits and "train" not in splits:
-        raise EdgewiseError(f"{data} has splits {', '.join(splits)}; compress needs a train split (and ideally "
-                            "validation and test): name the files train.* / validation.* / test.*")
-    _, validation, _ = training_splits(splits, DataConfig(), data)
-    require_labels(validation)
+    splits, _ = carve_validation(load_splits(data, DataConfig()), data, teacher, DataConfig())
+    if "validation" not in splits:
+        raise EdgewiseError(f"{data} has splits {', '.join(splits)}; compress needs a labelled train split (and "
+                            "ideally validation and test): name the files train.* / validation.* / test.*")
+    require_labels(splits["validation"])
+    return "test" in splits
 
 
 def _recipe(teacher: Path, data: str, config: CompressConfig) -> dict:
@@ -611,14 +613,11 @@ def choose(rows: list[dict], config: CompressConfig, budget: tuple[float, str] |
     return best, f"no candidate is within {config.accuracy_bar:g} point(s): the most accurate (goal missed)"
 
 
-def _test_report(teacher: Path, dst: Path, raw: dict, config: CompressConfig, data: str) -> list[dict] | None:
-    """The teacher and the chosen bundle side by side on the test split (None when the data has none)."""
+def _test_report(teacher: Path, dst: Path, raw: dict, config: CompressConfig, data: str) -> list[dict]:
+    """The teacher and the chosen bundle side by side on the test split."""
     from edgewise.bench.stage import bench
-    from edgewise.core.data import DataConfig, load_splits
     from edgewise.recipe.run import ladder_rows
 
-    if "test" not in load_splits(data, DataConfig()):
-        return None
     report = bench([teacher, _folders(raw, dst)[BEST]], dst / TEST_REPORT, _bench_config(config, "test"),
                    data=data, overwrite=True)
     return ladder_rows(report, batch_size=config.batch_size)

@@ -40,11 +40,12 @@ def render(result: dict) -> None:
                                                          "FAILED: " + "; ".join(gate["misses"])))
 
 
+def _pct(value) -> str:
+    return "—" if value is None else f"{value:.2%}"
+
+
 def ladder_table(ladder: list[dict]) -> str:
     """The ladder rows as a Markdown table (p50, speed against the first row, accuracy, size)."""
-    def pct(value):
-        return "—" if value is None else f"{value:.2%}"
-
     lines = ["| artifact | backend | p50 latency | speed | accuracy | macro-F1 | of reference | size | size ratio |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in ladder:
@@ -52,7 +53,7 @@ def ladder_table(ladder: list[dict]) -> str:
         ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
         speed = "reference" if row is ladder[0] else f"{row['speedup']:.2f}x faster"
         lines.append(f"| {row['artifact']} | {row['backend']} | {row['p50_ms']:.2f} ms | {speed} "
-                     f"| {pct(row['accuracy'])} | {pct(row['macro_f1'])} | {pct(row['accuracy_share'])} | {size} | "
+                     f"| {_pct(row['accuracy'])} | {_pct(row['macro_f1'])} | {_pct(row['accuracy_share'])} | {size} | "
                      f"{ratio} |")
     return "\n".join(lines)
 
@@ -69,10 +70,6 @@ def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe
 
 
 # --- edgewise compress --------------------------------------------------------------------------
-
-
-def _pct(value) -> str:
-    return "—" if value is None else f"{value:.2%}"
 
 
 def _size(mb) -> str:
