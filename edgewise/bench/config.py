@@ -8,6 +8,7 @@ from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
 from edgewise.runtime.runners import BACKENDS  # auto: runners.auto_backend per artifact kind
+from edgewise.runtime.targets import parse_target
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,12 @@ class BenchConfig:
               "what that batch size will give when deployed (dynamic INT8 scales activations per batch, pads "
               "included, so predictions can change with the batch); a number scores every row in batches of that "
               "size instead (one pass per artifact and backend, faster).")
+    target: str = setting("local", "Where the models run: local (this machine), ssh://[user@]host[:port] (the system's "
+                                   "ssh and scp, your ~/.ssh/config and keys) or adb://SERIAL. A device needs Python "
+                                   ">= 3.10 with onnxruntime, tokenizers and numpy; edgewise copies its own runtime "
+                                   "code and the models there (unchanged files once). Settings after '?': "
+                                   "python=PATH, cache=DIR, timeout=SECONDS, e.g. ssh://pi@raspberrypi?python="
+                                   "/home/pi/venv/bin/python3.")
     metric: str = setting("accuracy", "What the Pareto plot (pareto.png) weighs against latency: accuracy or "
                                       "macro_f1 (better for unbalanced classes).", choices=("accuracy", "macro_f1"))
     data: DataConfig = field(default_factory=DataConfig)
@@ -69,6 +76,10 @@ class BenchConfig:
         if batch is not None and not (isinstance(batch, int) and batch >= 1):
             problems.append(f"eval_batch_size must be a whole number >= 1 (or unset: each row's batch size), "
                             f"got {self.eval_batch_size!r}")
+        try:
+            parse_target(self.target)
+        except EdgewiseError as e:
+            problems.append(str(e))
         if self.metric not in ("accuracy", "macro_f1"):
             problems.append(f"metric must be accuracy or macro_f1, got {self.metric!r}")
         if problems:

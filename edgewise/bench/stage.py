@@ -17,6 +17,7 @@ from edgewise.core.stage import stage
 from edgewise.runtime.bench import current_rss_mb, result_row
 from edgewise.runtime.runners import Unavailable, auto_backend, open_runner
 from edgewise.runtime.sizes import model_size
+from edgewise.runtime.targets import check_device_inputs, parse_target
 
 REPORT_SCHEMA_VERSION = 1
 REPORT_FILE = "report.json"
@@ -111,6 +112,9 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
         twice = next(p for p in paths if paths.count(p) > 1)
         raise EdgewiseError(f"{twice} is given twice; name each artifact once")
     names = _names(loaded)
+    target = parse_target(config.target)
+    if target is not None:
+        check_device_inputs(target, loaded, config.backends)
     out = None
     if dst is not None:  # checked before any heavy work
         from edgewise.core.stage import StageOutput
@@ -128,44 +132,11 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
             f"{max(config.batch_sizes)}; the split has {len(split)}: lower the batch size or use more texts"
         )
 
-    slots, rows, predictions = [], [], {}
-    for artifact, name in zip(loaded, names, strict=True):
-        for backend in dict.fromkeys(auto_backend(artifact.kind) if wanted == "auto" else wanted
-                                     for wanted in config.backends):
-            _import_backend(backend)  # so the memory figures hold the model, not the library's import
-            before = current_rss_mb()
-            try:
-                _gpu_peak_mb(backend, reset=True)
-                # Artifact.load verified the folder already.
-                runner = open_runner(artifact.path, artifact.kind, backend, threads=config.threads, verify=False)
-            except Unavailable as skip:
-                console().print(f"[yellow]skipped[/yellow] {name} on {backend}: {skip}")
-                rows += [result_row(name, artifact.path, artifact.kind, backend, b, None, config.threads,
-                                    reason=str(skip)) for b in config.batch_sizes]
-                continue
-            new_slots = []
-            for batch_size in config.batch_sizes:
-                feeds = _feeds(runner, split, batch_size, seq_mode, config)
-                for i in range(config.warmup):
-                    runner.run(feeds[i % len(feeds)][0])
-                # Memory the model and its runs at this batch size added, before anything else loads.
-                new_slots.append({"name": name, "artifact": artifact, "backend": backend, "batch_size": batch_size,
-                                  "runner": runner, "feeds": feeds, "samples": [], "rounds": [],
-                                  "rss_before": before, "rss_after": current_rss_mb(),
-                                  "gpu_peak": _gpu_peak_mb(backend),
-                                  "seq_len": "data" if seq_mode == "data" else feeds[0][1]})
-            # Each row is scored at its own batch size (dynamic INT8 scales activations per batch, so the
-            # batch changes predictions); one pass per distinct accuracy batch size, shared by its rows.
-            passes = {}
-            for slot in new_slots:
-                eval_batch = config.eval_batch_size or slot["batch_size"]
-                if split is not None and eval_batch not in passes:
-                    passes[eval_batch] = _accuracy(runner, artifact, split, config, eval_batch)
-                    predictions[(name, backend, eval_batch)] = passes[eval_batch].pop("predictions")
-                slot["accuracy"] = passes.get(eval_batch)
-                slot["accuracy_batch_size"] = eval_batch if split is not None else None
-            slots += new_slots
-    _time_interleaved(slots, config)
+    if target is None:
+        slots, rows, predictions = _measure_here(loaded, names, split, seq_mode, config)
+        environment = _environment()
+    else:
+        slots, rows, predictions, environment = _measure_on(target, loaded, names, split, seq_mode, config)
     rows += [_row(slot, config) for slot in slots]
     _relate(rows, names[0], predictions)
     report = {
@@ -178,9 +149,11 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
         "reference": names[0],
         "artifacts": [_describe(a, n) for a, n in zip(loaded, names, strict=True)],
         "results": _ordered(rows, names, config),
-        "process_peak_rss_mb": peak_rss_mb(),
-        "environment": _environment(),
+        "process_peak_rss_mb": peak_rss_mb() if target is None else None,
+        "environment": environment,
     }
+    if target is not None:
+        report["target"] = str(target)
     if out is not None:
         _write(report, out)
     return report
@@ -210,72 +183,128 @@ def _eval_split(data: str, config: BenchConfig, reference: Path):
     return split
 
 
-def _accuracy(runner, artifact: Artifact, split, config: BenchConfig, batch_size: int) -> dict:
-    """Predictions through the backend that is timed, in batches of ``batch_size`` (texts sorted by length,
-    as evaluate batches them), and their metrics when the split is labelled."""
+def _measure_here(loaded: list[Artifact], names: list[str], split, seq_mode, config: BenchConfig):
+    """Open, warm, score and time every artifact on every backend in this process: (slots, skipped rows,
+    predictions by (name, backend, accuracy batch size))."""
+    from edgewise.runtime.job import feeds, time_interleaved
+
+    slots, rows, predictions = [], [], {}
+    for artifact, name in zip(loaded, names, strict=True):
+        for backend in dict.fromkeys(auto_backend(artifact.kind) if wanted == "auto" else wanted
+                                     for wanted in config.backends):
+            _import_backend(backend)  # so the memory figures hold the model, not the library's import
+            before = current_rss_mb()
+            try:
+                _gpu_peak_mb(backend, reset=True)
+                # Artifact.load verified the folder already.
+                runner = open_runner(artifact.path, artifact.kind, backend, threads=config.threads, verify=False)
+            except Unavailable as skip:
+                console().print(f"[yellow]skipped[/yellow] {name} on {backend}: {skip}")
+                rows += [result_row(name, artifact.path, artifact.kind, backend, b, None, config.threads,
+                                    reason=str(skip)) for b in config.batch_sizes]
+                continue
+            new_slots = []
+            for batch_size in config.batch_sizes:
+                slot_feeds = feeds(runner, split.texts if split else None, split.pairs if split else None,
+                                   batch_size, seq_mode)
+                for i in range(config.warmup):
+                    runner.run(slot_feeds[i % len(slot_feeds)][0])
+                # Memory the model and its runs at this batch size added, before anything else loads.
+                after = current_rss_mb()
+                new_slots.append({"name": name, "artifact": artifact, "backend": backend, "batch_size": batch_size,
+                                  "runner": runner, "feeds": slot_feeds, "info": runner.info,
+                                  "memory": {"rss_delta": _delta(before, after), "rss_now": after,
+                                             "gpu_peak": _gpu_peak_mb(backend)},
+                                  "seq_len": "data" if seq_mode == "data" else slot_feeds[0][1]})
+            # Each row is scored at its own batch size (dynamic INT8 scales activations per batch, so the
+            # batch changes predictions); one pass per distinct accuracy batch size, shared by its rows.
+            passes = {}
+            for slot in new_slots:
+                eval_batch = config.eval_batch_size or slot["batch_size"]
+                if split is not None and eval_batch not in passes:
+                    predicted = _predict(runner, split, eval_batch)
+                    predictions[(name, backend, eval_batch)] = predicted
+                    passes[eval_batch] = _score(predicted, artifact, split, config)
+                slot["accuracy"] = passes.get(eval_batch)
+                slot["accuracy_batch_size"] = eval_batch if split is not None else None
+            slots += new_slots
+    with progress_bar() as bar:
+        task = bar.add_task("timing", total=config.rounds * len(slots), info="")
+        time_interleaved(slots, rounds=config.rounds, min_runs=config.min_runs, min_time_s=config.min_time_s,
+                         warmup=config.warmup,
+                         advance=lambda r: bar.update(task, advance=1, info=f"round {r + 1}/{config.rounds}"))
+    return slots, rows, predictions
+
+
+def _measure_on(target, loaded: list[Artifact], names: list[str], split, seq_mode, config: BenchConfig):
+    """The same measurement run on a device (runtime.targets): the device predicts and times, this host
+    scores its predictions against the labels. (slots, skipped rows, predictions, the device's environment)."""
+    from edgewise.runtime.job import JOB_SCHEMA_VERSION
+
+    job = {"schema_version": JOB_SCHEMA_VERSION, "models": [{"name": n} for n in names],
+           "backends": list(config.backends), "batch_sizes": list(config.batch_sizes), "threads": config.threads,
+           "seq_len": seq_mode, "warmup": config.warmup, "min_runs": config.min_runs, "min_time_s": config.min_time_s,
+           "rounds": config.rounds, "time": True, "texts": split.texts if split else [],
+           "pairs": split.pairs if split else None, "eval_batch_size": config.eval_batch_size, "verify": True}
+    target.log = lambda line: console().print(line)
+    result = target.run_job([a.path for a in loaded], job)
+    by_name = dict(zip(names, loaded, strict=True))
+    rows = [result_row(s["name"], by_name[s["name"]].path, by_name[s["name"]].kind, s["backend"], b, None,
+                       config.threads, reason=f"on {target.url}: {s['reason']}")
+            for s in result["skipped"] for b in config.batch_sizes]
+    for skip in result["skipped"]:
+        console().print(f"[yellow]skipped[/yellow] {skip['name']} on {skip['backend']} ({target.url}): "
+                        f"{skip['reason']}")
+    slots, predictions, scored = [], {}, {}
+    for slot in result["slots"]:
+        artifact = by_name[slot["name"]]
+        key = (slot["name"], slot["backend"], slot["accuracy_batch_size"])
+        if split is not None and slot.get("predictions") is not None and key not in scored:
+            predictions[key] = _label_ids(slot["predictions"])
+            scored[key] = _score(predictions[key], artifact, split, config)
+        slots.append({**slot, "artifact": artifact, "accuracy": scored.get(key),
+                      "memory": {"rss_delta": _delta(slot.get("rss_before"), slot.get("rss_after")),
+                                 "rss_now": slot.get("rss_after"), "gpu_peak": None}})
+    environment = result["environment"]
+    if result.get("power"):
+        environment["power"] = result["power"]
+    return slots, rows, predictions, environment
+
+
+def _label_ids(values):
     import numpy as np
 
-    from edgewise.core.data import encode_labels
-    from edgewise.core.metrics import classification_metrics
+    return np.asarray(values, dtype=np.int64)
+
+
+def _predict(runner, split, batch_size: int):
+    """Labels predicted through the backend that is timed, in batches of ``batch_size`` (texts sorted by
+    length, as evaluate batches them)."""
+    import numpy as np
 
     with progress_bar(transient=True) as bar:
         task = bar.add_task(f"accuracy {runner.backend}, batch {batch_size}", total=len(split), info="")
         logits = runner.logits(split.texts, split.pairs, batch_size=batch_size, progress=lambda n: bar.advance(task, n))
-    predicted = np.asarray(logits).argmax(-1).astype(np.int64)
+    return np.asarray(logits).argmax(-1).astype(np.int64)
+
+
+def _score(predicted, artifact: Artifact, split, config: BenchConfig) -> dict | None:
+    """Accuracy and macro-F1 of ``predicted`` when the split is labelled."""
+    from edgewise.core.data import encode_labels
+    from edgewise.core.metrics import classification_metrics
+
     if split.labels is None:
-        return {"predictions": predicted}
+        return None
     truth = encode_labels(split, artifact.labels, config.data.label_column)
-    metrics = classification_metrics(truth, predicted.tolist(), artifact.labels)
-    return {"predictions": predicted, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
-
-
-def _feeds(runner, split, batch_size: int, seq_mode: str, config: BenchConfig) -> list[tuple]:
-    """Inputs to time: (feed, seq_len) pairs, cycled through during timing."""
-    if seq_mode == "data":
-        texts = split.texts[: max(batch_size, min(len(split), 256))]
-        pairs = split.pairs[: len(texts)] if split.pairs else None
-        feeds = []
-        for start in range(0, len(texts) - batch_size + 1, batch_size):
-            feed = runner.encode(texts[start:start + batch_size], pairs[start:start + batch_size] if pairs else None)
-            feeds.append((feed, int(next(iter(feed.values())).shape[1])))
-        return feeds
-    seq_len = runner.max_length if seq_mode == "max" else int(seq_mode)
-    if seq_len > runner.max_length:
-        raise EdgewiseError(f"--seq-len {seq_len} exceeds the model's max_length {runner.max_length}; lower it")
-    return [(runner.synthetic(batch_size, seq_len), seq_len)]
-
-
-def _time_interleaved(slots: list[dict], config: BenchConfig) -> None:
-    """Time the (already warmed) slots in rounds: A B C A B C ..."""
-    import time
-
-    if not slots:
-        return
-    per_round_runs = math.ceil(config.min_runs / config.rounds)
-    per_round_time = config.min_time_s / config.rounds
-    with progress_bar() as bar:
-        task = bar.add_task("timing", total=config.rounds * len(slots), info="")
-        for slot in slots:  # the accuracy passes and later loads ran since the warm-up: warm up again
-            for i in range(min(config.warmup, 3)):
-                slot["runner"].run(slot["feeds"][i % len(slot["feeds"])][0])
-        for round_index in range(config.rounds):
-            for slot in slots:
-                runner, feeds, samples = slot["runner"], slot["feeds"], slot["samples"]
-                start, this_round = time.perf_counter(), []
-                while len(this_round) < per_round_runs or time.perf_counter() - start < per_round_time:
-                    this_round.append(runner.time_ms(feeds[(len(samples) + len(this_round)) % len(feeds)][0]))
-                samples.extend(this_round)
-                slot["rounds"].append(this_round)
-                bar.update(task, advance=1, info=f"round {round_index + 1}/{config.rounds}")
+    metrics = classification_metrics(truth, [int(p) for p in predicted], artifact.labels)
+    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
 
 def _row(slot: dict, config: BenchConfig) -> dict:
     artifact = slot["artifact"]
-    memory = {"rss_delta": _delta(slot.get("rss_before"), slot.get("rss_after")), "rss_now": slot.get("rss_after"),
-              "gpu_peak": slot.get("gpu_peak")}
     row = result_row(slot["name"], artifact.path, artifact.kind, slot["backend"], slot["batch_size"], slot["seq_len"],
-                     config.threads, samples=slot["samples"], rounds=slot["rounds"], memory=memory,
-                     info=slot["runner"].info)
+                     config.threads, samples=slot["samples"], rounds=slot["rounds"], memory=slot["memory"],
+                     info=slot["info"])
     accuracy = slot["accuracy"] or {}
     if "accuracy" in accuracy:
         row["accuracy"], row["macro_f1"] = accuracy["accuracy"], accuracy["macro_f1"]

@@ -85,6 +85,55 @@ def fingerprint() -> dict:
     }
 
 
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def device_facts(root: Path = Path("/")) -> dict:
+    """What a latency figure on a device depends on beyond the fingerprint: CPU frequency governor and
+    limits, memory, the OS release and, on an NVIDIA Jetson, its power mode (nvpmodel) and whether the
+    clocks are pinned at their maximum (what `jetson_clocks` does). Read from /proc, /sys and /etc;
+    ``root`` lets tests point it at a fake tree."""
+    import re
+    import shutil
+    import subprocess
+
+    facts: dict = {"logical_cores": os.cpu_count()}
+    cpus = sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq"))
+    governors = sorted({g for g in (_read(c / "scaling_governor") for c in cpus) if g})
+    facts["cpu_governor"] = governors[0] if len(governors) == 1 else (governors or None)
+    limits = [(_read(c / "scaling_min_freq"), _read(c / "scaling_max_freq"), _read(c / "cpuinfo_max_freq"))
+              for c in cpus]
+    if limits and all(all(v and v.isdigit() for v in triple) for triple in limits):
+        facts["cpu_max_mhz"] = max(int(t[1]) for t in limits) // 1000
+        # jetson_clocks (and `cpupower frequency-set -d max`) pin min = max = the hardware maximum.
+        facts["cpu_clocks_pinned"] = all(t[0] == t[1] == t[2] for t in limits)
+    meminfo = _read(root / "proc/meminfo") or ""
+    total = re.search(r"MemTotal:\s+(\d+) kB", meminfo)
+    facts["memory_gib"] = round(int(total.group(1)) / 2**20, 1) if total else None
+    release = _read(root / "etc/os-release") or ""
+    name = re.search(r'^PRETTY_NAME="?([^"\n]+)"?', release, re.M)
+    facts["os_release"] = name.group(1) if name else None
+    tegra = _read(root / "etc/nv_tegra_release")
+    if tegra is not None:
+        facts["jetson"] = {"l4t": tegra.splitlines()[0] if tegra else None, "model": _read(
+            root / "proc/device-tree/model")}
+    tool = shutil.which("nvpmodel")
+    if tool is not None:
+        try:
+            shown = subprocess.run([tool, "-q"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired) as e:
+            shown = f"unreadable: {e}"
+        mode = re.search(r"NV Power Mode:\s*(\S+)", shown)
+        facts.setdefault("jetson", {})["nvpmodel"] = mode.group(1) if mode else shown.strip()[:200] or None
+    if "jetson" in facts:
+        facts["jetson"]["jetson_clocks"] = facts.get("cpu_clocks_pinned")
+    return facts
+
+
 def full_report() -> dict:
     """Everything `edgewise env` prints: the fingerprint plus probes that import packages."""
     import importlib

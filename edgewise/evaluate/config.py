@@ -8,6 +8,7 @@ from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
 from edgewise.runtime.runners import BACKENDS
+from edgewise.runtime.targets import parse_target
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class EvaluateConfig:
                                    "ort-cpu, for onnx / ort / bundle; tensorrt for tensorrt), torch, torch-cuda, "
                                    "ort-cpu, ort-cuda, ort-tensorrt or tensorrt.",
                            choices=BACKENDS)
+    target: str = setting("local", "Where the model runs: local, ssh://[user@]host[:port] or adb://SERIAL (as for "
+                                   "edgewise bench: the device predicts, this machine scores).")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -40,3 +43,4 @@ class EvaluateConfig:
             raise EdgewiseError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_length is not None and self.max_length < 2:
             raise EdgewiseError(f"max_length must be >= 2 tokens or unset, got {self.max_length}")
+        parse_target(self.target)

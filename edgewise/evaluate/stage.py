@@ -11,6 +11,7 @@ from edgewise.core.errors import EdgewiseError
 from edgewise.core.stage import stage
 from edgewise.evaluate.config import EvaluateConfig
 from edgewise.runtime.runners import auto_backend, check_runs, open_runner
+from edgewise.runtime.targets import check_device_inputs, parse_target
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -50,8 +51,13 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
         raise EdgewiseError("evaluate needs labelled data: pass DATA (a file, a folder of splits, hf:NAME or "
                             "builtin:bbc-news)")
     artifact = Artifact.load(Path(src), kind=stage("evaluate").inputs)
-    backend = _backend(config.backend, artifact.kind)
-    check_runs(backend, artifact.kind)  # before the data is read
+    target = parse_target(config.target)
+    if target is not None:
+        check_device_inputs(target, [artifact], [config.backend])
+        backend = config.backend
+    else:
+        backend = _backend(config.backend, artifact.kind)
+        check_runs(backend, artifact.kind)  # before the data is read
     id2label = artifact.labels
     if not id2label:
         raise EdgewiseError(f"{artifact.path} names no labels (no id2label in config.json); it is not a classifier")
@@ -63,31 +69,54 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
         splits, carved = carve_validation(splits, data, artifact.path, config.data)
     split = select_split(splits, config.split, data)
     truth = encode_labels(split, id2label, config.data.label_column)
-    runner = open_runner(artifact.path, artifact.kind, backend, max_length=config.max_length,
-                         allow_pickle=config.allow_pickle)
-
     start = time.perf_counter()
-    with progress_bar(transient=True) as bar:
-        task = bar.add_task(f"evaluating {split.name}", total=len(split), info="")
-        logits = runner.logits(split.texts, split.pairs, batch_size=config.batch_size,
-                               progress=lambda n: bar.advance(task, n))
+    if target is None:
+        runner = open_runner(artifact.path, artifact.kind, backend, max_length=config.max_length,
+                             allow_pickle=config.allow_pickle)
+        with progress_bar(transient=True) as bar:
+            task = bar.add_task(f"evaluating {split.name}", total=len(split), info="")
+            logits = runner.logits(split.texts, split.pairs, batch_size=config.batch_size,
+                                   progress=lambda n: bar.advance(task, n))
+        if logits.shape[-1] != len(id2label):
+            raise EdgewiseError(f"{artifact.path}: the model has {logits.shape[-1]} outputs but names "
+                                f"{len(id2label)} labels; fix its label map")
+        predicted, backend, max_length, device = logits.argmax(-1).tolist(), runner.backend, runner.max_length, None
+    else:
+        predicted, backend, max_length, device = _predict_on(target, artifact, split, config)
     elapsed = time.perf_counter() - start
-    if logits.shape[-1] != len(id2label):
-        raise EdgewiseError(f"{artifact.path}: the model has {logits.shape[-1]} outputs but names "
-                            f"{len(id2label)} labels; fix its label map")
-    return {
+    result = {
         "schema_version": RESULT_SCHEMA_VERSION,
         "artifact": str(artifact.path),
         "kind": artifact.kind,
-        "backend": runner.backend,
+        "backend": backend,
         "data": data,
         "split": split.name,
         "split_sha256": split.sha256(),
         "carved_validation": carved,
-        "max_length": runner.max_length,
+        "max_length": max_length,
         "runtime_s": round(elapsed, 2),
-        **classification_metrics(truth, logits.argmax(-1).tolist(), id2label),
+        **classification_metrics(truth, predicted, id2label),
     }
+    if target is not None:
+        result.update(target=str(target), environment=device)
+    return result
+
+
+def _predict_on(target, artifact: Artifact, split, config: EvaluateConfig):
+    """The labels the device predicts (runtime.job without timing): (labels, backend, max_length, its environment)."""
+    from edgewise.core.progress import console
+    from edgewise.runtime.job import JOB_SCHEMA_VERSION
+
+    job = {"schema_version": JOB_SCHEMA_VERSION, "models": [{"name": artifact.path.name}], "backends": [config.backend],
+           "batch_sizes": [config.batch_size], "time": False, "texts": split.texts, "pairs": split.pairs,
+           "eval_batch_size": config.batch_size, "max_length": config.max_length, "verify": True}
+    target.log = lambda line: console().print(line)
+    result = target.run_job([artifact.path], job)
+    if not result["slots"]:
+        reasons = "; ".join(f"{s['backend']}: {s['reason']}" for s in result["skipped"]) or "no backend ran"
+        raise EdgewiseError(f"{artifact.path} cannot run on {target.url} ({reasons}); choose another --backend")
+    slot = result["slots"][0]
+    return slot["predictions"], slot["backend"], slot["max_length"], result["environment"]
 
 
 def _backend(wanted: str, kind: str) -> str:

@@ -51,6 +51,13 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-runs", type=int, default=50)
     bench.add_argument("--min-time", type=float, default=2.0, help="seconds of timed runs at least")
     bench.add_argument("--json", dest="json_path", default=None, help="write the report here ('-' for stdout)")
+
+    job = sub.add_parser("job", help="run a measuring job written by `edgewise bench/evaluate --target` (internal)")
+    job.add_argument("job_file", type=Path, help="the job (JSON)")
+    job.add_argument("--out", type=Path, required=True, help="where the result (JSON) goes")
+
+    sub.add_parser("env", help="print this device's fingerprint as JSON (versions, CPU, governor, memory, Jetson "
+                               "power mode)")
     return top
 
 
@@ -69,6 +76,13 @@ def _shown(text: str, result: dict) -> str:
 
 
 def run(args) -> int:
+    if args.command == "job":
+        return _job(args.job_file, args.out)
+    if args.command == "env":
+        from edgewise.core.env import device_facts, fingerprint
+
+        print(json.dumps({**fingerprint(), "device": device_facts()}, indent=2))
+        return 0
     if args.threads is not None and args.threads < 1:
         raise EdgewiseError(f"--threads must be >= 1, got {args.threads}")
     if args.command == "predict":
@@ -111,6 +125,20 @@ def run(args) -> int:
                 path.write_text(json.dumps(report, indent=2) + "\n")
             except OSError as e:
                 raise EdgewiseError(f"cannot write {path}: {e.strerror}; choose another --json path") from None
+    return 0
+
+
+def _job(job_file: Path, out: Path) -> int:
+    from edgewise.runtime.job import run_job
+
+    try:
+        job = json.loads(job_file.read_text())
+    except (OSError, ValueError) as e:
+        raise EdgewiseError(f"cannot read the job {job_file}: {e}; write it with edgewise bench --target") from None
+    result = run_job(job, log=lambda line: print(line, file=sys.stderr, flush=True))
+    tmp = out.with_name(out.name + ".partial")
+    tmp.write_text(json.dumps(result) + "\n")
+    tmp.replace(out)  # the host fetches `out` only when it is whole
     return 0
 
 

@@ -34,9 +34,14 @@ def ort_errors(ort) -> tuple[type[BaseException], ...]:
     return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, OSError)
 
 
-def first_line(error: BaseException, limit: int = 300) -> str:
-    """The first line of an onnxruntime error, short enough for a one-line `Error:`."""
-    return (str(error).splitlines() or [""])[0][:limit]
+def first_line(error: BaseException, limit: int = 400) -> str:
+    """The first line of an onnxruntime error, short enough for a one-line `Error:`, without the C++ source
+    location and function signature onnxruntime puts before its message."""
+    import re
+
+    line = (str(error).splitlines() or [""])[0]
+    line = re.sub(r"/onnxruntime_src/\S+:\d+ .*?\)\s(?=[A-Z])", "", line)
+    return line[:limit]
 
 
 def disabled_optimizers(backend: str) -> list[str]:
@@ -81,7 +86,10 @@ def session(path, backend: str = "ort-cpu", threads: int | None = None):
         return ort.InferenceSession(str(path), options, providers=providers,
                                     disabled_optimizers=disabled_optimizers(backend) or None)
     except ort_errors(ort) as e:
+        reason = first_line(e)
+        fix = (f"it needs a newer onnxruntime than this {ort.__version__}: upgrade it (pip install -U onnxruntime) or "
+               "export with a lower --opset" if "opset" in reason.lower() else
+               "the file is corrupt or not an ONNX model: re-create it with edgewise export")
         raise EdgewiseError(
-            f"onnxruntime cannot load {Path(path)} ({type(e).__name__}: {first_line(e)}); "
-            "the file is corrupt or not an ONNX model: re-create it with edgewise export"
+            f"onnxruntime cannot load {Path(path)} ({type(e).__name__}: {reason}); {fix}"
         ) from None

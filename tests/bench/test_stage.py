@@ -3,7 +3,6 @@ import json
 import pytest
 
 from edgewise.bench import BenchConfig, bench
-from edgewise.bench.stage import _time_interleaved
 from edgewise.core.errors import EdgewiseError
 from edgewise.evaluate import evaluate
 from tests.conftest import ort_has_cuda
@@ -73,48 +72,6 @@ def test_bench_writes_json_markdown_and_plots(report):
     artifacts = {a["name"]: a for a in result["artifacts"]}
     assert artifacts["teacher"]["parameters"] == artifacts["teacher-onnx"]["parameters"] > 10_000
     assert artifacts["teacher"]["size_bytes"] > 0 and result["environment"]["cpu"]["logical_cores"] >= 1
-
-
-def test_bench_interleaves_artifacts_in_rounds():
-    order = []
-
-    class Runner:
-        def __init__(self, name):
-            self.name = name
-
-        def run(self, feed):
-            order.append(self.name.lower())  # warm-up: run, not timed
-
-        def time_ms(self, feed):
-            order.append(self.name + str(feed["i"]))
-            return 1.0
-
-    slots = [{"runner": Runner(n), "feeds": [({"i": 0}, 8), ({"i": 1}, 8)], "samples": [], "rounds": []}
-             for n in "ABC"]
-
-    _time_interleaved(slots, BenchConfig(rounds=3, min_runs=6, min_time_s=0, warmup=1))
-
-    # One re-warm each, then rounds of two timed runs per slot, cycling through the inputs.
-    assert " ".join(order) == "a b c A0 A1 B0 B1 C0 C1 A0 A1 B0 B1 C0 C1 A0 A1 B0 B1 C0 C1"
-    assert [len(r) for r in slots[0]["rounds"]] == [2, 2, 2] and len(slots[0]["samples"]) == 6
-
-
-def test_bench_rounds_last_at_least_min_time():
-    import time
-
-    class Runner:
-        def run(self, feed):
-            pass
-
-        def time_ms(self, feed):
-            time.sleep(0.002)
-            return 2.0
-
-    slot = {"runner": Runner(), "feeds": [({}, 8)], "samples": [], "rounds": []}
-
-    _time_interleaved([slot], BenchConfig(rounds=2, min_runs=1, min_time_s=0.1, warmup=0))
-
-    assert len(slot["samples"]) >= 20 and all(len(r) >= 10 for r in slot["rounds"])
 
 
 def test_bench_fixed_sequence_length_and_its_limits(tiny_onnx, tmp_path):

@@ -1,0 +1,362 @@
+"""Device targets end to end: a real OpenSSH server on 127.0.0.1 and a fake `adb` that runs locally.
+
+Both drive the real code path (probe, copy, `python -m edgewise.runtime job`, fetch, cleanup) and the
+rows they return are compared with a local bench of the same bundle. The SSH tests need Debian's
+openssh-server (/usr/sbin/sshd); they skip without it, except in CI (.ci/run sets EDGEWISE_REQUIRE_SSHD=1).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.runtime.targets import AdbTarget, SshTarget, parse_target
+from tests.conftest import assert_user_error
+
+pytestmark = pytest.mark.slow  # they start servers and processes
+
+FAST = ["--warmup", "1", "--min-runs", "4", "--min-time", "0", "--rounds", "2", "--threads", "1"]
+SSHD = Path("/usr/sbin/sshd")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """An sshd on 127.0.0.1 with a throwaway host key and one authorized key; yields (port, ssh options)."""
+    if not SSHD.is_file() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        if os.environ.get("EDGEWISE_REQUIRE_SSHD"):
+            pytest.fail("EDGEWISE_REQUIRE_SSHD is set but openssh-server / openssh-client are not installed")
+        pytest.skip("needs openssh-server and openssh-client (apt install openssh-server)")
+    home = tmp_path_factory.mktemp("sshd")
+    for key in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / key)], check=True)
+    shutil.copy(home / "client_key.pub", home / "authorized_keys")
+    port = _free_port()
+    (home / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {home}/host_key\nAuthorizedKeysFile {home}/authorized_keys\n"
+        f"PidFile {home}/sshd.pid\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nLogLevel ERROR\n"
+        "Subsystem sftp internal-sftp\n"
+    )
+    (home / "ssh_config").write_text(
+        f"Host *\n  IdentityFile {home}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {home}/known_hosts\n"
+        "  StrictHostKeyChecking accept-new\n  LogLevel ERROR\n"
+    )
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
+    server = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(home / "sshd_config")], stderr=subprocess.PIPE,
+                              text=True)
+    options = f"-F {home}/ssh_config"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        ping = subprocess.run(["ssh", *options.split(), "-o", "BatchMode=yes", "-p", str(port),
+                               f"{getpass.getuser()}@127.0.0.1", "true"], capture_output=True)
+        if ping.returncode == 0:
+            break
+        if server.poll() is not None:
+            break
+        time.sleep(0.2)
+    else:
+        server.kill()
+        pytest.fail(f"sshd on port {port} did not answer in 15 s")
+    if server.poll() is not None:
+        message = server.stderr.read()
+        if os.environ.get("EDGEWISE_REQUIRE_SSHD"):
+            pytest.fail(f"sshd did not start: {message}")
+        pytest.skip(f"sshd cannot run here: {message.strip()[:200]}")
+    yield port, options
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def ssh_env(sshd, monkeypatch, tmp_path):
+    """EDGEWISE_SSH_OPTIONS pointing at the test's client config; the target URL for this test's cache."""
+    port, options = sshd
+    monkeypatch.setenv("EDGEWISE_SSH_OPTIONS", options)
+    cache = tmp_path / "device-cache"
+    return f"ssh://{getpass.getuser()}@127.0.0.1:{port}", f"python={sys.executable}&cache={cache}", cache
+
+
+FAKE_ADB = '''#!{python}
+"""A stand-in for adb: the "device" is this machine; serials come from FAKE_ADB_DEVICES."""
+import os, shutil, subprocess, sys
+
+args = sys.argv[1:]
+devices = [d for d in os.environ.get("FAKE_ADB_DEVICES", "").split(",") if d]
+if args[:1] == ["devices"]:
+    print("List of devices attached")
+    for d in devices:
+        print(f"{{d}}\\tdevice")
+    sys.exit(0)
+serial = None
+if args[:1] == ["-s"]:
+    serial, args = args[1], args[2:]
+if serial not in devices:
+    print(f"adb: device '{{serial}}' not found", file=sys.stderr)
+    sys.exit(1)
+if args == ["get-state"]:
+    print("device")
+elif args[0] == "shell":
+    sys.exit(subprocess.run(["sh", "-c", " ".join(args[1:])]).returncode)
+elif args[0] in ("push", "pull"):
+    shutil.copyfile(args[1], args[2])
+    print(f"{{args[1]}}: 1 file pushed")
+else:
+    print(f"fake adb: unknown command {{args}}", file=sys.stderr)
+    sys.exit(1)
+'''
+
+
+@pytest.fixture
+def fake_adb(tmp_path, monkeypatch):
+    """`adb` on PATH that runs everything here, with one attached device R58M123."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "adb").write_text(FAKE_ADB.format(python=sys.executable))
+    (folder / "adb").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_ADB_DEVICES", "R58M123")
+    return tmp_path / "phone-cache"
+
+
+def assert_ends_in_error(result, *fragments: str) -> None:
+    """Exit 2, no traceback, and one `Error:` line, the last on stderr (progress lines of the steps before it
+    may precede it)."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("Error: ")] == lines[-1:], result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[-1], (fragment, lines[-1])
+
+
+def _bench_rows(report: dict) -> dict:
+    return {(r["artifact"], r["backend"], r["batch_size"]): r for r in report["results"]}
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "kind", "where"), [
+    ("ssh://nvidia@jetson.local", SshTarget, "nvidia@jetson.local"),
+    ("ssh://pi@10.0.0.7:2222?python=/opt/venv/bin/python3", SshTarget, "pi@10.0.0.7"),
+    ("ssh://jetson", SshTarget, "jetson"),
+    ("adb://R58M123", AdbTarget, "R58M123"),
+])
+def test_parse_target_reads_user_host_port_and_settings(text, kind, where):
+    target = parse_target(text)
+
+    assert isinstance(target, kind) and str(target) == text
+    assert (target.destination if kind is SshTarget else target.serial) == where
+    if "2222" in text:
+        assert target.port == 2222 and target.python == "/opt/venv/bin/python3"
+
+
+def test_parse_target_local_is_no_target():
+    assert parse_target("local") is None and parse_target(None) is None
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("ftp://host", "unknown target 'ftp://host'; use local, ssh://[user@]host[:port] or adb://SERIAL"),
+    ("jetson.local", "unknown target"),
+    ("ssh://", "is not ssh://[user@]host[:port]"),
+    ("ssh://host:port", "is not ssh://[user@]host[:port]"),
+    ("ssh://host/some/path", "is not ssh://[user@]host[:port]"),
+    ("adb://", "names no device"),
+    ("ssh://host?pyhton=/usr/bin/python3", "unknown setting(s) pyhton; known: python, cache, timeout"),
+    ("ssh://host?timeout=-5", "timeout must be a number of seconds > 0"),
+    ("ssh://host?python=", "python= and cache= need a value"),
+])
+def test_parse_target_refuses_malformed_targets(text, message):
+    with pytest.raises(EdgewiseError, match=None) as e:
+        parse_target(text)
+
+    assert message in str(e.value)
+
+
+def test_bench_with_a_malformed_target_is_one_error_line(cli_run, tiny_bundle):
+    result = cli_run(*["bench", str(tiny_bundle), "--target", "ssh://host:port"])
+
+    assert_user_error(result, "is not ssh://[user@]host[:port]")
+
+
+# --- ssh, end to end ---------------------------------------------------------------------------
+
+
+def test_bench_over_ssh_matches_a_local_bench_of_the_same_bundle(cli_run, ssh_env, tiny_bundle, tiny_data, tmp_path):
+    url, settings, cache = ssh_env
+    local = cli_run(*["bench", str(tiny_bundle), "--data", str(tiny_data), "--batch-sizes", "1,2", *FAST, "--json"])
+    remote = cli_run(*["bench", str(tiny_bundle), "--data", str(tiny_data), "--batch-sizes", "1,2", *FAST,
+                      "--target", f"{url}?{settings}", "-o", str(tmp_path / "report"), "--json"])
+
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.stderr
+    here, there = json.loads(local.stdout), json.loads(remote.stdout)
+    assert there["target"] == f"{url}?{settings}"
+    assert there["environment"]["device"]["logical_cores"] >= 1 and "onnxruntime_providers" in there["environment"]
+    for key, row in _bench_rows(here).items():
+        device = _bench_rows(there)[key]
+        assert device["status"] == "ok" and device["accuracy"] == row["accuracy"]
+        assert device["label_agreement"] == 1.0 and device["latency_ms"]["p50"] > 0
+        assert set(device) == set(row)
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert saved["target"] == there["target"] and (tmp_path / "report" / "report.md").is_file()
+    # The job's work folder is gone; the cache keeps the runtime code and the bundle for the next run.
+    assert sorted(p.name for p in cache.iterdir()) == ["jobs", "models", "runtime"]
+    assert list((cache / "jobs").iterdir()) == []
+
+
+def test_a_second_run_copies_only_changed_files(ssh_env, tiny_bundle, tiny_data, tmp_path):
+    from edgewise.bench import BenchConfig, bench
+
+    url, settings, cache = ssh_env
+    lines: list[str] = []
+    target = parse_target(f"{url}?{settings}")
+    config = BenchConfig(target=f"{url}?{settings}", warmup=1, min_runs=2, min_time_s=0, rounds=1)
+    bench([tiny_bundle], config=config, data=str(tiny_data))
+    copied = next((cache / "models").iterdir())
+    (copied / "labels.json").write_text("{}")  # a file changed on the device since
+
+    target.log = lines.append
+    target.probe()
+    target.sync(tiny_bundle)
+
+    assert lines == [f"{url}: {tiny_bundle.name}: 1 of {len(list(tiny_bundle.iterdir()))} files copied "
+                     f"(0.0 MB)"]
+    assert (copied / "labels.json").read_text() == (tiny_bundle / "labels.json").read_text()
+
+
+def test_evaluate_over_ssh_gives_the_local_metrics(cli_run, ssh_env, tiny_bundle, tiny_data):
+    url, settings, _ = ssh_env
+    local = cli_run(*["evaluate", str(tiny_bundle), str(tiny_data), "--json"])
+    remote = cli_run(*["evaluate", str(tiny_bundle), str(tiny_data), "--target", f"{url}?{settings}", "--json"])
+
+    assert remote.exit_code == 0, remote.stderr
+    here, there = json.loads(local.stdout), json.loads(remote.stdout)
+    assert there["accuracy"] == here["accuracy"] and there["macro_f1"] == here["macro_f1"]
+    assert there["target"] == f"{url}?{settings}" and there["environment"]["device"]["memory_gib"] > 0
+
+
+def test_ssh_wrong_port_is_one_error_line(cli_run, ssh_env, tiny_bundle):
+    url, settings, _ = ssh_env
+    wrong = url.rsplit(":", 1)[0] + f":{_free_port()}"
+
+    result = cli_run(*["bench", str(tiny_bundle), "--target", f"{wrong}?{settings}"])
+
+    assert_user_error(result, f"cannot reach {wrong}:", "Connection refused", "check the host name and port")
+
+
+def test_ssh_unreachable_host_is_one_error_line(cli_run, ssh_env, tiny_bundle):
+    _, settings, _ = ssh_env
+
+    result = cli_run(*["bench", str(tiny_bundle), "--target", f"ssh://nobody@no-such-host.invalid?{settings}"])
+
+    assert_user_error(result, "cannot reach ssh://nobody@no-such-host.invalid", "check the host name and port")
+
+
+def test_ssh_host_without_that_python_is_one_error_line(cli_run, ssh_env, tiny_bundle, tmp_path):
+    url, _, _ = ssh_env
+
+    result = cli_run(*["bench", str(tiny_bundle), "--target", f"{url}?python={tmp_path}/no/python3"])
+
+    assert_user_error(result, f"has no Python at '{tmp_path}/no/python3'", "name the interpreter in the target")
+
+
+def test_ssh_host_without_the_runtime_packages_is_one_error_line(cli_run, ssh_env, tiny_bundle, tmp_path):
+    url, _, _ = ssh_env
+    bare = tmp_path / "bare"  # a Python with nothing installed
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+
+    result = cli_run(*["bench", str(tiny_bundle), "--target", f"{url}?python={bare}/bin/python"])
+
+    assert_user_error(result, "lacks onnxruntime, tokenizers, numpy", "-m pip install \"edgewise[runtime]\"")
+
+
+def test_ssh_bundle_the_device_cannot_load_is_one_error_line(cli_run, ssh_env, tiny_bundle, tmp_path):
+    import onnx
+
+    from edgewise.core.manifest import Manifest
+
+    url, settings, _ = ssh_env
+    bundle = tmp_path / "future-bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    model = onnx.load(str(bundle / "model.onnx"))
+    model.opset_import[0].version = 99  # an opset no onnxruntime knows yet: what an older device sees
+    onnx.save(model, str(bundle / "model.onnx"))
+    manifest = json.loads((bundle / "edgewise.json").read_text())
+    from edgewise.core.manifest import content_digest, sha256_file
+
+    manifest["files"]["model.onnx"] = sha256_file(bundle / "model.onnx")
+    manifest["content_sha256"] = content_digest(manifest)
+    (bundle / "edgewise.json").write_text(json.dumps(manifest))
+    assert Manifest.read(bundle).verify() == []
+
+    result = cli_run(*["bench", str(bundle), "--target", f"{url}?{settings}"])
+
+    assert_ends_in_error(result, f"on {url}: future-bundle cannot run here", "opset")
+
+
+def test_a_torch_model_is_refused_before_connecting(cli_run, tiny_teacher):
+    result = cli_run(*["bench", str(tiny_teacher), "--target", "ssh://nobody@no-such-host.invalid"])
+
+    assert_user_error(result, "runs the runtime (onnxruntime / TensorRT), not PyTorch", "edgewise bundle")
+
+
+# --- adb, end to end ---------------------------------------------------------------------------
+
+
+def test_bench_over_adb_matches_a_local_bench(cli_run, fake_adb, tiny_bundle, tiny_data):
+    target = f"adb://R58M123?python={sys.executable}&cache={fake_adb}"
+    local = cli_run(*["bench", str(tiny_bundle), "--data", str(tiny_data), *FAST, "--json"])
+    remote = cli_run(*["bench", str(tiny_bundle), "--data", str(tiny_data), *FAST, "--target", target, "--json"])
+
+    assert remote.exit_code == 0, remote.stderr
+    here, there = _bench_rows(json.loads(local.stdout)), _bench_rows(json.loads(remote.stdout))
+    assert here.keys() == there.keys()
+    assert all(there[k]["accuracy"] == here[k]["accuracy"] and there[k]["label_agreement"] == 1.0 for k in here)
+    assert list((fake_adb / "jobs").iterdir()) == []
+
+
+def test_adb_without_that_device_is_one_error_line(cli_run, fake_adb, tiny_bundle):
+    result = cli_run(*["bench", str(tiny_bundle), "--target", "adb://PIXEL9"])
+
+    assert_user_error(result, "adb has no usable device 'PIXEL9'", "attached: R58M123", "USB debugging")
+
+
+def test_adb_with_no_device_attached_is_one_error_line(cli_run, fake_adb, tiny_bundle, monkeypatch):
+    monkeypatch.setenv("FAKE_ADB_DEVICES", "")
+
+    result = cli_run(*["bench", str(tiny_bundle), "--target", "adb://R58M123"])
+
+    assert_user_error(result, "adb has no usable device 'R58M123'", "attached: none")
+
+
+def test_adb_not_installed_is_one_error_line(cli_run, tiny_bundle, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no adb anywhere
+
+    result = cli_run(*["bench", str(tiny_bundle), "--target", "adb://R58M123"])
+
+    assert_user_error(result, "needs `adb` on this machine", "apt install adb")
+
+
+def test_a_job_that_outlives_its_timeout_is_one_error_line(cli_run, fake_adb, tiny_bundle, tiny_data):
+    target = f"adb://R58M123?python={sys.executable}&cache={fake_adb}&timeout=0.01"
+
+    result = cli_run(*["bench", str(tiny_bundle), "--data", str(tiny_data), *FAST, "--target", target])
+
+    assert_ends_in_error(result, "gave no answer within 0.01 s while running the job", "?timeout=SECONDS")
