@@ -24,6 +24,27 @@ def _accuracy(row: dict, eval_batch_size: int | None) -> str:
     return text
 
 
+def device_line(target: str, env: dict) -> str:
+    """Where a device report was measured: the target and what its latency depends on (runtime.targets)."""
+    device = env.get("device") or {}
+    facts = [f"{env.get('os')}" + (f" ({device['os_release']})" if device.get("os_release") else ""),
+             f"onnxruntime {(env.get('packages') or {}).get('onnxruntime')} "
+             f"({', '.join(env.get('onnxruntime_providers') or []) or 'no providers'})"]
+    if device.get("cpu_governor"):
+        facts.append(f"governor {device['cpu_governor']}")
+    if device.get("cpu_clocks_pinned") is not None:
+        facts.append("clocks pinned at max" if device["cpu_clocks_pinned"] else "clocks not pinned")
+    if device.get("memory_gib"):
+        facts.append(f"{device['memory_gib']} GiB")
+    jetson = device.get("jetson") or {}
+    if jetson:
+        facts.append(f"{jetson.get('model') or 'Jetson'}, power mode {jetson.get('nvpmodel') or 'unknown'}")
+    power = (env.get("power") or {}).get("mean_mw")
+    if power:
+        facts.append("power while timed " + ", ".join(f"{rail} {mw / 1000:.2f} W" for rail, mw in power.items()))
+    return f"Measured on the device **{target.split('?')[0]}**: " + "; ".join(facts) + "."
+
+
 def markdown(report: dict) -> str:
     """A ladder table: every artifact / backend / batch size with latency, throughput, size and accuracy."""
     env = report["environment"]
@@ -39,6 +60,8 @@ def markdown(report: dict) -> str:
         f"{config.get('rounds')} interleaved rounds, at least {config.get('min_runs')} runs and "
         f"{config.get('min_time_s')} s per row. Reference: **{report['reference']}**.",
     ]
+    if report.get("target"):
+        lines.append(device_line(report["target"], env))
     if report.get("data"):
         d = report["data"]
         scored = config.get("eval_batch_size")

@@ -188,9 +188,7 @@ class Target:
         folder to put on PYTHONPATH there."""
         import hashlib
 
-        import edgewise
-
-        package = Path(edgewise.__file__).parent
+        package = Path(__file__).resolve().parents[1]  # the edgewise package this host runs
         files = sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
         digest = hashlib.sha256()
         for file in files:
@@ -198,7 +196,7 @@ class Target:
         remote = f"{self.home_cache}/runtime/{digest.hexdigest()[:16]}"
         if self.shell(f"test -f {shlex.quote(remote + '/COMPLETE')}", "checking its edgewise copy").code == 0:
             return remote
-        self.log(f"{self.url}: copying edgewise {edgewise.__version__} (its runtime code) to {remote}")
+        self.log(f"{self.url}: copying this edgewise's code ({len(files)} files) to {remote}")
         import tarfile
 
         with tempfile.TemporaryDirectory() as scratch:

@@ -22,3 +22,20 @@ def test_the_report_table_gives_speed_and_sizes_in_decimal_megabytes():
 
     assert "| 4.00x faster | 190.0 |" in text and "| 17.5 | 4.00 M |" in text  # 16.7 would be MiB
     assert "speed vs ref" in text and "includes the spread of the texts' lengths" in text
+
+
+def test_device_line_names_the_target_and_what_its_latency_depends_on():
+    from edgewise.bench.report import device_line
+
+    env = {"os": "Linux 5.15.148-tegra", "packages": {"onnxruntime": "1.20.0"},
+           "onnxruntime_providers": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+           "device": {"os_release": "Ubuntu 22.04.5 LTS", "cpu_governor": "schedutil", "cpu_clocks_pinned": True,
+                      "memory_gib": 7.4, "jetson": {"model": "Jetson Orin Nano", "nvpmodel": "15W"}},
+           "power": {"mean_mw": {"VDD_GPU_SOC": 2500.0}}}
+
+    line = device_line("ssh://nvidia@jetson.local?python=/opt/venv/bin/python3", env)
+
+    assert line == ("Measured on the device **ssh://nvidia@jetson.local**: Linux 5.15.148-tegra (Ubuntu 22.04.5 LTS); "
+                    "onnxruntime 1.20.0 (TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider); "
+                    "governor schedutil; clocks pinned at max; 7.4 GiB; Jetson Orin Nano, power mode 15W; "
+                    "power while timed VDD_GPU_SOC 2.50 W.")

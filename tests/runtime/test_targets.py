@@ -7,129 +7,54 @@ openssh-server (/usr/sbin/sshd); they skip without it, except in CI (.ci/run set
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.runtime.targets import AdbTarget, SshTarget, parse_target
 from tests.conftest import assert_user_error
+from tests.fake_devices import LoopbackSshd, free_port, install_fake_adb, sshd_missing
 
 pytestmark = pytest.mark.slow  # they start servers and processes
 
 FAST = ["--warmup", "1", "--min-runs", "4", "--min-time", "0", "--rounds", "2", "--threads", "1"]
-SSHD = Path("/usr/sbin/sshd")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
-    """An sshd on 127.0.0.1 with a throwaway host key and one authorized key; yields (port, ssh options)."""
-    if not SSHD.is_file() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+    """An sshd on 127.0.0.1 with a throwaway host key and one authorized key."""
+    why = sshd_missing()
+    if why:
         if os.environ.get("EDGEWISE_REQUIRE_SSHD"):
-            pytest.fail("EDGEWISE_REQUIRE_SSHD is set but openssh-server / openssh-client are not installed")
-        pytest.skip("needs openssh-server and openssh-client (apt install openssh-server)")
-    home = tmp_path_factory.mktemp("sshd")
-    for key in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / key)], check=True)
-    shutil.copy(home / "client_key.pub", home / "authorized_keys")
-    port = _free_port()
-    (home / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {home}/host_key\nAuthorizedKeysFile {home}/authorized_keys\n"
-        f"PidFile {home}/sshd.pid\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nLogLevel ERROR\n"
-        "Subsystem sftp internal-sftp\n"
-    )
-    (home / "ssh_config").write_text(
-        f"Host *\n  IdentityFile {home}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {home}/known_hosts\n"
-        "  StrictHostKeyChecking accept-new\n  LogLevel ERROR\n"
-    )
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
-    server = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(home / "sshd_config")], stderr=subprocess.PIPE,
-                              text=True)
-    options = f"-F {home}/ssh_config"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        ping = subprocess.run(["ssh", *options.split(), "-o", "BatchMode=yes", "-p", str(port),
-                               f"{getpass.getuser()}@127.0.0.1", "true"], capture_output=True)
-        if ping.returncode == 0:
-            break
-        if server.poll() is not None:
-            break
-        time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail(f"sshd on port {port} did not answer in 15 s")
-    if server.poll() is not None:
-        message = server.stderr.read()
+            pytest.fail(f"EDGEWISE_REQUIRE_SSHD is set but the loopback sshd {why}")
+        pytest.skip(why)
+    try:
+        with LoopbackSshd(tmp_path_factory.mktemp("sshd")) as server:
+            yield server
+    except RuntimeError as e:
         if os.environ.get("EDGEWISE_REQUIRE_SSHD"):
-            pytest.fail(f"sshd did not start: {message}")
-        pytest.skip(f"sshd cannot run here: {message.strip()[:200]}")
-    yield port, options
-    server.terminate()
-    server.wait(timeout=10)
+            pytest.fail(str(e))
+        pytest.skip(str(e))
 
 
 @pytest.fixture
 def ssh_env(sshd, monkeypatch, tmp_path):
-    """EDGEWISE_SSH_OPTIONS pointing at the test's client config; the target URL for this test's cache."""
-    port, options = sshd
-    monkeypatch.setenv("EDGEWISE_SSH_OPTIONS", options)
+    """EDGEWISE_SSH_OPTIONS pointing at the test's client config; the target URL, its settings for this test's
+    cache, and the cache."""
+    monkeypatch.setenv("EDGEWISE_SSH_OPTIONS", sshd.options)
     cache = tmp_path / "device-cache"
-    return f"ssh://{getpass.getuser()}@127.0.0.1:{port}", f"python={sys.executable}&cache={cache}", cache
-
-
-FAKE_ADB = '''#!{python}
-"""A stand-in for adb: the "device" is this machine; serials come from FAKE_ADB_DEVICES."""
-import os, shutil, subprocess, sys
-
-args = sys.argv[1:]
-devices = [d for d in os.environ.get("FAKE_ADB_DEVICES", "").split(",") if d]
-if args[:1] == ["devices"]:
-    print("List of devices attached")
-    for d in devices:
-        print(f"{{d}}\\tdevice")
-    sys.exit(0)
-serial = None
-if args[:1] == ["-s"]:
-    serial, args = args[1], args[2:]
-if serial not in devices:
-    print(f"adb: device '{{serial}}' not found", file=sys.stderr)
-    sys.exit(1)
-if args == ["get-state"]:
-    print("device")
-elif args[0] == "shell":
-    sys.exit(subprocess.run(["sh", "-c", " ".join(args[1:])]).returncode)
-elif args[0] in ("push", "pull"):
-    shutil.copyfile(args[1], args[2])
-    print(f"{{args[1]}}: 1 file pushed")
-else:
-    print(f"fake adb: unknown command {{args}}", file=sys.stderr)
-    sys.exit(1)
-'''
+    return sshd.url, f"python={sys.executable}&cache={cache}", cache
 
 
 @pytest.fixture
 def fake_adb(tmp_path, monkeypatch):
-    """`adb` on PATH that runs everything here, with one attached device R58M123."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    (folder / "adb").write_text(FAKE_ADB.format(python=sys.executable))
-    (folder / "adb").chmod(0o755)
+    """`adb` on PATH that runs everything here, with one attached device R58M123; the device cache to use."""
+    folder = install_fake_adb(tmp_path / "bin").parent
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_ADB_DEVICES", "R58M123")
     return tmp_path / "phone-cache"
@@ -215,7 +140,8 @@ def test_bench_over_ssh_matches_a_local_bench_of_the_same_bundle(cli_run, ssh_en
         assert device["label_agreement"] == 1.0 and device["latency_ms"]["p50"] > 0
         assert set(device) == set(row)
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert saved["target"] == there["target"] and (tmp_path / "report" / "report.md").is_file()
+    assert saved["target"] == there["target"]
+    assert f"Measured on the device **{url}**" in (tmp_path / "report" / "report.md").read_text()
     # The job's work folder is gone; the cache keeps the runtime code and the bundle for the next run.
     assert sorted(p.name for p in cache.iterdir()) == ["jobs", "models", "runtime"]
     assert list((cache / "jobs").iterdir()) == []
@@ -254,7 +180,7 @@ def test_evaluate_over_ssh_gives_the_local_metrics(cli_run, ssh_env, tiny_bundle
 
 def test_ssh_wrong_port_is_one_error_line(cli_run, ssh_env, tiny_bundle):
     url, settings, _ = ssh_env
-    wrong = url.rsplit(":", 1)[0] + f":{_free_port()}"
+    wrong = url.rsplit(":", 1)[0] + f":{free_port()}"
 
     result = cli_run(*["bench", str(tiny_bundle), "--target", f"{wrong}?{settings}"])
 
