@@ -13,7 +13,10 @@ behave as in a terminal; edgewise never asks for or handles a password (ssh runs
 
 Settings in the target's query string: ``python=PATH`` (default python3), ``cache=DIR`` (default
 ~/.cache/edgewise on ssh, /data/local/tmp/edgewise on adb), ``timeout=SECONDS`` (the job's limit,
-default 3600). ``EDGEWISE_SSH_OPTIONS`` adds options to every ssh and scp call (e.g. ``-F ci_ssh_config``).
+default 3600), ``wheels=DIR`` (a folder of wheels on this machine, for a device whose Python lacks
+onnxruntime / tokenizers / numpy: unpacked into the cache there, no pip or network needed on the device;
+edgewise itself downloads nothing). ``EDGEWISE_SSH_OPTIONS`` adds options to every ssh and scp call
+(e.g. ``-F ci_ssh_config``).
 
 Nothing here imports onnxruntime: the host only drives the device.
 """
@@ -34,7 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 from edgewise.core.errors import EdgewiseError
 
 SCHEMES = ("local", "ssh://", "adb://")
-QUERY_KEYS = ("python", "cache", "timeout")
+QUERY_KEYS = ("python", "cache", "timeout", "wheels")
 MIN_PYTHON = (3, 10)
 NEEDED = ("onnxruntime", "tokenizers", "numpy")
 STEP_TIMEOUT_S = 120  # checks, copies, cleanup: anything but the job itself
@@ -42,8 +45,9 @@ CONNECT_TIMEOUT_S = 10
 
 # Run on the device with its own Python, before any edgewise code is there: what it has.
 PROBE = """
-import importlib.util, json, os, sys
+import importlib.util, json, os, platform, sys
 print(json.dumps({"python": list(sys.version_info[:3]), "executable": sys.executable,
+                  "machine": platform.machine(), "libc": " ".join(platform.libc_ver()).strip(),
                   "missing": [m for m in %r if importlib.util.find_spec(m) is None],
                   "cache": os.path.abspath(os.path.expanduser(%r))}))
 """
@@ -60,6 +64,15 @@ for folder, _, files in os.walk(root):
                 digest.update(block)
         out[os.path.relpath(path, root)] = digest.hexdigest()
 print(json.dumps(out))
+"""
+UNZIP = """
+import os, sys, zipfile
+site = sys.argv[1]
+for name in sys.argv[2:]:
+    with zipfile.ZipFile(os.path.join(site, name)) as wheel:
+        wheel.extractall(site)
+    os.remove(os.path.join(site, name))
+open(os.path.join(site, "COMPLETE"), "w").close()
 """
 UNPACK = """
 import os, sys, tarfile
@@ -102,7 +115,9 @@ class Target:
         self.python = settings.get("python", "python3")
         self.cache = settings.get("cache", self.default_cache)
         self.timeout = float(settings.get("timeout", 3600))
+        self.wheels = Path(settings["wheels"]).expanduser() if settings.get("wheels") else None
         self.home_cache: str | None = None  # the cache's absolute path on the device, from the probe
+        self.site: str | None = None  # where the wheels were unpacked there
         self.log = lambda line: None
 
     def __str__(self) -> str:
@@ -151,9 +166,33 @@ class Target:
     # --- the steps ------------------------------------------------------------------------------
 
     def probe(self) -> dict:
-        """Python and the runtime's packages on the device; an Error naming the fix when one is missing."""
+        """Python and the runtime's packages on the device (with ``?wheels=DIR``, installing them from those
+        wheels when missing); an Error naming the fix when one is missing."""
         self.check_connection()
-        result = self.python_run(PROBE % (NEEDED, self.cache), [], "checking its Python")
+        facts = self._facts()
+        self.home_cache = facts["cache"]
+        if facts["missing"] and self.wheels is not None:
+            self.site = self.install_wheels(self.wheels)
+            facts = self._facts()
+            if facts["missing"]:
+                raise EdgewiseError(
+                    f"the wheels in {self.wheels} did not give {', '.join(facts['missing'])} to Python "
+                    f"{_version(facts)} on {self.url} ({facts['machine']}, {facts['libc'] or 'no glibc'}); download "
+                    f"them for it: {_download_hint(facts)}"
+                )
+        if facts["missing"]:
+            raise EdgewiseError(
+                f"Python {_version(facts)} at {facts['executable']} on {self.url} lacks "
+                f"{', '.join(facts['missing'])}, which edgewise's runtime needs: on the device run "
+                f"`{facts['executable']} -m pip install \"edgewise[runtime]\"` (on a Jetson take onnxruntime-gpu "
+                "from NVIDIA's Jetson index: see README.txt of `edgewise bundle --target jetson`), or copy wheels "
+                f"along with {self._with('wheels', 'DIR')} after `{_download_hint(facts)}` here"
+            )
+        return facts
+
+    def _facts(self) -> dict:
+        result = self.python_run(PROBE % (NEEDED, self.cache), [], "checking its Python",
+                                 env={"PYTHONPATH": self.site} if self.site else None)
         if result.code in (126, 127) or (result.code != 0 and "not found" in result.err.lower()):
             raise EdgewiseError(
                 f"{self.url} has no Python at {self.python!r} ({_last_line(result.err) or 'not found'}); install "
@@ -166,22 +205,34 @@ class Target:
             raise EdgewiseError(f"{self.python!r} on {self.url} did not run as Python (exit {result.code}: "
                                 f"{_last_line(result.err or result.out)}); name a Python >= 3.10 with "
                                 f"{self._with('python', '/path/to/python3')}") from None
-        version = tuple(facts["python"])
-        if version[:2] < MIN_PYTHON:
+        if tuple(facts["python"][:2]) < MIN_PYTHON:
             raise EdgewiseError(
-                f"{self.url} runs Python {'.'.join(map(str, version))} at {facts['executable']}; the runtime needs "
+                f"{self.url} runs Python {_version(facts)} at {facts['executable']}; the runtime needs "
                 f">= {'.'.join(map(str, MIN_PYTHON))}: install a newer one and name it with "
                 f"{self._with('python', '/path/to/python3')}"
             )
-        if facts["missing"]:
-            raise EdgewiseError(
-                f"Python {'.'.join(map(str, version))} at {facts['executable']} on {self.url} lacks "
-                f"{', '.join(facts['missing'])}, which edgewise's runtime needs: on the device run "
-                f"`{facts['executable']} -m pip install \"edgewise[runtime]\"` (on a Jetson take onnxruntime-gpu "
-                "from NVIDIA's Jetson index: see README.txt of `edgewise bundle --target jetson`)"
-            )
-        self.home_cache = facts["cache"]
         return facts
+
+    def install_wheels(self, folder: Path) -> str:
+        """The wheels in ``folder`` unpacked into the device's cache (a wheel is a zip of what goes on sys.path,
+        so the device needs no pip and no network); the folder to put on PYTHONPATH there."""
+        import hashlib
+
+        wheels = sorted(folder.glob("*.whl"))
+        if not folder.is_dir() or not wheels:
+            raise EdgewiseError(f"?wheels={folder}: no .whl files there; download them for the device first, e.g. "
+                                "pip download onnxruntime tokenizers numpy --only-binary=:all: --platform "
+                                "manylinux2014_aarch64 --python-version 3.11 -d DIR")
+        key = hashlib.sha256("\n".join(f"{w.name}:{w.stat().st_size}" for w in wheels).encode()).hexdigest()[:16]
+        site = f"{self.home_cache}/site/{key}"
+        if self.shell(f"test -f {shlex.quote(site + '/COMPLETE')}", "checking its wheels").code == 0:
+            return site
+        self.log(f"{self.url}: unpacking {len(wheels)} wheels from {folder} into {site}")
+        self._mkdir(site)
+        for wheel in wheels:
+            self.push(wheel, f"{site}/{wheel.name}")
+        self._python_ok(UNZIP, [site, *[w.name for w in wheels]], "unpacking the wheels")
+        return site
 
     def install_runtime(self) -> str:
         """This host's edgewise package, copied to the device's cache once per version of its code; the
@@ -249,7 +300,8 @@ class Target:
                 self.log(f"{self.url}: running the job ({len(job['models'])} model(s), {len(job['texts'])} texts)")
                 result = self.python_run("-m edgewise.runtime", ["job", f"{work}/job.json", "--out",
                                                                  f"{work}/result.json"],
-                                         "running the job", env={"PYTHONPATH": code}, timeout=self.timeout)
+                                         "running the job", timeout=self.timeout,
+                                         env={"PYTHONPATH": ":".join(filter(None, [code, self.site]))})
                 if result.code != 0:
                     raise EdgewiseError(_job_failure(self.url, result))
                 self.pull(f"{work}/result.json", Path(scratch) / "result.json")
@@ -409,8 +461,8 @@ def parse_target(text: str | None) -> Target | None:
         except ValueError:
             raise EdgewiseError(f"target {text!r}: timeout must be a number of seconds > 0, "
                                 f"got {settings['timeout']!r}") from None
-    if any(not settings.get(k, "x") for k in ("python", "cache")):
-        raise EdgewiseError(f"target {text!r}: python= and cache= need a value")
+    if any(not settings.get(k, "x") for k in ("python", "cache", "wheels")):
+        raise EdgewiseError(f"target {text!r}: python=, cache= and wheels= need a value")
     if parts.scheme == "ssh":
         try:
             port = parts.port
@@ -444,6 +496,20 @@ def check_device_inputs(target: Target, artifacts, backends) -> None:
     if torch:
         raise EdgewiseError(f"backend(s) {', '.join(torch)} cannot run on {target.url}; choose from "
                             f"{', '.join(DEVICE_BACKENDS)}")
+
+
+def _version(facts: dict) -> str:
+    return ".".join(map(str, facts["python"]))
+
+
+def _download_hint(facts: dict) -> str:
+    """The pip command that fetches the runtime's wheels for the device the probe described."""
+    machine = {"arm64": "aarch64", "amd64": "x86_64"}.get(facts["machine"].lower(), facts["machine"])
+    glibc = facts.get("libc", "").startswith("glibc")
+    platform = f"manylinux2014_{machine}" if glibc else f"<the wheel tag of {machine}>"
+    major, minor = facts["python"][:2]
+    return (f"pip download onnxruntime tokenizers numpy --only-binary=:all: --platform {platform} "
+            f"--python-version {major}.{minor} -d DIR")
 
 
 def _last_line(text: str) -> str:

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -286,3 +287,53 @@ def test_a_job_that_outlives_its_timeout_is_one_error_line(cli_run, fake_adb, ti
     result = cli_run(*["bench", str(tiny_bundle), "--data", str(tiny_data), *FAST, "--target", target])
 
     assert_ends_in_error(result, "gave no answer within 0.01 s while running the job", "?timeout=SECONDS")
+
+
+def _wheel_of(package_dirs: list[str], wheel: Path) -> Path:
+    """A wheel-shaped zip of installed package folders (what pip download would fetch, built offline)."""
+    import zipfile
+
+    import numpy
+
+    site = Path(numpy.__file__).parents[1]
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_STORED) as archive:
+        for name in package_dirs:
+            for file in (site / name).rglob("*"):
+                if file.is_file() and "__pycache__" not in file.parts and "tests" not in file.parts:
+                    archive.write(file, str(file.relative_to(site)))
+    return wheel
+
+
+def test_wheels_copied_along_make_a_bare_python_run_the_job(cli_run, ssh_env, tiny_bundle, tiny_data, tmp_path):
+    url, _, cache = ssh_env
+    bare = tmp_path / "bare"  # a Python with nothing installed, as on a fresh board
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel_of(["numpy", "numpy.libs"], wheels / "numpy-0-cp311-cp311-linux_x86_64.whl")
+    _wheel_of(["onnxruntime"], wheels / "onnxruntime-0-cp311-cp311-linux_x86_64.whl")
+    _wheel_of(["tokenizers"], wheels / "tokenizers-0-cp311-cp311-linux_x86_64.whl")
+    target = f"{url}?python={bare}/bin/python&cache={cache}&wheels={wheels}"
+
+    result = cli_run(*["evaluate", str(tiny_bundle), str(tiny_data), "--target", target, "--json"])
+    local = cli_run(*["evaluate", str(tiny_bundle), str(tiny_data), "--json"])
+
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["accuracy"] == json.loads(local.stdout)["accuracy"]
+    site = next((cache / "site").iterdir())
+    assert (site / "COMPLETE").is_file() and not list(site.glob("*.whl"))  # unpacked once, wheels removed
+
+
+def test_wheels_that_do_not_fit_the_device_are_one_error_line(cli_run, ssh_env, tiny_bundle, tmp_path):
+    url, _, cache = ssh_env
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel_of(["tokenizers"], wheels / "tokenizers-0-cp311-cp311-linux_x86_64.whl")  # numpy, onnxruntime lacking
+
+    result = cli_run(*["bench", str(tiny_bundle), "--target", f"{url}?python={bare}/bin/python&cache={cache}"
+                                                               f"&wheels={wheels}"])
+
+    assert_ends_in_error(result, f"the wheels in {wheels} did not give onnxruntime, numpy", "pip download onnxruntime",
+                         "--platform manylinux2014_x86_64 --python-version 3.11")
