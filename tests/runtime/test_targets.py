@@ -236,6 +236,29 @@ def test_ssh_bundle_the_device_cannot_load_is_one_error_line(cli_run, ssh_env, t
     result = cli_run(*["bench", str(bundle), "--target", f"{url}?{settings}"])
 
     assert_ends_in_error(result, f"on {url}: future-bundle cannot run here", "opset")
+    assert list((ssh_env[2] / "jobs").iterdir()) == []  # the failed job's folder is removed too
+
+
+@pytest.mark.parametrize(("code", "what", "message"), [
+    (255, "running the job", "lost the connection to ssh://h while running the job: Connection reset by peer; "
+                             "check the device and the network"),
+    (255, "connecting", "cannot reach ssh://h: Connection reset by peer; check the host name and port"),
+])
+def test_ssh_exit_255_is_a_connection_failure_named_by_its_step(code, what, message):
+    from edgewise.runtime.targets import Result
+
+    with pytest.raises(EdgewiseError) as e:
+        parse_target("ssh://h")._connection_failed(Result(code, "", "Connection reset by peer\n"), what)
+
+    assert str(e.value).startswith(message)
+
+
+def test_a_remote_command_failing_on_its_own_is_not_a_connection_failure():
+    from edgewise.runtime.targets import Result
+
+    outcome = parse_target("ssh://h")._connection_failed(Result(1, "", "No such file"), "running the job")
+
+    assert outcome is None  # no EdgewiseError: the caller reads the command's own exit code
 
 
 def test_a_torch_model_is_refused_before_connecting(cli_run, tiny_teacher):
