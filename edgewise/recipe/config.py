@@ -90,6 +90,7 @@ class Recipe:
     bench: Any  # BenchConfig
     gate: Gate | None
     raw: dict  # the effective recipe (after --set), as YAML would hold it
+    targets: tuple[str, ...] = ("local",)  # where the ladder is benched; the gate reads the first
 
     def step(self, name: str) -> Step:
         """The step with id ``name``, or numbered ``name`` (1-based), or folder ``name``."""
@@ -142,9 +143,16 @@ def recipe_from_dict(raw: Any, path: Path | None = None, overrides: tuple[str, .
                             f"keys are {', '.join(RecipeFile.model_fields)}") from None
     if parsed.version < 1:
         raise EdgewiseError(f"{where}: version must be {RECIPE_VERSION}, got {parsed.version}")
-    if any(t != "local" for t in parsed.targets):
-        raise EdgewiseError(f"{where}: targets {parsed.targets}: this edgewise benches on 'local' only; remove "
-                            "the other targets")
+    from edgewise.runtime.targets import parse_target
+
+    if not parsed.targets or len(set(parsed.targets)) != len(parsed.targets):
+        raise EdgewiseError(f"{where}: targets {parsed.targets}: name each target once, at least one (local, "
+                            "ssh://[user@]host[:port], adb://SERIAL)")
+    for target in parsed.targets:
+        try:
+            parse_target(target)
+        except EdgewiseError as e:
+            raise EdgewiseError(f"{where}: targets: {e}") from None
     from edgewise.bench.config import BenchConfig
     from edgewise.core.config import config_from_dict
 
@@ -156,7 +164,7 @@ def recipe_from_dict(raw: Any, path: Path | None = None, overrides: tuple[str, .
     if parsed.gate is not None and parsed.gate.batch_size not in bench.batch_sizes:
         raise EdgewiseError(f"{where}: gate.batch_size {parsed.gate.batch_size} is not benched (bench.batch_sizes "
                             f"{list(bench.batch_sizes)}); add it to bench.batch_sizes or gate another batch size")
-    return Recipe(path, parsed.model, parsed.data, steps, bench, parsed.gate, raw)
+    return Recipe(path, parsed.model, parsed.data, steps, bench, parsed.gate, raw, tuple(parsed.targets))
 
 
 def _problem(error: dict) -> str:

@@ -58,14 +58,23 @@ def ladder_table(ladder: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe) -> str:
-    """ladder.md: the table and the gate's verdict."""
+def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe,
+                    ladders: dict[str, list[dict]] | None = None) -> str:
+    """ladder.md: the table of the first target, the gate's verdict, then a table per further target."""
+    from edgewise.recipe.run import report_dir
+
+    first = recipe.targets[0]
+    where = "" if first == "local" else f" on {first.split('?')[0]}"
     lines = [f"# edgewise ladder — {recipe.path or 'recipe'}", "",
-             "One interleaved `edgewise bench` run; the first row is the reference. Details and plots: report/.", "",
-             ladder_table(ladder or [])]
+             f"One interleaved `edgewise bench` run{where}; the first row is the reference. Details and plots: "
+             f"{report_dir(first)}/.", "", ladder_table(ladder or [])]
     if gate is not None:
         lines += ["", f"Gate on {gate['artifact']}: " + ("**passed**" if gate["passed"] else
                                                           "**failed**: " + "; ".join(gate["misses"]))]
+    for target, rows in list((ladders or {}).items())[1:]:
+        name = "this machine" if target == "local" else target.split("?")[0]
+        lines += ["", f"## On {name}", "", f"One interleaved `edgewise bench` run there; the first row is the "
+                  f"reference (the first model it can run). Details: {report_dir(target)}/.", "", ladder_table(rows)]
     return "\n".join(lines) + "\n"
 
 

@@ -127,22 +127,27 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
         done.append(step)
 
     ladder = gate = None
+    ladders: dict[str, list[dict]] = {}  # per target, in the recipe's order; the first is `ladder`
     reference = _model_is_reference(recipe)
     if report and (done or reference):
-        try:
-            ladder = _ladder(recipe, run_dir, [folders[s.id] for s in done])
-        except EdgewiseError as e:
-            if failure is None:
-                raise
-            say(f"the ladder of the finished stages could not be measured: {e}")
+        for target in recipe.targets:
+            try:
+                ladders[target] = _ladder(recipe, run_dir, [folders[s.id] for s in done], target)
+            except EdgewiseError as e:
+                if failure is None:
+                    raise
+                say(f"the ladder of the finished stages could not be measured on {target}: {e}")
+                break
+        ladder = ladders.get(recipe.targets[0])
         if failure is None:
             gate = _gate(recipe, ladder, folders[recipe.steps[-1].id])
     if ladder is not None:
         from edgewise.recipe.report import ladder_markdown
 
-        (run_dir / "ladder.json").write_text(json.dumps({"steps": plan, "ladder": ladder, "gate": gate}, indent=2)
-                                             + "\n", encoding="utf-8")
-        (run_dir / "ladder.md").write_text(ladder_markdown(ladder, gate, recipe), encoding="utf-8")
+        extra = {"targets": ladders} if len(recipe.targets) > 1 else {}
+        (run_dir / "ladder.json").write_text(json.dumps({"steps": plan, "ladder": ladder, "gate": gate, **extra},
+                                                        indent=2) + "\n", encoding="utf-8")
+        (run_dir / "ladder.md").write_text(ladder_markdown(ladder, gate, recipe, ladders), encoding="utf-8")
     if failure is not None:
         step, error = failure
         raise StageFailed(
@@ -305,13 +310,38 @@ def _yaml(raw: dict) -> str:
 # --- the ladder report --------------------------------------------------------------------------
 
 
-def _ladder(recipe: Recipe, run_dir: Path, outputs: list[Path]) -> list[dict]:
-    """One interleaved bench of the reference and every output; a row per artifact at the gate's batch size."""
+def report_dir(target: str) -> str:
+    """The folder of a target's ladder report: report/ here, report-<target>/ for a device."""
+    import re
+
+    if target == "local":
+        return REPORT_DIR
+    return f"{REPORT_DIR}-" + re.sub(r"[^A-Za-z0-9.]+", "-", target.split("?")[0].split("://", 1)[-1]).strip("-")
+
+
+def _ladder(recipe: Recipe, run_dir: Path, outputs: list[Path], target: str = "local") -> list[dict]:
+    """One interleaved bench of the reference and every output on ``target``; a row per artifact at the gate's
+    batch size. A device runs what the runtime runs: PyTorch artifacts are left out of its ladder."""
+    import dataclasses
+
     from edgewise.bench.stage import bench
+    from edgewise.runtime.base import read_manifest
+    from edgewise.runtime.targets import DEVICE_KINDS
 
     artifacts = ([Path(recipe.model).expanduser()] if _model_is_reference(recipe) else []) + outputs
-    console().print(f"ladder: {len(artifacts)} artifact(s) in one interleaved bench")
-    report = bench(artifacts, run_dir / REPORT_DIR, recipe.bench, data=recipe.data, overwrite=True)
+    if target != "local":
+        kept = [a for a in artifacts if read_manifest(a).get("kind") in DEVICE_KINDS]
+        if len(kept) < len(artifacts):
+            console().print(f"ladder on {target.split('?')[0]}: {len(artifacts) - len(kept)} PyTorch artifact(s) "
+                            "left out (a device runs ONNX / ORT / bundles)")
+        artifacts = kept
+        if not artifacts:
+            raise EdgewiseError(f"no stage of the recipe wrote a model {target.split('?')[0]} can run; add an export "
+                                "or bundle stage, or drop the target")
+    console().print(f"ladder: {len(artifacts)} artifact(s) in one interleaved bench"
+                    + ("" if target == "local" else f" on {target.split('?')[0]}"))
+    config = dataclasses.replace(recipe.bench, target=target)
+    report = bench(artifacts, run_dir / report_dir(target), config, data=recipe.data, overwrite=True)
     return ladder_rows(report, batch_size=recipe.gate.batch_size if recipe.gate else 1)
 
 

@@ -45,6 +45,31 @@ def test_a_recipe_run_writes_one_artifact_per_stage_and_the_ladder(finished, tin
     assert yaml.safe_load((run / "recipe.yaml").read_text())["stages"][0]["prune"]["flops"] == 0.6
 
 
+def test_a_recipe_with_device_targets_writes_a_ladder_per_target(finished, tmp_path, monkeypatch):
+    import os
+    import sys
+
+    from tests.fake_devices import install_fake_adb
+
+    path, run, _ = finished
+    monkeypatch.setenv("PATH", f"{install_fake_adb(tmp_path / 'bin').parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_ADB_DEVICES", "R58M123")
+    raw = yaml.safe_load(path.read_text())
+    device = f"adb://R58M123?python={sys.executable}&cache={tmp_path / 'cache'}"
+    raw["targets"] = ["local", device]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw))
+
+    result = run_recipe(load_recipe(tmp_path / "recipe.yaml"), run)
+
+    ladder = json.loads((run / "ladder.json").read_text())
+    assert [s["status"] for s in result["steps"]] == ["skip"] * 4  # where a ladder is benched is no stage input
+    assert list(ladder["targets"]) == ["local", device] and ladder["ladder"] == ladder["targets"]["local"]
+    # The device runs ONNX and bundles only: the teacher and the pruned PyTorch model are left out there.
+    assert [r["artifact"] for r in ladder["targets"][device]] == ["02-export", "03-quantize", "04-bundle"]
+    assert json.loads((run / "report-R58M123" / "report.json").read_text())["target"] == device
+    assert "## On adb://R58M123" in (run / "ladder.md").read_text()
+
+
 def test_a_rerun_skips_every_unchanged_stage(finished):
     path, run, _ = finished
     before = {f: (run / f / "edgewise.json").read_bytes() for f in ("01-prune", "04-bundle")}
