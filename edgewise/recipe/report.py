@@ -58,11 +58,18 @@ def ladder_table(ladder: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def report_dir(target: str) -> str:
+    """The folder of a target's ladder report: report/ here, report-<target>/ for a device."""
+    import re
+
+    if target == "local":
+        return "report"
+    return "report-" + re.sub(r"[^A-Za-z0-9.]+", "-", target.split("?")[0].split("://", 1)[-1]).strip("-")
+
+
 def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe,
                     ladders: dict[str, list[dict]] | None = None) -> str:
     """ladder.md: the table of the first target, the gate's verdict, then a table per further target."""
-    from edgewise.recipe.run import report_dir
-
     first = recipe.targets[0]
     where = "" if first == "local" else f" on {first.split('?')[0]}"
     lines = [f"# edgewise ladder — {recipe.path or 'recipe'}", "",

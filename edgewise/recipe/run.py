@@ -26,7 +26,6 @@ from edgewise.core.progress import console
 from edgewise.recipe.config import MODEL, Recipe, Step
 
 STATE_FILE = "recipe-state.json"
-REPORT_DIR = "report"
 KEY_PACKAGES = ("edgewise", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
                 "neural-compressor-pt", "tokenizers")
 
@@ -310,21 +309,13 @@ def _yaml(raw: dict) -> str:
 # --- the ladder report --------------------------------------------------------------------------
 
 
-def report_dir(target: str) -> str:
-    """The folder of a target's ladder report: report/ here, report-<target>/ for a device."""
-    import re
-
-    if target == "local":
-        return REPORT_DIR
-    return f"{REPORT_DIR}-" + re.sub(r"[^A-Za-z0-9.]+", "-", target.split("?")[0].split("://", 1)[-1]).strip("-")
-
-
 def _ladder(recipe: Recipe, run_dir: Path, outputs: list[Path], target: str = "local") -> list[dict]:
     """One interleaved bench of the reference and every output on ``target``; a row per artifact at the gate's
     batch size. A device runs what the runtime runs: PyTorch artifacts are left out of its ladder."""
     import dataclasses
 
     from edgewise.bench.stage import bench
+    from edgewise.recipe.report import report_dir
     from edgewise.runtime.base import read_manifest
     from edgewise.runtime.targets import DEVICE_KINDS
 
