@@ -11,7 +11,7 @@ from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import Manifest
 from edgewise.core.progress import console
 from edgewise.core.stage import StageOutput
-from edgewise.export.config import BundleConfig
+from edgewise.export.config import PHONE_TARGETS, BundleConfig, BundleTarget
 
 USAGE = """edgewise bundle: {name}
 Model {model_file} ({kind}, from {source}); labels {labels}; up to {max_length} tokens per text.
@@ -28,7 +28,9 @@ From Python:
     predictor = Predictor("{name}")            # backend="ort-cuda" on a GPU
     predictor.predict(["some text to classify"])  # [{{"label": ..., "score": ..., "scores": {{...}}}}]
 
-edgewise.json records where this model came from (`edgewise lineage {name}` on a machine with
+"""
+
+PROVENANCE = """edgewise.json records where this model came from (`edgewise lineage {name}` on a machine with
 edgewise installed), its labels and the file hashes. The runtime checks those hashes before it runs
 and refuses a folder whose files changed; pass --no-verify (Predictor(..., verify=False)) if you
 edited it on purpose.
@@ -37,12 +39,17 @@ edited it on purpose.
 
 def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data: str | None = None,
            overwrite: bool = False, resume: bool = False) -> Manifest:
-    """Copy the model, tokenizer.json, labels and a usage text from ``src`` into the deploy folder ``dst``.
+    """Copy the model, tokenizer.json, labels and a usage text from ``src`` into the deploy folder ``dst``,
+    with the device kit of ``config.target``: generic (the model as it is), jetson (model.onnx and the trtexec
+    script that builds its TensorRT engine on the device), android / ios (model.ort, its operator list,
+    onnxruntime's NNAPI / CoreML usability report, an optional fixed-shape model.fixed.ort, app snippets).
 
-    ``data`` is not used (a bundle is checked on a generated text).
+    ``data`` is not used (a bundle is checked on a generated text). The bundle must run with the runtime
+    alone (its model.ort or model.onnx, on the CPU) before it is put in place.
 
     Example:
         >>> bundle(Path("runs/teacher-onnx"), Path("deploy/teacher"))  # doctest: +SKIP
+        >>> bundle(Path("runs/student-int8"), Path("deploy/phone"), BundleConfig(target="android"))  # doctest: +SKIP
     """
     from edgewise.core.deps import require
     from edgewise.core.lengths import artifact_lengths
@@ -56,31 +63,71 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data:
     model_file = _choose_model(artifact, config)
     recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
     max_length, limit = artifact_lengths(artifact.path, recorded, config.max_length, what="--max-length")
+    # What a kit cannot be made from is refused before anything is written.
+    summary = None
+    if config.target is BundleTarget.JETSON:
+        from edgewise.export.jetson import check_model
+
+        summary = check_model(artifact.path / model_file)
+    elif config.target in PHONE_TARGETS:
+        from edgewise.export.mobile import check_source
+
+        check_source(artifact, config, max_length)
     out = StageOutput("bundle", dst, parent=artifact, carry=False, overwrite=overwrite, resume=resume)
 
     with out:
         tokenizer_json = _fast_tokenizer(artifact.path, out.work / "tokenizer")
         tokenizer = require("tokenizers", "runtime").Tokenizer.from_file(str(tokenizer_json))
-        for file in model_files(artifact.path / model_file):
-            shutil.copy2(file, out.artifact / file.name)  # the model and its external data
+        pad_id = pad_token_id(artifact.path, tokenizer, {})
         shutil.copy2(tokenizer_json, out.artifact / "tokenizer.json")
         labels = {str(k): v for k, v in sorted(artifact.labels.items())}
         (out.artifact / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
-        (out.artifact / "README.txt").write_text(USAGE.format(
-            name=out.dst.name, model_file=model_file, kind=artifact.kind, source=artifact.path,
-            labels=", ".join(labels.values()), max_length=max_length))
+        metrics, expected = {}, []
+        if config.target in PHONE_TARGETS:
+            from edgewise.export.mobile import MODEL, write_mobile
+
+            model_file = MODEL
+            metrics = write_mobile(out, artifact, config, max_length, tokenizer.get_vocab_size(), pad_id)
+        else:
+            for file in model_files(artifact.path / model_file):
+                shutil.copy2(file, out.artifact / file.name)  # the model and its external data
+        if config.target is BundleTarget.JETSON:
+            from edgewise.export.jetson import expected_files, write_jetson
+
+            metrics = write_jetson(out, summary, config, max_length, recorded)
+            expected = expected_files()
         session = ort_session(out.artifact / model_file)
-        manifest = out.seal(
-            kind="bundle", config=config,
-            data={"max_length": max_length, "max_positions": limit,
-                  "pad_token_id": pad_token_id(artifact.path, tokenizer, {}),
-                  "model_file": model_file, "inputs": [i.name for i in session.get_inputs()]},
-        )
+        inputs, output = [i.name for i in session.get_inputs()], session.get_outputs()[0].name
+        (out.artifact / "README.txt").write_text(_readme(
+            config, out.dst.name, artifact, model_file, labels, max_length, metrics, pad_id=pad_id, inputs=inputs,
+            output=output, tokenizer_json=out.artifact / "tokenizer.json"))
+        settings = {"max_length": max_length, "max_positions": limit, "pad_token_id": pad_id,
+                    "model_file": model_file, "inputs": inputs}
+        if "fixed" in metrics:
+            settings.update(fixed_model_file=metrics["fixed"]["model_file"], fixed_shape=metrics["fixed"]["shape"])
+        manifest = out.seal(kind="bundle", config=config, data=settings, metrics=metrics, expected_files=expected)
         # The bundle must run with the runtime alone before it is put in place.
         Predictor(out.artifact).predict(["edgewise bundle check"])
         out.publish()
-    console().print(f"wrote {out.dst} ({model_file}, {len(labels)} labels, max_length {max_length})")
+    extra = f", target {config.target.value}" if config.target is not BundleTarget.GENERIC else ""
+    console().print(f"wrote {out.dst} ({model_file}, {len(labels)} labels, max_length {max_length}{extra})")
     return manifest
+
+
+def _readme(config: BundleConfig, name: str, artifact: Artifact, model_file: str, labels: dict, max_length: int,
+            metrics: dict, **phone) -> str:
+    if config.target is BundleTarget.JETSON:
+        from edgewise.export.jetson import readme
+
+        return readme(name, metrics, artifact.path, ", ".join(labels.values()), max_length) + "\n" + PROVENANCE.format(
+            name=name)
+    if config.target in PHONE_TARGETS:
+        from edgewise.export.mobile import readme
+
+        return readme(name, config, metrics, source=artifact.path, labels=list(labels.values()),
+                      max_length=max_length, **phone) + "\n" + PROVENANCE.format(name=name)
+    return USAGE.format(name=name, model_file=model_file, kind=artifact.kind, source=artifact.path,
+                        labels=", ".join(labels.values()), max_length=max_length) + PROVENANCE.format(name=name)
 
 
 def _fast_tokenizer(folder: Path, scratch: Path) -> Path:
@@ -104,12 +151,20 @@ def _fast_tokenizer(folder: Path, scratch: Path) -> Path:
 
 
 def _choose_model(artifact: Artifact, config: BundleConfig) -> str:
+    """The model file to ship (phones: the file model.ort is made from, decided by mobile.write_mobile)."""
     available = [name for name in ("model.ort", "model.onnx") if (artifact.path / name).is_file()]
+    if not available:
+        raise EdgewiseError(f"{artifact.path} holds no model.onnx or model.ort")
+    if config.target is BundleTarget.JETSON:
+        if "model.onnx" not in available:
+            raise EdgewiseError(f"{artifact.path} has no model.onnx; --target jetson ships the ONNX model TensorRT "
+                                "builds its engine from: bundle the ONNX artifact the model.ort came from")
+        return "model.onnx"
+    if config.target in PHONE_TARGETS:
+        return available[0]
     if config.model_format != "auto":
         wanted = f"model.{config.model_format}"
         if wanted not in available:
             raise EdgewiseError(f"{artifact.path} has no {wanted}; it has {', '.join(available) or 'no model'}")
         return wanted
-    if not available:
-        raise EdgewiseError(f"{artifact.path} holds no model.onnx or model.ort")
     return available[0]

@@ -95,24 +95,97 @@ class ExportConfig:
             raise EdgewiseError("; ".join(problems))
 
 
+class BundleTarget(str, enum.Enum):
+    GENERIC = "generic"  # the model as it is, for edgewise.runtime on any machine
+    JETSON = "jetson"  # model.onnx + build_engine.sh (trtexec) + JetPack 6 steps
+    ANDROID = "android"  # model.ort + operator list + NNAPI report + Kotlin snippet
+    IOS = "ios"  # model.ort + operator list + CoreML report + Swift snippet
+
+
+PHONE_TARGETS = (BundleTarget.ANDROID, BundleTarget.IOS)
+DEFAULT_MAX_BATCH = 8  # the jetson engine's largest batch: a few requests at once, a small engine to build
+
+
+def parse_fixed_shape(text: str) -> tuple[int, int]:
+    """``BATCHxTOKENS`` (e.g. 1x128) as (batch, tokens); an EdgewiseError naming the form otherwise."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not match or int(match[1]) < 1 or int(match[2]) < 2:
+        raise EdgewiseError(
+            f"--fixed-shape {text!r} is not BATCHxTOKENS; write a batch >= 1 and a token count >= 2 joined by x, "
+            "e.g. 1x128 (one text of 128 tokens)"
+        )
+    return int(match[1]), int(match[2])
+
+
 @dataclass(frozen=True)
 class BundleConfig:
-    """A deploy folder: the model, tokenizer.json, labels, edgewise.json and a usage text.
+    """A deploy folder: the model, tokenizer.json, labels, edgewise.json and a usage text, plus what a
+    device kit needs (``target``): a TensorRT build script for Jetson, the ORT-format model, its
+    operator list and NNAPI / CoreML report for phones.
 
     Example:
-        >>> BundleConfig().model_format
-        'auto'
+        >>> BundleConfig(target="android", fixed_shape="1x128").fixed_dims
+        (1, 128)
     """
 
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # 2: target, max_batch, fixed_shape (absent from a version 1 config: their defaults)
 
+    target: BundleTarget = setting(BundleTarget.GENERIC, "Device kit: generic (the model for edgewise.runtime), "
+                                                         "jetson (+ TensorRT build_engine.sh, JetPack 6 steps), "
+                                                         "android or ios (model.ort, its operator list, the "
+                                                         "NNAPI / CoreML report, app snippets).")
     model_format: str = setting("auto", "Model file to ship: auto (model.ort if the source has one, else "
-                                        "model.onnx), onnx or ort.", choices=("auto", "onnx", "ort"))
+                                        "model.onnx; jetson: model.onnx; phones: model.ort, converted from "
+                                        "model.onnx when missing), onnx or ort.", choices=("auto", "onnx", "ort"))
     max_length: int | None = setting(None, "Tokens per text on the device. Default: the length the model was "
                                            "trained with.")
+    max_batch: int | None = setting(None, f"jetson: the largest batch the TensorRT engine takes (its profile's "
+                                          f"max). Default: {DEFAULT_MAX_BATCH}.")
+    fixed_shape: str | None = setting(None, "android / ios: also write model.fixed.ort with static shapes "
+                                            "BATCHxTOKENS (e.g. 1x128), which NNAPI and CoreML need.")
 
     def __post_init__(self) -> None:
+        problems = []
+        try:
+            object.__setattr__(self, "target", BundleTarget(self.target))
+        except ValueError:
+            raise EdgewiseError(f"target must be one of {', '.join(t.value for t in BundleTarget)}, got "
+                                f"{self.target!r}") from None
         if self.model_format not in ("auto", "onnx", "ort"):
-            raise EdgewiseError(f"model_format must be auto, onnx or ort, got {self.model_format!r}")
+            problems.append(f"model_format must be auto, onnx or ort, got {self.model_format!r}")
         if self.max_length is not None and self.max_length < 2:
-            raise EdgewiseError(f"max_length must be >= 2 or unset, got {self.max_length}")
+            problems.append(f"max_length must be >= 2 or unset, got {self.max_length}")
+        if self.target is BundleTarget.JETSON and self.model_format == "ort":
+            problems.append("--target jetson ships model.onnx (TensorRT builds from ONNX); drop --model-format ort")
+        if self.target in PHONE_TARGETS and self.model_format == "onnx":
+            problems.append(f"--target {self.target.value} ships model.ort (ONNX Runtime Mobile's format); drop "
+                            "--model-format onnx")
+        if self.max_batch is not None:
+            if self.target is not BundleTarget.JETSON:
+                problems.append(f"--max-batch sets the TensorRT engine's profile and applies to --target jetson, "
+                                f"not {self.target.value}; drop it")
+            elif self.max_batch < 1:
+                problems.append(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.fixed_shape is not None:
+            if self.target not in PHONE_TARGETS:
+                problems.append(f"--fixed-shape makes a static-shape model for NNAPI / CoreML and applies to --target "
+                                f"android or ios, not {self.target.value}; drop it")
+            else:
+                try:
+                    batch, tokens = parse_fixed_shape(self.fixed_shape)
+                    object.__setattr__(self, "fixed_shape", f"{batch}x{tokens}")
+                except EdgewiseError as e:
+                    problems.append(str(e))
+        if problems:
+            raise EdgewiseError("; ".join(problems))
+
+    @property
+    def fixed_dims(self) -> tuple[int, int] | None:
+        """(batch, tokens) of ``fixed_shape``, or None."""
+        return parse_fixed_shape(self.fixed_shape) if self.fixed_shape else None
+
+    @property
+    def engine_max_batch(self) -> int:
+        return self.max_batch or DEFAULT_MAX_BATCH

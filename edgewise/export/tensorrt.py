@@ -6,51 +6,28 @@ loading and running one (and refusing it elsewhere) is edgewise.runtime.tensorrt
 
 from __future__ import annotations
 
-import shlex
 import shutil
 from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
-from edgewise.runtime.tensorrt import ENGINE, SCRIPT, TIMING_CACHE, EngineRunner, device_info, probe
+from edgewise.runtime.tensorrt import (
+    ENGINE,
+    SCRIPT,
+    TIMING_CACHE,
+    EngineRunner,
+    build_script,
+    device_info,
+    probe,
+    trtexec_args,
+)
 
 SEQ_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def shapes(inputs, batch: int, seq: int) -> str:
-    """trtexec's shape syntax: name:BxS,name:BxS."""
-    return ",".join(f"{name}:{batch}x{seq}" for name in inputs)
-
-
 def trtexec_command(inputs, config, int8: bool, onnx: str = "model.onnx") -> list[str]:
     """The trtexec command that builds the same engine as ``build_engine`` (precision, profiles, limits)."""
-    (bmin, bopt, bmax), (smin, sopt, smax) = config.batch, config.seq
-    command = [
-        "$TRTEXEC", f"--onnx={onnx}", f"--saveEngine={ENGINE}",
-        f"--minShapes={shapes(inputs, bmin, smin)}",
-        f"--optShapes={shapes(inputs, bopt, sopt)}",
-        f"--maxShapes={shapes(inputs, bmax, smax)}",
-        f"--memPoolSize=workspace:{config.workspace_mb}",  # MiB
-        f"--timingCacheFile={TIMING_CACHE}",
-    ]
-    if config.fp16:
-        command.append("--fp16")
-    if int8:
-        command.append("--int8")  # explicit quantization: the scales come from the model's Q/DQ nodes
-    return command
-
-
-def build_script(command: list[str]) -> str:
-    lines = " \\\n    ".join('"$TRTEXEC"' if part == "$TRTEXEC" else shlex.quote(part) for part in command)
-    return (
-        "#!/usr/bin/env bash\n"
-        "# Builds model.engine from model.onnx on the machine that will run it (a Jetson, a GPU server):\n"
-        "# TensorRT engines only run on the TensorRT version and GPU that built them.\n"
-        "# Written by `edgewise export --format tensorrt` with the same precision and shape profiles.\n"
-        "set -euo pipefail\n"
-        'cd "$(dirname "$0")"\n'
-        'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"\n'
-        f'{lines} "$@"\n'
-    )
+    return trtexec_args(inputs, config.batch, config.seq, workspace_mb=config.workspace_mb, fp16=config.fp16,
+                        int8=int8, onnx=onnx)
 
 
 def build_engine(trt, onnx_path: Path, out_dir: Path, inputs, config, int8: bool) -> dict:

@@ -58,6 +58,20 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("env", help="print this device's fingerprint as JSON (versions, CPU, governor, memory, Jetson "
                                "power mode)")
+
+    engine = sub.add_parser("build-engine", help="build the TensorRT engine of a jetson bundle with trtexec, then "
+                                                 "time it on the tensorrt backend")
+    engine.add_argument("bundle", type=Path, help="jetson bundle folder (edgewise bundle --target jetson)")
+    engine.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
+                        help="allow FP16 kernels (default: as the bundle decided, on for an FP32 model)")
+    engine.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                        help="INT8 from the model's Q/DQ scales (default: as the bundle decided, on for static INT8)")
+    engine.add_argument("--trtexec", default=None, help="the trtexec binary (default: trtexec on PATH, else "
+                                                        "/usr/src/tensorrt/bin/trtexec)")
+    engine.add_argument("--no-bench", dest="bench", action="store_false", help="build only")
+    engine.add_argument("--batch-sizes", type=_positive_ints, default=[1], help="batch sizes timed, e.g. 1,8")
+    engine.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="build even if the files differ from the hashes in edgewise.json (edited on purpose)")
     return top
 
 
@@ -83,6 +97,10 @@ def run(args) -> int:
 
         print(json.dumps({**fingerprint(), "device": device_facts()}, indent=2))
         return 0
+    if args.command == "build-engine":
+        from edgewise.runtime.engine_build import run as build_engine
+
+        return build_engine(args)
     if args.threads is not None and args.threads < 1:
         raise EdgewiseError(f"--threads must be >= 1, got {args.threads}")
     if args.command == "predict":

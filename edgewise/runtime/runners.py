@@ -69,9 +69,9 @@ def check_runs(backend: str, kind: str | None) -> None:
     if backend in TORCH_BACKENDS and kind not in TORCH_KINDS:
         raise Unavailable(f"backend {backend} cannot run a {kind!r} artifact; {backend} runs hf and inc artifacts: "
                           "run this one with an ort-* backend (or tensorrt, for a tensorrt artifact's engine)")
-    if backend == "tensorrt" and kind != "tensorrt":
+    if backend == "tensorrt" and kind not in ("tensorrt", "bundle"):  # a jetson bundle builds its engine on the device
         raise Unavailable(f"backend tensorrt cannot run a {kind!r} artifact; the tensorrt backend runs tensorrt "
-                          "artifacts (their engine)")
+                          "artifacts and jetson bundles (their engine)")
     if backend in ORT_BACKENDS and kind == "hf":
         raise Unavailable(f"backend {backend} cannot run a 'hf' artifact; {backend} runs {' / '.join(ONNX_KINDS)} "
                           "artifacts: export this hf model first (edgewise export)")

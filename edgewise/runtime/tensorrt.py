@@ -1,4 +1,6 @@
-"""Running a TensorRT engine (model.engine of a `tensorrt` artifact); building one is export's job.
+"""Running a TensorRT engine (model.engine of a `tensorrt` artifact or a jetson bundle), and the trtexec
+command that builds one on the device (export's build_engine.sh, the jetson bundle's, and
+`python -m edgewise.runtime build-engine` all come from ``trtexec_args``, so they build the same engine).
 
 Engines are specific to the TensorRT version and GPU that built them: the manifest records both,
 and loading an engine elsewhere is refused with the command that rebuilds it. tensorrt and torch
@@ -7,6 +9,7 @@ and loading an engine elsewhere is refused with the command that rebuilds it. te
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
@@ -15,6 +18,49 @@ from edgewise.runtime.base import Unavailable
 ENGINE = "model.engine"
 TIMING_CACHE = "timing.cache"
 SCRIPT = "build_engine.sh"
+# Where JetPack (and NVIDIA's TensorRT packages for Linux) install trtexec, which is not on PATH there.
+TRTEXEC_DEFAULT = "/usr/src/tensorrt/bin/trtexec"
+TRTEXEC = "$TRTEXEC"  # the first word of a command: the trtexec binary, found when the command runs
+
+
+def shapes(inputs, batch: int, seq: int) -> str:
+    """trtexec's shape syntax: name:BxS,name:BxS."""
+    return ",".join(f"{name}:{batch}x{seq}" for name in inputs)
+
+
+def trtexec_args(inputs, batch: tuple[int, int, int], seq: tuple[int, int, int], *, workspace_mb: int, fp16: bool,
+                 int8: bool, onnx: str = "model.onnx") -> list[str]:
+    """The trtexec command (first word ``TRTEXEC``) that builds model.engine from ``onnx`` with the
+    MIN:OPT:MAX profiles ``batch`` x ``seq`` for every input, the timing cache beside it and the precision."""
+    (bmin, bopt, bmax), (smin, sopt, smax) = batch, seq
+    command = [
+        TRTEXEC, f"--onnx={onnx}", f"--saveEngine={ENGINE}",
+        f"--minShapes={shapes(inputs, bmin, smin)}",
+        f"--optShapes={shapes(inputs, bopt, sopt)}",
+        f"--maxShapes={shapes(inputs, bmax, smax)}",
+        f"--memPoolSize=workspace:{workspace_mb}",  # MiB
+        f"--timingCacheFile={TIMING_CACHE}",
+    ]
+    if fp16:
+        command.append("--fp16")
+    if int8:
+        command.append("--int8")  # explicit quantization: the scales come from the model's Q/DQ nodes
+    return command
+
+
+def build_script(command: list[str], made_by: str = "edgewise export --format tensorrt") -> str:
+    """A bash script running ``command`` in its own folder; extra arguments are passed on to trtexec."""
+    lines = " \\\n    ".join('"$TRTEXEC"' if part == TRTEXEC else shlex.quote(part) for part in command)
+    return (
+        "#!/usr/bin/env bash\n"
+        "# Builds model.engine from model.onnx on the machine that will run it (a Jetson, a GPU server):\n"
+        "# TensorRT engines only run on the TensorRT version and GPU that built them.\n"
+        f"# Written by `{made_by}` with the same precision and shape profiles.\n"
+        "set -euo pipefail\n"
+        'cd "$(dirname "$0")"\n'
+        f'TRTEXEC="${{TRTEXEC:-$(command -v trtexec || echo {TRTEXEC_DEFAULT})}}"\n'
+        f'{lines} "$@"\n'
+    )
 
 
 def probe() -> tuple[object | None, str | None]:
@@ -118,6 +164,9 @@ def load_engine(folder: Path) -> EngineRunner:
     from edgewise.core.manifest import Manifest
 
     engine = folder / ENGINE
+    if not engine.is_file() and not (folder / SCRIPT).is_file():
+        raise Unavailable(f"{folder} has no {ENGINE} and nothing to build one with; make a folder for TensorRT with "
+                          "edgewise bundle --target jetson or edgewise export --format tensorrt")
     if not engine.is_file():
         raise Unavailable(f"{folder} has no {ENGINE} yet; build it on the target with bash {folder / SCRIPT}")
     trt, reason = probe()
