@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.export.config import BundleTarget
-from edgewise.export.ort_mobile import OPERATORS_FILE
+from edgewise.export.ort_mobile import OPERATORS_FILE, verify
 
 MODEL = "model.ort"
 FIXED_MODEL = "model.fixed.ort"
@@ -63,7 +63,8 @@ def write_mobile(out, artifact, config, max_length: int, vocab_size: int, pad_id
 
     onnx_model = artifact.path / "model.onnx"
     onnx_model = onnx_model if onnx_model.is_file() else None
-    # export --format ort's converter and arm target; the check is ``verify``'s, which knows INT8.
+    # export --format ort's converter, arm target and check (ort_mobile.verify, which knows INT8); the
+    # conversion's own check is off because this module checks model.fixed.ort against model.onnx, not itself.
     ort_config = ExportConfig(format=ExportFormat.ORT, verify=False)
     inputs = _inputs(onnx_model or artifact.path / MODEL)
     metrics: dict = {}
@@ -83,41 +84,6 @@ def write_mobile(out, artifact, config, max_length: int, vocab_size: int, pad_id
     if config.fixed_dims:
         metrics["fixed"] = _write_fixed(out, onnx_model, inputs, config, ort_config, vocab_size, pad_id, providers)
     return metrics
-
-
-# The ORT-format model has onnxruntime's default fusions baked in at conversion, SkipLayerNormalization
-# among them, which the runtime's ort-cpu sessions leave out of ONNX models (runtime.sessions): the same
-# sums in another order. FP32 logits move by ~1e-6; INT8 ones by up to 0.02 (BBC 3-layer student, dynamic
-# and static; identical to the ONNX run with that fusion on), as the rounding of the quantized activations
-# shifts. Like TensorRT's reduced precision (export.tensorrt), INT8 is judged by label agreement.
-ATOL = 1e-4
-INT8_AGREEMENT = 0.98
-
-
-def verify(reference: Path, candidate: Path, batches: list[dict], what: str) -> dict:
-    """Logits of ``candidate`` against ``reference`` (an ONNX model) on ``batches``; an EdgewiseError when
-    they differ beyond ATOL (FP32) or, for an INT8 reference, when labels agree on less than INT8_AGREEMENT."""
-    from edgewise.core.progress import console
-    from edgewise.export.onnx import graph_summary
-    from edgewise.export.parity import check, compare, parity_line
-    from edgewise.runtime.runners import onnx_scores
-
-    summary = graph_summary(reference)
-    int8 = summary["qdq"] or any(op in ("MatMulInteger", "DynamicQuantizeLinear") for op in summary["ort_only_ops"])
-    result = compare(onnx_scores(reference), onnx_scores(candidate), batches)
-    result["judged_by"] = f"label agreement >= {INT8_AGREEMENT:.0%} (INT8)" if int8 else f"max |diff| <= {ATOL:g}"
-    console().print(parity_line(what, result))
-    if not int8:
-        check(result, ATOL, f"{candidate.name}")
-        return result
-    check(result, float("inf"), f"{candidate.name}")  # NaN / inf logits are never acceptable
-    if result["label_agreement"] < INT8_AGREEMENT:
-        raise EdgewiseError(
-            f"{candidate.name} agrees with {reference} on only {result['label_agreement']:.1%} of {result['samples']} "
-            f"inputs (at least {INT8_AGREEMENT:.0%} expected of an INT8 model, max |diff| "
-            f"{result['max_abs_diff']:.3g}); bundle the FP32 model, or check the INT8 one with edgewise evaluate"
-        )
-    return result
 
 
 def _inputs(model: Path) -> list[str]:

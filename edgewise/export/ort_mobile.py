@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console
-from edgewise.export.onnx import working_directory
+from edgewise.export.onnx import graph_summary, working_directory
 from edgewise.export.parity import check, compare, parity_line
 from edgewise.runtime.runners import onnx_scores
 
@@ -51,7 +51,36 @@ def export_ort(src_model: Path, out, config, batches: list[dict]) -> dict:
                 "operators": lines},
     }
     if config.verify:
-        metrics["parity"] = compare(onnx_scores(src_model), onnx_scores(out.artifact / "model.ort"), batches)
-        console().print(parity_line("ORT format vs ONNX", metrics["parity"]))
-        check(metrics["parity"], config.atol, "the ORT-format model")
+        metrics["parity"] = verify(src_model, out.artifact / "model.ort", batches, "ORT format vs ONNX", config.atol)
     return metrics
+
+
+# The ORT-format model has onnxruntime's default fusions baked in at conversion, SkipLayerNormalization
+# among them, which the runtime's ort-cpu sessions leave out of ONNX models (runtime.sessions): the same
+# sums in another order. FP32 logits move by ~1e-6; INT8 ones by up to 0.02 (BBC 3-layer student, dynamic
+# and static; identical to the ONNX run with that fusion on), as the rounding of the quantized activations
+# shifts. Like TensorRT's reduced precision (export.tensorrt), INT8 is judged by label agreement.
+ATOL = 1e-4
+INT8_AGREEMENT = 0.98
+
+
+def verify(reference: Path, candidate: Path, batches: list[dict], what: str, atol: float = ATOL) -> dict:
+    """Logits of ``candidate`` against ``reference`` (an ONNX model) on ``batches``; an EdgewiseError when
+    they differ beyond ``atol`` (FP32) or, for an INT8 reference, when labels agree on less than INT8_AGREEMENT."""
+    summary = graph_summary(reference)
+    int8 = summary["qdq"] or any(op in ("MatMulInteger", "DynamicQuantizeLinear") for op in summary["ort_only_ops"])
+    result = compare(onnx_scores(reference), onnx_scores(candidate), batches)
+    result["judged_by"] = f"label agreement >= {INT8_AGREEMENT:.0%} (INT8)" if int8 else f"max |diff| <= {atol:g}"
+    console().print(parity_line(what, result))
+    if not int8:
+        check(result, atol, f"{candidate.name}")
+        return result
+    check(result, float("inf"), f"{candidate.name}")  # NaN / inf logits are never acceptable
+    if result["label_agreement"] < INT8_AGREEMENT:
+        raise EdgewiseError(
+            f"{candidate.name} agrees with {reference} on only {result['label_agreement']:.1%} of {result['samples']} "
+            f"inputs (at least {INT8_AGREEMENT:.0%} expected of an INT8 model, max |diff| "
+            f"{result['max_abs_diff']:.3g}); bundle the FP32 model, or check the INT8 one with edgewise evaluate"
+        )
+    return result
+
