@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
 from pathlib import Path
 
@@ -153,6 +155,15 @@ def _job(job_file: Path, out: Path) -> int:
         job = json.loads(job_file.read_text())
     except (OSError, ValueError) as e:
         raise EdgewiseError(f"cannot read the job {job_file}: {e}; write it with edgewise bench --target") from None
+    limit = job.get("timeout_s") if isinstance(job, dict) else None
+    if limit and hasattr(signal, "SIGALRM"):
+        # The host gives up after this too; the job must not go on using the device unseen.
+        def expired(signum, frame):
+            raise EdgewiseError(f"the job ran past its timeout of {limit:g} s and was stopped; give it more time "
+                                "with ?timeout=SECONDS in the target")
+
+        signal.signal(signal.SIGALRM, expired)
+        signal.alarm(max(1, math.ceil(limit)))
     result = run_job(job, log=lambda line: print(line, file=sys.stderr, flush=True))
     tmp = out.with_name(out.name + ".partial")
     tmp.write_text(json.dumps(result) + "\n")

@@ -42,6 +42,7 @@ MIN_PYTHON = (3, 10)
 NEEDED = ("onnxruntime", "tokenizers", "numpy")
 STEP_TIMEOUT_S = 120  # checks, copies, cleanup: anything but the job itself
 CONNECT_TIMEOUT_S = 10
+JOB_GRACE_S = 30  # the device stops its job at the timeout; the host waits this much longer for its answer
 
 # Run on the device with its own Python, before any edgewise code is there: what it has.
 PROBE = """
@@ -288,8 +289,8 @@ class Target:
         facts = self.probe()
         self.log(f"{self.url}: Python {'.'.join(map(str, facts['python']))} at {facts['executable']}")
         code = self.install_runtime()
-        job = {**job, "models": [{**m, "path": self.sync(folder)}
-                                 for m, folder in zip(job["models"], folders, strict=True)]}
+        job = {**job, "timeout_s": self.timeout, "models": [{**m, "path": self.sync(folder)}
+                                                            for m, folder in zip(job["models"], folders, strict=True)]}
         work = f"{self.home_cache}/jobs/{os.getpid()}-{int(time.time() * 1000)}"
         self._mkdir(work)
         try:
@@ -300,7 +301,7 @@ class Target:
                 self.log(f"{self.url}: running the job ({len(job['models'])} model(s), {len(job['texts'])} texts)")
                 result = self.python_run("-m edgewise.runtime", ["job", f"{work}/job.json", "--out",
                                                                  f"{work}/result.json"],
-                                         "running the job", timeout=self.timeout,
+                                         "running the job", timeout=self.timeout + JOB_GRACE_S,
                                          env={"PYTHONPATH": ":".join(filter(None, [code, self.site]))})
                 if result.code != 0:
                     raise EdgewiseError(_job_failure(self.url, result))

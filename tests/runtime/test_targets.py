@@ -305,11 +305,14 @@ def test_adb_not_installed_is_one_error_line(cli_run, tiny_bundle, monkeypatch, 
 
 
 def test_a_job_that_outlives_its_timeout_is_one_error_line(cli_run, fake_adb, tiny_bundle, tiny_data):
-    target = f"adb://R58M123?python={sys.executable}&cache={fake_adb}&timeout=0.01"
+    target = f"adb://R58M123?python={sys.executable}&cache={fake_adb}&timeout=0.5"
+    slow = [arg if arg != "0" else "30" for arg in FAST]  # --min-time 30: the device stops the job after 1 s
 
-    result = cli_run(*["bench", str(tiny_bundle), "--data", str(tiny_data), *FAST, "--target", target])
+    result = cli_run(*["bench", str(tiny_bundle), "--data", str(tiny_data), *slow, "--target", target])
 
-    assert_ends_in_error(result, "gave no answer within 0.01 s while running the job", "?timeout=SECONDS")
+    assert_ends_in_error(result, "on adb://R58M123: the job ran past its timeout of 0.5 s and was stopped",
+                         "?timeout=SECONDS")
+    assert list((fake_adb / "jobs").iterdir()) == []
 
 
 def _wheel_of(package_dirs: list[str], wheel: Path) -> Path:
