@@ -48,7 +48,8 @@ class BenchConfig:
                                    "ssh and scp, your ~/.ssh/config and keys) or adb://SERIAL. A device needs Python "
                                    ">= 3.10 with onnxruntime, tokenizers and numpy; edgewise copies its own runtime "
                                    "code and the models there (unchanged files once). Settings after '?': "
-                                   "python=PATH, cache=DIR, timeout=SECONDS, e.g. ssh://pi@raspberrypi?python="
+                                   "python=PATH, cache=DIR, timeout=SECONDS, wheels=DIR (wheels to unpack there "
+                                   "when it lacks those packages), e.g. ssh://pi@raspberrypi?python="
                                    "/home/pi/venv/bin/python3.")
     metric: str = setting("accuracy", "What the Pareto plot (pareto.png) weighs against latency: accuracy or "
                                       "macro_f1 (better for unbalanced classes).", choices=("accuracy", "macro_f1"))
