@@ -31,10 +31,12 @@ if args[:1] == ["-s"]:
 if serial not in devices:
     print(f"adb: device '{{serial}}' not found", file=sys.stderr)
     sys.exit(1)
+old = bool(os.environ.get("FAKE_ADB_OLD"))  # adb without the shell protocol: exit 0, stderr into stdout
 if args == ["get-state"]:
     print("device")
 elif args[0] == "shell":
-    sys.exit(subprocess.run(["sh", "-c", " ".join(args[1:])]).returncode)
+    done = subprocess.run(["sh", "-c", " ".join(args[1:])], stderr=subprocess.STDOUT if old else None)
+    sys.exit(0 if old else done.returncode)
 elif args[0] in ("push", "pull"):
     shutil.copyfile(args[1], args[2])
     print(f"{{args[1]}}: 1 file pushed")

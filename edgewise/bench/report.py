@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgewise.runtime.targets import target_name
+
 
 def _ms(value) -> str:
     return f"{value:.2f}" if value is not None else ""
@@ -42,7 +44,7 @@ def device_line(target: str, env: dict) -> str:
     power = (env.get("power") or {}).get("mean_mw")
     if power:
         facts.append("power while timed " + ", ".join(f"{rail} {mw / 1000:.2f} W" for rail, mw in power.items()))
-    return f"Measured on the device **{target.split('?')[0]}**: " + "; ".join(facts) + "."
+    return f"Measured on the device **{target_name(target)}**: " + "; ".join(facts) + "."
 
 
 def markdown(report: dict) -> str:

@@ -239,15 +239,13 @@ def _measure_here(loaded: list[Artifact], names: list[str], split, seq_mode, con
 def _measure_on(target, loaded: list[Artifact], names: list[str], split, seq_mode, config: BenchConfig):
     """The same measurement run on a device (runtime.targets): the device predicts and times, this host
     scores its predictions against the labels. (slots, skipped rows, predictions, the device's environment)."""
-    from edgewise.runtime.job import JOB_SCHEMA_VERSION
+    from edgewise.runtime.job import new_job
 
-    job = {"schema_version": JOB_SCHEMA_VERSION, "models": [{"name": n} for n in names],
-           "backends": list(config.backends), "batch_sizes": list(config.batch_sizes), "threads": config.threads,
-           "seq_len": seq_mode, "warmup": config.warmup, "min_runs": config.min_runs, "min_time_s": config.min_time_s,
-           "rounds": config.rounds, "time": True, "texts": split.texts if split else [],
-           "pairs": split.pairs if split else None, "eval_batch_size": config.eval_batch_size, "verify": True}
-    target.log = lambda line: console().print(line)
-    result = target.run_job([a.path for a in loaded], job)
+    job = new_job(names, split.texts if split else [], split.pairs if split else None, backends=list(config.backends),
+                  batch_sizes=list(config.batch_sizes), threads=config.threads, seq_len=seq_mode,
+                  warmup=config.warmup, min_runs=config.min_runs, min_time_s=config.min_time_s, rounds=config.rounds,
+                  eval_batch_size=config.eval_batch_size)
+    result = target.run_job([a.path for a in loaded], job, log=lambda line: console().print(line, markup=False))
     by_name = dict(zip(names, loaded, strict=True))
     rows = [result_row(s["name"], by_name[s["name"]].path, by_name[s["name"]].kind, s["backend"], b, None,
                        config.threads, reason=f"on {target.url}: {s['reason']}")
@@ -265,7 +263,7 @@ def _measure_on(target, loaded: list[Artifact], names: list[str], split, seq_mod
         slots.append({**slot, "artifact": artifact, "accuracy": scored.get(key),
                       "memory": {"rss_delta": _delta(slot.get("rss_before"), slot.get("rss_after")),
                                  "rss_now": slot.get("rss_after"), "gpu_peak": None}})
-    environment = result["environment"]
+    environment = {**result["environment"], "process_peak_rss_mb": result.get("process_peak_rss_mb")}
     if result.get("power"):
         environment["power"] = result["power"]
     return slots, rows, predictions, environment

@@ -105,13 +105,12 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
 def _predict_on(target, artifact: Artifact, split, config: EvaluateConfig):
     """The labels the device predicts (runtime.job without timing): (labels, backend, max_length, its environment)."""
     from edgewise.core.progress import console
-    from edgewise.runtime.job import JOB_SCHEMA_VERSION
+    from edgewise.runtime.job import new_job
 
-    job = {"schema_version": JOB_SCHEMA_VERSION, "models": [{"name": artifact.path.name}], "backends": [config.backend],
-           "batch_sizes": [config.batch_size], "time": False, "texts": split.texts, "pairs": split.pairs,
-           "eval_batch_size": config.batch_size, "max_length": config.max_length, "verify": True}
-    target.log = lambda line: console().print(line)
-    result = target.run_job([artifact.path], job)
+    job = new_job([artifact.path.name], split.texts, split.pairs, backends=[config.backend],
+                  batch_sizes=[config.batch_size], time=False, eval_batch_size=config.batch_size,
+                  max_length=config.max_length)
+    result = target.run_job([artifact.path], job, log=lambda line: console().print(line, markup=False))
     if not result["slots"]:
         reasons = "; ".join(f"{s['backend']}: {s['reason']}" for s in result["skipped"]) or "no backend ran"
         raise EdgewiseError(f"{artifact.path} cannot run on {target.url} ({reasons}); choose another --backend")

@@ -101,6 +101,17 @@ class Recipe:
                             f"{', '.join(s.id for s in self.steps)}")
 
 
+def report_dir(target: str) -> str:
+    """The folder of a target's ladder report: report/ here, report-<target>/ for a device."""
+    import re
+
+    from edgewise.runtime.targets import target_name
+
+    if target == "local":
+        return "report"
+    return "report-" + re.sub(r"[^A-Za-z0-9.]+", "-", target_name(target).split("://", 1)[-1]).strip("-")
+
+
 def load_recipe(path: Path, overrides: tuple[str, ...] = ()) -> Recipe:
     """Read, override (``--set stages.distill.layers=3``) and check the recipe at ``path``."""
     import yaml
@@ -153,6 +164,14 @@ def recipe_from_dict(raw: Any, path: Path | None = None, overrides: tuple[str, .
             parse_target(target)
         except EdgewiseError as e:
             raise EdgewiseError(f"{where}: targets: {e}") from None
+    folders = [report_dir(t) for t in parsed.targets]
+    shared = sorted({f for f in folders if folders.count(f) > 1})
+    if shared:
+        raise EdgewiseError(f"{where}: targets {parsed.targets} would share the report folder {shared[0]}/ (it is "
+                            "named after the host); bench one device once per recipe, or use two recipes")
+    if "target" in parsed.bench:
+        raise EdgewiseError(f"{where}: bench.target: where the ladder is benched is the recipe's top-level "
+                            f"`targets:` list (e.g. targets: [local, {parsed.bench['target']}]); move it there")
     from edgewise.bench.config import BenchConfig
     from edgewise.core.config import config_from_dict
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edgewise.recipe.config import report_dir
+from edgewise.runtime.targets import target_name
+
 if TYPE_CHECKING:
     from edgewise.recipe.config import Recipe
 
@@ -58,20 +61,11 @@ def ladder_table(ladder: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def report_dir(target: str) -> str:
-    """The folder of a target's ladder report: report/ here, report-<target>/ for a device."""
-    import re
-
-    if target == "local":
-        return "report"
-    return "report-" + re.sub(r"[^A-Za-z0-9.]+", "-", target.split("?")[0].split("://", 1)[-1]).strip("-")
-
-
 def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe,
                     ladders: dict[str, list[dict]] | None = None) -> str:
     """ladder.md: the table of the first target, the gate's verdict, then a table per further target."""
     first = recipe.targets[0]
-    where = "" if first == "local" else f" on {first.split('?')[0]}"
+    where = "" if first == "local" else f" on {target_name(first)}"
     lines = [f"# edgewise ladder — {recipe.path or 'recipe'}", "",
              f"One interleaved `edgewise bench` run{where}; the first row is the reference. Details and plots: "
              f"{report_dir(first)}/.", "", ladder_table(ladder or [])]
@@ -79,7 +73,7 @@ def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe
         lines += ["", f"Gate on {gate['artifact']}: " + ("**passed**" if gate["passed"] else
                                                           "**failed**: " + "; ".join(gate["misses"]))]
     for target, rows in list((ladders or {}).items())[1:]:
-        name = "this machine" if target == "local" else target.split("?")[0]
+        name = "this machine" if target == "local" else target_name(target)
         lines += ["", f"## On {name}", "", f"One interleaved `edgewise bench` run there; the first row is the "
                   f"reference (the first model it can run). Details: {report_dir(target)}/.", "", ladder_table(rows)]
     return "\n".join(lines) + "\n"

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console
-from edgewise.recipe.config import MODEL, Recipe, Step
+from edgewise.recipe.config import MODEL, Recipe, Step, report_dir
+from edgewise.runtime.targets import target_name
 
 STATE_FILE = "recipe-state.json"
 KEY_PACKAGES = ("edgewise", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
@@ -128,25 +129,30 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
     ladder = gate = None
     ladders: dict[str, list[dict]] = {}  # per target, in the recipe's order; the first is `ladder`
     reference = _model_is_reference(recipe)
+    unmeasured: list[str] = []  # targets whose ladder failed: said once, after what was measured is written
     if report and (done or reference):
         for target in recipe.targets:
             try:
                 ladders[target] = _ladder(recipe, run_dir, [folders[s.id] for s in done], target)
             except EdgewiseError as e:
-                if failure is None:
-                    raise
-                say(f"the ladder of the finished stages could not be measured on {target}: {e}")
-                break
+                if len(recipe.targets) == 1 and failure is None:
+                    raise  # nothing else to write first
+                say(f"the ladder could not be measured on {target_name(target)}: {e}")
+                unmeasured.append(f"on {target_name(target)}: {str(e).rstrip('.')}")
         ladder = ladders.get(recipe.targets[0])
         if failure is None:
             gate = _gate(recipe, ladder, folders[recipe.steps[-1].id])
-    if ladder is not None:
+    if ladders:
         from edgewise.recipe.report import ladder_markdown
 
         extra = {"targets": ladders} if len(recipe.targets) > 1 else {}
         (run_dir / "ladder.json").write_text(json.dumps({"steps": plan, "ladder": ladder, "gate": gate, **extra},
                                                         indent=2) + "\n", encoding="utf-8")
         (run_dir / "ladder.md").write_text(ladder_markdown(ladder, gate, recipe, ladders), encoding="utf-8")
+    if failure is None and unmeasured:
+        raise EdgewiseError("the ladder could not be measured " + "; ".join(unmeasured)
+                            + (f"; what was measured is in {run_dir / 'ladder.md'}" if ladders else "")
+                            + "; after the fix, `edgewise run` again skips every finished stage")
     if failure is not None:
         step, error = failure
         raise StageFailed(
@@ -315,7 +321,6 @@ def _ladder(recipe: Recipe, run_dir: Path, outputs: list[Path], target: str = "l
     import dataclasses
 
     from edgewise.bench.stage import bench
-    from edgewise.recipe.report import report_dir
     from edgewise.runtime.base import read_manifest
     from edgewise.runtime.targets import DEVICE_KINDS
 
@@ -323,14 +328,14 @@ def _ladder(recipe: Recipe, run_dir: Path, outputs: list[Path], target: str = "l
     if target != "local":
         kept = [a for a in artifacts if read_manifest(a).get("kind") in DEVICE_KINDS]
         if len(kept) < len(artifacts):
-            console().print(f"ladder on {target.split('?')[0]}: {len(artifacts) - len(kept)} PyTorch artifact(s) "
+            console().print(f"ladder on {target_name(target)}: {len(artifacts) - len(kept)} PyTorch artifact(s) "
                             "left out (a device runs ONNX / ORT / bundles)")
         artifacts = kept
         if not artifacts:
-            raise EdgewiseError(f"no stage of the recipe wrote a model {target.split('?')[0]} can run; add an export "
+            raise EdgewiseError(f"no stage of the recipe wrote a model {target_name(target)} can run; add an export "
                                 "or bundle stage, or drop the target")
     console().print(f"ladder: {len(artifacts)} artifact(s) in one interleaved bench"
-                    + ("" if target == "local" else f" on {target.split('?')[0]}"))
+                    + ("" if target == "local" else f" on {target_name(target)}"))
     config = dataclasses.replace(recipe.bench, target=target)
     report = bench(artifacts, run_dir / report_dir(target), config, data=recipe.data, overwrite=True)
     return ladder_rows(report, batch_size=recipe.gate.batch_size if recipe.gate else 1)

@@ -155,20 +155,66 @@ def _job(job_file: Path, out: Path) -> int:
         job = json.loads(job_file.read_text())
     except (OSError, ValueError) as e:
         raise EdgewiseError(f"cannot read the job {job_file}: {e}; write it with edgewise bench --target") from None
-    limit = job.get("timeout_s") if isinstance(job, dict) else None
-    if limit and hasattr(signal, "SIGALRM"):
-        # The host gives up after this too; the job must not go on using the device unseen.
-        def expired(signum, frame):
+    if not isinstance(job, dict):
+        raise EdgewiseError(f"the job {job_file} is not a JSON object; write it with edgewise bench --target")
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if job.get("stop_on_eof"):
+        # The host keeps our stdin open while it waits: end-of-file means it stopped (Ctrl-C, a lost
+        # connection), and the job must not go on using the device unseen.
+        import os
+        import threading
+
+        def watch():
+            # The raw descriptor, not sys.stdin: a daemon thread blocked in a buffered read aborts the
+            # interpreter at exit (it holds the buffer's lock).
+            while os.read(0, 1 << 16):
+                pass
+            os._exit(130)
+
+        threading.Thread(target=watch, daemon=True).start()
+    limit = job.get("timeout_s")
+    if isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0 and hasattr(signal, "SIGALRM"):
+        def expired(signum, frame):  # the host gives up after this too
             raise EdgewiseError(f"the job ran past its timeout of {limit:g} s and was stopped; give it more time "
                                 "with ?timeout=SECONDS in the target")
 
         signal.signal(signal.SIGALRM, expired)
         signal.alarm(max(1, math.ceil(limit)))
-    result = run_job(job, log=lambda line: print(line, file=sys.stderr, flush=True))
+    with _device_lock(job.get("lock"), log):
+        result = run_job(job, log=log)
+    if hasattr(signal, "SIGALRM"):
+        signal.alarm(0)
     tmp = out.with_name(out.name + ".partial")
     tmp.write_text(json.dumps(result) + "\n")
     tmp.replace(out)  # the host fetches `out` only when it is whole
     return 0
+
+
+class _device_lock:
+    """Jobs on one device take turns (an flock on ``path``), so that two runs never time each other."""
+
+    def __init__(self, path: str | None, log):
+        self.path, self.log, self.handle = path, log, None
+
+    def __enter__(self):
+        if not self.path:
+            return self
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX device: no turns to take
+            return self
+        self.handle = open(self.path, "a")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.log(f"waiting for another edgewise job on this device to finish ({self.path})")
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            self.handle.close()  # closing releases the lock
+        return False
 
 
 def main(argv=None) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
 
@@ -73,6 +74,15 @@ def time_interleaved(slots: list[dict], *, rounds: int, min_runs: int, min_time_
                 advance(round_index)
 
 
+def new_job(names: list[str], texts: list[str], pairs: list[str] | None, **settings) -> dict:
+    """A job for the models ``names`` (their paths are filled in where it runs) over ``texts``: the keys of the
+    module docstring, ``settings`` overriding the defaults there."""
+    return {"schema_version": JOB_SCHEMA_VERSION, "models": [{"name": n} for n in names], "backends": ["auto"],
+            "batch_sizes": [1], "threads": None, "seq_len": "max", "warmup": 10, "min_runs": 50, "min_time_s": 2.0,
+            "rounds": 5, "time": True, "texts": list(texts), "pairs": list(pairs) if pairs else None,
+            "eval_batch_size": None, "max_length": None, "verify": True, **settings}
+
+
 def check_job(job: dict) -> None:
     """Refuse a job this runtime cannot read (a newer host's, or a hand-edited file)."""
     if not isinstance(job, dict) or job.get("schema_version") != JOB_SCHEMA_VERSION:
@@ -102,7 +112,10 @@ def run_job(job: dict, log=None) -> dict:
     timed = job.get("time", True)
     seq_mode = job.get("seq_len", "max")
     warmup = int(job.get("warmup", 10))
-    slots, skipped = [], []
+    import onnxruntime  # noqa: F401  # imported before the first reading, so memory figures hold models only
+    import tokenizers  # noqa: F401
+
+    slots, skipped, unloadable = [], [], []
     for model in job["models"]:
         kind = read_manifest(model["path"]).get("kind")
         for backend in dict.fromkeys(auto_backend(kind) if b == "auto" else b for b in job["backends"]):
@@ -111,11 +124,10 @@ def run_job(job: dict, log=None) -> dict:
                 runner = open_runner(model["path"], kind, backend, threads=job.get("threads"),
                                      max_length=job.get("max_length"), verify=job.get("verify", True))
             except Unavailable as skip:
-                if backend == "ort-cpu":
-                    # The CPU provider is always there: the model itself does not load on this device.
-                    raise EdgewiseError(f"{model['name']} cannot run here: {skip}") from None
                 log(f"skipped {model['name']} on {backend}: {skip}")
                 skipped.append({"name": model["name"], "backend": backend, "reason": str(skip)})
+                if backend == "ort-cpu":  # the CPU provider is always there: the model itself does not load
+                    unloadable.append(f"{model['name']} cannot run here: {skip}")
                 continue
             log(f"{model['name']} on {backend}: loaded ({time.perf_counter() - started:.1f} s)")
             predictions: dict[int, list[int]] = {}
@@ -123,6 +135,7 @@ def run_job(job: dict, log=None) -> dict:
                 slot_feeds = feeds(runner, texts, pairs, batch_size, seq_mode) if timed else []
                 for i in range(warmup if timed else 0):
                     runner.run(slot_feeds[i % len(slot_feeds)][0])
+                after = current_rss_mb()  # as bench reads it locally: the model and its runs, before scoring
                 eval_batch = job.get("eval_batch_size") or batch_size
                 if texts and eval_batch not in predictions:
                     logits = runner.logits(texts, pairs, batch_size=eval_batch)
@@ -134,11 +147,13 @@ def run_job(job: dict, log=None) -> dict:
                         f"({time.perf_counter() - started:.1f} s)")
                 slots.append({
                     "name": model["name"], "kind": kind, "backend": runner.backend, "batch_size": batch_size,
-                    "runner": runner, "feeds": slot_feeds, "rss_before": before, "rss_after": current_rss_mb(),
+                    "runner": runner, "feeds": slot_feeds, "rss_before": before, "rss_after": after,
                     "seq_len": "data" if seq_mode == "data" else (slot_feeds[0][1] if slot_feeds else None),
                     "accuracy_batch_size": eval_batch if texts else None, "max_length": runner.max_length,
                     "predictions": predictions.get(eval_batch),
                 })
+    if unloadable and not slots:
+        raise EdgewiseError("; ".join(unloadable))
     if timed:
         total = int(job.get("rounds", 5)) * len(slots)
         done = [0]
@@ -164,6 +179,8 @@ def run_job(job: dict, log=None) -> dict:
         environment["onnxruntime_providers"] = []
     return {
         "schema_version": JOB_SCHEMA_VERSION,
+        "edgewise_code": str(Path(__file__).resolve().parents[1]),  # which copy ran (the host's, sent along)
+        "process_peak_rss_mb": current_rss_mb("VmHWM:"),
         "environment": environment,
         "power": power.summary() if power is not None else None,
         "slots": [{k: v for k, v in slot.items() if k not in ("runner", "feeds")} | {"info": slot["runner"].info}

@@ -1,21 +1,27 @@
 """Device targets of `edgewise bench` and `edgewise evaluate`: ``local``, ``ssh://[user@]host[:port]``
 and ``adb://SERIAL``.
 
-The system's own ``ssh`` / ``scp`` and ``adb`` do the work, so ~/.ssh/config, keys, agents and ProxyJump
-behave as in a terminal; edgewise never asks for or handles a password (ssh runs in BatchMode). A run:
+The system's own ``ssh`` and ``adb`` do the work, so ~/.ssh/config, keys, agents and ProxyJump behave as
+in a terminal; edgewise never asks for or handles a password (ssh runs in BatchMode). A run:
 
 1. checks the device: Python there (>= 3.10) with onnxruntime, tokenizers and numpy importable;
 2. copies this host's edgewise package (pure Python, so the device runs exactly the code that wrote the
    job) and each model folder into a cache on the device, skipping files it already holds (sha256);
 3. runs ``python -m edgewise.runtime job`` on a job file holding the texts (runtime.job) in a fresh work
    folder, then fetches the result and removes that folder (the cache stays: the next run copies only
-   what changed).
+   what changed). Jobs on one device take turns (a lock in the cache), so two runs never time each other.
+
+Every remote command ends by printing its exit status (``RC_MARK``): ssh exits 255 both when the
+connection fails and when the remote process is killed by a signal, and adb before Android 7 returns 0
+whatever happened, so the status line is what tells a failed command from a lost device. Files go over
+ssh as ``cat`` streams (no scp: its legacy mode re-parses remote paths in a shell, its SFTP mode needs a
+sftp-server that small boards often lack).
 
 Settings in the target's query string: ``python=PATH`` (default python3), ``cache=DIR`` (default
 ~/.cache/edgewise on ssh, /data/local/tmp/edgewise on adb), ``timeout=SECONDS`` (the job's limit,
 default 3600), ``wheels=DIR`` (a folder of wheels on this machine, for a device whose Python lacks
 onnxruntime / tokenizers / numpy: unpacked into the cache there, no pip or network needed on the device;
-edgewise itself downloads nothing). ``EDGEWISE_SSH_OPTIONS`` adds options to every ssh and scp call
+edgewise itself downloads nothing). ``EDGEWISE_SSH_OPTIONS`` adds options to every ssh call
 (e.g. ``-F ci_ssh_config``).
 
 Nothing here imports onnxruntime: the host only drives the device.
@@ -24,6 +30,7 @@ Nothing here imports onnxruntime: the host only drives the device.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import shutil
@@ -36,13 +43,18 @@ from urllib.parse import parse_qs, urlsplit
 
 from edgewise.core.errors import EdgewiseError
 
-SCHEMES = ("local", "ssh://", "adb://")
 QUERY_KEYS = ("python", "cache", "timeout", "wheels")
 MIN_PYTHON = (3, 10)
 NEEDED = ("onnxruntime", "tokenizers", "numpy")
-STEP_TIMEOUT_S = 120  # checks, copies, cleanup: anything but the job itself
+STEP_TIMEOUT_S = 120  # checks and cleanup; copies get this plus COPY_S_PER_MB
+COPY_S_PER_MB = 1.0  # a slow link (1 MB/s) still finishes
 CONNECT_TIMEOUT_S = 10
 JOB_GRACE_S = 30  # the device stops its job at the timeout; the host waits this much longer for its answer
+RC_MARK = "__edgewise_rc="
+DEVICE_KINDS = ("onnx", "ort", "bundle", "tensorrt")
+DEVICE_BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
+SIGNALS = {137: "killed (SIGKILL: out of memory?)", 139: "crashed (SIGSEGV)", 134: "aborted (SIGABRT)",
+           143: "terminated (SIGTERM)"}
 
 # Run on the device with its own Python, before any edgewise code is there: what it has.
 PROBE = """
@@ -52,37 +64,22 @@ print(json.dumps({"python": list(sys.version_info[:3]), "executable": sys.execut
                   "missing": [m for m in %r if importlib.util.find_spec(m) is None],
                   "cache": os.path.abspath(os.path.expanduser(%r))}))
 """
-# The sha256 of every file under a folder on the device, by relative path ({} when the folder is absent).
+# The sha256 of every file under a folder on the device, by relative path ({} when the folder is absent),
+# leaving out the files the device builds itself (a jetson bundle's engine).
 HASHES = """
 import hashlib, json, os, sys
-root, out = sys.argv[1], {}
+root, skip, out = sys.argv[1], set(json.loads(sys.argv[2])), {}
 for folder, _, files in os.walk(root):
     for name in files:
         path = os.path.join(folder, name)
+        if os.path.relpath(path, root) in skip:
+            continue
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
         out[os.path.relpath(path, root)] = digest.hexdigest()
 print(json.dumps(out))
-"""
-UNZIP = """
-import os, sys, zipfile
-site = sys.argv[1]
-for name in sys.argv[2:]:
-    with zipfile.ZipFile(os.path.join(site, name)) as wheel:
-        wheel.extractall(site)
-    os.remove(os.path.join(site, name))
-open(os.path.join(site, "COMPLETE"), "w").close()
-"""
-UNPACK = """
-import os, sys, tarfile
-archive, dest = sys.argv[1], sys.argv[2]
-os.makedirs(dest, exist_ok=True)
-with tarfile.open(archive) as tar:
-    tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-os.remove(archive)
-open(os.path.join(dest, "COMPLETE"), "w").close()
 """
 PRUNE = """
 import json, os, sys
@@ -92,6 +89,26 @@ for folder, _, files in os.walk(root):
         path = os.path.join(folder, name)
         if os.path.relpath(path, root) not in keep:
             os.remove(path)
+"""
+# Unpack an archive (a tar of edgewise's code, or wheels, which are zips) into a fresh folder, then rename
+# it into place: a run that finds the folder finds it whole, and two runs unpacking at once do not mix.
+UNPACK = """
+import os, shutil, sys, tarfile, zipfile
+dest, archives = sys.argv[1], sys.argv[2:]
+work = dest + ".unpacking-%d" % os.getpid()
+os.makedirs(work)
+for archive in archives:
+    if archive.endswith(".whl"):
+        with zipfile.ZipFile(archive) as wheel:
+            wheel.extractall(work)
+    else:
+        with tarfile.open(archive) as tar:
+            tar.extractall(work, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    os.remove(archive)
+try:
+    os.rename(work, dest)
+except OSError:  # another run put it in place first: theirs is as good
+    shutil.rmtree(work, ignore_errors=True)
 """
 
 
@@ -103,10 +120,9 @@ class Result:
 
 
 class Target:
-    """A device reached through a command-line tool. Subclasses define ``_shell_argv``, ``_push_argv``,
-    ``_pull_argv``, ``check_connection`` and ``_connection_failed``."""
+    """A device reached through a command-line tool. Subclasses define ``_shell_argv``, ``push``,
+    ``check_connection`` and ``_lost``."""
 
-    tool = ""
     install_hint = ""
     default_cache = ""
 
@@ -126,43 +142,63 @@ class Target:
 
     # --- the tool -------------------------------------------------------------------------------
 
-    def _call(self, argv: list[str], what: str, timeout: float | None = None) -> Result:
+    def _run(self, argv: list[str], what: str, timeout: float | None = None, stdin: Path | None = None,
+             keep_stdin: bool = False) -> Result:
+        """Run a local command (ssh, adb); an Error naming the target when it is missing or times out.
+        ``stdin``: a file fed to it; ``keep_stdin``: a pipe left open until it ends, so that the remote
+        side sees end-of-file when this process stops (the job then stops too)."""
         if shutil.which(argv[0]) is None:
             raise EdgewiseError(f"{self.url} needs `{argv[0]}` on this machine, which has none; {self.install_hint}")
         limit = timeout or STEP_TIMEOUT_S
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise EdgewiseError(
-                f"{self.url} gave no answer within {limit:g} s while {what}; check that the device is up and "
-                "reachable" + (" (a longer job: add ?timeout=SECONDS to the target)" if timeout else "")
-            ) from None
-        result = Result(done.returncode, done.stdout, done.stderr)
-        self._connection_failed(result, what)
-        return result
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+                (open(stdin, "rb") if stdin else open(os.devnull, "rb")) as feed:
+            process = subprocess.Popen(argv, stdin=subprocess.PIPE if keep_stdin else feed, stdout=out, stderr=err)
+            try:
+                process.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                raise EdgewiseError(
+                    f"{self.url} gave no answer within {limit:g} s while {what}; check that the device is up and "
+                    "reachable" + (" (a longer job: add ?timeout=SECONDS to the target)" if keep_stdin else "")
+                ) from None
+            finally:  # also on Ctrl-C: the local ssh / adb goes, and with it the remote command's input
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                if keep_stdin:
+                    process.stdin.close()
+            out.seek(0)
+            err.seek(0)
+            return Result(process.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
-    def shell(self, command: str, what: str, timeout: float | None = None) -> Result:
-        """Run ``command`` in the device's shell."""
-        return self._call(self._shell_argv(command), what, timeout)
+    def shell(self, command: str, what: str, timeout: float | None = None, stdin: Path | None = None,
+              keep_stdin: bool = False) -> Result:
+        """Run ``command`` in the device's shell; its own exit status, read from the line it prints last."""
+        result = self._run(self._shell_argv(f"{command}; echo {RC_MARK}$?"), what, timeout, stdin, keep_stdin)
+        output, mark, status = result.out.rpartition(RC_MARK)
+        if not mark or not status.strip().isdigit():
+            self._lost(result, what)  # the command never finished: no connection, or it dropped
+            raise EdgewiseError(f"{self.url} did not finish {what} ({_last_line(result.err) or 'no message'}); check "
+                                "the device, then run the command again")
+        return Result(int(status.strip()), output.removesuffix("\n"), result.err)
 
-    def python_run(self, script: str, args: list[str], what: str, env: dict | None = None,
-                   timeout: float | None = None) -> Result:
-        """Run a Python snippet (or ``-m module`` when ``script`` starts with -m) with the device's Python."""
-        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+    def python_run(self, script: str, args: list[str], what: str, pythonpath: list[str] = (),
+                   timeout: float | None = None, keep_stdin: bool = False) -> Result:
+        """Run a Python snippet (or ``-m module`` when ``script`` starts with -m) with the device's Python,
+        ``pythonpath`` before the device's own PYTHONPATH."""
         code = script.split() if script.startswith("-m ") else ["-c", script]
-        command = " ".join(shlex.quote(part) for part in [self.python, *code, *args])
-        return self.shell(f"{prefix} {command}".strip(), what, timeout)
+        command = " ".join([_remote_path(self.python), *(shlex.quote(part) for part in [*code, *args])])
+        if pythonpath:
+            command = f"PYTHONPATH={shlex.quote(':'.join(pythonpath))}${{PYTHONPATH:+:$PYTHONPATH}} {command}"
+        return self.shell(command, what, timeout, keep_stdin=keep_stdin)
 
-    def push(self, local: Path, remote: str) -> None:
-        result = self._call(self._push_argv(local, remote), f"copying {local.name}")
+    def pull_text(self, remote: str, what: str) -> str:
+        result = self.shell(f"cat {shlex.quote(remote)}", what)
         if result.code != 0:
-            raise EdgewiseError(f"could not copy {local} to {self.url}:{remote}: {_last_line(result.err)}; check "
-                                f"the free space and permissions of {self.cache} on the device (?cache=DIR)")
-
-    def pull(self, remote: str, local: Path) -> None:
-        result = self._call(self._pull_argv(remote, local), "fetching the result")
-        if result.code != 0 or not local.is_file():
             raise EdgewiseError(f"could not fetch {remote} from {self.url}: {_last_line(result.err)}")
+        return result.out
+
+    def _copy_timeout(self, local: Path) -> float:
+        return STEP_TIMEOUT_S + COPY_S_PER_MB * local.stat().st_size / 2**20
 
     # --- the steps ------------------------------------------------------------------------------
 
@@ -193,19 +229,15 @@ class Target:
 
     def _facts(self) -> dict:
         result = self.python_run(PROBE % (NEEDED, self.cache), [], "checking its Python",
-                                 env={"PYTHONPATH": self.site} if self.site else None)
+                                 pythonpath=[self.site] if self.site else [])
         if result.code in (126, 127) or (result.code != 0 and "not found" in result.err.lower()):
             raise EdgewiseError(
                 f"{self.url} has no Python at {self.python!r} ({_last_line(result.err) or 'not found'}); install "
                 f"Python >= {'.'.join(map(str, MIN_PYTHON))} there, or name the interpreter in the target: "
                 f"{self._with('python', '/path/to/python3')}"
             )
-        try:
-            facts = json.loads(result.out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise EdgewiseError(f"{self.python!r} on {self.url} did not run as Python (exit {result.code}: "
-                                f"{_last_line(result.err or result.out)}); name a Python >= 3.10 with "
-                                f"{self._with('python', '/path/to/python3')}") from None
+        facts = _json_line(result, f"{self.python!r} on {self.url} did not run as Python", "name a Python >= 3.10 "
+                           f"with {self._with('python', '/path/to/python3')}")
         if tuple(facts["python"][:2]) < MIN_PYTHON:
             raise EdgewiseError(
                 f"{self.url} runs Python {_version(facts)} at {facts['executable']}; the runtime needs "
@@ -219,26 +251,19 @@ class Target:
         so the device needs no pip and no network); the folder to put on PYTHONPATH there."""
         import hashlib
 
-        wheels = sorted(folder.glob("*.whl"))
-        if not folder.is_dir() or not wheels:
+        wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
+        if not wheels:
             raise EdgewiseError(f"?wheels={folder}: no .whl files there; download them for the device first, e.g. "
                                 "pip download onnxruntime tokenizers numpy --only-binary=:all: --platform "
                                 "manylinux2014_aarch64 --python-version 3.11 -d DIR")
         key = hashlib.sha256("\n".join(f"{w.name}:{w.stat().st_size}" for w in wheels).encode()).hexdigest()[:16]
-        site = f"{self.home_cache}/site/{key}"
-        if self.shell(f"test -f {shlex.quote(site + '/COMPLETE')}", "checking its wheels").code == 0:
-            return site
-        self.log(f"{self.url}: unpacking {len(wheels)} wheels from {folder} into {site}")
-        self._mkdir(site)
-        for wheel in wheels:
-            self.push(wheel, f"{site}/{wheel.name}")
-        self._python_ok(UNZIP, [site, *[w.name for w in wheels]], "unpacking the wheels")
-        return site
+        return self._install_once(f"{self.home_cache}/site/{key}", wheels, f"{len(wheels)} wheels from {folder}")
 
     def install_runtime(self) -> str:
         """This host's edgewise package, copied to the device's cache once per version of its code; the
         folder to put on PYTHONPATH there."""
         import hashlib
+        import tarfile
 
         package = Path(__file__).resolve().parents[1]  # the edgewise package this host runs
         files = sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
@@ -246,36 +271,50 @@ class Target:
         for file in files:
             digest.update(str(file.relative_to(package)).encode() + b"\0" + file.read_bytes())
         remote = f"{self.home_cache}/runtime/{digest.hexdigest()[:16]}"
-        if self.shell(f"test -f {shlex.quote(remote + '/COMPLETE')}", "checking its edgewise copy").code == 0:
-            return remote
-        self.log(f"{self.url}: copying this edgewise's code ({len(files)} files) to {remote}")
-        import tarfile
-
         with tempfile.TemporaryDirectory() as scratch:
             archive = Path(scratch) / "edgewise-runtime.tar.gz"
             with tarfile.open(archive, "w:gz") as tar:
                 for file in files:
                     tar.add(file, arcname=str(Path("edgewise") / file.relative_to(package)))
-            self._mkdir(remote)
-            self.push(archive, f"{remote}/{archive.name}")
-        self._python_ok(UNPACK, [f"{remote}/edgewise-runtime.tar.gz", remote], "unpacking edgewise")
+            return self._install_once(remote, [archive], f"this edgewise's code ({len(files)} files)")
+
+    def _install_once(self, remote: str, archives: list[Path], what: str) -> str:
+        """``archives`` unpacked into ``remote`` on the device unless it is there already; ``remote``."""
+        if self.shell(f"test -d {shlex.quote(remote)}", f"looking for {remote}").code == 0:
+            return remote
+        self.log(f"{self.url}: copying {what} to {remote}")
+        staging = f"{remote}.upload-{os.getpid()}"
+        self._mkdir(staging)
+        names = [f"{staging}/{a.name}" for a in archives]
+        for archive, name in zip(archives, names, strict=True):
+            self.push(archive, name)
+        try:
+            self._python_ok(UNPACK, [remote, *names], f"unpacking {what}")
+        finally:
+            self.shell(f"rm -rf {shlex.quote(staging)}", "removing the uploaded archives")
         return remote
 
     def sync(self, folder: Path) -> str:
-        """``folder`` copied into the device's cache (only files whose sha256 differ); its path there."""
+        """``folder`` copied into the device's cache (only files whose sha256 differ, files the device built
+        itself kept); its path there."""
         import hashlib
+        import socket
 
         from edgewise.core.manifest import sha256_file
+        from edgewise.runtime.base import read_manifest
 
-        key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
+        # Keyed by this host and folder: two hosts (CI runners) sharing a device never share a copy.
+        key = hashlib.sha256(f"{socket.gethostname()}:{folder.resolve()}".encode()).hexdigest()[:8]
         remote = f"{self.home_cache}/models/{folder.name}-{key}"
-        local = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
-        there = json.loads(self._python_ok(HASHES, [remote], f"listing {folder.name} there").out.strip() or "{}")
+        built_there = [str(f) for f in read_manifest(folder).get("expected_files") or []]
+        local = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*"))
+                 if p.is_file() and str(p.relative_to(folder)) not in built_there}
+        there = _json_line(self._python_ok(HASHES, [remote, json.dumps(built_there)], f"listing {folder.name} there"),
+                           f"listing {folder.name} on {self.url} gave no list", "check the device's Python")
         changed = [name for name, digest in local.items() if there.get(name) != digest]
         if set(there) - set(local):
-            self._python_ok(PRUNE, [remote, json.dumps(sorted(local))], f"removing old files of {folder.name}")
-        for parent in sorted({str(Path(remote, name).parent) for name in changed}):
-            self._mkdir(parent)
+            self._python_ok(PRUNE, [remote, json.dumps(sorted(local) + built_there)],
+                            f"removing old files of {folder.name}")
         sizes = sum((folder / name).stat().st_size for name in changed)
         self.log(f"{self.url}: {folder.name}: {len(changed)} of {len(local)} files copied ({sizes / 2**20:.1f} MB)"
                  if changed else f"{self.url}: {folder.name}: already there ({len(local)} files unchanged)")
@@ -283,14 +322,17 @@ class Target:
             self.push(folder / name, f"{remote}/{name}")
         return remote
 
-    def run_job(self, folders: list[Path], job: dict) -> dict:
-        """Run ``job`` (runtime.job) on the device with ``folders`` as its models, in order; its result."""
+    def run_job(self, folders: list[Path], job: dict, log=None) -> dict:
+        """Run ``job`` (runtime.job) on the device with ``folders`` as its models, in order; its result.
+        ``log(line)`` receives a line per step."""
+        if log is not None:
+            self.log = log
         started = time.perf_counter()
         facts = self.probe()
-        self.log(f"{self.url}: Python {'.'.join(map(str, facts['python']))} at {facts['executable']}")
+        self.log(f"{self.url}: Python {_version(facts)} at {facts['executable']}")
         code = self.install_runtime()
-        job = {**job, "timeout_s": self.timeout, "models": [{**m, "path": self.sync(folder)}
-                                                            for m, folder in zip(job["models"], folders, strict=True)]}
+        job = {**job, "timeout_s": self.timeout, "stop_on_eof": True, "lock": f"{self.home_cache}/job.lock",
+               "models": [{**m, "path": self.sync(folder)} for m, folder in zip(job["models"], folders, strict=True)]}
         work = f"{self.home_cache}/jobs/{os.getpid()}-{int(time.time() * 1000)}"
         self._mkdir(work)
         try:
@@ -301,14 +343,18 @@ class Target:
                 self.log(f"{self.url}: running the job ({len(job['models'])} model(s), {len(job['texts'])} texts)")
                 result = self.python_run("-m edgewise.runtime", ["job", f"{work}/job.json", "--out",
                                                                  f"{work}/result.json"],
-                                         "running the job", timeout=self.timeout + JOB_GRACE_S,
-                                         env={"PYTHONPATH": ":".join(filter(None, [code, self.site]))})
-                if result.code != 0:
-                    raise EdgewiseError(_job_failure(self.url, result))
-                self.pull(f"{work}/result.json", Path(scratch) / "result.json")
-                fetched = json.loads((Path(scratch) / "result.json").read_text())
+                                         "running the job", pythonpath=[code, *([self.site] if self.site else [])],
+                                         timeout=self.timeout + JOB_GRACE_S, keep_stdin=True)
+            if result.code != 0:
+                raise EdgewiseError(_job_failure(self, result, job))
+            text = self.pull_text(f"{work}/result.json", "fetching the result")
         finally:
             self._cleanup(work)
+        try:
+            fetched = json.loads(text)
+        except ValueError:
+            raise EdgewiseError(f"the result fetched from {self.url} is not JSON ({text[:80]!r}); run the command "
+                                "again, and check the device's free space") from None
         self.log(f"{self.url}: done in {time.perf_counter() - started:.1f} s")
         return fetched
 
@@ -340,25 +386,21 @@ class Target:
         return f"{self.url}?{key}={value}"
 
     def check_connection(self) -> None:
+        self.shell("true", "connecting")
+
+    def push(self, local: Path, remote: str) -> None:
         raise NotImplementedError
 
-    def _connection_failed(self, result: Result, what: str) -> None:
+    def _lost(self, result: Result, what: str) -> None:
         raise NotImplementedError
 
     def _shell_argv(self, command: str) -> list[str]:
         raise NotImplementedError
 
-    def _push_argv(self, local: Path, remote: str) -> list[str]:
-        raise NotImplementedError
-
-    def _pull_argv(self, remote: str, local: Path) -> list[str]:
-        raise NotImplementedError
-
 
 class SshTarget(Target):
-    """``ssh://[user@]host[:port]``, through the system's ssh and scp."""
+    """``ssh://[user@]host[:port]``, through the system's ssh."""
 
-    tool = "ssh"
     install_hint = "install OpenSSH's client (apt install openssh-client)"
     default_cache = "~/.cache/edgewise"
 
@@ -366,33 +408,32 @@ class SshTarget(Target):
         super().__init__(url, settings)
         self.destination = f"{user}@{host}" if user else host
         self.host, self.port = host, port
-        self.options = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
-                        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
-                        *shlex.split(os.environ.get("EDGEWISE_SSH_OPTIONS", ""))]
+
+    def _options(self) -> list[str]:
+        extra = os.environ.get("EDGEWISE_SSH_OPTIONS", "")
+        try:
+            extra = shlex.split(extra)
+        except ValueError as e:
+            raise EdgewiseError(f"EDGEWISE_SSH_OPTIONS={extra!r} cannot be read ({e}); quote it as a shell would, "
+                                "e.g. EDGEWISE_SSH_OPTIONS='-F ci_ssh_config'") from None
+        return ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", "-o", "ServerAliveInterval=15",
+                "-o", "ServerAliveCountMax=4", *extra, *(["-p", str(self.port)] if self.port else [])]
 
     def _shell_argv(self, command: str) -> list[str]:
-        return ["ssh", *self.options, *(["-p", str(self.port)] if self.port else []), self.destination, "--", command]
+        # `--` ends ssh's options: nothing after it is read as one, whatever the destination holds.
+        return ["ssh", *self._options(), "--", self.destination, command]
 
-    def _scp(self, remote: str) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.destination.rsplit('@', 1)[0]}@{host}:{remote}" if "@" in self.destination else \
-            f"{host}:{remote}"
+    def push(self, local: Path, remote: str) -> None:
+        """``local`` streamed into ``remote`` (written to a temporary name, then renamed: never half a file)."""
+        quoted, partial = shlex.quote(remote), shlex.quote(remote + ".partial")
+        parent = shlex.quote(str(Path(remote).parent))
+        result = self.shell(f"mkdir -p {parent} && cat > {partial} && mv -f {partial} {quoted}", f"copying "
+                            f"{local.name}", timeout=self._copy_timeout(local), stdin=local)
+        if result.code != 0:
+            raise EdgewiseError(f"could not copy {local} to {self.url}:{remote}: {_last_line(result.err)}; check "
+                                f"the free space and permissions of {self.cache} on the device (?cache=DIR)")
 
-    def _push_argv(self, local: Path, remote: str) -> list[str]:
-        return ["scp", "-q", *self.options, *(["-P", str(self.port)] if self.port else []), str(local),
-                self._scp(remote)]
-
-    def _pull_argv(self, remote: str, local: Path) -> list[str]:
-        return ["scp", "-q", *self.options, *(["-P", str(self.port)] if self.port else []), self._scp(remote),
-                str(local)]
-
-    def check_connection(self) -> None:
-        self.shell("true", "connecting")
-
-    def _connection_failed(self, result: Result, what: str) -> None:
-        # ssh and scp exit 255 when the connection fails or drops; the remote command's own codes pass through.
-        if result.code != 255:
-            return
+    def _lost(self, result: Result, what: str) -> None:
         line = _last_line(result.err) or "no message"
         port = f" -p {self.port}" if self.port else ""
         if what == "connecting":
@@ -407,7 +448,6 @@ class SshTarget(Target):
 class AdbTarget(Target):
     """``adb://SERIAL``: an Android device (or any adb-reachable board) through the system's adb."""
 
-    tool = "adb"
     install_hint = "install Android's platform tools (apt install adb, or the Android SDK's platform-tools)"
     default_cache = "/data/local/tmp/edgewise"
 
@@ -418,17 +458,19 @@ class AdbTarget(Target):
     def _shell_argv(self, command: str) -> list[str]:
         return ["adb", "-s", self.serial, "shell", command]
 
-    def _push_argv(self, local: Path, remote: str) -> list[str]:
-        return ["adb", "-s", self.serial, "push", str(local), remote]
-
-    def _pull_argv(self, remote: str, local: Path) -> list[str]:
-        return ["adb", "-s", self.serial, "pull", remote, str(local)]
+    def push(self, local: Path, remote: str) -> None:
+        self._mkdir(str(Path(remote).parent))
+        result = self._run(["adb", "-s", self.serial, "push", str(local), remote], f"copying {local.name}",
+                           timeout=self._copy_timeout(local))
+        if result.code != 0:
+            raise EdgewiseError(f"could not copy {local} to {self.url}:{remote}: {_last_line(result.err)}; check "
+                                f"the free space and permissions of {self.cache} on the device (?cache=DIR)")
 
     def check_connection(self) -> None:
-        result = self._call(["adb", "-s", self.serial, "get-state"], "connecting")
+        result = self._run(["adb", "-s", self.serial, "get-state"], "connecting")
         state = result.out.strip()
         if result.code != 0 or state != "device":
-            listed = self._call(["adb", "devices"], "listing devices").out.strip().splitlines()[1:]
+            listed = self._run(["adb", "devices"], "listing devices").out.strip().splitlines()[1:]
             attached = ", ".join(line.split()[0] for line in listed if line.strip()) or "none"
             reason = _last_line(result.err) or state or "not found"
             raise EdgewiseError(
@@ -436,16 +478,13 @@ class AdbTarget(Target):
                 "debugging on (and accept the prompt on the phone), or name one from `adb devices`"
             )
 
-    def _connection_failed(self, result: Result, what: str) -> None:
-        if what != "connecting" and result.code != 0 and ("device offline" in result.err
-                                                          or "no devices" in result.err
-                                                          or f"device '{self.serial}' not found" in result.err):
-            raise EdgewiseError(f"lost {self.url} while {what}: {_last_line(result.err)}; reconnect the device, then "
-                                "run the command again")
+    def _lost(self, result: Result, what: str) -> None:
+        raise EdgewiseError(f"lost {self.url} while {what}: {_last_line(result.err) or 'no message'}; reconnect the "
+                            "device (adb devices should list it), then run the command again")
 
 
 def parse_target(text: str | None) -> Target | None:
-    """The Target ``text`` names, or None for ``local`` (and None / empty)."""
+    """The Target ``text`` names, or None for ``local`` (and None / empty). Reads nothing, runs nothing."""
     if not text or text == "local":
         return None
     parts = urlsplit(text)
@@ -457,11 +496,12 @@ def parse_target(text: str | None) -> Target | None:
     settings = {k: v[-1] for k, v in raw.items()}
     if "timeout" in settings:
         try:
-            if float(settings["timeout"]) <= 0:
-                raise ValueError
+            seconds = float(settings["timeout"])
         except ValueError:
+            seconds = -1.0
+        if not (math.isfinite(seconds) and seconds > 0):
             raise EdgewiseError(f"target {text!r}: timeout must be a number of seconds > 0, "
-                                f"got {settings['timeout']!r}") from None
+                                f"got {settings['timeout']!r}")
     if any(not settings.get(k, "x") for k in ("python", "cache", "wheels")):
         raise EdgewiseError(f"target {text!r}: python=, cache= and wheels= need a value")
     if parts.scheme == "ssh":
@@ -472,21 +512,27 @@ def parse_target(text: str | None) -> Target | None:
         if not parts.hostname or port == -1 or parts.path not in ("", "/"):
             raise EdgewiseError(f"target {text!r} is not ssh://[user@]host[:port]; e.g. ssh://nvidia@jetson.local or "
                                 "ssh://pi@192.168.1.20:2222")
+        if parts.hostname.startswith("-") or (parts.username or "").startswith("-"):
+            raise EdgewiseError(f"target {text!r}: a host or user name cannot start with '-' (ssh would read it as "
+                                "an option); write the name of the device")
         return SshTarget(text, settings, parts.username, parts.hostname, port)
     if parts.scheme == "adb":
         serial = parts.netloc or parts.path.strip("/")
-        if not serial:
+        if not serial or serial.startswith("-"):
             raise EdgewiseError(f"target {text!r} names no device; write adb://SERIAL with a serial from `adb devices`")
         return AdbTarget(text, settings, serial)
     raise EdgewiseError(f"unknown target {text!r}; use local, ssh://[user@]host[:port] or adb://SERIAL")
 
 
-DEVICE_KINDS = ("onnx", "ort", "bundle", "tensorrt")
-DEVICE_BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
+def target_name(text: str) -> str:
+    """A target as messages name it: without its settings."""
+    return text.split("?")[0]
 
 
 def check_device_inputs(target: Target, artifacts, backends) -> None:
     """A device runs what the runtime runs (onnxruntime, TensorRT): refuse the rest before anything is copied."""
+    from edgewise.runtime.runners import check_runs
+
     wrong = [f"{a.path} ({a.kind})" for a in artifacts if a.kind not in DEVICE_KINDS]
     if wrong:
         raise EdgewiseError(
@@ -497,6 +543,27 @@ def check_device_inputs(target: Target, artifacts, backends) -> None:
     if torch:
         raise EdgewiseError(f"backend(s) {', '.join(torch)} cannot run on {target.url}; choose from "
                             f"{', '.join(DEVICE_BACKENDS)}")
+    for artifact in artifacts:  # a backend that can never run the kind (tensorrt on onnx) before copying anything
+        for backend in backends:
+            if backend != "auto":
+                check_runs(backend, artifact.kind)
+
+
+def _remote_path(path: str) -> str:
+    """A path for the device's shell: quoted, with a leading ~/ left to the shell ($HOME)."""
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def _json_line(result: Result, what: str, fix: str) -> dict:
+    """The JSON a device-side snippet printed last; an Error (``what``; ``fix``) when there is none."""
+    lines = [line for line in result.out.strip().splitlines() if line.strip()]
+    try:
+        return json.loads(lines[-1])
+    except (ValueError, IndexError):
+        raise EdgewiseError(f"{what} (exit {result.code}: {_last_line(result.err or result.out) or 'no output'}); "
+                            f"{fix}") from None
 
 
 def _version(facts: dict) -> str:
@@ -518,11 +585,16 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def _job_failure(url: str, result: Result) -> str:
-    """The device's own `Error:` line when the runtime raised one, else the end of what it printed."""
+def _job_failure(target: Target, result: Result, job: dict) -> str:
+    """The device's own `Error:` line when the runtime raised one; a signal's name when the job was killed;
+    else the end of what it printed."""
     errors = [line for line in result.err.splitlines() if line.startswith("Error: ")]
     if errors:
-        return f"on {url}: {errors[-1].removeprefix('Error: ')}"
-    tail = " | ".join(line.strip() for line in result.err.strip().splitlines()[-3:])
-    return (f"the job failed on {url} (exit {result.code}): {tail or 'no message'}; rerun with --debug, or run "
-            "`python -m edgewise.runtime bench BUNDLE` on the device to see the problem there")
+        return f"on {target.url}: {errors[-1].removeprefix('Error: ')}"
+    tail = " | ".join(line.strip() for line in result.err.strip().splitlines()[-3:]) or "no message"
+    first = job["models"][0]["path"]
+    if result.code in SIGNALS:
+        return (f"the job on {target.url} was {SIGNALS[result.code]} after: {tail}; on the device, try one model "
+                f"with python -m edgewise.runtime bench {first} (fewer or smaller models, smaller batches)")
+    return (f"the job failed on {target.url} (exit {result.code}): {tail}; run python -m edgewise.runtime bench "
+            f"{first} on the device to see the problem there")

@@ -70,6 +70,25 @@ def test_a_recipe_with_device_targets_writes_a_ladder_per_target(finished, tmp_p
     assert "## On adb://R58M123" in (run / "ladder.md").read_text()
 
 
+def test_a_device_that_cannot_be_reached_still_leaves_the_local_ladder(finished, tmp_path, monkeypatch):
+    import os
+
+    from tests.fake_devices import install_fake_adb
+
+    path, run, _ = finished
+    monkeypatch.setenv("PATH", f"{install_fake_adb(tmp_path / 'bin').parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_ADB_DEVICES", "")
+    raw = yaml.safe_load(path.read_text())
+    raw["targets"] = ["local", "adb://GONE"]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw))
+    (run / "ladder.md").unlink()
+
+    with pytest.raises(EdgewiseError, match="the ladder could not be measured on adb://GONE: adb has no usable device"):
+        run_recipe(load_recipe(tmp_path / "recipe.yaml"), run)
+
+    assert "| reference |" in (run / "ladder.md").read_text()  # the local ladder, measured before the device failed
+
+
 def test_a_rerun_skips_every_unchanged_stage(finished):
     path, run, _ = finished
     before = {f: (run / f / "edgewise.json").read_bytes() for f in ("01-prune", "04-bundle")}

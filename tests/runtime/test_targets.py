@@ -48,7 +48,7 @@ def ssh_env(sshd, monkeypatch, tmp_path):
     """EDGEWISE_SSH_OPTIONS pointing at the test's client config; the target URL, its settings for this test's
     cache, and the cache."""
     monkeypatch.setenv("EDGEWISE_SSH_OPTIONS", sshd.options)
-    cache = tmp_path / "device-cache"
+    cache = tmp_path / "device cache"  # a space: every remote path must be quoted
     return sshd.url, f"python={sys.executable}&cache={cache}", cache
 
 
@@ -107,7 +107,12 @@ def test_parse_target_local_is_no_target():
     ("adb://", "names no device"),
     ("ssh://host?pyhton=/usr/bin/python3", "unknown setting(s) pyhton; known: python, cache, timeout"),
     ("ssh://host?timeout=-5", "timeout must be a number of seconds > 0"),
-    ("ssh://host?python=", "python= and cache= need a value"),
+    ("ssh://host?python=", "python=, cache= and wheels= need a value"),
+    ("ssh://host?timeout=inf", "timeout must be a number of seconds > 0"),
+    ("ssh://host?timeout=nan", "timeout must be a number of seconds > 0"),
+    ("ssh://-oProxyCommand=id", "cannot start with '-'"),
+    ("ssh://-l@host", "cannot start with '-'"),
+    ("adb://-s", "names no device"),
 ])
 def test_parse_target_refuses_malformed_targets(text, message):
     with pytest.raises(EdgewiseError, match=None) as e:
@@ -144,7 +149,7 @@ def test_bench_over_ssh_matches_a_local_bench_of_the_same_bundle(cli_run, ssh_en
     assert saved["target"] == there["target"]
     assert f"Measured on the device **{url}**" in (tmp_path / "report" / "report.md").read_text()
     # The job's work folder is gone; the cache keeps the runtime code and the bundle for the next run.
-    assert sorted(p.name for p in cache.iterdir()) == ["jobs", "models", "runtime"]
+    assert sorted(p.name for p in cache.iterdir()) == ["job.lock", "jobs", "models", "runtime"]
     assert list((cache / "jobs").iterdir()) == []
 
 
@@ -239,26 +244,35 @@ def test_ssh_bundle_the_device_cannot_load_is_one_error_line(cli_run, ssh_env, t
     assert list((ssh_env[2] / "jobs").iterdir()) == []  # the failed job's folder is removed too
 
 
-@pytest.mark.parametrize(("code", "what", "message"), [
-    (255, "running the job", "lost the connection to ssh://h while running the job: Connection reset by peer; "
-                             "check the device and the network"),
-    (255, "connecting", "cannot reach ssh://h: Connection reset by peer; check the host name and port"),
+@pytest.mark.parametrize(("url", "what", "message"), [
+    ("ssh://h", "running the job", "lost the connection to ssh://h while running the job: Connection reset by peer; "
+                                   "check the device and the network"),
+    ("ssh://h", "connecting", "cannot reach ssh://h: Connection reset by peer; check the host name and port"),
+    ("adb://X1", "running the job", "lost adb://X1 while running the job: Connection reset by peer; reconnect"),
 ])
-def test_ssh_exit_255_is_a_connection_failure_named_by_its_step(code, what, message):
+def test_a_command_that_never_printed_its_status_is_a_lost_device_named_by_its_step(url, what, message, monkeypatch):
     from edgewise.runtime.targets import Result
 
+    target = parse_target(url)
+    monkeypatch.setattr(target, "_run", lambda *a, **k: Result(255, "", "Connection reset by peer\n"))
+
     with pytest.raises(EdgewiseError) as e:
-        parse_target("ssh://h")._connection_failed(Result(code, "", "Connection reset by peer\n"), what)
+        target.shell("true", what)
 
     assert str(e.value).startswith(message)
 
 
-def test_a_remote_command_failing_on_its_own_is_not_a_connection_failure():
-    from edgewise.runtime.targets import Result
+@pytest.mark.parametrize("tool_code", [0, 255])
+def test_the_remote_status_line_is_the_exit_code_whatever_the_tool_returns(tool_code, monkeypatch):
+    """adb before Android 7 exits 0 whatever ran; ssh exits 255 when the remote process died of a signal."""
+    from edgewise.runtime.targets import RC_MARK, Result
 
-    outcome = parse_target("ssh://h")._connection_failed(Result(1, "", "No such file"), "running the job")
+    target = parse_target("adb://X1")
+    monkeypatch.setattr(target, "_run", lambda *a, **k: Result(tool_code, f"partial output{RC_MARK}137\n", "oom"))
 
-    assert outcome is None  # no EdgewiseError: the caller reads the command's own exit code
+    result = target.shell("python3 -m edgewise.runtime job", "running the job")
+
+    assert (result.code, result.out) == (137, "partial output")
 
 
 def test_a_torch_model_is_refused_before_connecting(cli_run, tiny_teacher):
@@ -347,7 +361,8 @@ def test_wheels_copied_along_make_a_bare_python_run_the_job(cli_run, ssh_env, ti
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["accuracy"] == json.loads(local.stdout)["accuracy"]
     site = next((cache / "site").iterdir())
-    assert (site / "COMPLETE").is_file() and not list(site.glob("*.whl"))  # unpacked once, wheels removed
+    assert (site / "numpy").is_dir() and not list(site.glob("*.whl"))  # unpacked once, wheels removed
+    assert sorted(p.name for p in (cache / "site").iterdir()) == [site.name]  # no staging folders left
 
 
 def test_wheels_that_do_not_fit_the_device_are_one_error_line(cli_run, ssh_env, tiny_bundle, tmp_path):
@@ -363,3 +378,73 @@ def test_wheels_that_do_not_fit_the_device_are_one_error_line(cli_run, ssh_env, 
 
     assert_ends_in_error(result, f"the wheels in {wheels} did not give onnxruntime, numpy", "pip download onnxruntime",
                          "--platform manylinux2014_x86_64 --python-version 3.11")
+
+
+def test_the_device_runs_the_edgewise_code_sent_along(ssh_env, tiny_bundle):
+    from edgewise.runtime.job import new_job
+
+    url, settings, cache = ssh_env
+    target = parse_target(f"{url}?{settings}")
+
+    result = target.run_job([tiny_bundle], new_job(["b"], ["a good film"], None, time=False))
+
+    # Not the editable install of this venv (which the device's Python here could also import).
+    assert result["edgewise_code"].startswith(str(cache / "runtime")) and result["slots"][0]["predictions"]
+
+
+def test_files_the_device_built_into_a_bundle_survive_the_next_copy(ssh_env, tiny_onnx, tmp_path):
+    from edgewise.export import BundleConfig, bundle
+
+    url, settings, cache = ssh_env
+    jetson = tmp_path / "jetson"
+    bundle(tiny_onnx, jetson, BundleConfig(target="jetson"))
+    target = parse_target(f"{url}?{settings}")
+    target.probe()
+    remote = Path(target.sync(jetson))
+    (remote / "model.engine").write_bytes(b"an engine build_engine.sh made on the device")
+    (remote / "stale.txt").write_text("a file the bundle no longer has")
+
+    target.sync(jetson)
+
+    assert (remote / "model.engine").read_bytes().startswith(b"an engine") and not (remote / "stale.txt").exists()
+
+
+def test_an_old_adb_that_always_exits_0_still_reports_the_failure(cli_run, fake_adb, tiny_bundle, monkeypatch,
+                                                                  tmp_path):
+    monkeypatch.setenv("FAKE_ADB_OLD", "1")  # no shell protocol: exit code 0, stderr mixed into stdout
+
+    result = cli_run(*["bench", str(tiny_bundle), "--target", f"adb://R58M123?python={tmp_path}/no/python3"
+                                                              f"&cache={fake_adb}"])
+
+    assert_user_error(result, f"has no Python at '{tmp_path}/no/python3'")
+
+
+def _job_process(tiny_bundle, tmp_path, **changes):
+    from edgewise.runtime.job import new_job
+
+    job = new_job(["b"], ["a good film", "a dull one"], None, **{"min_time_s": 20, "rounds": 2, **changes})
+    job["models"][0]["path"] = str(tiny_bundle)
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    return subprocess.Popen([sys.executable, "-m", "edgewise.runtime", "job", str(tmp_path / "job.json"), "--out",
+                             str(tmp_path / "result.json")], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_job_stops_when_the_host_goes_away(tiny_bundle, tmp_path):
+    process = _job_process(tiny_bundle, tmp_path, stop_on_eof=True)
+
+    process.stdin.close()  # what the device sees when the host's ssh / adb ends (Ctrl-C, a lost connection)
+
+    assert process.wait(timeout=60) == 130 and not (tmp_path / "result.json").exists()
+
+
+def test_jobs_on_one_device_take_turns(tiny_bundle, tmp_path):
+    import fcntl
+
+    lock = tmp_path / "job.lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another job is running
+        process = _job_process(tiny_bundle, tmp_path, lock=str(lock), min_time_s=0)
+        waiting = process.stderr.readline()
+        assert "waiting for another edgewise job on this device" in waiting
+        assert process.poll() is None  # still waiting: the lock is held
+    assert process.wait(timeout=120) == 0 and (tmp_path / "result.json").is_file()
