@@ -45,7 +45,7 @@ class BenchConfig:
               "included, so predictions can change with the batch); a number scores every row in batches of that "
               "size instead (one pass per artifact and backend, faster).")
     target: str = setting("local", "Where the models run: local (this machine), ssh://[user@]host[:port] (the system's "
-                                   "ssh and scp, your ~/.ssh/config and keys) or adb://SERIAL. A device needs Python "
+                                   "ssh, your ~/.ssh/config and keys) or adb://SERIAL. A device needs Python "
                                    ">= 3.10 with onnxruntime, tokenizers and numpy; edgewise copies its own runtime "
                                    "code and the models there (unchanged files once). Settings after '?': "
                                    "python=PATH, cache=DIR, timeout=SECONDS, wheels=DIR (wheels to unpack there "
