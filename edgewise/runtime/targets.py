@@ -143,18 +143,33 @@ class Target:
     # --- the tool -------------------------------------------------------------------------------
 
     def _run(self, argv: list[str], what: str, timeout: float | None = None, stdin: Path | None = None,
-             keep_stdin: bool = False) -> Result:
+             keep_stdin: bool = False, stream=None) -> Result:
         """Run a local command (ssh, adb); an Error naming the target when it is missing or times out.
         ``stdin``: a file fed to it; ``keep_stdin``: a pipe left open until it ends, so that the remote
-        side sees end-of-file when this process stops (the job then stops too)."""
+        side sees end-of-file when this process stops (the job then stops too); ``stream(line)``: each
+        line of its stderr as it comes (the job's progress), besides keeping it."""
+        import threading
+
         if shutil.which(argv[0]) is None:
             raise EdgewiseError(f"{self.url} needs `{argv[0]}` on this machine, which has none; {self.install_hint}")
         limit = timeout or STEP_TIMEOUT_S
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
                 (open(stdin, "rb") if stdin else open(os.devnull, "rb")) as feed:
-            process = subprocess.Popen(argv, stdin=subprocess.PIPE if keep_stdin else feed, stdout=out, stderr=err)
+            process = subprocess.Popen(argv, stdin=subprocess.PIPE if keep_stdin else feed, stdout=out,
+                                       stderr=subprocess.PIPE if stream else err)
+            reader = None
+            if stream is not None:
+                def forward():
+                    for raw in process.stderr:
+                        err.write(raw)
+                        stream(raw.decode(errors="replace").rstrip("\n"))
+
+                reader = threading.Thread(target=forward, daemon=True)
+                reader.start()
             try:
                 process.wait(timeout=limit)
+                if reader is not None:
+                    reader.join(timeout=10)
             except subprocess.TimeoutExpired:
                 raise EdgewiseError(
                     f"{self.url} gave no answer within {limit:g} s while {what}; check that the device is up and "
@@ -171,9 +186,10 @@ class Target:
             return Result(process.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
     def shell(self, command: str, what: str, timeout: float | None = None, stdin: Path | None = None,
-              keep_stdin: bool = False) -> Result:
+              keep_stdin: bool = False, stream=None) -> Result:
         """Run ``command`` in the device's shell; its own exit status, read from the line it prints last."""
-        result = self._run(self._shell_argv(f"{command}; echo {RC_MARK}$?"), what, timeout, stdin, keep_stdin)
+        result = self._run(self._shell_argv(f"{command}; echo {RC_MARK}$?"), what, timeout, stdin, keep_stdin,
+                           stream)
         output, mark, status = result.out.rpartition(RC_MARK)
         if not mark or not status.strip().isdigit():
             self._lost(result, what)  # the command never finished: no connection, or it dropped
@@ -182,14 +198,14 @@ class Target:
         return Result(int(status.strip()), output.removesuffix("\n"), result.err)
 
     def python_run(self, script: str, args: list[str], what: str, pythonpath: list[str] = (),
-                   timeout: float | None = None, keep_stdin: bool = False) -> Result:
+                   timeout: float | None = None, keep_stdin: bool = False, stream=None) -> Result:
         """Run a Python snippet (or ``-m module`` when ``script`` starts with -m) with the device's Python,
         ``pythonpath`` before the device's own PYTHONPATH."""
         code = script.split() if script.startswith("-m ") else ["-c", script]
         command = " ".join([_remote_path(self.python), *(shlex.quote(part) for part in [*code, *args])])
         if pythonpath:
             command = f"PYTHONPATH={shlex.quote(':'.join(pythonpath))}${{PYTHONPATH:+:$PYTHONPATH}} {command}"
-        return self.shell(command, what, timeout, keep_stdin=keep_stdin)
+        return self.shell(command, what, timeout, keep_stdin=keep_stdin, stream=stream)
 
     def pull_text(self, remote: str, what: str) -> str:
         result = self.shell(f"cat {shlex.quote(remote)}", what)
@@ -344,7 +360,8 @@ class Target:
                 result = self.python_run("-m edgewise.runtime", ["job", f"{work}/job.json", "--out",
                                                                  f"{work}/result.json"],
                                          "running the job", pythonpath=[code, *([self.site] if self.site else [])],
-                                         timeout=self.timeout + JOB_GRACE_S, keep_stdin=True)
+                                         timeout=self.timeout + JOB_GRACE_S, keep_stdin=True,
+                                         stream=self._progress)
             if result.code != 0:
                 raise EdgewiseError(_job_failure(self, result, job))
             text = self.pull_text(f"{work}/result.json", "fetching the result")
@@ -381,6 +398,11 @@ class Target:
             return
         if result.code != 0:
             self.log(f"{self.url}: could not remove {work} there: {_last_line(result.err)}")
+
+    def _progress(self, line: str) -> None:
+        """A line the job printed, shown as it comes; its `Error:` line is relayed once, as this run's error."""
+        if line.strip() and not line.startswith("Error: "):
+            self.log(f"{self.url}: {line}")
 
     def _with(self, key: str, value: str) -> str:
         return f"{self.url}?{key}={value}"

@@ -294,6 +294,9 @@ def test_bench_over_adb_matches_a_local_bench(cli_run, fake_adb, tiny_bundle, ti
     assert here.keys() == there.keys()
     assert all(there[k]["accuracy"] == here[k]["accuracy"] and there[k]["label_agreement"] == 1.0 for k in here)
     assert list((fake_adb / "jobs").iterdir()) == []
+    # The job's progress reaches the host's log as it runs, a line per step.
+    assert "adb://R58M123: teacher on ort-cpu: loaded" in remote.stderr
+    assert "adb://R58M123: timing round 2/2" in remote.stderr
 
 
 def test_adb_without_that_device_is_one_error_line(cli_run, fake_adb, tiny_bundle):
