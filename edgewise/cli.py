@@ -25,7 +25,7 @@ from click.core import ParameterSource
 from edgewise import __version__
 from edgewise.bench.config import CompareConfig
 from edgewise.core.config import config_from_dict, help_for
-from edgewise.core.errors import EdgewiseError
+from edgewise.core.errors import INTERRUPTS, EdgewiseError, Terminated
 from edgewise.core.stage import STAGES, Stage
 
 
@@ -58,6 +58,13 @@ class EdgewiseGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise UserError(str(e)) from None
+        except INTERRUPTS as e:  # Ctrl-C, SIGTERM: one line on what was kept and how to go on, 130 / 143
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            ctrl_c = isinstance(e, KeyboardInterrupt)
+            note = getattr(e, "edgewise_note", None) or "stopped before anything was written"
+            click.echo(f"Interrupted ({'Ctrl-C' if ctrl_c else 'SIGTERM'}): {note}", err=True)
+            ctx.exit(130 if ctrl_c else 143)
         except click.exceptions.NoArgsIsHelpError:
             raise
         except click.UsageError as e:
@@ -547,6 +554,14 @@ def bench_compare(ctx, current, baseline, max_latency_regression, max_accuracy_d
 
 
 def main() -> None:
+    import signal
+
+    def terminated(signum, frame):
+        raise Terminated()
+
+    # SIGTERM (a CI job cancelled, `kill`, a container stopping) cleans up like Ctrl-C instead of leaving a
+    # work folder behind.
+    signal.signal(signal.SIGTERM, terminated)
     cli(prog_name="edgewise")
 
 

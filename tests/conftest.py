@@ -258,27 +258,37 @@ def ort_has_cuda() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
-def kill_after_first_checkpoint(command: list[str], checkpoints: Path, timeout_s: float) -> dict:
-    """Start ``command``, SIGKILL it (and its children) once a complete checkpoint is in ``checkpoints``,
-    and return that checkpoint's trainer state."""
+def signal_after_first_checkpoint(command: list[str], checkpoints: Path, timeout_s: float, sig=None):
+    """Start ``command`` in its own process group and send it ``sig`` (default SIGKILL; SIGINT is what Ctrl-C
+    sends a terminal's foreground group) once a complete checkpoint is in ``checkpoints``. Returns (that
+    checkpoint's trainer state, the exit code, stderr)."""
     import json
     import os
     import signal
     import subprocess
     import time
 
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    sig = signal.SIGKILL if sig is None else sig
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.monotonic() + timeout_s
     try:
         # trainer_state.json is the last file a checkpoint gets: its presence means the checkpoint is whole.
         while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
-            assert proc.poll() is None, "the run ended before it could be killed"
+            assert proc.poll() is None, f"the run ended before it could be stopped: {proc.stderr.read()[-2000:]}"
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        saved = json.loads(sorted(checkpoints.glob("checkpoint-*/trainer_state.json"))[0].read_text())
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    return json.loads(sorted(checkpoints.glob("checkpoint-*/trainer_state.json"))[0].read_text())
+        os.killpg(proc.pid, sig)
+        _, stderr = proc.communicate(timeout=timeout_s)
+    return saved, proc.returncode, stderr
+
+
+def kill_after_first_checkpoint(command: list[str], checkpoints: Path, timeout_s: float) -> dict:
+    """Start ``command``, SIGKILL it (and its children) once a complete checkpoint is in ``checkpoints``,
+    and return that checkpoint's trainer state."""
+    return signal_after_first_checkpoint(command, checkpoints, timeout_s)[0]
 
 
 def build_pruned(src: Path, dst: Path, heads: dict[int, list[int]], ffn_keep: dict[int, int]):

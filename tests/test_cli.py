@@ -895,3 +895,42 @@ def test_quantize_json_stays_clean_when_calibration_prints_progress(cli_run, tin
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["method"] == "static"
+
+
+def test_ctrl_c_in_a_stage_says_what_was_kept_and_exits_130(cli_run, tiny_onnx, tmp_path, monkeypatch):
+    from edgewise.core.artifact import Artifact
+    from edgewise.core.stage import StageOutput
+
+    def stopped_quantize(src, dst, config, **kwargs):
+        out = StageOutput("quantize", dst, parent=Artifact.load(src))
+        with out:
+            (out.artifact / "model.onnx").write_text("half a model")
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("edgewise.quantize.stage.quantize", stopped_quantize)
+
+    result = cli_run("quantize", tiny_onnx, "-o", tmp_path / "int8")
+
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    expected = f"Interrupted (Ctrl-C): {tmp_path / 'int8'} was not written (nothing half-written is left)"
+    assert result.stderr.strip() == expected
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_in_a_recipe_says_how_to_go_on(cli_run, tiny_onnx, tmp_path, monkeypatch):
+    import yaml
+
+    def stopped(src, dst, config, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("edgewise.quantize.stage.quantize", stopped)
+    recipe = tmp_path / "recipe.yaml"
+    stages = [{"bundle": {}}, {"quantize": {}, "input": "model"}]
+    recipe.write_text(yaml.safe_dump({"version": 1, "model": str(tiny_onnx), "stages": stages}))
+
+    result = cli_run("run", recipe, "-o", tmp_path / "run")
+
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Interrupted (Ctrl-C): 1 finished stage(s) are kept in {tmp_path / 'run'}: run the same command again to "
+        "continue (finished stages are skipped, an interrupted training resumes from its checkpoints)")

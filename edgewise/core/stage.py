@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgewise.core.artifact import Artifact, OutputDir, carry_forward
-from edgewise.core.errors import EdgewiseError
+from edgewise.core.errors import INTERRUPTS, EdgewiseError, add_interrupt_note
 from edgewise.core.lengths import RUNTIME_SETTINGS
 from edgewise.core.manifest import MANIFEST_NAME, Manifest, now
 
@@ -49,11 +49,34 @@ def check_resume(work: Path, run: dict) -> None:
             f"{work} holds no readable record of the interrupted run; start over with --overwrite"
         ) from None
     if previous != run:
-        changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
+        found = differences(previous, run)
+        changed = "; ".join(f"{path} ({was} then, {now} now)" for path, was, now in found[:6])
+        changed += f"; and {len(found) - 6} more" if len(found) > 6 else ""
         raise EdgewiseError(
-            f"--resume needs the same settings as the interrupted run, but {', '.join(changed)} differ; "
-            "rerun with the original settings or start over with --overwrite"
+            f"--resume needs the same settings as the interrupted run, but these differ: {changed}; rerun with "
+            "the original settings or start over with --overwrite"
         )
+
+
+MISSING = object()
+
+
+def differences(before, after, path: str = "") -> list[tuple[str, str, str]]:
+    """Every setting that differs between two JSON-like records, as (dotted path, old, new) with the values
+    shown short; nested mappings are compared key by key, so the path names the setting itself."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found = []
+        for key in sorted(set(before) | set(after), key=str):
+            found += differences(before.get(key, MISSING), after.get(key, MISSING), f"{path}.{key}" if path else key)
+        return found
+    if before == after:
+        return []
+
+    def shown(value) -> str:
+        text = "unset" if value is MISSING else json.dumps(value, default=str)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return [(path or "the record", shown(before), shown(after))]
 
 
 def drop_incomplete_checkpoints(checkpoints: Path) -> list[str]:
@@ -149,7 +172,12 @@ class StageOutput:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None and self.active and not self.committed:
-            self.dir.abort(keep_checkpoints=self.resumable and has_checkpoint(self.checkpoints))
+            kept = self.resumable and has_checkpoint(self.checkpoints)
+            self.dir.abort(keep_checkpoints=kept)
+            if issubclass(exc_type, INTERRUPTS):
+                add_interrupt_note(exc, f"the checkpoints so far are kept in {self.work}: run the same command "
+                                        "with --resume to continue from the last one" if kept else
+                                        f"{self.dst} was not written (nothing half-written is left)")
         elif exc_type is None and self.active and not self.committed:
             self.dir.abort()
             raise RuntimeError(f"stage {self.stage} left its output without committing it")

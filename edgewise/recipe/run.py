@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from edgewise.core.errors import EdgewiseError
+from edgewise.core.errors import INTERRUPTS, EdgewiseError, add_interrupt_note
 from edgewise.core.progress import console
 from edgewise.recipe.config import MODEL, Recipe, Step, report_dir
 from edgewise.runtime.targets import target_name
@@ -113,6 +113,11 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
         _write_state(run_dir, state)
         try:
             _run_step(step, _source(step, recipe, folders), folders[step.id], resume=resume)
+        except INTERRUPTS as e:
+            finished = f"{len(done)} finished stage(s) are kept in {run_dir}" if done else f"the run is in {run_dir}"
+            add_interrupt_note(e, f"{finished}: run the same command again to continue (finished stages are "
+                                  "skipped, an interrupted training resumes from its checkpoints)")
+            raise
         except EdgewiseError as e:
             failure = (step, e)
             row.update(status="failed", seconds=round(time.perf_counter() - started, 1))

@@ -105,7 +105,7 @@ def test_a_resumable_stage_keeps_its_checkpoints_and_resumes_only_the_same_run(t
         StageOutput("finetune", tmp_path / "out", derived=False, resumable=True, run=run)
     changed = StageOutput("finetune", tmp_path / "out", derived=False, resumable=True, resume=True,
                           run={"config": {"epochs": 2}})
-    with pytest.raises(EdgewiseError, match="config differ"), changed:
+    with pytest.raises(EdgewiseError, match=r"these differ: config.epochs \(1 then, 2 now\)"), changed:
         pass
 
     again = StageOutput("finetune", tmp_path / "out", derived=False, resumable=True, resume=True, run=run)
@@ -133,3 +133,32 @@ def test_an_inactive_rank_leaves_the_interrupted_run_to_rank_zero(tmp_path):
         pass
 
     assert (tmp_path / ".out.partial" / "checkpoints" / "checkpoint-5").is_dir()
+
+
+def test_differences_name_each_nested_setting_with_both_values():
+    from edgewise.core.stage import differences
+
+    before = {"config": {"values": {"trainer": {"epochs": 3, "lr": 5e-5}}}, "data": {"sha256": "a" * 64}}
+    after = {"config": {"values": {"trainer": {"epochs": 1, "lr": 5e-5, "seed": 7}}}, "data": {"sha256": "b" * 64}}
+
+    assert differences(before, after) == [
+        ("config.values.trainer.epochs", "3", "1"), ("config.values.trainer.seed", "unset", "7"),
+        ("data.sha256", '"' + "a" * 56 + "...", '"' + "b" * 56 + "..."),
+    ]
+
+
+def test_an_interrupt_says_what_was_kept(parent, tmp_path):
+    plain = StageOutput("quantize", tmp_path / "out", parent=parent)
+    with pytest.raises(KeyboardInterrupt) as stopped, plain:
+        (plain.artifact / "model.onnx").write_text("half")
+        raise KeyboardInterrupt
+
+    assert stopped.value.edgewise_note == f"{tmp_path / 'out'} was not written (nothing half-written is left)"
+    resumable = StageOutput("finetune", tmp_path / "trained", derived=False, resumable=True, run={})
+    with pytest.raises(KeyboardInterrupt) as stopped, resumable:
+        (resumable.checkpoints / "checkpoint-5").mkdir(parents=True)
+        (resumable.checkpoints / "checkpoint-5" / "trainer_state.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    assert stopped.value.edgewise_note.startswith(f"the checkpoints so far are kept in {resumable.work}: run the "
+                                                  "same command with --resume")

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from edgewise.core.manifest import Manifest
-from tests.conftest import kill_after_first_checkpoint
+from tests.conftest import kill_after_first_checkpoint, signal_after_first_checkpoint
 
 
 def _command(encoder, data, out, *extra):
@@ -48,3 +48,25 @@ def test_finetune_resume_refuses_changed_settings(tiny_encoder, tiny_data, tmp_p
     assert result.returncode == 2
     assert result.stderr.startswith("Error: --resume needs the same settings") and "config" in result.stderr
     assert (work / "run.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code", "name"), [("SIGINT", 130, "Ctrl-C"), ("SIGTERM", 143, "SIGTERM")])
+def test_finetune_stopped_by_a_signal_says_what_was_kept_and_resumes(tiny_encoder, tiny_data, tmp_path, sig, code,
+                                                                     name):
+    import signal
+
+    out = tmp_path / "teacher"
+    work = tmp_path / ".teacher.partial"
+    _, returncode, stderr = signal_after_first_checkpoint(_command(tiny_encoder, tiny_data, out), work / "checkpoints",
+                                                          timeout_s=120, sig=getattr(signal, sig))
+
+    assert returncode == code and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (f"Interrupted ({name}): the checkpoints so far are kept in {work}: run "
+                                               "the same command with --resume to continue from the last one")
+    assert not out.exists() and not (work / "artifact").exists()  # nothing that looks complete
+
+    resumed = subprocess.run(_command(tiny_encoder, tiny_data, out, "--resume"), capture_output=True, text=True)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert Manifest.read(out).metrics["train"]["resumed"] is True
