@@ -40,22 +40,31 @@ CHECKPOINTS = "checkpoints"
 # --- resuming -----------------------------------------------------------------------------------
 
 
-def check_resume(work: Path, run: dict) -> None:
-    """A resumed run must use the same model, data and settings as the interrupted one."""
+# Settings a resumed run may change: fewer (or more) epochs ends the training at that epoch, keeping the best
+# checkpoint so far, so a user who stopped a long run keeps what was trained (`--resume --epochs 2`).
+MAY_CHANGE_ON_RESUME = ("config.trainer.epochs",)
+
+
+def check_resume(work: Path, run: dict) -> list[tuple[str, str, str]]:
+    """A resumed run must use the same model, data and settings as the interrupted one, but for
+    MAY_CHANGE_ON_RESUME; returns those that changed (path, then, now)."""
     try:
         previous = json.loads((work / RUN_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         raise EdgewiseError(
             f"{work} holds no readable record of the interrupted run; start over with --overwrite"
         ) from None
-    if previous != run:
-        found = differences(previous, run)
+    found = differences(previous, run)
+    allowed = [d for d in found if d[0] in MAY_CHANGE_ON_RESUME]
+    found = [d for d in found if d[0] not in MAY_CHANGE_ON_RESUME]
+    if found:
         changed = "; ".join(f"{path} ({was} then, {now} now)" for path, was, now in found[:6])
         changed += f"; and {len(found) - 6} more" if len(found) > 6 else ""
         raise EdgewiseError(
             f"--resume needs the same settings as the interrupted run, but these differ: {changed}; rerun with "
             "the original settings or start over with --overwrite"
         )
+    return allowed
 
 
 MISSING = object()
@@ -163,7 +172,11 @@ class StageOutput:
     def __enter__(self) -> StageOutput:
         if self.active:
             if self.resume:
-                check_resume(self.work, self.run or {})
+                for path, was, now in check_resume(self.work, self.run or {}):
+                    from edgewise.core.progress import console
+
+                    console().print(f"resuming with {path.removeprefix('config.')} {now} (the interrupted run had "
+                                    f"{was}): training ends there, with the best checkpoint so far")
                 self.dropped = drop_incomplete_checkpoints(self.checkpoints)
             self.dir.begin(resume=self.resume)
             if self.resumable:

@@ -70,3 +70,25 @@ def test_finetune_stopped_by_a_signal_says_what_was_kept_and_resumes(tiny_encode
 
     assert resumed.returncode == 0, resumed.stderr
     assert Manifest.read(out).metrics["train"]["resumed"] is True
+
+
+@pytest.mark.slow
+def test_a_stopped_finetune_finishes_with_fewer_epochs_from_the_best_checkpoint(tiny_encoder, tiny_data, tmp_path):
+    import signal
+
+    out = tmp_path / "teacher"
+    saved, returncode, _ = signal_after_first_checkpoint(_command(tiny_encoder, tiny_data, out),
+                                                         tmp_path / ".teacher.partial" / "checkpoints", timeout_s=120,
+                                                         sig=signal.SIGINT)
+    assert returncode == 130
+
+    # 40 epochs were asked for; the user keeps what the first ones trained.
+    command = _command(tiny_encoder, tiny_data, out, "--resume")
+    command[command.index("--epochs") + 1] = "1"
+    resumed = subprocess.run(command, capture_output=True, text=True)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming with trainer.epochs 1.0 (the interrupted run had 40.0)" in resumed.stderr
+    manifest = Manifest.read(out)
+    assert manifest.metrics["train"]["resumed"] is True and manifest.metrics["train"]["best_checkpoint"]
+    assert manifest.metrics["train"]["steps"] >= saved["global_step"]  # nothing trained again
