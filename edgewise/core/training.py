@@ -129,15 +129,33 @@ def compute_metrics(eval_pred) -> dict:
 
 
 class RichProgress(TrainerCallback):
-    """Trainer progress as a rich bar (steps, loss, eta) and one line per evaluation."""
+    """Trainer progress: the total steps up front, a rich bar (steps, loss, eta) on a terminal, and a plain
+    line every LINE_EVERY_S seconds or twentieth of the run when the output is a file or CI log (where the
+    bar shows nothing), with step, s/step and eta; one line per evaluation."""
 
-    def __init__(self, description: str = "training"):
+    LINE_EVERY_S = 30.0
+
+    def __init__(self, description: str = "training", clock=None):
+        import time
+
         self.description = description
         self.bar = None
         self.task = None
+        self.clock = clock or time.monotonic
+        self.plain = False
+        self.loss = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
+            return
+        epochs = args.num_train_epochs
+        per_epoch = math.ceil(state.max_steps / epochs) if epochs else state.max_steps
+        resumed = f", resuming at step {state.global_step}" if state.global_step else ""
+        console().print(f"{self.description}: {state.max_steps} steps = {epochs:g} epochs x {per_epoch}{resumed}")
+        self.plain = not console().is_terminal
+        self.started, self.first_step = self.clock(), state.global_step
+        self.last_line, self.last_step = self.started, state.global_step
+        if self.plain:
             return
         self.bar = progress_bar()
         self.bar.start()
@@ -146,8 +164,21 @@ class RichProgress(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
             self.bar.update(self.task, completed=state.global_step)
+        if not self.plain:
+            return
+        now, step = self.clock(), state.global_step
+        every = max(1, state.max_steps // 20)
+        if step - self.last_step < every and now - self.last_line < self.LINE_EVERY_S and step < state.max_steps:
+            return
+        per_step = (now - self.started) / max(1, step - self.first_step)
+        loss = f", loss {self.loss:.4f}" if self.loss is not None else ""
+        console().print(f"{self.description}: step {step}/{state.max_steps} ({step / state.max_steps:.0%}), "
+                        f"{per_step:.2f} s/step, eta {_duration(per_step * (state.max_steps - step))}{loss}")
+        self.last_line, self.last_step = now, step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.loss = logs["loss"]
         if self.bar is not None and logs and "loss" in logs:
             self.bar.update(self.task, info=f"loss {logs['loss']:.4f}  epoch {state.epoch:.2f}")
 
@@ -163,3 +194,13 @@ class RichProgress(TrainerCallback):
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+
+
+def _duration(seconds: float) -> str:
+    """12s, 7m10s, 2h05m."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
