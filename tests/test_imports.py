@@ -159,3 +159,20 @@ def test_import_edgewise_runtime_loads_neither_torch_nor_transformers():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [
+    ["distill", "/no/such/teacher", "data.csv", "-o", "out"], ["export", "/no/such/model", "-o", "out"],
+    ["prune", "/no/such/model", "data.csv", "-o", "out", "--flops", "0.5"],
+    ["finetune", "/no/such/encoder", "data.csv", "-o", "out"], ["bench", "/no/such/model"],
+    ["quantize", "/no/such/model", "-o", "out"], ["evaluate", "/no/such/model", "data.csv"],
+])
+def test_a_missing_model_folder_fails_before_torch_is_imported(command, tmp_path):
+    probe = ("import sys; from click.testing import CliRunner; from edgewise.cli import cli; "
+             f"r = CliRunner().invoke(cli, {command!r}); "
+             "print(r.exit_code, 'torch' in sys.modules, 'transformers' in sys.modules); print(r.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+
+    assert done.stdout.splitlines()[0] == "2 False False", done.stdout + done.stderr
+    assert "does not exist" in done.stdout

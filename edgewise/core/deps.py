@@ -29,9 +29,19 @@ def require(module: str, extra: str) -> ModuleType:
 
 
 def require_full(*modules: str) -> None:
-    """Check, before any heavy work, that the `full` extra's modules a stage needs are importable."""
+    """Check, before any heavy work, that the `full` extra's modules a stage needs are installed.
+
+    Found, not imported: importing torch and transformers takes seconds, and a stage must refuse a
+    missing model folder or output before that (the import happens where the module is used)."""
+    import importlib.util
+
     for module in modules:
-        require(module, "full")
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package that is missing or broken
+            found = False
+        if not found:
+            raise EdgewiseError(f"`{module}` is needed here but is not installed: pip install 'edgewise[full]'")
 
 
 def dist_version(module_or_dist: str) -> str | None:

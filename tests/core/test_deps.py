@@ -28,3 +28,19 @@ def test_dist_version_probes_alternative_distribution_names(monkeypatch):
     assert dist_version("onnxruntime") == "1.99.0"
     assert dist_version("tensorrt") == "10.3.0"
     assert dist_version("edgewise-no-such-dist") is None
+
+
+def test_require_full_names_the_extra_without_importing(monkeypatch):
+    import sys
+
+    import pytest
+
+    from edgewise.core.deps import require_full
+    from edgewise.core.errors import EdgewiseError
+
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    require_full("colorsys")
+    assert "colorsys" not in sys.modules  # found, not imported: the import waits for its use
+
+    with pytest.raises(EdgewiseError, match=r"`no_such_module_xyz` is needed here .* pip install 'edgewise\[full\]'"):
+        require_full("no_such_module_xyz")
