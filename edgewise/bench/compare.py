@@ -95,6 +95,15 @@ def compare(current: dict, baseline: dict, config: CompareConfig = CompareConfig
     base = {_key(r): r for r in baseline["results"] if r.get("status") == "ok"}
     cur = {_key(r): r for r in current["results"] if r.get("status") == "ok"}
     common = [k for k in cur if k in base]
+    skipped = [r for r in current["results"] if r.get("status") != "ok"]
+    if not cur and skipped:
+        # Nothing ran: the rows' own reasons say why, not the matching rules.
+        reasons = sorted({f"{r.get('artifact')} on {r.get('backend')}: {r.get('reason') or 'no reason given'}"
+                          for r in skipped})
+        raise EdgewiseError(
+            f"every row of the report was skipped, so there is nothing to compare ({'; '.join(reasons[:3])}"
+            + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "") + "); fix that and bench again"
+        )
     if not common:
         raise EdgewiseError(
             "no row of the report matches the baseline (rows match on artifact name, backend, batch size, "

@@ -39,6 +39,28 @@ def detect_kind(path: Path) -> str | None:
     return None
 
 
+DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")
+
+
+def real_path(path, what: str = "model folder") -> Path:
+    """``path`` expanded and resolved; a symlink loop or an unresolvable path is an EdgewiseError."""
+    given = Path(path).expanduser()
+    try:
+        return given.resolve()
+    except RuntimeError as e:  # Python 3.11 reports a symlink loop so (3.13: OSError ELOOP)
+        raise EdgewiseError(f"{given} is a symlink loop ({e}); point it at a real {what}") from None
+    except OSError as e:
+        raise EdgewiseError(f"{given} cannot be resolved ({e.strerror or e}); point it at a real {what}") from None
+
+
+def not_a_folder(path: Path) -> EdgewiseError:
+    """The error for a file given where a model folder belongs: a data file is most likely a swapped argument."""
+    if path.suffix.lower() in DATA_SUFFIXES:
+        return EdgewiseError(f"{path} is a data file, not a model folder: the model comes first and the data after "
+                             "it (edgewise COMMAND MODEL DATA); did you swap them?")
+    return EdgewiseError(f"{path} is a file; edgewise artifacts are folders (pass the folder holding it)")
+
+
 @dataclass
 class Artifact:
     """A model folder: its path, kind and manifest (None when edgewise did not write it)."""
@@ -50,11 +72,11 @@ class Artifact:
     @classmethod
     def load(cls, path: Path, kind: str | tuple[str, ...] | None = None, *, verify: bool = True) -> Artifact:
         """Open the artifact at ``path``; check its kind and, if edgewise wrote it, its file hashes."""
-        path = Path(path).expanduser().resolve()
+        path = real_path(path)
         if not path.exists():
             raise EdgewiseError(f"model folder {path} does not exist; check the path")
         if not path.is_dir():
-            raise EdgewiseError(f"{path} is a file; edgewise artifacts are folders (pass the folder holding it)")
+            raise not_a_folder(path)
         kinds = (kind,) if isinstance(kind, str) else kind
         if (path / MANIFEST_NAME).exists():
             manifest = Manifest.read(path)
@@ -85,6 +107,17 @@ class Artifact:
         id2label = read_json(self.path / "config.json").get("id2label") or {}
         return {int(k): v for k, v in id2label.items()}
 
+
+    def classifier_labels(self) -> dict[int, str]:
+        """The labels; an EdgewiseError saying how to get a classifier when there are none (a base encoder)."""
+        if not self.labels:
+            hf = self.kind == "hf"
+            raise EdgewiseError(
+                f"{self.path} names no labels (no id2label in its config): it is an encoder, not a classifier; "
+                + (f"fine-tune it into one first: edgewise finetune {self.path} DATA -o TEACHER" if hf else
+                   "export a fine-tuned classifier instead (edgewise finetune, then edgewise export)")
+            )
+        return self.labels
     def describe(self) -> dict:
         """How a manifest refers to this artifact as a source."""
         if self.manifest is not None:
@@ -134,9 +167,9 @@ class OutputDir:
         marker: str = MANIFEST_NAME,
     ) -> OutputDir:
         """Check ``dst`` before any heavy work; nothing is created until ``begin``."""
-        dst = Path(dst).expanduser().resolve()
+        dst = real_path(dst, "output folder")
         for src in sources:
-            src = Path(src).expanduser().resolve()
+            src = real_path(src)
             if dst == src:
                 raise EdgewiseError(f"the output {dst} is the input; choose another output folder with -o")
             if src.is_relative_to(dst) or dst.is_relative_to(src):

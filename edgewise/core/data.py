@@ -362,8 +362,14 @@ def _label_name(value) -> str | None:
 def _missing_column(frame, column: str, what: str, spec: str, split: str, option: str) -> str | None:
     if column in frame.columns:
         return None
+    columns = [str(c) for c in frame.columns]
+    for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if len(columns) == 1 and separator in columns[0]:
+            # One column whose name holds another separator: the file is not comma-separated.
+            return (f"{spec} looks separated by {name}, not commas (its one column is {columns[0]!r}); save it "
+                    "comma-separated as .csv" + (" or keep the tabs and name it .tsv" if separator == "\t" else ""))
     return (f"the {split} split of {spec} has no {what} column {column!r}; its columns are "
-            f"{', '.join(map(str, frame.columns))}: pass {option} NAME")
+            f"{', '.join(columns)}: pass {option} NAME")
 
 
 def _empty_rows(values) -> str | None:

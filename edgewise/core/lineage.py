@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgewise.core.artifact import real_path
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import MANIFEST_NAME, Manifest
 
@@ -26,7 +27,7 @@ def lineage(path: Path) -> list[dict]:
     Each entry says whether the artifact's files still match its manifest and whether the parent
     found on disk is the one recorded (same manifest sha256).
     """
-    path = Path(path).expanduser().resolve()
+    path = real_path(path)
     if not (path / MANIFEST_NAME).is_file():
         raise EdgewiseError(f"{path} has no {MANIFEST_NAME}; lineage needs an artifact written by edgewise")
     chain: list[dict] = []
@@ -71,7 +72,7 @@ def training_data(path: Path) -> tuple[str, dict] | None:
     Stages that measure accuracy default to it, so `quantize runs/student-onnx` scores on the
     student's own validation split without being told where that is.
     """
-    path = Path(path).expanduser().resolve()
+    path = real_path(path)
     seen = set()
     while (path / MANIFEST_NAME).is_file() and path not in seen:
         seen.add(path)

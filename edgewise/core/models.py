@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgewise.core import builtin
-from edgewise.core.artifact import PICKLE_FILES, WEIGHT_FILES
+from edgewise.core.artifact import PICKLE_FILES, WEIGHT_FILES, not_a_folder, real_path
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import sha256_file
 
@@ -49,10 +50,10 @@ def resolve_model(spec: str, allow_pickle: bool = False) -> ModelSource:
     if builtin.is_builtin(spec):
         path, digest = builtin.model_path(spec)
         return ModelSource(spec, str(path), True, digest)
-    path = Path(spec).expanduser()
+    path = real_path(spec)
     if path.exists():
         if not path.is_dir():
-            raise EdgewiseError(f"{path} is a file; pass the model folder that holds it")
+            raise not_a_folder(path)
         check_weights(path, allow_pickle)
         weights = next((path / f for f in WEIGHT_FILES + PICKLE_FILES if (path / f).is_file()), None)
         digest = sha256_file(weights) if weights is not None and weights.suffix != ".json" else None
@@ -64,8 +65,15 @@ def resolve_model(spec: str, allow_pickle: bool = False) -> ModelSource:
 
 def _hub_guard(source: ModelSource, action, what: str = "model"):
     """Run a from_pretrained call on user-given files; turn its failures into an EdgewiseError."""
+    from safetensors import SafetensorError
+
     try:
         return action()
+    except SafetensorError as e:  # a truncated or corrupt model.safetensors
+        raise EdgewiseError(
+            f"the weights of the {what} in {source.location} cannot be read ({str(e).splitlines()[0]}): the file is "
+            "truncated or corrupt; copy the model again or re-save it with save_pretrained"
+        ) from None
     except (OSError, ValueError, TypeError, KeyError) as e:
         # from_pretrained reports a bad folder (no model_type, unreadable tokenizer, unknown
         # architecture) with these types; the message it carries says which.
@@ -74,6 +82,12 @@ def _hub_guard(source: ModelSource, action, what: str = "model"):
             raise EdgewiseError(
                 f"cannot load the {what} in {source.location} ({type(e).__name__}: {first}); "
                 "re-save it with save_pretrained"
+            ) from None
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+            raise EdgewiseError(
+                f"cannot load the {what} {source.spec!r}: it is not a local folder and HF_HUB_OFFLINE is set, so the "
+                "Hugging Face Hub is not asked; unset HF_HUB_OFFLINE, or pass a local folder or "
+                "builtin:all-minilm-l6-v2"
             ) from None
         raise EdgewiseError(
             f"cannot load the {what} {source.spec!r} from the Hugging Face Hub ({first}); check the id "

@@ -22,6 +22,7 @@ its options are generated from the entry and the config.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import shutil
@@ -34,7 +35,15 @@ from edgewise.core.errors import INTERRUPTS, EdgewiseError, add_interrupt_note
 from edgewise.core.lengths import RUNTIME_SETTINGS
 from edgewise.core.manifest import MANIFEST_NAME, Manifest, now
 
-RUN_FILE = "run.json"  # in the work folder of a resumable stage: what the interrupted run was started with
+RUN_FILE = "run.json"
+# What the filesystem refuses while a stage writes, and the fix: one Error line, not a traceback.
+FILESYSTEM_ERRORS = {
+    errno.ENOSPC: "free some space there or choose another output folder with -o",
+    errno.EDQUOT: "your disk quota is full: free some space or choose another output folder with -o",
+    errno.EROFS: "that file system is read-only: choose another output folder with -o",
+    errno.EACCES: "make the folder writable (and its inputs readable) or choose another output folder with -o",
+    errno.EPERM: "make the folder writable or choose another output folder with -o",
+}  # in the work folder of a resumable stage: what the interrupted run was started with
 CHECKPOINTS = "checkpoints"
 
 # --- resuming -----------------------------------------------------------------------------------
@@ -178,7 +187,13 @@ class StageOutput:
                     console().print(f"resuming with {path.removeprefix('config.')} {now} (the interrupted run had "
                                     f"{was}): training ends there, with the best checkpoint so far")
                 self.dropped = drop_incomplete_checkpoints(self.checkpoints)
-            self.dir.begin(resume=self.resume)
+            try:
+                self.dir.begin(resume=self.resume)
+            except OSError as e:
+                if e.errno not in FILESYSTEM_ERRORS:
+                    raise
+                raise EdgewiseError(f"cannot create the output next to {self.dst} ({e.strerror}: "
+                                    f"{e.filename}); {FILESYSTEM_ERRORS[e.errno]}") from None
             if self.resumable:
                 (self.work / RUN_FILE).write_text(json.dumps(self.run or {}, indent=2))
         return self
@@ -191,6 +206,12 @@ class StageOutput:
                 add_interrupt_note(exc, f"the checkpoints so far are kept in {self.work}: run the same command "
                                         "with --resume to continue from the last one" if kept else
                                         f"{self.dst} was not written (nothing half-written is left)")
+            elif issubclass(exc_type, OSError) and exc.errno in FILESYSTEM_ERRORS:
+                raise EdgewiseError(
+                    f"{exc.strerror} ({exc.filename or self.dst}) while writing {self.dst}: nothing was written"
+                    + ("; the checkpoints so far are kept for --resume" if kept else "")
+                    + f"; {FILESYSTEM_ERRORS[exc.errno]}"
+                ) from None
         elif exc_type is None and self.active and not self.committed:
             self.dir.abort()
             raise RuntimeError(f"stage {self.stage} left its output without committing it")

@@ -46,9 +46,7 @@ def distill(src: Path, dst: Path, config: DistillConfig = DistillConfig(), *, da
         raise EdgewiseError("distillation needs labelled data: pass DATA (the teacher's training data, typically)")
     rank = int(os.environ.get("RANK", "0"))
     teacher = Artifact.load(Path(src), kind="hf")
-    id2label = teacher.labels
-    if not id2label:
-        raise EdgewiseError(f"{teacher.path} names no labels (no id2label); distil from a fine-tuned classifier")
+    id2label = teacher.classifier_labels()
     out = StageOutput("distill", dst, parent=teacher, derived=False, overwrite=overwrite, resumable=True,
                       resume=resume, active=rank == 0)
     splits = load_splits(data, config.data)

@@ -58,9 +58,7 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
     else:
         backend = _backend(config.backend, artifact.kind)
         check_runs(backend, artifact.kind)  # before the data is read
-    id2label = artifact.labels
-    if not id2label:
-        raise EdgewiseError(f"{artifact.path} names no labels (no id2label in config.json); it is not a classifier")
+    id2label = artifact.classifier_labels()
     splits = load_splits(data, config.data)
     carved = None
     if config.split is not None and config.split.lower() in SPLIT_ALIASES["validation"]:

@@ -58,8 +58,7 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data:
     from edgewise.runtime.sizes import model_files
 
     artifact = Artifact.load(Path(src), kind=("onnx", "ort"))
-    if not artifact.labels:
-        raise EdgewiseError(f"{artifact.path} names no labels; it is not a classifier")
+    artifact.classifier_labels()
     model_file = _choose_model(artifact, config)
     recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
     max_length, limit = artifact_lengths(artifact.path, recorded, config.max_length, what="--max-length")

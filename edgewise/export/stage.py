@@ -61,8 +61,7 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
         raise EdgewiseError(
             f"--format {config.format.value} needs an {wanted!r} artifact, {src} is {artifact.kind!r}; {fix}"
         )
-    if not artifact.labels:
-        raise EdgewiseError(f"{artifact.path} names no labels (no id2label); it is not a classifier")
+    artifact.classifier_labels()
     if wanted == "hf":
         from edgewise.core.models import check_weights
 

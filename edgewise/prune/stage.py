@@ -45,8 +45,7 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
                             "texts it will see)")
     started = time.perf_counter()
     artifact = Artifact.load(Path(src), kind="hf")
-    if not artifact.labels:
-        raise EdgewiseError(f"{artifact.path} names no labels (no id2label); prune a fine-tuned classifier")
+    artifact.classifier_labels()
     out = StageOutput("prune", dst, parent=artifact, overwrite=overwrite, resume=resume)
     samples, evaluation = _texts(artifact, data, config)
 

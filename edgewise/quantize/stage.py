@@ -53,8 +53,7 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
                else "quantize the onnx artifact it was converted from, then convert the result")
         raise EdgewiseError(f"--method {config.method.value} needs an {wanted!r} artifact, {src} is "
                             f"{artifact.kind!r}; {fix}")
-    if not artifact.labels:
-        raise EdgewiseError(f"{artifact.path} names no labels (no id2label); it is not a classifier")
+    artifact.classifier_labels()
     if inc:
         from edgewise.core.env import cpu_info
         from edgewise.core.models import check_weights

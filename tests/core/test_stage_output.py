@@ -1,5 +1,6 @@
 """The output protocol every stage writes through (edgewise.core.stage.StageOutput)."""
 
+import errno
 import json
 
 import pytest
@@ -162,3 +163,29 @@ def test_an_interrupt_says_what_was_kept(parent, tmp_path):
 
     assert stopped.value.edgewise_note.startswith(f"the checkpoints so far are kept in {resumable.work}: run the "
                                                   "same command with --resume")
+
+
+@pytest.mark.parametrize(("code", "fix"), [(errno.ENOSPC, "free some space"), (errno.EROFS, "read-only"),
+                                           (errno.EACCES, "make the folder writable")])
+def test_a_full_or_read_only_disk_is_one_error_and_leaves_nothing(parent, tmp_path, code, fix):
+    import os
+
+    out = StageOutput("bundle", tmp_path / "deploy", parent=parent)
+    with pytest.raises(EdgewiseError) as e, out:
+        (out.artifact / "model.onnx").write_text("half")
+        raise OSError(code, os.strerror(code), str(out.artifact / "model.onnx"))
+
+    assert str(e.value).startswith(f"{os.strerror(code)} ({out.artifact / 'model.onnx'}) while writing "
+                                   f"{tmp_path / 'deploy'}: nothing was written") and fix in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parent"]
+
+
+def test_an_output_folder_that_cannot_be_created_is_one_error(parent, tmp_path, monkeypatch):
+    out = StageOutput("bundle", tmp_path / "deploy", parent=parent)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".deploy.partial"))
+
+    monkeypatch.setattr(out.dir, "begin", read_only)
+    with pytest.raises(EdgewiseError, match="cannot create the output next to .*Read-only file system.*read-only"), out:
+        pass
