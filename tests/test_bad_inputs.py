@@ -124,3 +124,9 @@ def test_bench_compare_of_a_report_whose_rows_were_all_skipped_gives_their_reaso
     result = cli_run("bench", "compare", tmp_path / "now.json", tmp_path / "then.json")
 
     assert_user_error(result, "every row of the report was skipped", "student on ort-cuda: no CUDA here")
+
+
+def test_a_file_of_the_model_folder_given_as_the_model_names_the_folder(cli_run, tiny_teacher, tiny_data):
+    result = cli_run("evaluate", tiny_teacher / "config.json", tiny_data)
+
+    assert_user_error(result, f"is a file of the model folder {tiny_teacher}; pass the folder itself")

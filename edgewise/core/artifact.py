@@ -55,6 +55,9 @@ def real_path(path, what: str = "model folder") -> Path:
 
 def not_a_folder(path: Path) -> EdgewiseError:
     """The error for a file given where a model folder belongs: a data file is most likely a swapped argument."""
+    parent = path.parent
+    if any((parent / name).is_file() for name in ("config.json", "edgewise.json", "model.onnx", "model.ort")):
+        return EdgewiseError(f"{path} is a file of the model folder {parent}; pass the folder itself")
     if path.suffix.lower() in DATA_SUFFIXES:
         return EdgewiseError(f"{path} is a data file, not a model folder: the model comes first and the data after "
                              "it (edgewise COMMAND MODEL DATA); did you swap them?")
