@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from edgewise.bench.config import CompareConfig
@@ -37,19 +38,41 @@ def load_report(path: Path) -> dict:
     if not isinstance(version, int) or version > SUPPORTED_SCHEMA:
         raise EdgewiseError(f"{path} has report schema {version!r}; this edgewise reads up to {SUPPORTED_SCHEMA}: "
                             "upgrade edgewise")
+    for field in ("environment", "data", "config"):
+        if report.get(field) is not None and not isinstance(report[field], dict):
+            raise EdgewiseError(f"{path}: its {field} is not a mapping; the report is damaged: re-run edgewise bench")
     for index, row in enumerate(report["results"]):
         if not isinstance(row, dict) or not all(k in row for k in ("artifact", "backend", "batch_size", "status")):
             raise EdgewiseError(f"{path}: result {index} lacks artifact / backend / batch_size / status; the report "
                                 "is damaged: re-run edgewise bench")
-        lat = row.get("latency_ms") if row["status"] == "ok" else {}
-        if row["status"] == "ok" and not (isinstance(lat, dict) and isinstance(lat.get("p50"), (int, float))
-                                          and isinstance(lat.get("p50_ci95"), list) and len(lat["p50_ci95"]) == 2):
-            raise EdgewiseError(f"{path}: result {index} has no latency p50 and interval; re-run edgewise bench")
+        problem = _row_problem(row) if row["status"] == "ok" else None
+        if problem:
+            raise EdgewiseError(f"{path}: result {index} {problem}; the report is damaged: re-run edgewise bench")
     keys = [_key(r) for r in report["results"]]
     if len(set(keys)) != len(keys):
         twice = next(k for k in keys if keys.count(k) > 1)
         raise EdgewiseError(f"{path} holds two rows for {twice}; a report to compare must name each row once")
     return report
+
+
+def _number(value, low: float = float("-inf"), high: float = float("inf")) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and low <= value <= high
+
+
+def _row_problem(row: dict) -> str | None:
+    """What makes a timed row unusable for comparing (None when nothing does)."""
+    lat = row.get("latency_ms")
+    if not (isinstance(lat, dict) and _number(lat.get("p50"), 0) and lat["p50"] > 0
+            and isinstance(lat.get("p50_ci95"), list) and len(lat["p50_ci95"]) == 2
+            and all(_number(v) for v in lat["p50_ci95"])):
+        return "has no latency p50 (a number > 0) and interval"
+    if "round_p50" in lat and not (isinstance(lat["round_p50"], list) and all(_number(v) for v in lat["round_p50"])):
+        return "has round medians that are not numbers"
+    for field, low, high in (("accuracy", 0, 1), ("macro_f1", 0, 1), ("accuracy_batch_size", 1, float("inf"))):
+        if row.get(field) is not None and not _number(row[field], low, high):
+            return f"has {field} {row[field]!r}, not a number in [{low}, {high}]"
+    return None
 
 
 KEY_FIELDS = ("artifact", "backend", "batch_size", "seq_len", "threads")

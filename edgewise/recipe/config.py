@@ -229,6 +229,8 @@ def _steps(parsed: RecipeFile, where: str) -> tuple[Step, ...]:
         if step_id in kinds:
             raise EdgewiseError(f"{at}: two stages are called {step_id!r}; give this one another id")
         source = entry.get("input") or (steps[-1].id if steps else MODEL)
+        if not isinstance(source, str):
+            raise EdgewiseError(f"{at}.input must name an earlier stage (or model), got {source!r}")
         if source not in kinds:
             raise EdgewiseError(
                 f"{at}.input {source!r} names no earlier stage (a stage reads the model or a stage before it); "

@@ -201,8 +201,17 @@ def test_load_report_refuses_duplicate_and_damaged_rows(tmp_path):
     (tmp_path / "nolat.json").write_text(json.dumps({"schema_version": 1, "results": [
         {"artifact": "m", "backend": "b", "batch_size": 1, "status": "ok", "latency_ms": {"p50": 1}}]}))
 
+    damaged_accuracy = _report(10.0, (9.9, 10.1))
+    damaged_accuracy["results"][0]["accuracy"] = "97%"
+    (tmp_path / "acc.json").write_text(json.dumps(damaged_accuracy))
+    (tmp_path / "env.json").write_text(json.dumps({**_report(10.0, (9.9, 10.1)), "environment": 0}))
+    nan = _report(10.0, (9.9, 10.1))
+    nan["results"][0]["latency_ms"]["p50"] = float("nan")
+    (tmp_path / "nan.json").write_text(json.dumps(nan))
+
     for name, fragment in (("dup.json", "holds two rows"), ("bad.json", "lacks artifact"),
-                           ("nolat.json", "no latency p50 and interval")):
+                           ("nolat.json", "no latency p50"), ("acc.json", "has accuracy '97%', not a number"),
+                           ("env.json", "its environment is not a mapping"), ("nan.json", "no latency p50")):
         with pytest.raises(EdgewiseError, match=fragment):
             load_report(tmp_path / name)
 

@@ -68,6 +68,7 @@ def test_set_overrides_a_stage_option_the_data_and_the_bench():
     ({"targets": ["ssh://pi:port"]}, ["targets: target 'ssh://pi:port' is not ssh://[user@]host[:port]"]),
     ({"targets": ["local", "local"]}, ["name each target once"]),
     ({"targets": []}, ["name each target once, at least one"]),
+    ({"stages": [{"export": {}, "input": {"a": 1}}]}, ["stages[1].input must name an earlier stage", "{'a': 1}"]),
     ({"targets": ["ssh://pi@h?python=/a", "ssh://pi@h?python=/b"]}, ["would share the report folder report-pi-h/"]),
     ({"bench": {"target": "ssh://pi"}}, ["bench.target: ", "top-level `targets:` list", "targets: [local, ssh://pi]"]),
     ({"stages": ["prune"]}, ["stages[1]: Input should be a valid dictionary"]),
