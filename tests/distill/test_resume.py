@@ -46,3 +46,30 @@ def test_distill_resumes_after_sigkill_to_the_same_student(tiny_teacher, tiny_da
     assert weights.keys() == reference.keys()
     assert all((weights[k] == reference[k]).all() for k in weights), "resumed student differs from the seeded run"
     assert not (tmp_path / ".student.partial").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code", "name"), [("SIGINT", 130, "Ctrl-C"), ("SIGTERM", 143, "SIGTERM")])
+def test_distill_stopped_by_a_signal_says_what_was_kept_and_finishes_with_fewer_epochs(tiny_teacher, tiny_data,
+                                                                                       tmp_path, sig, code, name):
+    import signal
+
+    from tests.conftest import signal_after_first_checkpoint
+
+    out, work = tmp_path / "student", tmp_path / ".student.partial"
+    saved, returncode, stderr = signal_after_first_checkpoint(_command(tiny_teacher, tiny_data, out),
+                                                              work / "checkpoints", timeout_s=180,
+                                                              sig=getattr(signal, sig))
+
+    assert returncode == code and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"Interrupted ({name}): the checkpoints so far are kept in "
+                                                      f"{work}: run the same command with --resume")
+    assert not out.exists()
+
+    command = _command(tiny_teacher, tiny_data, out, "--resume")
+    command[command.index("--epochs") + 1] = "1"  # keep what the first epoch trained
+    resumed = subprocess.run(command, capture_output=True, text=True)
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming with trainer.epochs 1.0 (the interrupted run had {float(EPOCHS)})" in resumed.stderr
+    assert Manifest.read(out).metrics["train"]["resumed"] is True
