@@ -202,6 +202,17 @@ def external_onnx(tiny_onnx, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_int8(tiny_onnx, tmp_path_factory) -> Path:
+    """The tiny ONNX teacher, dynamically quantized (quantize's defaults)."""
+    from edgewise.quantize import quantize
+    from edgewise.quantize.config import QuantizeConfig
+
+    dst = tmp_path_factory.mktemp("int8") / "dynamic"
+    quantize(tiny_onnx, dst, QuantizeConfig())
+    return dst
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle(tiny_onnx, tmp_path_factory) -> Path:
     from edgewise.export import bundle
 

@@ -79,13 +79,15 @@ def test_data_and_model_swapped_are_named_as_swapped(cli_run, tiny_teacher, tiny
     _untouched(tmp_path, before)
 
 
-def test_a_semicolon_separated_csv_is_named_as_such(cli_run, tiny_teacher, tmp_path):
+@pytest.mark.parametrize(("separator", "name", "fix"), [(";", "semicolons", "save it comma-separated"),
+                                                       ("\t", "tabs", "name it .tsv")])
+def test_a_csv_separated_by_something_else_is_named_as_such(cli_run, tiny_teacher, tmp_path, separator, name, fix):
     data = tmp_path / "reviews.csv"
-    data.write_text("text;label\na fine film;pos\na dull film;neg\n")
+    data.write_text(f"text{separator}label\na fine film{separator}pos\na dull film{separator}neg\n")
 
     result = cli_run("evaluate", tiny_teacher, data)
 
-    assert_user_error(result, "looks separated by semicolons, not commas", "save it comma-separated")
+    assert_user_error(result, f"looks separated by {name}, not commas", fix)
 
 
 def test_a_hub_id_with_hf_hub_offline_set_says_so(cli_run, tiny_data, tmp_path, monkeypatch):

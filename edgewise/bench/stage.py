@@ -134,9 +134,9 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
 
     if target is None:
         slots, rows, predictions = _measure_here(loaded, names, split, seq_mode, config)
-        environment = _environment()
+        environment, peak = _environment(), peak_rss_mb()
     else:
-        slots, rows, predictions, environment = _measure_on(target, loaded, names, split, seq_mode, config)
+        slots, rows, predictions, environment, peak = _measure_on(target, loaded, names, split, seq_mode, config)
     rows += [_row(slot, config) for slot in slots]
     _relate(rows, names[0], predictions)
     report = {
@@ -149,7 +149,7 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
         "reference": names[0],
         "artifacts": [_describe(a, n) for a, n in zip(loaded, names, strict=True)],
         "results": _ordered(rows, names, config),
-        "process_peak_rss_mb": peak_rss_mb() if target is None else None,
+        "process_peak_rss_mb": peak,  # of the process that ran the models: this one, or the device's job
         "environment": environment,
     }
     if target is not None:
@@ -238,7 +238,8 @@ def _measure_here(loaded: list[Artifact], names: list[str], split, seq_mode, con
 
 def _measure_on(target, loaded: list[Artifact], names: list[str], split, seq_mode, config: BenchConfig):
     """The same measurement run on a device (runtime.targets): the device predicts and times, this host
-    scores its predictions against the labels. (slots, skipped rows, predictions, the device's environment)."""
+    scores its predictions against the labels. (slots, skipped rows, predictions, the device's environment and
+    its job's peak RSS)."""
     from edgewise.runtime.job import new_job
 
     job = new_job(names, split.texts if split else [], split.pairs if split else None, backends=list(config.backends),
@@ -263,10 +264,10 @@ def _measure_on(target, loaded: list[Artifact], names: list[str], split, seq_mod
         slots.append({**slot, "artifact": artifact, "accuracy": scored.get(key),
                       "memory": {"rss_delta": _delta(slot.get("rss_before"), slot.get("rss_after")),
                                  "rss_now": slot.get("rss_after"), "gpu_peak": None}})
-    environment = {**result["environment"], "process_peak_rss_mb": result.get("process_peak_rss_mb")}
+    environment = result["environment"]
     if result.get("power"):
         environment["power"] = result["power"]
-    return slots, rows, predictions, environment
+    return slots, rows, predictions, environment, result.get("process_peak_rss_mb")
 
 
 def _label_ids(values):

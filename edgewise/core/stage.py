@@ -181,9 +181,9 @@ class StageOutput:
     def __enter__(self) -> StageOutput:
         if self.active:
             if self.resume:
-                for path, was, now in check_resume(self.work, self.run or {}):
-                    from edgewise.core.progress import console
+                from edgewise.core.progress import console
 
+                for path, was, now in check_resume(self.work, self.run or {}):
                     console().print(f"resuming with {path.removeprefix('config.')} {now} (the interrupted run had "
                                     f"{was}): training ends there, with the best checkpoint so far")
                 self.dropped = drop_incomplete_checkpoints(self.checkpoints)

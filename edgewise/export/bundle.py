@@ -65,9 +65,9 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data:
     # What a kit cannot be made from is refused before anything is written.
     summary = None
     if config.target is BundleTarget.JETSON:
-        from edgewise.export.jetson import check_model
+        from edgewise.export.tensorrt import check_buildable
 
-        summary = check_model(artifact.path / model_file)
+        summary = check_buildable(artifact.path / model_file)
     elif config.target in PHONE_TARGETS:
         from edgewise.export.mobile import check_source
 
@@ -83,18 +83,17 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data:
         (out.artifact / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
         metrics, expected = {}, []
         if config.target in PHONE_TARGETS:
-            from edgewise.export.mobile import MODEL, write_mobile
+            from edgewise.export.mobile import write_mobile
 
-            model_file = MODEL
             metrics = write_mobile(out, artifact, config, max_length, tokenizer.get_vocab_size(), pad_id)
         else:
             for file in model_files(artifact.path / model_file):
                 shutil.copy2(file, out.artifact / file.name)  # the model and its external data
         if config.target is BundleTarget.JETSON:
-            from edgewise.export.jetson import expected_files, write_jetson
+            from edgewise.export.jetson import BUILT_ON_DEVICE, write_jetson
 
             metrics = write_jetson(out, summary, config, max_length, recorded)
-            expected = expected_files()
+            expected = list(BUILT_ON_DEVICE)
         session = ort_session(out.artifact / model_file)
         inputs, output = [i.name for i in session.get_inputs()], session.get_outputs()[0].name
         (out.artifact / "README.txt").write_text(_readme(
@@ -150,7 +149,7 @@ def _fast_tokenizer(folder: Path, scratch: Path) -> Path:
 
 
 def _choose_model(artifact: Artifact, config: BundleConfig) -> str:
-    """The model file to ship (phones: the file model.ort is made from, decided by mobile.write_mobile)."""
+    """The model file to ship (phones: model.ort, the source's or made from its model.onnx)."""
     available = [name for name in ("model.ort", "model.onnx") if (artifact.path / name).is_file()]
     if not available:
         raise EdgewiseError(f"{artifact.path} holds no model.onnx or model.ort")
@@ -160,7 +159,7 @@ def _choose_model(artifact: Artifact, config: BundleConfig) -> str:
                                 "builds its engine from: bundle the ONNX artifact the model.ort came from")
         return "model.onnx"
     if config.target in PHONE_TARGETS:
-        return available[0]
+        return "model.ort"  # the source's, or made from its model.onnx (export.mobile)
     if config.model_format != "auto":
         wanted = f"model.{config.model_format}"
         if wanted not in available:

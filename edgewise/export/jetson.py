@@ -9,65 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgewise.core.errors import EdgewiseError
+from edgewise.export.config import ExportConfig
 from edgewise.runtime.tensorrt import ENGINE, SCRIPT, TIMING_CACHE, TRTEXEC_DEFAULT, build_script, trtexec_args
 
-WORKSPACE_MB = 2048  # the builder's scratch limit (not an allocation); an Orin Nano shares 8 GB with the CPU
-DYNAMIC_OPS = ("MatMulInteger", "DynamicQuantizeLinear", "ConvInteger")
+# The builder's scratch limit (not an allocation), as `export --format tensorrt` sets it: an Orin Nano shares
+# 8 GB with the CPU.
+WORKSPACE_MB = ExportConfig().workspace_mb
 # The index of NVIDIA's Jetson AI Lab with onnxruntime-gpu (and torch) for JetPack 6 / CUDA 12.6 (2025-2026;
 # the README says it may move).
 JETSON_INDEX = "https://pypi.jetson-ai-lab.io/jp6/cu126"
-
-
-def check_model(model: Path) -> dict:
-    """The graph summary of ``model`` (export.onnx.graph_summary); an EdgewiseError for what TensorRT cannot
-    build: dynamic INT8, ONNX Runtime's own fused operators, asymmetric or uint8 Q/DQ."""
-    from edgewise.export.onnx import graph_summary
-
-    summary = graph_summary(model)
-    dynamic = [op for op in summary["ort_only_ops"] if op in DYNAMIC_OPS]
-    if dynamic:
-        raise EdgewiseError(
-            f"{model} is dynamically quantized ({', '.join(dynamic)} operators), which TensorRT cannot build; "
-            "bundle the FP32 model or a static INT8 (QDQ) one instead, e.g. edgewise quantize FP32_ONNX -o OUT "
-            "--method static --activation-type int8"
-        )
-    if summary["ort_only_ops"]:
-        raise EdgewiseError(
-            f"{model} uses operators only ONNX Runtime has ({', '.join(summary['ort_only_ops'])}), which TensorRT "
-            "cannot parse; bundle the model exported without --optimize"
-        )
-    if summary["qdq"]:
-        asymmetric = asymmetric_qdq(model)
-        if asymmetric:
-            raise EdgewiseError(
-                f"{asymmetric} Q/DQ nodes of {model} use uint8 or non-zero zero points; TensorRT takes "
-                "symmetric signed INT8 only (zero point 0); re-quantize the FP32 model with edgewise quantize "
-                "FP32_ONNX -o OUT --method static --activation-type int8, or bundle the FP32 model"
-            )
-    return summary
-
-
-def asymmetric_qdq(model: Path) -> int:
-    """How many QuantizeLinear / DequantizeLinear nodes have a uint8 or non-zero zero point."""
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(model), load_external_data=False).graph
-    initializers = {i.name: i for i in graph.initializer}
-    constants = {out: node.attribute[0].t for node in graph.node if node.op_type == "Constant" and node.attribute
-                 for out in node.output if node.attribute[0].name == "value"}
-    count = 0
-    for node in graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3 or not node.input[2]:
-            continue
-        tensor = initializers.get(node.input[2]) or constants.get(node.input[2])
-        if tensor is None:
-            continue
-        zero = numpy_helper.to_array(tensor, base_dir=str(model.parent))
-        if zero.dtype.name == "uint8" or zero.any():
-            count += 1
-    return count
 
 
 def opt_tokens(recorded: dict, max_length: int) -> tuple[int, str]:
@@ -98,9 +48,8 @@ def write_jetson(out, summary: dict, config, max_length: int, recorded: dict) ->
     }
 
 
-def expected_files() -> list[str]:
-    """Files build_engine.sh / build-engine add to the bundle on the device (not hashed, so not 'added')."""
-    return [ENGINE, TIMING_CACHE]
+# What build_engine.sh / build-engine add to the bundle on the device: expected, not hashed.
+BUILT_ON_DEVICE = (ENGINE, TIMING_CACHE)
 
 
 README = """edgewise bundle for NVIDIA Jetson (JetPack 6): {name}

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.export.config import BundleTarget
@@ -30,9 +30,7 @@ PROVIDERS = {
 def check_source(artifact, config, max_length: int) -> None:
     """Refuse, before anything is written, what a phone kit cannot be made from."""
     has_onnx = (artifact.path / "model.onnx").is_file()
-    has_ort = (artifact.path / MODEL).is_file()
-    if not has_onnx and not has_ort:
-        raise EdgewiseError(f"{artifact.path} holds no model.onnx or model.ort; pass an ONNX or ORT artifact")
+    has_ort = (artifact.path / MODEL).is_file()  # one of the two: bundle's _choose_model refused neither
     if config.fixed_dims:
         batch, tokens = config.fixed_dims
         if tokens > max_length:
@@ -57,62 +55,71 @@ def check_source(artifact, config, max_length: int) -> None:
 def write_mobile(out, artifact, config, max_length: int, vocab_size: int, pad_id: int) -> dict:
     """model.ort (copied, or converted from model.onnx and checked against it), required_operators.config,
     the usability report and, with ``config.fixed_shape``, model.fixed.ort; returns what the manifest records."""
-    from edgewise.export.config import ExportConfig, ExportFormat
-    from edgewise.export.ort_mobile import export_ort
+    from edgewise.export.config import ExportConfig
+    from edgewise.export.onnx import graph_summary
+    from edgewise.export.ort_mobile import convert_ort
     from edgewise.export.parity import generated_batches
+    from edgewise.runtime.runners import onnx_scores
 
-    onnx_model = artifact.path / "model.onnx"
-    onnx_model = onnx_model if onnx_model.is_file() else None
-    # export --format ort's converter, arm target and check (ort_mobile.verify, which knows INT8); the
-    # conversion's own check is off because this module checks model.fixed.ort against model.onnx, not itself.
-    ort_config = ExportConfig(format=ExportFormat.ORT, verify=False)
-    inputs = _inputs(onnx_model or artifact.path / MODEL)
     metrics: dict = {}
-    if (artifact.path / MODEL).is_file():
+    if (artifact.path / MODEL).is_file():  # the source's model.ort, as it is
         shutil.copy2(artifact.path / MODEL, out.artifact / MODEL)
         if (artifact.path / OPERATORS_FILE).is_file():
             shutil.copy2(artifact.path / OPERATORS_FILE, out.artifact / OPERATORS_FILE)
         metrics["ort"] = {"converted": False, "size_bytes": (out.artifact / MODEL).stat().st_size}
-    else:
-        batches = generated_batches(inputs, vocab_size, max_length, pad_id)
-        metrics.update(export_ort(onnx_model, out, ort_config, batches))
-        metrics["ort"]["converted"] = True
-        metrics["parity"] = verify(onnx_model, out.artifact / MODEL, batches, "model.ort vs model.onnx")
+    onnx_model = artifact.path / "model.onnx"
+    if not onnx_model.is_file():  # an ORT artifact (check_source refused --fixed-shape for it)
+        metrics["mobile_usability"] = {"error": "not checked: the source has no model.onnx to analyse"}
+        return metrics
+    # export --format ort's converter, arm target, tolerance and check (ort_mobile.verify, which knows INT8).
+    defaults = ExportConfig()
+    summary = graph_summary(onnx_model)
+    source = Source(onnx_model, list(summary["inputs"]), summary["qdq"] or summary["dynamic_int8"],
+                    onnx_scores(onnx_model), defaults.ort_target.value, defaults.atol)
+    if "ort" not in metrics:
+        batches = generated_batches(source.inputs, vocab_size, max_length, pad_id)
+        metrics["ort"] = {**convert_ort(onnx_model, out.artifact, out.work, source.target), "converted": True}
+        metrics["parity"] = source.verify(out.artifact / MODEL, batches, "model.ort vs model.onnx")
     providers = PROVIDERS[config.target]
-    metrics["mobile_usability"] = (usability(onnx_model, providers, out.work / "usability") if onnx_model else
-                                   {"error": "not checked: the source has no model.onnx to analyse"})
+    metrics["mobile_usability"] = usability(onnx_model, providers, out.work / "usability")
     if config.fixed_dims:
-        metrics["fixed"] = _write_fixed(out, onnx_model, inputs, config, ort_config, vocab_size, pad_id, providers)
+        metrics["fixed"] = _write_fixed(out, source, config, vocab_size, pad_id, providers)
     return metrics
 
 
-def _inputs(model: Path) -> list[str]:
-    from edgewise.runtime.sessions import session
+@dataclass(frozen=True)
+class Source:
+    """The model.onnx a phone kit is made from, read once: its inputs, whether it is INT8, its scorer."""
 
-    return [i.name for i in session(model).get_inputs()]
+    path: Path
+    inputs: list[str]
+    int8: bool
+    scores: object  # feed -> logits
+    target: str  # the ORT format's optimisation target
+    atol: float
+
+    def verify(self, candidate: Path, batches: list[dict], what: str) -> dict:
+        return verify(self.scores, candidate, batches, what, self.atol, self.int8)
 
 
-def _write_fixed(out, onnx_model: Path, inputs: list[str], config, ort_config, vocab_size: int, pad_id: int,
-                 providers) -> dict:
+def _write_fixed(out, source: Source, config, vocab_size: int, pad_id: int, providers) -> dict:
     """model.fixed.ort: model.onnx with every input fixed to batch x tokens, converted like model.ort and
     checked against the dynamic model on inputs of that shape; its operators join the reduced-build list."""
-    from edgewise.export.ort_mobile import export_ort
+    from edgewise.export.ort_mobile import convert_ort
 
     batch, tokens = config.fixed_dims
     fixed_onnx = out.work / "fixed" / "model.onnx"  # named model.onnx: the converter names its output after it
-    fix_shapes(onnx_model, fixed_onnx, inputs, batch, tokens)
-    staging = SimpleNamespace(work=out.work / "fixed-work", artifact=out.work / "fixed-ort")
-    staging.artifact.mkdir(parents=True)
-    batches = fixed_batches(inputs, vocab_size, pad_id, batch, tokens)
-    result = export_ort(fixed_onnx, staging, ort_config, batches)
-    shutil.move(staging.artifact / MODEL, out.artifact / FIXED_MODEL)
-    merge_operators(out.artifact / OPERATORS_FILE, staging.artifact / OPERATORS_FILE)
+    fix_shapes(source.path, fixed_onnx, source.inputs, batch, tokens)
+    staging = out.work / "fixed-ort"
+    staging.mkdir(parents=True)
+    ort = convert_ort(fixed_onnx, staging, out.work / "fixed-work", source.target)
+    shutil.move(staging / MODEL, out.artifact / FIXED_MODEL)
+    merge_operators(out.artifact / OPERATORS_FILE, staging / OPERATORS_FILE)
     # Against the dynamic ONNX model, not the fixed one: fixing shapes rewrites the graph's shape values,
     # and the fixed model must still be the same classifier.
-    result["parity"] = verify(onnx_model, out.artifact / FIXED_MODEL, batches,
-                              f"{FIXED_MODEL} vs model.onnx at {batch}x{tokens}")
-    result["ort"]["size_bytes"] = (out.artifact / FIXED_MODEL).stat().st_size
-    return {"shape": [batch, tokens], "model_file": FIXED_MODEL, **result,
+    batches = fixed_batches(source.inputs, vocab_size, pad_id, batch, tokens)
+    parity = source.verify(out.artifact / FIXED_MODEL, batches, f"{FIXED_MODEL} vs model.onnx at {batch}x{tokens}")
+    return {"shape": [batch, tokens], "model_file": FIXED_MODEL, "ort": ort, "parity": parity,
             "mobile_usability": usability(fixed_onnx, providers, out.work / "usability-fixed")}
 
 

@@ -47,6 +47,11 @@ def working_directory(path: Path):
         os.chdir(previous)
 
 
+# What dynamic quantization writes (activation scales computed at run time): ONNX Runtime runs it, TensorRT
+# does not.
+DYNAMIC_INT8_OPS = ("MatMulInteger", "DynamicQuantizeLinear", "ConvInteger")
+
+
 def graph_summary(path: Path) -> dict:
     import onnx
     from google.protobuf.message import DecodeError
@@ -75,8 +80,8 @@ def graph_summary(path: Path) -> dict:
         # Static QDQ quantization puts QuantizeLinear on activations; dynamic quantization does not.
         "qdq": any(n.op_type == "QuantizeLinear" for n in model.graph.node),
         "ort_only_ops": sorted({n.op_type for n in model.graph.node if n.domain == "com.microsoft"}
-                               | {n.op_type for n in model.graph.node
-                                  if n.op_type in ("MatMulInteger", "DynamicQuantizeLinear", "ConvInteger")}),
+                               | {n.op_type for n in model.graph.node if n.op_type in DYNAMIC_INT8_OPS}),
+        "dynamic_int8": any(n.op_type in DYNAMIC_INT8_OPS for n in model.graph.node),
     }
 
 

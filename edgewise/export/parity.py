@@ -6,6 +6,9 @@ from collections.abc import Callable
 
 from edgewise.core.errors import EdgewiseError
 
+# Reduced precision (FP16, INT8) differs from FP32 by design: it is judged by how often labels agree.
+REDUCED_PRECISION_AGREEMENT = 0.98
+
 # Shapes (batch, tokens) of the generated inputs used when no data is given.
 GENERATED_SHAPES = ((1, 8), (2, 17), (4, None))  # None: the model's max_length
 
@@ -118,3 +121,14 @@ def parity_line(what: str, result: dict) -> str:
     """The one-line summary of a parity result that export prints."""
     return (f"{what}: max |diff| {result['max_abs_diff']:.2e}, labels agree {result['label_agreement']:.2%} "
             f"on {result['samples']} inputs")
+
+
+def check_agreement(result: dict, what: str, fix: str) -> None:
+    """The gate of a reduced-precision model: no NaN / inf logits (a NaN row's argmax is 0, which can still
+    "agree" often on skewed data) and labels agreeing with the source on REDUCED_PRECISION_AGREEMENT of inputs."""
+    check(result, float("inf"), what)
+    if result["label_agreement"] < REDUCED_PRECISION_AGREEMENT:
+        raise EdgewiseError(
+            f"{what} agrees with its source on only {result['label_agreement']:.1%} of {result['samples']} inputs "
+            f"(at least {REDUCED_PRECISION_AGREEMENT:.0%} expected; max |diff| {result['max_abs_diff']:.3g}); {fix}"
+        )

@@ -110,14 +110,13 @@ def _convert(artifact: Artifact, out: StageOutput, config: ExportConfig, texts, 
     from edgewise.export.onnx import graph_summary, parity_inputs
 
     src_model = artifact.path / "model.onnx"
-    summary = graph_summary(src_model)
+    if config.format is ExportFormat.TENSORRT:
+        from edgewise.export.tensorrt import check_buildable
+
+        summary = check_buildable(src_model)
+    else:
+        summary = graph_summary(src_model)
     inputs = list(summary["inputs"])
-    if config.format is ExportFormat.TENSORRT and summary["ort_only_ops"]:
-        raise EdgewiseError(
-            f"{src_model} uses operators only ONNX Runtime has ({', '.join(summary['ort_only_ops'])}), which "
-            "TensorRT cannot parse: export the model without --optimize, and quantize for TensorRT with static "
-            "QDQ INT8 (not dynamic)"
-        )
     model_config = read_json(artifact.path / "config.json")
     tokenizer = load_tokenizer(ModelSource(str(artifact.path), str(artifact.path), True))
     batches = parity_inputs(tokenizer, texts, pairs, max_length, inputs,

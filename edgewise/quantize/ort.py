@@ -32,9 +32,10 @@ def int8_settings(config: QuantizeConfig, cpu: dict) -> dict:
 
     With full 8 bits (VNNI, ARM) per-tensor scales were enough for the teacher (98.12 % at 2.53x, per-channel
     the same at 2.57x), but not for pruned models, whose least-squares refit leaves output projections
-    with uneven column ranges: the movie-review 3-layer student pruned to 50 % FLOPs scored 79.38 % on
-    validation with per-tensor INT8 (agreement with FP32 88.2 %) against 83.25 % (98.3 %) with per-channel
-    scales, the FP32 model's own 83.25 % (AVX-512 VNNI EPYC, 2026-12-01, found by edgewise compress). So
+    with uneven column ranges: the movie-review 3-layer student pruned to 50 % FLOPs scored 79.56 % on
+    validation with per-tensor dynamic INT8 against 83.07 % with per-channel scales, the FP32 model's own
+    83.25 % (AVX-512 VNNI EPYC, 2026-12-01, two edgewise compress runs: benchmarks/results/
+    compress_minilm_movies_pertensor.json and compress_minilm_movies.json). So
     every CPU family defaults to per-channel scales.
     """
     family = cpu_family(cpu)

@@ -118,7 +118,7 @@ def run(args) -> int:
             for text, result in zip(args.texts, results, strict=True):
                 print(f"{result['label']}\t{result['score']:.4f}\t{_shown(text, result)}")
         return 0
-    from edgewise.runtime.bench import bench
+    from edgewise.runtime.bench import bench, row_line
 
     report = bench(args.bundle, backend=args.backend, threads=args.threads, batch_sizes=args.batch_sizes,
                    seq_len=args.seq_len, warmup=args.warmup, min_runs=args.min_runs, min_time_s=args.min_time,
@@ -133,11 +133,7 @@ def run(args) -> int:
         else:
             print(f"timed at a fixed {report['config']['seq_len']} tokens per text")
         for row in report["results"]:
-            lat = row["latency_ms"]
-            shape = "real lengths" if row["seq_len"] == "data" else f"{row['seq_len']} tokens"
-            print(f"batch {row['batch_size']} x {shape}, {row['backend']}, threads {row['threads']}: "
-                  f"p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  cv {lat['cv']:.3f}  "
-                  f"({lat['runs']} runs, {row['throughput_items_per_s']:.1f} items/s)")
+            print(row_line(row))
         if args.json_path:
             path = Path(args.json_path)
             try:
@@ -180,7 +176,7 @@ def _job(job_file: Path, out: Path) -> int:
 
         signal.signal(signal.SIGALRM, expired)
         signal.alarm(max(1, math.ceil(limit)))
-    with _device_lock(job.get("lock"), log):
+    with DeviceLock(job.get("lock"), log):
         result = run_job(job, log=log)
     if hasattr(signal, "SIGALRM"):
         signal.alarm(0)
@@ -190,7 +186,7 @@ def _job(job_file: Path, out: Path) -> int:
     return 0
 
 
-class _device_lock:
+class DeviceLock:
     """Jobs on one device take turns (an flock on ``path``), so that two runs never time each other."""
 
     def __init__(self, path: str | None, log):

@@ -60,6 +60,13 @@ def verify_folder(folder: Path) -> None:
     )
 
 
+def check_outputs(logits, id2label: dict, where) -> None:
+    """A model must give one output per label it names (a head of another size means a broken label map)."""
+    if logits.shape[-1] != len(id2label):
+        raise EdgewiseError(f"{where}: the model has {logits.shape[-1]} outputs but names {len(id2label)} labels; "
+                            "fix its label map")
+
+
 class Runner:
     """What every backend's runner shares: ``scores``, wall-clock ``time_ms`` and the batching of
     ``logits``. Subclasses set backend, max_length, id2label and info, and define encode,

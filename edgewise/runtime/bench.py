@@ -107,6 +107,15 @@ def result_row(artifact: str, path, kind: str | None, backend: str, batch_size: 
             "latency_ms": stats, "throughput_items_per_s": batch_size * 1000.0 / stats["mean"], "memory_mb": memory}
 
 
+def row_line(row: dict) -> str:
+    """A timed row as one line for people (`python -m edgewise.runtime bench` and `build-engine`)."""
+    lat = row["latency_ms"]
+    shape = "real lengths" if row["seq_len"] == "data" else f"{row['seq_len']} tokens"
+    return (f"batch {row['batch_size']} x {shape}, {row['backend']}, threads {row['threads']}: "
+            f"p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  cv {lat['cv']:.3f}  "
+            f"({lat['runs']} runs, {row['throughput_items_per_s']:.1f} items/s)")
+
+
 def bench(folder, *, backend: str = "ort-cpu", threads: int | None = None, batch_sizes=(1,),
           seq_len: int | str | None = None, warmup: int = 10, min_runs: int = 50, min_time_s: float = 2.0,
           verify: bool = True) -> dict:

@@ -18,11 +18,8 @@ from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.runtime.base import read_manifest, verify_folder
+from edgewise.runtime.bench import row_line
 from edgewise.runtime.tensorrt import ENGINE, TRTEXEC_DEFAULT, trtexec_args
-
-TENSORRT_INSTALL = ("on a Jetson it comes with JetPack (sudo apt install python3-libnvinfer; a venv sees it when made "
-                    "with python3 -m venv --system-site-packages), elsewhere pip install tensorrt; the tensorrt "
-                    "backend also needs torch with CUDA (on a Jetson from the Jetson AI Lab index, see README.txt)")
 
 
 def find_trtexec(given: str | None = None) -> Path:
@@ -78,7 +75,7 @@ def build(folder: Path, *, fp16: bool | None = None, int8: bool | None = None, t
         verify_folder(folder)  # the engine must come from the model the bundle checked
     binary = find_trtexec(trtexec)
     command = trtexec_args(settings["inputs"], tuple(settings["batch"]), tuple(settings["seq"]),
-                           workspace_mb=settings.get("workspace_mb", 2048),
+                           workspace_mb=settings["workspace_mb"],
                            fp16=settings["fp16"] if fp16 is None else fp16,
                            int8=settings["int8"] if int8 is None else int8)
     command[0] = str(binary)
@@ -111,19 +108,15 @@ def _last_error(log: Path) -> str:
 
 def bench_engine(folder: Path, *, batch_sizes=(1,), verify: bool = True) -> dict:
     """The runtime's bench of ``folder``'s engine on the `tensorrt` backend; an EdgewiseError naming what to
-    install when the tensorrt module (or torch, or a GPU) is missing here."""
+    install when the tensorrt module (or torch, or a GPU) is missing here (runtime.tensorrt.probe's reason)."""
+    from edgewise.runtime.base import Unavailable
     from edgewise.runtime.bench import bench
-    from edgewise.runtime.tensorrt import probe
 
-    trt, reason = probe()
-    if trt is None:
-        if "tensorrt package" in (reason or ""):
-            reason = f"the tensorrt Python package is missing: {TENSORRT_INSTALL}"
-        raise EdgewiseError(
-            f"the engine is built, but it cannot be timed here: {reason}; then run python -m edgewise.runtime bench "
-            f"{folder} --backend tensorrt"
-        )
-    return bench(folder, backend="tensorrt", batch_sizes=batch_sizes, verify=verify)
+    try:
+        return bench(folder, backend="tensorrt", batch_sizes=batch_sizes, verify=verify)
+    except Unavailable as e:
+        raise EdgewiseError(f"the engine is built, but it cannot be timed here: {e}; then run python -m "
+                            f"edgewise.runtime bench {folder} --backend tensorrt") from None
 
 
 def run(args) -> int:
@@ -137,8 +130,5 @@ def run(args) -> int:
     # The bundle was verified before the build, and the engine is not hashed: no second verification.
     report = bench_engine(Path(args.bundle).expanduser().resolve(), batch_sizes=args.batch_sizes, verify=False)
     for row in report["results"]:
-        lat = row["latency_ms"]
-        shape = "real lengths" if row["seq_len"] == "data" else f"{row['seq_len']} tokens"
-        print(f"batch {row['batch_size']} x {shape}, tensorrt: p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f}  "
-              f"p99 {lat['p99']:.3f}  ({lat['runs']} runs, {row['throughput_items_per_s']:.1f} items/s)")
+        print(row_line(row))
     return 0

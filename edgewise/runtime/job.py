@@ -102,6 +102,7 @@ def run_job(job: dict, log=None) -> dict:
     interleaved rounds. ``log(line)`` receives a progress line per step.
     """
     from edgewise.core.env import device_facts, fingerprint
+    from edgewise.runtime.base import check_outputs
     from edgewise.runtime.bench import current_rss_mb
     from edgewise.runtime.runners import Unavailable, auto_backend, open_runner, read_manifest
 
@@ -139,9 +140,7 @@ def run_job(job: dict, log=None) -> dict:
                 eval_batch = job.get("eval_batch_size") or batch_size
                 if texts and eval_batch not in predictions:
                     logits = runner.logits(texts, pairs, batch_size=eval_batch)
-                    if logits.shape[-1] != len(runner.id2label):
-                        raise EdgewiseError(f"{model['name']}: the model has {logits.shape[-1]} outputs but names "
-                                            f"{len(runner.id2label)} labels; fix its label map")
+                    check_outputs(logits, runner.id2label, model["name"])
                     predictions[eval_batch] = logits.argmax(-1).astype(int).tolist()
                     log(f"{model['name']} on {backend}: {len(texts)} texts predicted at batch {eval_batch} "
                         f"({time.perf_counter() - started:.1f} s)")
@@ -164,7 +163,7 @@ def run_job(job: dict, log=None) -> dict:
                 log(f"timing round {round_index + 1}/{job.get('rounds', 5)} ({done[0]}/{total}, "
                     f"{time.perf_counter() - started:.1f} s)")
 
-        with _power_sampler() as power:
+        with PowerSampler() as power:
             time_interleaved(slots, rounds=int(job.get("rounds", 5)), min_runs=int(job.get("min_runs", 50)),
                              min_time_s=float(job.get("min_time_s", 2.0)), warmup=warmup, advance=advance)
     else:
@@ -190,7 +189,7 @@ def run_job(job: dict, log=None) -> dict:
     }
 
 
-class _power_sampler:
+class PowerSampler:
     """tegrastats (NVIDIA Jetson) running beside the timing, its power rails averaged; nothing elsewhere."""
 
     INTERVAL_MS = 500

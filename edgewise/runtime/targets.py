@@ -222,7 +222,7 @@ class Target:
         """Python and the runtime's packages on the device (with ``?wheels=DIR``, installing them from those
         wheels when missing); an Error naming the fix when one is missing."""
         self.check_connection()
-        facts = self._facts()
+        facts = self._facts("connecting")  # ssh's first contact: its failure reads "cannot reach"
         self.home_cache = facts["cache"]
         if facts["missing"] and self.wheels is not None:
             self.site = self.install_wheels(self.wheels)
@@ -243,9 +243,8 @@ class Target:
             )
         return facts
 
-    def _facts(self) -> dict:
-        result = self.python_run(PROBE % (NEEDED, self.cache), [], "checking its Python",
-                                 pythonpath=[self.site] if self.site else [])
+    def _facts(self, what: str = "checking its Python") -> dict:
+        result = self.python_run(PROBE % (NEEDED, self.cache), [], what, pythonpath=[self.site] if self.site else [])
         if result.code in (126, 127) or (result.code != 0 and "not found" in result.err.lower()):
             raise EdgewiseError(
                 f"{self.url} has no Python at {self.python!r} ({_last_line(result.err) or 'not found'}); install "
@@ -270,10 +269,11 @@ class Target:
         wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
         if not wheels:
             raise EdgewiseError(f"?wheels={folder}: no .whl files there; download them for the device first, e.g. "
-                                "pip download onnxruntime tokenizers numpy --only-binary=:all: --platform "
-                                "manylinux2014_aarch64 --python-version 3.11 -d DIR")
+                                "pip download onnxruntime tokenizers numpy --no-deps --only-binary=:all: "
+                                f"{platform_flags('aarch64', 'glibc 2.36')} --python-version 3.11 -d DIR")
         key = hashlib.sha256("\n".join(f"{w.name}:{w.stat().st_size}" for w in wheels).encode()).hexdigest()[:16]
-        return self._install_once(f"{self.home_cache}/site/{key}", wheels, f"{len(wheels)} wheels from {folder}")
+        return self._install_once(f"{self.home_cache}/site/{key}", f"{len(wheels)} wheels from {folder}",
+                                  lambda scratch: wheels)
 
     def install_runtime(self) -> str:
         """This host's edgewise package, copied to the device's cache once per version of its code; the
@@ -286,24 +286,29 @@ class Target:
         digest = hashlib.sha256()
         for file in files:
             digest.update(str(file.relative_to(package)).encode() + b"\0" + file.read_bytes())
-        remote = f"{self.home_cache}/runtime/{digest.hexdigest()[:16]}"
-        with tempfile.TemporaryDirectory() as scratch:
-            archive = Path(scratch) / "edgewise-runtime.tar.gz"
-            with tarfile.open(archive, "w:gz") as tar:
+        def archive(scratch: Path) -> list[Path]:
+            packed = scratch / "edgewise-runtime.tar.gz"
+            with tarfile.open(packed, "w:gz") as tar:
                 for file in files:
                     tar.add(file, arcname=str(Path("edgewise") / file.relative_to(package)))
-            return self._install_once(remote, [archive], f"this edgewise's code ({len(files)} files)")
+            return [packed]
 
-    def _install_once(self, remote: str, archives: list[Path], what: str) -> str:
-        """``archives`` unpacked into ``remote`` on the device unless it is there already; ``remote``."""
+        return self._install_once(f"{self.home_cache}/runtime/{digest.hexdigest()[:16]}",
+                                  f"this edgewise's code ({len(files)} files)", archive)
+
+    def _install_once(self, remote: str, what: str, archives) -> str:
+        """``archives(scratch)`` (the files to send, made only when needed) unpacked into ``remote`` on the
+        device unless it is there already; ``remote``."""
         if self.shell(f"test -d {shlex.quote(remote)}", f"looking for {remote}").code == 0:
             return remote
         self.log(f"{self.url}: copying {what} to {remote}")
         staging = f"{remote}.upload-{os.getpid()}"
         self._mkdir(staging)
-        names = [f"{staging}/{a.name}" for a in archives]
-        for archive, name in zip(archives, names, strict=True):
-            self.push(archive, name)
+        with tempfile.TemporaryDirectory() as scratch:
+            files = archives(Path(scratch))
+            names = [f"{staging}/{f.name}" for f in files]
+            for file, name in zip(files, names, strict=True):
+                self.push(file, name)
         try:
             self._python_ok(UNPACK, [remote, *names], f"unpacking {what}")
         finally:
@@ -408,7 +413,8 @@ class Target:
         return f"{self.url}?{key}={value}"
 
     def check_connection(self) -> None:
-        self.shell("true", "connecting")
+        """Anything to check before the first command (adb: the device is attached); ssh has nothing: its
+        first command (the probe) says when the host cannot be reached."""
 
     def push(self, local: Path, remote: str) -> None:
         raise NotImplementedError
@@ -592,14 +598,29 @@ def _version(facts: dict) -> str:
     return ".".join(map(str, facts["python"]))
 
 
+# The manylinux tags the runtime's wheels are built for (onnxruntime 1.32: 2_28; numpy 2.4: 2_27/2_28; tokenizers:
+# 2014 = 2_17). pip's --platform takes exactly the tags named (manylinux_2_28 does not admit 2_17), so all are named.
+MANYLINUX_GLIBC = (28, 27, 24, 17)
+
+
+def platform_flags(machine: str, libc: str) -> str:
+    """pip download's --platform flags for a Linux device with ``libc`` (e.g. "glibc 2.36")."""
+    machine = {"arm64": "aarch64", "amd64": "x86_64"}.get(machine.lower(), machine)
+    version = libc.split()[-1] if libc.startswith("glibc") else ""
+    minor = int(version.split(".")[1]) if version.count(".") >= 1 and version.split(".")[1].isdigit() else None
+    if minor is None:
+        return f"--platform <the wheel tag of {machine} with this C library>"
+    tags = [f"manylinux_2_{y}_{machine}" for y in MANYLINUX_GLIBC if y <= minor]
+    tags += [f"manylinux2014_{machine}"] if minor >= 17 else []
+    return " ".join(f"--platform {tag}" for tag in tags)
+
+
 def _download_hint(facts: dict) -> str:
-    """The pip command that fetches the runtime's wheels for the device the probe described."""
-    machine = {"arm64": "aarch64", "amd64": "x86_64"}.get(facts["machine"].lower(), facts["machine"])
-    glibc = facts.get("libc", "").startswith("glibc")
-    platform = f"manylinux2014_{machine}" if glibc else f"<the wheel tag of {machine}>"
+    """The pip command that fetches the runtime's wheels for the device the probe described (checked here for
+    an aarch64 glibc 2.28+ device: onnxruntime 1.32.0, numpy 2.4.6 and tokenizers came down)."""
     major, minor = facts["python"][:2]
-    return (f"pip download onnxruntime tokenizers numpy --only-binary=:all: --platform {platform} "
-            f"--python-version {major}.{minor} -d DIR")
+    return (f"pip download onnxruntime tokenizers numpy --no-deps --only-binary=:all: "
+            f"{platform_flags(facts['machine'], facts.get('libc', ''))} --python-version {major}.{minor} -d DIR")
 
 
 def _last_line(text: str) -> str:

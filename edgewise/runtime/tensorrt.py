@@ -70,7 +70,9 @@ def probe() -> tuple[object | None, str | None]:
     try:
         trt = importlib.import_module("tensorrt")
     except ImportError as e:
-        return None, f"the tensorrt package is not installed ({e}); pip install 'edgewise[tensorrt]' on a CUDA machine"
+        return None, (f"the tensorrt Python package is not installed ({e}): on a Jetson it comes with JetPack (sudo "
+                      "apt install python3-libnvinfer; a venv sees it when made with python3 -m venv "
+                      "--system-site-packages), elsewhere pip install tensorrt (edgewise[tensorrt]) on a CUDA machine")
     try:
         import torch
     except ImportError:

@@ -166,7 +166,8 @@ def test_an_interrupt_says_what_was_kept(parent, tmp_path):
 
 
 @pytest.mark.parametrize(("code", "fix"), [(errno.ENOSPC, "free some space"), (errno.EROFS, "read-only"),
-                                           (errno.EACCES, "make the folder writable")])
+                                           (errno.EACCES, "make the folder writable"),
+                                           (errno.EDQUOT, "disk quota is full")])
 def test_a_full_or_read_only_disk_is_one_error_and_leaves_nothing(parent, tmp_path, code, fix):
     import os
 

@@ -1,6 +1,7 @@
 """Device kits of `edgewise bundle --target jetson|android|ios` (issue 14, items 4 and 5)."""
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -19,7 +20,7 @@ TEXTS = ["apple banana the very", "football golf we", "red orange some"]
 
 
 @pytest.fixture(scope="module")
-def quantized(tiny_onnx, tiny_data, tmp_path_factory):
+def quantized(tiny_onnx, tiny_int8, tiny_data, tmp_path_factory):
     """The tiny ONNX teacher quantized dynamically, statically to symmetric int8 (what TensorRT takes) and
     statically with the default uint8 activations (what it does not)."""
     from edgewise.quantize import quantize
@@ -27,7 +28,7 @@ def quantized(tiny_onnx, tiny_data, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("quantized")
     calibration = dict(method="static", samples=24, calibration_batch_size=8, calibration=str(tiny_data))
-    quantize(tiny_onnx, root / "dynamic", QuantizeConfig())
+    shutil.copytree(tiny_int8, root / "dynamic")  # conftest's, under the name these tests use
     quantize(tiny_onnx, root / "static-int8", QuantizeConfig(activation_type="int8", **calibration))
     quantize(tiny_onnx, root / "static-uint8", QuantizeConfig(**calibration))
     return root

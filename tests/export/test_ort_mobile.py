@@ -13,13 +13,8 @@ def test_export_ort_format_matches_onnx_and_lists_operators(tiny_onnx, tiny_data
     assert abs(Predictor(tmp_path / "ort").logits(texts) - Predictor(tiny_onnx).logits(texts)).max() < 1e-5
 
 
-def test_export_ort_format_of_an_int8_model_is_judged_by_label_agreement(tiny_onnx, tiny_data, tmp_path):
-    from edgewise.quantize import quantize
-    from edgewise.quantize.config import QuantizeConfig
-
-    quantize(tiny_onnx, tmp_path / "int8", QuantizeConfig())
-
-    manifest = export(tmp_path / "int8", tmp_path / "ort", ExportConfig(format=ExportFormat.ORT), data=str(tiny_data))
+def test_export_ort_format_of_an_int8_model_is_judged_by_label_agreement(tiny_int8, tiny_data, tmp_path):
+    manifest = export(tiny_int8, tmp_path / "ort", ExportConfig(format=ExportFormat.ORT), data=str(tiny_data))
 
     parity = manifest.metrics["parity"]
     assert parity["judged_by"].startswith("label agreement") and parity["label_agreement"] >= 0.98

@@ -321,6 +321,54 @@ def test_adb_not_installed_is_one_error_line(cli_run, tiny_bundle, monkeypatch, 
     assert_user_error(result, "needs `adb` on this machine", "apt install adb")
 
 
+def test_ssh_not_installed_is_one_error_line(cli_run, tiny_bundle, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ssh anywhere
+
+    result = cli_run(*["bench", str(tiny_bundle), "--target", "ssh://pi@raspberrypi"])
+
+    assert_user_error(result, "needs `ssh` on this machine", "apt install openssh-client")
+
+
+def test_ssh_with_a_key_the_device_refuses_is_one_error_line(cli_run, sshd, tiny_bundle, tmp_path, monkeypatch):
+    stranger = tmp_path / "stranger_key"  # a key the server's authorized_keys does not hold
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    config = tmp_path / "ssh_config"
+    config.write_text((sshd.home / "ssh_config").read_text().replace(str(sshd.home / "client_key"), str(stranger)))
+    monkeypatch.setenv("EDGEWISE_SSH_OPTIONS", f"-F {config}")
+
+    result = cli_run(*["bench", str(tiny_bundle), "--target", sshd.url])
+
+    assert_user_error(result, f"cannot reach {sshd.url}", "Permission denied", "without a password prompt",
+                      "ssh-copy-id")
+
+
+def test_a_backend_the_device_lacks_is_a_skipped_row_with_the_reason(cli_run, fake_adb, tiny_bundle, tiny_data):
+    from tests.conftest import ort_has_cuda
+
+    if ort_has_cuda():
+        pytest.skip("this onnxruntime has CUDA: ort-cuda is not skipped here")
+    target = f"adb://R58M123?python={sys.executable}&cache={fake_adb}"
+
+    result = cli_run(*["bench", str(tiny_bundle), "--data", str(tiny_data), *FAST, "--backend", "ort-cpu",
+                       "--backend", "ort-cuda", "--target", target, "--json"])
+
+    assert result.exit_code == 0, result.stderr
+    rows = {r["backend"]: r for r in json.loads(result.stdout)["results"]}
+    assert rows["ort-cpu"]["status"] == "ok" and rows["ort-cuda"]["status"] == "skipped"
+    assert rows["ort-cuda"]["reason"].startswith("on adb://R58M123: ") and "CUDA" in rows["ort-cuda"]["reason"]
+
+
+def test_the_download_hint_names_every_manylinux_tag_the_device_takes():
+    from edgewise.runtime.targets import platform_flags
+
+    assert platform_flags("arm64", "glibc 2.35") == (
+        "--platform manylinux_2_28_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux_2_24_aarch64 "
+        "--platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64")
+    assert platform_flags("aarch64", "glibc 2.24") == ("--platform manylinux_2_24_aarch64 --platform "
+                                                       "manylinux_2_17_aarch64 --platform manylinux2014_aarch64")
+    assert "<the wheel tag of aarch64" in platform_flags("aarch64", "")  # musl, Android: no manylinux tag
+
+
 def test_a_job_that_outlives_its_timeout_is_one_error_line(cli_run, fake_adb, tiny_bundle, tiny_data):
     target = f"adb://R58M123?python={sys.executable}&cache={fake_adb}&timeout=0.5"
     slow = [arg if arg != "0" else "30" for arg in FAST]  # --min-time 30: the device stops the job after 1 s
