@@ -58,6 +58,13 @@ class EdgewiseGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise UserError(str(e)) from None
+        except PermissionError as e:  # an input made unreadable (chmod 000), a folder this user may not write
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            what = e.filename or "a file"
+            raise UserError(f"permission denied on {what} ({e.strerror or e}); make it readable (and its folder "
+                            "writable, for an output) for this user with chmod / chown, or choose another "
+                            "path") from None
         except INTERRUPTS as e:  # Ctrl-C, SIGTERM: one line on what was kept and how to go on, 130 / 143
             if ctx.obj and ctx.obj.get("debug"):
                 raise

@@ -69,8 +69,9 @@ class BenchConfig:
             problems.append(f"threads must be >= 1, got {self.threads}")
         if self.seq_len not in ("auto", "data") and not (str(self.seq_len).isdigit() and int(self.seq_len) >= 2):
             problems.append(f"seq_len must be a number >= 2, 'data' or 'auto', got {self.seq_len!r}")
-        if self.warmup < 0 or self.min_runs < 1 or self.min_time_s < 0 or self.rounds < 1:
-            problems.append("warmup must be >= 0, min_runs >= 1, min_time_s >= 0 and rounds >= 1")
+        for name, low in (("warmup", 0), ("min_runs", 1), ("min_time_s", 0), ("rounds", 1)):
+            if getattr(self, name) < low:
+                problems.append(f"{name} must be >= {low}, got {getattr(self, name)}")
         if self.accuracy_samples is not None and self.accuracy_samples < 1:
             problems.append(f"accuracy_samples must be >= 1, got {self.accuracy_samples}")
         batch = self.eval_batch_size

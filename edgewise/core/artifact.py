@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from dataclasses import dataclass
@@ -15,6 +16,14 @@ TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
 )
+# What the filesystem refuses while a stage writes, and the fix: one Error line, not a traceback.
+FILESYSTEM_ERRORS = {
+    errno.ENOSPC: "free some space there or choose another output folder with -o",
+    errno.EDQUOT: "your disk quota is full: free some space or choose another output folder with -o",
+    errno.EROFS: "that file system is read-only: choose another output folder with -o",
+    errno.EACCES: "make the folder writable (and its inputs readable) or choose another output folder with -o",
+    errno.EPERM: "make the folder writable or choose another output folder with -o",
+}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -39,6 +48,27 @@ def detect_kind(path: Path) -> str | None:
     return None
 
 
+def foreign_task(folder: Path) -> EdgewiseError | None:
+    """The error for a transformers folder of another task (images, speech, sequence-to-sequence, text
+    generation), read from its config.json; None for a text encoder or classifier."""
+    config = read_json(folder / "config.json")
+    architectures = " ".join(a for a in config.get("architectures") or [] if isinstance(a, str))
+    model_type = config.get("model_type", "unknown type")
+    if config.get("is_encoder_decoder"):
+        what = "a sequence-to-sequence (encoder-decoder) model"
+    elif "vision_config" in config or {"image_size", "num_channels"} <= set(config) or "Image" in architectures:
+        what = "an image model"
+    elif "audio" in architectures.lower() or "CTC" in architectures or {"num_mel_bins", "conv_dim"} & set(config):
+        what = "a speech model"
+    elif architectures.endswith(("ForCausalLM", "LMHeadModel")):
+        what = "a text-generation (decoder) model"
+    else:
+        return None
+    return EdgewiseError(f"{folder} is {what} ({model_type}), not a text encoder or classifier; edgewise takes "
+                         "encoder text classifiers (BERT, DistilBERT, RoBERTa, ...): fine-tune one, e.g. edgewise "
+                         "finetune builtin:all-minilm-l6-v2 DATA -o TEACHER")
+
+
 DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")
 
 
@@ -51,6 +81,19 @@ def real_path(path, what: str = "model folder") -> Path:
         raise EdgewiseError(f"{given} is a symlink loop ({e}); point it at a real {what}") from None
     except OSError as e:
         raise EdgewiseError(f"{given} cannot be resolved ({e.strerror or e}); point it at a real {what}") from None
+
+
+def output_folder(path, what: str = "run folder") -> Path:
+    """``path`` resolved, refused when it (or the nearest existing folder above it) is a file: a folder that
+    many files go into must be creatable there."""
+    path = real_path(path, what)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == path else f"lies inside {folder}, which is a file"
+                raise EdgewiseError(f"the {what} {path} {where}; choose a folder with -o")
+            break
+    return path
 
 
 def not_a_folder(path: Path) -> EdgewiseError:
@@ -96,10 +139,15 @@ class Artifact:
                     f"{path} is not a model folder: expected a transformers folder (config.json + "
                     "model.safetensors) or an edgewise artifact (edgewise.json)"
                 )
+        if found == "hf" and (problem := foreign_task(path)):
+            raise problem
         if kinds and found not in kinds:
-            raise EdgewiseError(
-                f"{path} is a {found!r} artifact; this step needs {' or '.join(map(repr, kinds))}"
-            )
+            if found == "hf" and "onnx" in kinds:
+                fix = f"export it to ONNX first: edgewise export {path} -o {path.with_name(path.name + '-onnx')}"
+            else:  # the artifact this one was made from is the likely fix
+                fix = f"pass the {kinds[0]!r} artifact it was made from (edgewise lineage {path} shows the chain)"
+            needs = " or ".join(map(repr, kinds))
+            raise EdgewiseError(f"{path} is a {found!r} artifact; this step needs {needs}: {fix}")
         return cls(path=path, kind=found, manifest=manifest)
 
     @property
@@ -170,7 +218,7 @@ class OutputDir:
         marker: str = MANIFEST_NAME,
     ) -> OutputDir:
         """Check ``dst`` before any heavy work; nothing is created until ``begin``."""
-        dst = real_path(dst, "output folder")
+        dst = output_folder(dst, "output folder")
         for src in sources:
             src = real_path(src)
             if dst == src:
@@ -180,19 +228,16 @@ class OutputDir:
                     f"the output {dst} and the input {src} are nested; a stage never writes into its "
                     "input: choose an output folder outside it"
                 )
-        if dst.exists():
-            if not dst.is_dir():
-                raise EdgewiseError(f"the output {dst} is a file; choose a folder path with -o")
-            if any(dst.iterdir()):
-                if not overwrite:
-                    raise EdgewiseError(
-                        f"the output {dst} already exists; pass --overwrite to replace it or choose another -o"
-                    )
-                if not (dst / marker).exists():
-                    raise EdgewiseError(
-                        f"the output {dst} is not empty and was not written by edgewise (no {marker}); "
-                        "edgewise only replaces its own outputs: remove it yourself or choose another -o"
-                    )
+        if dst.exists() and any(dst.iterdir()):
+            if not overwrite:
+                raise EdgewiseError(
+                    f"the output {dst} already exists; pass --overwrite to replace it or choose another -o"
+                )
+            if not (dst / marker).exists():
+                raise EdgewiseError(
+                    f"the output {dst} is not empty and was not written by edgewise (no {marker}); "
+                    "edgewise only replaces its own outputs: remove it yourself or choose another -o"
+                )
         out = cls(dst, cls.work_folder(dst))
         if out.work.exists() and resumable and not resume and not overwrite:
             raise EdgewiseError(
@@ -211,7 +256,8 @@ class OutputDir:
         try:
             self.artifact.mkdir(parents=True)
         except OSError as e:
-            raise EdgewiseError(f"cannot create the output folder next to {self.dst}: {e.strerror}") from None
+            fix = FILESYSTEM_ERRORS.get(e.errno, "choose another output folder with -o")
+            raise EdgewiseError(f"cannot create the output folder next to {self.dst}: {e.strerror}; {fix}") from None
 
     def commit(self) -> Path:
         """Move the finished artifact to ``dst`` (replacing an old one) and remove the work folder."""

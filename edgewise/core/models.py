@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgewise.core import builtin
-from edgewise.core.artifact import PICKLE_FILES, WEIGHT_FILES, not_a_folder, real_path
+from edgewise.core.artifact import PICKLE_FILES, WEIGHT_FILES, foreign_task, not_a_folder, real_path
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import sha256_file
 
@@ -32,6 +32,8 @@ def check_weights(path: Path, allow_pickle: bool) -> None:
             f"{path} is not a transformers model folder (no config.json); pass a folder written by "
             "save_pretrained, a Hub id or builtin:all-minilm-l6-v2"
         )
+    if problem := foreign_task(path):
+        raise problem
     if any((path / f).is_file() for f in WEIGHT_FILES):
         return
     if any((path / f).is_file() for f in PICKLE_FILES):

@@ -22,7 +22,6 @@ its options are generated from the entry and the config.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import json
 import shutil
@@ -30,20 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgewise.core.artifact import Artifact, OutputDir, carry_forward
+from edgewise.core.artifact import FILESYSTEM_ERRORS, Artifact, OutputDir, carry_forward
 from edgewise.core.errors import INTERRUPTS, EdgewiseError, add_interrupt_note
 from edgewise.core.lengths import RUNTIME_SETTINGS
 from edgewise.core.manifest import MANIFEST_NAME, Manifest, now
 
-RUN_FILE = "run.json"
-# What the filesystem refuses while a stage writes, and the fix: one Error line, not a traceback.
-FILESYSTEM_ERRORS = {
-    errno.ENOSPC: "free some space there or choose another output folder with -o",
-    errno.EDQUOT: "your disk quota is full: free some space or choose another output folder with -o",
-    errno.EROFS: "that file system is read-only: choose another output folder with -o",
-    errno.EACCES: "make the folder writable (and its inputs readable) or choose another output folder with -o",
-    errno.EPERM: "make the folder writable or choose another output folder with -o",
-}  # in the work folder of a resumable stage: what the interrupted run was started with
+RUN_FILE = "run.json"  # in the work folder of a resumable stage: what the interrupted run was started with
 CHECKPOINTS = "checkpoints"
 
 # --- resuming -----------------------------------------------------------------------------------

@@ -110,7 +110,8 @@ class DistillConfig:
         problems = []
         chosen = [n for n in ("layers", "layer_map", "student", "student_config") if getattr(self, n)]
         if len(chosen) > 1:
-            problems.append(f"choose one kind of student, not {' and '.join(chosen)}")
+            problems.append(f"choose one kind of student (--layers, --layer-map, --student or --student-config), not "
+                            f"{' and '.join(chosen)}")
         if self.layers is not None and self.layers < 1:
             problems.append(f"layers must be >= 1, got {self.layers}")
         parse_student_config(self.student_config)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgewise.core.env import VNNI_FLAGS, cpu_family
 from edgewise.core.errors import EdgewiseError
-from edgewise.quantize.config import CalibrationMethod, IntType, QuantizeConfig
+from edgewise.quantize.config import INT8_OPS, CalibrationMethod, IntType, QuantizeConfig
 
 
 def int8_settings(config: QuantizeConfig, cpu: dict) -> dict:
@@ -159,9 +159,14 @@ QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", 
                  "DynamicQuantizeMatMul", "QLinearMatMul", "MatMulNBits", "QAttention", "QGemm")
 
 
-def check_source(model_path: Path, exclude_node: tuple[str, ...]) -> None:
-    """Refuse a file that is not ONNX, a model that is already quantized or in FP16, and node names
-    the graph does not have."""
+# Contrib operators onnxruntime's transformer optimiser writes (onnx.defs does not list them).
+ORT_FUSED_OPS = {"Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
+                 "FastGelu", "Gelu", "FusedMatMul", "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization"}
+
+
+def check_source(model_path: Path, config: QuantizeConfig) -> None:
+    """Refuse a file that is not ONNX, a model that is already quantized or in FP16, node names the graph
+    does not have, and operator types no ONNX model has (a typo would silently quantize nothing)."""
     import difflib
 
     import onnx
@@ -179,7 +184,18 @@ def check_source(model_path: Path, exclude_node: tuple[str, ...]) -> None:
             f"{model_path} is already quantized ({', '.join(found[:4])}); quantize its FP32 parent instead "
             "(edgewise lineage shows it)"
         )
+    # ONNX's own operators, the model's (onnxruntime's fused contrib ops among them) and the fusions the
+    # optimiser writes: a name outside these is a typo that would quietly quantize (or keep) nothing.
+    known_ops = {s.name for s in onnx.defs.get_all_schemas_with_history()} | ops | set(INT8_OPS) | ORT_FUSED_OPS
+    for flag, named in (("--op-types", config.op_types), ("--exclude-op", config.exclude_op),
+                        ("--fp16-keep-ops", config.fp16_keep_ops)):
+        if unknown := [op for op in named if op not in known_ops]:
+            hints = {u: difflib.get_close_matches(u, sorted(known_ops), n=2) for u in unknown}
+            said = "; ".join(f"{u!r}" + (f" (did you mean {', '.join(h)}?)" if h else "") for u, h in hints.items())
+            raise EdgewiseError(f"{flag} names operator types that are neither ONNX operators nor in this model: "
+                                f"{said}; its types are {', '.join(sorted(ops))}")
     names = [n.name for n in model.graph.node]
+    exclude_node = config.exclude_node
     unknown = [n for n in exclude_node if n not in set(names)]
     if unknown:
         hints = {u: difflib.get_close_matches(u, names, n=2) for u in unknown}

@@ -68,7 +68,7 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
     if not inc:
         from edgewise.quantize.ort import check_source
 
-        check_source(artifact.path / "model.onnx", config.exclude_node)
+        check_source(artifact.path / "model.onnx", config)
 
     evaluation = _evaluation_data(artifact, data, config)
     if config.max_accuracy_drop is not None and not any(s.name == "validation" for s in evaluation["splits"]):

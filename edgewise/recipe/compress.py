@@ -96,9 +96,9 @@ class CompressConfig:
             problems.append(f"min_speedup must be > 0, got {self.min_speedup}")
         if self.min_speedup is not None and self.latency_budget is not None:
             problems.append("give --min-speedup or --latency-budget, not both (the budget is the latency goal)")
-        if self.threads < 1 or self.batch_size < 1 or self.rounds < 1:
-            problems.append(f"threads, batch_size and rounds must be >= 1, got {self.threads}, {self.batch_size}, "
-                            f"{self.rounds}")
+        for name in ("threads", "batch_size", "rounds"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seq_len != "data" and not (str(self.seq_len).isdigit() and int(self.seq_len) >= 2):
             problems.append(f"seq_len must be 'data' or a number >= 2, got {self.seq_len!r}")
         if self.time_budget is not None:
@@ -296,7 +296,7 @@ def compress(teacher: Path, dst: Path, config: CompressConfig, *, data: str, dry
         >>> compress(Path("runs/teacher"), Path("runs/best"), CompressConfig(max_accuracy_drop=1),
         ...          data="builtin:bbc-news")  # doctest: +SKIP
     """
-    from edgewise.core.artifact import Artifact
+    from edgewise.core.artifact import Artifact, output_folder
     from edgewise.core.progress import console
 
     teacher = Path(teacher).expanduser()
@@ -312,7 +312,7 @@ def compress(teacher: Path, dst: Path, config: CompressConfig, *, data: str, dry
         if int(config.seq_len) > working:
             raise EdgewiseError(f"--seq-len {config.seq_len} is above the teacher's max_length {working}: its "
                                 f"candidates take at most {working} tokens; time {working} or fewer, or --seq-len data")
-    dst = Path(dst).expanduser().resolve()
+    dst = output_folder(dst)
     data = _data_spec(data)
     notes = []
     if config.vocab:
@@ -420,8 +420,6 @@ def _data_spec(data: str) -> str:
 def _check_run_folder(dst: Path) -> None:
     from edgewise.recipe.run import STATE_FILE
 
-    if dst.exists() and not dst.is_dir():
-        raise EdgewiseError(f"{dst} is a file; choose a folder with -o")
     if dst.is_dir() and any(dst.iterdir()) and not (dst / STATE_FILE).is_file():
         raise EdgewiseError(f"{dst} exists and is not an edgewise run folder (no {STATE_FILE}); nothing was "
                             "changed: choose a new folder with -o (or the folder of an earlier compress to reuse "

@@ -138,8 +138,9 @@ def recipe_from_dict(raw: Any, path: Path | None = None, overrides: tuple[str, .
 
     where = str(path) if path else "recipe"
     if not isinstance(raw, dict):
-        raise EdgewiseError(f"{where} must be a mapping with version, model, data and stages; got "
-                            f"{type(raw).__name__}")
+        got = "an empty file" if raw is None else f"a {type(raw).__name__}"
+        raise EdgewiseError(f"{where} must be a mapping with version, model, data and stages; got {got} (see "
+                            "recipes/ for examples)")
     raw = copy.deepcopy(raw)
     for override in overrides:
         _apply(raw, override, where)

@@ -29,13 +29,14 @@ def demo(output: Path, config: CompressConfig = DEMO) -> dict:
     returns compress's result with the teacher's run under "teacher_run"."""
     from importlib.resources import files
 
+    from edgewise.core.artifact import output_folder
     from edgewise.core.errors import EdgewiseError
     from edgewise.core.progress import console
     from edgewise.recipe.compress import compress
     from edgewise.recipe.config import load_recipe, recipe_from_dict
     from edgewise.recipe.run import run_recipe
 
-    output = Path(output).expanduser()
+    output = output_folder(output, "demo folder")
     packaged = load_recipe(Path(str(files("edgewise.recipe") / "bbc-demo.yaml")))
     if packaged.steps[0].stage != "finetune":
         raise EdgewiseError("the packaged demo recipe no longer starts with finetune; reinstall edgewise")

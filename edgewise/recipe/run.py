@@ -21,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+from edgewise.core.artifact import output_folder
 from edgewise.core.errors import INTERRUPTS, EdgewiseError, add_interrupt_note
 from edgewise.core.progress import console
 from edgewise.recipe.config import MODEL, Recipe, Step, report_dir
@@ -47,9 +48,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
     Returns {"run": folder, "steps": [{id, stage, folder, status, reason, seconds}], "ladder": rows or
     None, "gate": {...} or None}. A failing step raises its EdgewiseError, named, after the report of
     the finished steps is written."""
-    run_dir = Path(run_dir).expanduser().resolve()
-    if run_dir.exists() and not run_dir.is_dir():
-        raise EdgewiseError(f"the run folder {run_dir} is a file; choose a folder with -o")
+    run_dir = output_folder(run_dir)
     readers = [s.folder for s in recipe.steps if s.input == MODEL and s.stage != "finetune"]
     if readers and not Path(recipe.model).expanduser().is_dir():
         raise EdgewiseError(f"the recipe's model {recipe.model} is not a folder, and {', '.join(readers)} read(s) it; "

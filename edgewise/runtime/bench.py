@@ -135,8 +135,11 @@ def bench(folder, *, backend: str = "ort-cpu", threads: int | None = None, batch
     from edgewise.runtime.runners import open_runner, read_manifest
     from edgewise.runtime.sizes import model_size
 
-    if warmup < 0 or min_runs < 1 or min_time_s < 0 or any(b < 1 for b in batch_sizes):
-        raise EdgewiseError("warmup must be >= 0, min-runs >= 1, min-time >= 0 and batch sizes >= 1")
+    wrong = [f"--{flag} must be >= {low}, got {value}" for flag, value, low in (
+        ("warmup", warmup, 0), ("min-runs", min_runs, 1), ("min-time", min_time_s, 0),
+        ("batch-sizes", min(batch_sizes, default=0), 1)) if value < low]
+    if wrong:
+        raise EdgewiseError("; ".join(wrong))
     if backend not in BACKENDS:
         raise EdgewiseError(f"the runtime runs backends {', '.join(BACKENDS)}, not {backend!r}")
     kind = read_manifest(folder).get("kind")

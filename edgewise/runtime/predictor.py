@@ -27,6 +27,10 @@ def model_file(folder: Path) -> Path:
     for name in MODEL_FILES:
         if (folder / name).is_file():
             return folder / name
+    if (folder / "config.json").is_file():  # a transformers folder: the runtime has no PyTorch to run it
+        raise EdgewiseError(f"{folder} is a transformers (PyTorch) model, which the runtime cannot run; export "
+                            f"and bundle it first: edgewise export {folder} -o ONNX, then edgewise bundle ONNX -o "
+                            "BUNDLE")
     raise EdgewiseError(f"{folder} holds no model.onnx or model.ort; pass an ONNX artifact or a bundle")
 
 

@@ -75,7 +75,7 @@ def test_set_overrides_a_stage_option_the_data_and_the_bench():
     ({"stages": [{"prune": [0.5]}]}, ["stages[1].prune must be a mapping of prune's options"]),
     ({"stages": [{"prune": {"flops": 0.5}, "data": 5}]}, ["stages[1].data must be a data spec"]),
     ({"gate": {"batch_size": 8}}, ["gate.batch_size 8 is not benched", "bench.batch_sizes [1]"]),
-    ({"bench": {"rounds": 0}}, ["recipe: bench: ", "rounds >= 1"]),
+    ({"bench": {"rounds": 0}}, ["recipe: bench: ", "rounds must be >= 1, got 0"]),
     ({"bench": {"batch_sizes": [1, "x"]}}, ["bench.batch_sizes[1]: expected a whole number"]),
 ])
 def test_bad_recipes_are_refused_with_their_place_in_the_file(change, fragments):

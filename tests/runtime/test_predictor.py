@@ -144,7 +144,7 @@ def test_latency_stats_known_values():
 
 
 def test_bench_rejects_bad_settings(tiny_bundle):
-    with pytest.raises(EdgewiseError, match="min-runs >= 1"):
+    with pytest.raises(EdgewiseError, match="--min-runs must be >= 1, got 0"):
         bench(tiny_bundle, min_runs=0)
 
 
