@@ -607,3 +607,39 @@ def test_unusual_texts_are_predicted_not_refused(cli_run, tiny_teacher, tiny_bun
     predictions = json.loads(capsys.readouterr().out)
     assert len(predictions) == len(UNUSUAL_TEXTS)
     assert {p["label"] for p in predictions} <= {"colour", "fruit", "sport"}
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real 16 KiB tmpfs (root only; skipped where mounting is not allowed): writing a model there fills it."""
+    import subprocess
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    tried = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)], capture_output=True,
+                           text=True)
+    if tried.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {tried.stderr.strip() or tried.returncode}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["export {teacher} -o {out}", "bundle {onnx} -o {out}",
+                                     "quantize {onnx} -o {out}"])
+def test_a_full_disk_is_one_error_that_leaves_nothing(command, full_disk, cli_run, tiny_teacher, tiny_onnx):
+    sources = {path: digest(path) for path in (tiny_teacher, tiny_onnx)}
+
+    result = cli_run(*command.format(teacher=tiny_teacher, onnx=tiny_onnx, out=full_disk / "out").split())
+
+    # (the stage's progress lines come first: the disk fills mid-stage)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [result.stderr.strip().splitlines()[-1]], result.stderr
+    assert "No space left on device" in errors[0]
+    assert "free some space there or choose another output folder with -o" in errors[0]
+    assert list(full_disk.iterdir()) == []
+    assert shutil.disk_usage(full_disk).used < 8 * 1024  # what was written was removed
+    assert {path: digest(path) for path in sources} == sources
