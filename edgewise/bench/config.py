@@ -53,6 +53,7 @@ class BenchConfig:
                                    "/home/pi/venv/bin/python3.")
     metric: str = setting("accuracy", "What the Pareto plot (pareto.png) weighs against latency: accuracy or "
                                       "macro_f1 (better for unbalanced classes).", choices=("accuracy", "macro_f1"))
+    allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:

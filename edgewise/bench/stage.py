@@ -197,7 +197,8 @@ def _measure_here(loaded: list[Artifact], names: list[str], split, seq_mode, con
             try:
                 _gpu_peak_mb(backend, reset=True)
                 # Artifact.load verified the folder already.
-                runner = open_runner(artifact.path, artifact.kind, backend, threads=config.threads, verify=False)
+                runner = open_runner(artifact.path, artifact.kind, backend, threads=config.threads, verify=False,
+                                     allow_pickle=config.allow_pickle)
             except Unavailable as skip:
                 console().print(f"[yellow]skipped[/yellow] {name} on {backend}: {skip}")
                 rows += [result_row(name, artifact.path, artifact.kind, backend, b, None, config.threads,

@@ -49,9 +49,19 @@ def detect_kind(path: Path) -> str | None:
 
 
 def foreign_task(folder: Path) -> EdgewiseError | None:
-    """The error for a transformers folder of another task (images, speech, sequence-to-sequence, text
-    generation), read from its config.json; None for a text encoder or classifier."""
+    """The error for a transformers folder edgewise cannot use, read from its config.json: one whose classes
+    are its own Python code (auto_map: loading it would run that code, which edgewise never does), or one of
+    another task (images, speech, sequence-to-sequence, text generation); None for a text encoder or classifier."""
     config = read_json(folder / "config.json")
+    for name in ("config.json", "tokenizer_config.json"):
+        if auto_map := read_json(folder / name).get("auto_map"):
+            entries = auto_map.values() if isinstance(auto_map, dict) else [auto_map]
+            flat = [v for e in entries for v in (e if isinstance(e, list) else [e]) if isinstance(v, str)]
+            code = sorted({v.split("--")[-1].split(".")[0] + ".py" for v in flat}) or ["auto_map"]
+            return EdgewiseError(
+                f"{folder} brings its own Python code ({', '.join(code)}, named by auto_map in {name}), which "
+                "loading it would run; edgewise never runs a model's own code: use a model whose architecture "
+                "transformers ships (BERT, DistilBERT, RoBERTa, ...), or convert it to one")
     architectures = " ".join(a for a in config.get("architectures") or [] if isinstance(a, str))
     model_type = config.get("model_type", "unknown type")
     if config.get("is_encoder_decoder"):
@@ -96,6 +106,34 @@ def output_folder(path, what: str = "run folder") -> Path:
     return path
 
 
+def linked_out(folder: Path, sealed: bool) -> EdgewiseError | None:
+    """The error for symlinks that could carry a file from outside ``folder`` into what edgewise writes (a
+    tokenizer.json linked to ~/.ssh/id_rsa would be copied into every derived artifact, bundle and device).
+    edgewise writes no links, so in a folder it sealed (``sealed``) every link is refused; elsewhere only
+    links that leave the folder, except a Hugging Face cache snapshot's links into its own blobs/ folder."""
+    import os
+
+    blobs = folder.parent.parent / "blobs" if folder.parent.name == "snapshots" else None
+    found = []
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            entry = Path(root) / name
+            if not entry.is_symlink():
+                continue
+            target = Path(os.path.realpath(entry))
+            inside = target.is_relative_to(folder) or (blobs is not None and target.is_relative_to(blobs))
+            if sealed or not inside:
+                found.append(f"{entry.relative_to(folder)} -> {os.readlink(entry)}")
+    if not found:
+        return None
+    listed = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    what = ("symlinks, which edgewise never writes (the folder was changed after it was written)" if sealed else
+            "symlinks pointing outside it")
+    return EdgewiseError(f"{folder} holds {what}: {listed}; edgewise would copy the files they point at into its "
+                         f"outputs: if you trust those files, copy the folder with its links resolved (cp -rL "
+                         f"{folder} NEW) and use the copy")
+
+
 def not_a_folder(path: Path) -> EdgewiseError:
     """The error for a file given where a model folder belongs: a data file is most likely a swapped argument."""
     parent = path.parent
@@ -124,6 +162,8 @@ class Artifact:
         if not path.is_dir():
             raise not_a_folder(path)
         kinds = (kind,) if isinstance(kind, str) else kind
+        if problem := linked_out(path, sealed=(path / MANIFEST_NAME).exists()):
+            raise problem
         if (path / MANIFEST_NAME).exists():
             manifest = Manifest.read(path)
             found = manifest.kind

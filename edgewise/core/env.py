@@ -23,6 +23,12 @@ PACKAGES = (
 )
 
 
+def cache_dir() -> Path:
+    """Where edgewise keeps per-user state (teacher logits, the native-code key): $EDGEWISE_CACHE, else
+    ~/.cache/edgewise."""
+    return Path(os.environ.get("EDGEWISE_CACHE") or Path.home() / ".cache" / "edgewise")
+
+
 def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     """CPU model, logical core count and the ISA flags in ISA_FLAGS that the CPU has."""
     model, flags = platform.processor() or platform.machine(), set()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgewise.core import builtin
-from edgewise.core.artifact import PICKLE_FILES, WEIGHT_FILES, foreign_task, not_a_folder, real_path
+from edgewise.core.artifact import PICKLE_FILES, WEIGHT_FILES, foreign_task, linked_out, not_a_folder, real_path
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import sha256_file
 
@@ -32,7 +32,7 @@ def check_weights(path: Path, allow_pickle: bool) -> None:
             f"{path} is not a transformers model folder (no config.json); pass a folder written by "
             "save_pretrained, a Hub id or builtin:all-minilm-l6-v2"
         )
-    if problem := foreign_task(path):
+    if problem := foreign_task(path) or linked_out(path, sealed=(path / "edgewise.json").exists()):
         raise problem
     if any((path / f).is_file() for f in WEIGHT_FILES):
         return
@@ -57,6 +57,10 @@ def resolve_model(spec: str, allow_pickle: bool = False) -> ModelSource:
         if not path.is_dir():
             raise not_a_folder(path)
         check_weights(path, allow_pickle)
+        if (path / "edgewise.json").is_file():  # an edgewise artifact: its files must be the ones it recorded
+            from edgewise.core.artifact import Artifact
+
+            Artifact.load(path, kind="hf")
         weights = next((path / f for f in WEIGHT_FILES + PICKLE_FILES if (path / f).is_file()), None)
         digest = sha256_file(weights) if weights is not None and weights.suffix != ".json" else None
         return ModelSource(spec, str(path.resolve()), True, digest)
@@ -107,7 +111,8 @@ def load_tokenizer(source: ModelSource):
             f"{source.location} has no tokenizer files (tokenizer.json, vocab.txt, ...); save the tokenizer "
             "into the model folder with tokenizer.save_pretrained"
         )
-    return _hub_guard(source, lambda: AutoTokenizer.from_pretrained(source.location), "tokenizer")
+    return _hub_guard(source, lambda: AutoTokenizer.from_pretrained(source.location, trust_remote_code=False),
+                      "tokenizer")
 
 
 def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head: bool = False, **kwargs):
@@ -123,6 +128,8 @@ def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head
     """
     from transformers import AutoModelForSequenceClassification
 
+    if source.is_local:  # the weights it will read: safetensors, or pickle only when allowed
+        check_weights(Path(source.location), allow_pickle)
     if _is_pruned(source):
         model, info = _load_pruned(source, allow_pickle, new_head, **kwargs)
     else:
@@ -130,7 +137,7 @@ def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head
             source,
             lambda: AutoModelForSequenceClassification.from_pretrained(
                 source.location, use_safetensors=None if allow_pickle else True, output_loading_info=True,
-                **kwargs
+                trust_remote_code=False, **kwargs
             ),
         )
     fresh = list(info.get("missing_keys") or []) + [
@@ -176,6 +183,9 @@ def _checkpoint(path: Path, allow_pickle: bool) -> dict:
               else [first.name])
     state = {}
     for shard in shards:
+        if not (path / shard).resolve().is_relative_to(path.resolve()):
+            raise EdgewiseError(f"{first} names a weights file outside its folder ({shard}); a model's shards lie "
+                                "beside their index: re-save the model with save_pretrained")
         try:
             if shard.endswith(".safetensors"):
                 from safetensors.torch import load_file
@@ -208,7 +218,8 @@ def _load_pruned(source: ModelSource, allow_pickle: bool, new_head: bool, **kwar
     # The head's mismatch is handled below, as new_head asks; the encoder's widths must always fit.
     kwargs.pop("ignore_mismatched_sizes", None)
     config, unused = _hub_guard(
-        source, lambda: AutoConfig.from_pretrained(source.location, return_unused_kwargs=True, **kwargs))
+        source, lambda: AutoConfig.from_pretrained(source.location, return_unused_kwargs=True,
+                                                   trust_remote_code=False, **kwargs))
     if unused:
         raise TypeError(f"load_classifier got arguments it cannot apply to a pruned model: {sorted(unused)}")
     model = _hub_guard(source, lambda: AutoModelForSequenceClassification.from_config(config, **build))

@@ -6,12 +6,8 @@ import hashlib
 import json
 import os
 import time
-from pathlib import Path
 
-
-def cache_dir() -> Path:
-    """$EDGEWISE_CACHE, else ~/.cache/edgewise."""
-    return Path(os.environ.get("EDGEWISE_CACHE") or Path.home() / ".cache" / "edgewise")
+from edgewise.core.env import cache_dir
 
 
 def logits_key(teacher_id: str, texts: list[str], pairs: list[str] | None, max_length: int) -> str:

@@ -135,7 +135,7 @@ def _fast_tokenizer(folder: Path, scratch: Path) -> Path:
     try:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False)
     except (ImportError, OSError, ValueError, TypeError):
         tokenizer = None
     if tokenizer is None or not tokenizer.is_fast:

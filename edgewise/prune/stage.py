@@ -400,7 +400,7 @@ def _prune_vocab(model, tokenizer, artifact: Artifact, out: StageOutput, config:
     new_id = rewrite_tokenizer(artifact.path, out.artifact, keep)
     shrink_embeddings(model, keep, new_id)
     out.carry_forward()  # special_tokens_map.json beside the rewritten files (what the stage wrote stays)
-    smaller = AutoTokenizer.from_pretrained(out.artifact)
+    smaller = AutoTokenizer.from_pretrained(out.artifact, trust_remote_code=False)
     _record_step(metrics["accuracy"], "vocab",
                  _accuracy(model, smaller, evaluation, config, max_length, artifact.labels), unpruned)
     metrics["vocab"] = {

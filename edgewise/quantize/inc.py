@@ -17,8 +17,9 @@ from pathlib import Path
 
 from edgewise.core.artifact import Artifact
 from edgewise.core.errors import EdgewiseError
+from edgewise.core.trust import seal_native_code
 from edgewise.quantize.config import IncApproach, QuantizeConfig
-from edgewise.runtime.inc import INFO, PACKAGE, QuantizedClassifier, int8_kernel_problem, quiet_inc
+from edgewise.runtime.inc import CODE_FILES, INFO, PACKAGE, QuantizedClassifier, int8_kernel_problem, quiet_inc
 
 # quantize.stage checks the CPU with int8_kernel_problem before quantizing, and mutes INC with quiet_inc.
 __all__ = ["QuantizedClassifier", "int8_kernel_problem", "quantize_inc", "quiet_inc"]
@@ -99,6 +100,7 @@ def quantize_inc(artifact: Artifact, out: Path, scratch: Path, config: QuantizeC
         record["compile_s"] = round(time.perf_counter() - started, 1)
     (out / INFO).write_text(json.dumps({"inputs": names, "max_batch": MAX_BATCH, "max_seq": limit,
                                         "approach": config.inc_approach.value}, indent=2) + "\n")
+    seal_native_code(out, CODE_FILES)  # compiled here: this user's edgewise may load it without asking
     if calibration is not None:
         record["calibration"] = {"data": calibration["spec"], "split": calibration["split"],
                                  "samples": len(calibration["texts"]), "batches": len(batches)}

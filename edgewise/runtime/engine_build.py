@@ -81,10 +81,12 @@ def build(folder: Path, *, fp16: bool | None = None, int8: bool | None = None, t
     command[0] = str(binary)
     engine = folder / ENGINE
     engine.unlink(missing_ok=True)  # an engine of other settings must not survive a failed build
-    log = Path(tempfile.gettempdir()) / f"edgewise-trtexec-{folder.name}.log"
+    # A fresh file of our own (mkstemp: O_EXCL, 0600), not a fixed name another user could have linked elsewhere.
+    descriptor, name = tempfile.mkstemp(prefix=f"edgewise-trtexec-{folder.name}-", suffix=".log")
+    log = Path(name)
     started = time.perf_counter()
     try:
-        with open(log, "w") as handle:
+        with open(descriptor, "w") as handle:
             result = subprocess.run(command, cwd=folder, stdout=handle, stderr=subprocess.STDOUT, check=False)
     except OSError as e:
         raise EdgewiseError(f"cannot run {binary} ({e.strerror}); pass a working trtexec with --trtexec PATH") from None

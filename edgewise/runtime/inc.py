@@ -22,6 +22,7 @@ from edgewise.core.errors import EdgewiseError
 PACKAGE = "model.pt2"
 PORTABLE = ("quantized_weight.pt", "qconfig.json")
 INFO = "inc_model.json"  # input order, dynamic-shape limits, how it was made
+CODE_FILES = (PACKAGE, *PORTABLE)  # what loading runs or deserialises: sealed by core.trust
 # oneDNN ISAs (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA caps) whose INT8 kernels have no VNNI.
 NON_VNNI_ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX512_CORE", "AVX512_MIC", "AVX512_MIC_4OPS")
 
@@ -89,7 +90,7 @@ class QuantizedClassifier:
             raise EdgewiseError(f"{folder} has no {INFO}; it is not an INC model written by edgewise quantize")
         info = json.loads(info_path.read_text())
         self.names, self.max_batch, self.max_seq = info["inputs"], info["max_batch"], info["max_seq"]
-        self.config = AutoConfig.from_pretrained(folder)
+        self.config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
         self.device = torch.device("cpu")
         self.runs_with, self._run = self._load(folder)
 
@@ -97,7 +98,9 @@ class QuantizedClassifier:
         import torch
 
         from edgewise.core.env import cpu_info
+        from edgewise.core.trust import check_native_code
 
+        check_native_code(folder, CODE_FILES)  # both ways in run what the folder holds
         problem = int8_kernel_problem(cpu_info())
         if problem and (folder / PACKAGE).is_file():
             reason = f"it would give wrong logits here: {problem}"

@@ -160,3 +160,46 @@ def test_carry_forward_copies_tokenizer_files_without_overwriting(tmp_path):
     assert copied == ["tokenizer.json"]
     assert (dst / "vocab.txt").read_text() == "stage wrote this"
     assert not (dst / "model.safetensors").exists()
+
+
+def test_symlinks_out_of_a_folder_are_refused_before_anything_is_copied(tiny_onnx, tmp_path, cli_run):
+    import shutil
+
+    from tests.conftest import assert_user_error
+
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY")
+    foreign = tmp_path / "foreign"
+    shutil.copytree(tiny_onnx, foreign)
+    (foreign / "edgewise.json").unlink()
+    (foreign / "tokenizer.json").rename(tmp_path / "tokenizer.json")
+    (foreign / "tokenizer.json").symlink_to(secret)
+    sealed = tmp_path / "sealed"
+    shutil.copytree(tiny_onnx, sealed)
+    (sealed / "notes.txt").symlink_to(sealed / "labels.json" if (sealed / "labels.json").exists()
+                                      else sealed / "config.json")  # pointing inside, yet not edgewise's
+
+    for folder, fragment in ((foreign, "holds symlinks pointing outside it: tokenizer.json -> "),
+                             (sealed, "holds symlinks, which edgewise never writes")):
+        result = cli_run("bundle", folder, "-o", tmp_path / "out")
+        assert_user_error(result, fragment, f"copy the folder with its links resolved (cp -rL {folder} NEW)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_hugging_face_cache_snapshot_may_link_into_its_blobs(tiny_teacher, tmp_path):
+    """The Hub cache stores files in blobs/ and links them from snapshots/<revision>/: that is no escape."""
+    from edgewise.core.artifact import linked_out
+
+    snapshot = tmp_path / "models--org--name" / "snapshots" / "abc123"
+    blobs = tmp_path / "models--org--name" / "blobs"
+    snapshot.mkdir(parents=True)
+    blobs.mkdir()
+    for file in tiny_teacher.iterdir():
+        if file.name != "edgewise.json":
+            (blobs / file.name).write_bytes(file.read_bytes())
+            (snapshot / file.name).symlink_to(f"../../blobs/{file.name}")
+
+    assert linked_out(snapshot, sealed=False) is None
+    assert Artifact.load(snapshot, kind="hf").kind == "hf"
+    (snapshot / "vocab.txt").symlink_to(tmp_path / "outside.txt")
+    assert "vocab.txt -> " in str(linked_out(snapshot, sealed=False))

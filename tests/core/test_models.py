@@ -64,3 +64,64 @@ def test_commands_refuse_a_classifier_without_trained_head(cli_run, headless, ti
 
     assert_user_error(result, "holds no trained classifier", "classifier.weight", "edgewise finetune")
     assert not [p for p in tmp_path.iterdir() if p.name in ("student", "inc", "onnx") or p.name.endswith(".partial")]
+
+
+def _foreign_copy(src, dst):
+    """``src`` copied without its manifest: a folder from elsewhere."""
+    shutil.copytree(src, dst)
+    (dst / "edgewise.json").unlink(missing_ok=True)
+    return dst
+
+
+def test_pickle_weights_never_run_code_even_with_allow_pickle(tiny_teacher, tiny_data, tmp_path, cli_run):
+    import os
+
+    import torch
+
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    model = _foreign_copy(tiny_teacher, tmp_path / "model")
+    (model / "model.safetensors").unlink()
+    torch.save({"bert.embeddings.word_embeddings.weight": Payload()}, model / "pytorch_model.bin")
+
+    refused = cli_run("evaluate", model, tiny_data)
+    allowed = cli_run("evaluate", model, tiny_data, "--allow-pickle")  # loaded with weights_only=True
+
+    assert_user_error(refused, "holds only pickle weights", "pass --allow-pickle if you trust the file")
+    assert_user_error(allowed, f"cannot load the model in {model}")
+    assert not marker.exists()
+
+
+def test_a_model_that_brings_its_own_code_is_refused_before_anything_loads(tiny_teacher, tiny_data, tmp_path,
+                                                                           cli_run):
+    model = _foreign_copy(tiny_teacher, tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_evil.EvilClassifier"}
+    (model / "config.json").write_text(json.dumps(config))
+    (model / "modeling_evil.py").write_text(f"open({str(tmp_path / 'code-ran')!r}, 'w').close()\n")
+
+    for command in (["evaluate", model, tiny_data], ["distill", model, tiny_data, "-o", tmp_path / "out"],
+                    ["finetune", model, tiny_data, "-o", tmp_path / "out"]):
+        result = cli_run(*command)
+        assert_user_error(result, "brings its own Python code (modeling_evil.py, named by auto_map in config.json)",
+                          "edgewise never runs a model's own code")
+    assert not (tmp_path / "code-ran").exists() and not (tmp_path / "out").exists()
+
+
+def test_shards_outside_the_model_folder_are_refused(tiny_pruned, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from edgewise.core.models import _checkpoint
+
+    model = _foreign_copy(tiny_pruned[0], tmp_path / "model")
+    save_file(load_file(model / "model.safetensors"), tmp_path / "elsewhere.safetensors")
+    (model / "model.safetensors").unlink()
+    (model / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"bert.pooler.dense.bias": str(tmp_path / "elsewhere.safetensors")}}))
+
+    with pytest.raises(EdgewiseError, match="names a weights file outside its folder"):
+        _checkpoint(model, allow_pickle=False)

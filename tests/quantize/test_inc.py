@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from edgewise.core.artifact import Artifact
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.trust import SEAL, seal_native_code
 from edgewise.evaluate import EvaluateConfig, evaluate
 from edgewise.quantize import quantize
 from edgewise.quantize.config import QuantizeConfig
-from edgewise.runtime.inc import PACKAGE, QuantizedClassifier
+from edgewise.runtime.inc import CODE_FILES, PACKAGE, QuantizedClassifier
 
 
 def _vnni() -> bool:
@@ -75,10 +77,12 @@ def test_evaluate_runs_an_inc_model_with_the_torch_backend(inc_static, tiny_data
     assert result["accuracy"] == pytest.approx(manifest.metrics["accuracy"]["test"]["quantized"]["accuracy"])
 
 
-def test_inc_model_falls_back_to_the_portable_save_when_the_package_cannot_load(inc_static, tmp_path, capfd):
+def test_inc_model_falls_back_to_the_portable_save_when_the_package_cannot_load(inc_static, tmp_path, capfd,
+                                                                                monkeypatch):
     copy = tmp_path / "copy"
     shutil.copytree(inc_static[0], copy)
     (copy / PACKAGE).write_bytes(b"built for another machine")
+    monkeypatch.setenv("EDGEWISE_TRUST_NATIVE_CODE", "1")  # its maker is trusted; the package still cannot load
     fast = QuantizedClassifier(inc_static[0])(**_inputs()).logits
 
     model = QuantizedClassifier(copy)
@@ -93,6 +97,7 @@ def test_inc_package_and_reference_graph_both_match_the_fp32_model(inc_static, t
     copy = tmp_path / "copy"
     shutil.copytree(inc_static[0], copy)
     (copy / PACKAGE).unlink()
+    seal_native_code(copy, CODE_FILES)  # as made here where the package could not be compiled
     fp32 = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
     with torch.no_grad():
         expected = fp32(**_inputs()).logits.numpy()
@@ -161,3 +166,31 @@ def test_bench_times_an_inc_model_beside_its_fp32_source_on_torch(inc_static, ti
         "reason"]
     sizes = {a["name"]: a["size_bytes"] for a in result["artifacts"]}
     assert sizes["static"] == (inc_static[0] / PACKAGE).stat().st_size
+
+
+def test_inc_code_sealed_by_another_user_or_swapped_and_resealed_is_not_loaded(inc_static, tmp_path, monkeypatch,
+                                                                               cli_run, tiny_data):
+    """Loading an INC artifact runs its compiled code: only code this user's edgewise sealed here is loaded."""
+    import json
+
+    from edgewise.core.manifest import MANIFEST_NAME, SEAL_FIELD, content_digest, hash_files
+
+    swapped = tmp_path / "swapped"
+    shutil.copytree(inc_static[0], swapped)
+    (swapped / PACKAGE).write_bytes(b"\x7fELF a library with a constructor")
+    payload = json.loads((swapped / MANIFEST_NAME).read_text())  # whoever edits a folder can re-hash it too
+    payload["files"] = hash_files(swapped)
+    payload[SEAL_FIELD] = content_digest(payload)
+    (swapped / MANIFEST_NAME).write_text(json.dumps(payload))
+    assert Artifact.load(swapped).kind == "inc"  # the manifest alone does not catch it
+
+    with pytest.raises(EdgewiseError, match="edgewise did not make on this machine for this user"):
+        QuantizedClassifier(swapped)
+    result = cli_run("evaluate", swapped, tiny_data)
+    assert result.exit_code == 2 and "EDGEWISE_TRUST_NATIVE_CODE=1" in result.stderr
+
+    monkeypatch.setenv("EDGEWISE_CACHE", str(tmp_path / "another-user"))  # another key: the original is foreign too
+    with pytest.raises(EdgewiseError, match=f"no valid {SEAL}"):
+        QuantizedClassifier(inc_static[0])
+    monkeypatch.setenv("EDGEWISE_TRUST_NATIVE_CODE", "1")
+    assert QuantizedClassifier(inc_static[0]).runs_with == RUNS_WITH
