@@ -127,6 +127,7 @@ BUILDERS = {
     "seq2seq": _other_task("T5Config", "T5ForConditionalGeneration", d_model=32, d_ff=64, num_layers=1, num_heads=2,
                            vocab_size=64),
     "truncated-weights": _copy("tiny_teacher", lambda d: _truncate(d / "model.safetensors")),
+    "earlier": _copy("tiny_onnx", lambda d: None),  # an earlier edgewise output, to be replaced with --overwrite
     "edited-teacher": _copy("tiny_teacher", lambda d: (d / "tokenizer_config.json").write_text("{}")),
     "unknown-label": _csv(UNKNOWN_LABEL),
     "other-labels": _csv(OTHER_LABELS),
@@ -219,7 +220,7 @@ CASES = [
          "pass --encoding with the file's encoding", id="unknown encoding"),
     case("evaluate", "evaluate {bad:truncated-weights} {data}", "changed since edgewise wrote it (model.safetensors",
          "re-create it with the stage that made it", id="truncated weights"),
-    case("evaluate", "evaluate {bad:vision} {data}", "is an image model (vit)", id="vision model"),
+    case("evaluate", "evaluate {bad:vision} {data}", "is an image model (vit)", "fine-tune one", id="vision model"),
     case("evaluate", "evaluate {teacher} {data} --backend tensorrt", "backend tensorrt cannot run a 'hf' artifact",
          "runs tensorrt artifacts and jetson bundles", id="tensorrt backend for hf"),
     case("evaluate", "evaluate {bad:a-file} {data}", "is a data file, not a model folder", "did you swap them?",
@@ -242,7 +243,8 @@ CASES = [
     case("distill", "distill {teacher} {data} -o {out} --student {bad:pickle-student}", "holds only pickle weights",
          "convert them to safetensors or pass --allow-pickle if you trust the file", id="pickle student"),
     case("distill", "distill {teacher} {data} -o {out} --student {bad:edited-teacher}",
-         "changed since edgewise wrote it (tokenizer_config.json", id="student edited after writing"),
+         "changed since edgewise wrote it (tokenizer_config.json", "re-create it with the stage that made it",
+         id="student edited after writing"),
     case("distill", "distill {bad:pickle-student} {data} -o {out} --layers 1", "holds only pickle weights",
          "pass --allow-pickle if you trust the file", id="pickle teacher"),
     case("distill", "distill {teacher} {bad:other-labels} -o {out} --layers 1", "label(s) 'negative', 'positive'",
@@ -255,7 +257,8 @@ CASES = [
          "'/nowhere/texts.txt' does not exist; pass a file", id="missing unlabeled texts"),
     case("distill", "distill {onnx} {data} -o {out} --layers 1", "is a 'onnx' artifact; this step needs 'hf'",
          "edgewise lineage", id="onnx teacher"),
-    case("distill", "distill {bad:seq2seq} {data} -o {out} --layers 1", "sequence-to-sequence", id="seq2seq teacher"),
+    case("distill", "distill {bad:seq2seq} {data} -o {out} --layers 1", "sequence-to-sequence", "fine-tune one",
+         id="seq2seq teacher"),
     # -- prune ---------------------------------------------------------------------------------------------
     case("prune", "prune {teacher} {data} -o {out} --flops 0", "flops must be a fraction in (0, 1], got 0",
          id="zero flops"),
@@ -281,7 +284,7 @@ CASES = [
     case("prune", "prune {teacher} {data} -o {out} --flops 0.5 --seq-len 0", "seq_len must be >= 2",
          id="zero seq len"),
     case("prune", "prune {bad:truncated-weights} {data} -o {out} --flops 0.5", "changed since edgewise wrote it",
-         id="truncated weights"),
+         "re-create it with the stage that made it", id="truncated weights"),
     # -- export --------------------------------------------------------------------------------------------
     case("export", "export {bad:corrupt-onnx} --format ort -o {out}", "model.onnx is not a readable ONNX model",
          "re-export it", id="truncated onnx"),
@@ -303,7 +306,8 @@ CASES = [
     case("export", "export {onnx} -o {out}", "--format onnx needs an 'hf' artifact",
          "pass the fine-tuned transformers folder it came from", id="onnx from onnx"),
     case("export", "export {teacher} -o {existing}", "already exists", "pass --overwrite", id="existing output"),
-    case("export", "export {teacher} -o {bad:a-file}/out", "notes.txt, which is a file", id="output inside a file"),
+    case("export", "export {teacher} -o {bad:a-file}/out", "notes.txt, which is a file", "choose a folder with -o",
+         id="output inside a file"),
     case("export", "export {bad:symlink-loop} -o {out}", "is a symlink loop", "point it at a real model folder",
          id="symlink loop"),
     # -- quantize ------------------------------------------------------------------------------------------
@@ -322,9 +326,9 @@ CASES = [
     case("quantize", "quantize {onnx} -o {out} --op-types MatMull", "--op-types names operator types",
          "'MatMull' (did you mean MatMul", id="misspelt op type"),
     case("quantize", "quantize {onnx} -o {out} --exclude-node no_such_node", "--exclude-node names no node",
-         id="unknown node"),
+         "node names are listed by", id="unknown node"),
     case("quantize", "quantize {onnx} -o {out} --method static --calibration /nowhere/c.csv",
-         "'/nowhere/c.csv' does not exist", id="missing calibration data"),
+         "'/nowhere/c.csv' does not exist", "pass a file", id="missing calibration data"),
     case("quantize", "quantize {onnx} -o {existing}", "already exists", "pass --overwrite", id="existing output"),
     # -- bundle --------------------------------------------------------------------------------------------
     case("bundle", "bundle {teacher} -o {out}", "is a 'hf' artifact", "export it to ONNX first: edgewise export",
@@ -332,7 +336,7 @@ CASES = [
     case("bundle", "bundle {bad:truncated-manifest} -o {out}", "edgewise.json is not valid JSON",
          "re-create it with the stage that made it", id="truncated manifest"),
     case("bundle", "bundle {bad:edited-onnx} -o {out}", "changed since edgewise wrote it (model.onnx",
-         id="edited model"),
+         "re-create it with the stage that made it", id="edited model"),
     case("bundle", "bundle {onnx} -o {out} --max-length 0", "max_length must be >= 2 or unset", id="zero max length"),
     case("bundle", "bundle {onnx} -o {out} --target android --fixed-shape 0x128", "'0x128' is not BATCHxTOKENS",
          "e.g. 1x128", id="zero fixed shape"),
@@ -354,8 +358,10 @@ CASES = [
          id="zero accuracy samples"),
     case("bench", "bench {onnx} -o {out} --data {bad:unknown-label}", "label(s) 'weather'", "relabel the data",
          id="label the model lacks"),
-    case("bench", "bench {bad:pickle-student} -o {out}", "holds only pickle weights", id="pickle model"),
-    case("bench", "bench {bad:a-file} -o {out}", "is a data file, not a model folder", id="a file as the artifact"),
+    case("bench", "bench {bad:pickle-student} -o {out}", "holds only pickle weights", "pass --allow-pickle",
+         id="pickle model"),
+    case("bench", "bench {bad:a-file} -o {out}", "is a data file, not a model folder", "did you swap them?",
+         id="a file as the artifact"),
     case("bench", "bench {onnx} -o {existing}", "already exists", "pass --overwrite", id="existing output"),
     # -- bench compare -------------------------------------------------------------------------------------
     case("bench compare", "bench compare {bad:truncated-report} {bad:report}", "is not a readable JSON report",
@@ -367,13 +373,14 @@ CASES = [
     case("bench compare", "bench compare {bad:report} {bad:report} --max-latency-regression fast",
          "'fast' is not a percentage; write e.g. 10%", id="bad regression bound"),
     case("bench compare", "bench compare /nowhere/report.json {bad:report}", "/nowhere/report.json does not exist",
-         id="missing report"),
+         "pass a report.json written by edgewise bench", id="missing report"),
     # -- run (recipes) -------------------------------------------------------------------------------------
     case("run", "run {bad:recipe-unknown-key} -o {out}", "unknown key benchmark", "valid top-level keys are version",
          id="unknown key"),
     case("run", "run {bad:recipe-wrong-type} -o {out}", "stages[1].prune.flops: expected a number, got 'half'",
          id="wrong type"),
-    case("run", "run {bad:recipe-cycle} -o {out}", "stages[1].input 'b' names no earlier stage", id="cycle"),
+    case("run", "run {bad:recipe-cycle} -o {out}", "stages[1].input 'b' names no earlier stage",
+         "a stage reads the model or a stage before it", id="cycle"),
     case("run", "run {bad:recipe-missing-model} -o {out}", "model /nowhere/teacher is not a folder",
          "give the path of a model folder", id="missing model"),
     case("run", "run {bad:recipe-bad-yaml} -o {out}", "is not valid YAML at line 3", "fix the file", id="yaml syntax"),
@@ -397,12 +404,14 @@ CASES = [
     case("compress", "compress {teacher} {data} -o {out} --quantize bogus", "quantize method(s) bogus unknown; choose "
          "from dynamic, static", id="unknown quantize method"),
     case("compress", "compress {onnx} {data} -o {out}", "is a 'onnx' artifact; this step needs 'hf'",
-         id="onnx teacher"),
-    case("compress", "compress {teacher} {data} -o {bad:symlink-loop}", "is a symlink loop", id="symlink loop output"),
+         "pass the 'hf' artifact it was made from", id="onnx teacher"),
+    case("compress", "compress {teacher} {data} -o {bad:symlink-loop}", "is a symlink loop", "point it at a real",
+         id="symlink loop output"),
     # -- demo ----------------------------------------------------------------------------------------------
     case("demo", "demo -o {bad:a-file}", "the demo folder", "is a file; choose a folder with -o",
          id="output is a file"),
-    case("demo", "demo -o {bad:symlink-loop}", "is a symlink loop", id="symlink loop output"),
+    case("demo", "demo -o {bad:symlink-loop}", "is a symlink loop", "point it at a real demo folder",
+         id="symlink loop output"),
     # -- lineage -------------------------------------------------------------------------------------------
     case("lineage", "lineage {bad:empty-folder}", "has no edgewise.json; lineage needs an artifact written by edgewise",
          id="folder without a manifest"),
@@ -415,7 +424,23 @@ CASES = [
          "timeout must be a number of seconds > 0", id="negative timeout"),
     case("targets", "evaluate {bundle} {data} --target ssh://pi?color=red", "unknown setting(s) color",
          "known: python, cache, timeout, wheels", id="unknown setting"),
-    case("targets", "bench {teacher} -o {out} --target ssh://pi:0", "ssh://pi:0", id="port zero"),
+    case("targets", "bench {bundle} -o {out} --target ssh://pi:0", "port must be 1..65535, got 0",
+         "ssh://[user@]host[:port]", id="port zero"),
+    # -- recipe validate -----------------------------------------------------------------------------------
+    case("recipe validate", "recipe validate {bad:recipe-unknown-key}", "unknown key benchmark",
+         "valid top-level keys are version", id="unknown key"),
+    case("recipe validate", "recipe validate {bad:recipe-cycle}", "names no earlier stage", id="missing input"),
+    case("recipe validate", "recipe validate /nowhere/recipe.yaml", "does not exist",
+         "pass the path of a recipe YAML", id="missing recipe"),
+    # -- an earlier output given with --overwrite stays as it was when the new run fails ---------------------
+    case("export", "export {teacher} -o {bad:earlier} --overwrite --opset 5", "opset must be between 11 and 23",
+         id="failed overwrite"),
+    case("quantize", "quantize {onnx} -o {bad:earlier} --overwrite --op-types MatMull", "did you mean MatMul",
+         id="failed overwrite"),
+    case("bundle", "bundle {onnx} -o {bad:earlier} --overwrite --target android --fixed-shape 1x1",
+         "'1x1' is not BATCHxTOKENS", id="failed overwrite"),
+    case("finetune", "finetune {encoder} {bad:header-only} -o {bad:earlier} --overwrite", "is empty: it has no rows",
+         id="failed overwrite"),
 ]
 
 
@@ -520,19 +545,31 @@ def test_the_sweep_covers_every_command():
             listed |= {"bench" if sub == "run" else f"{name} {sub}" for sub in command.commands}
         else:
             listed.add(name)
-    missing = (listed | {"runtime", "targets"}) - commands - {"env", "recipe validate"}  # env takes no input
+    missing = (listed | {"runtime", "targets"}) - commands - {"env"}  # env takes no input
     assert not missing, f"no bad-input case for: {sorted(missing)}"
     assert len(CASES) + len(RUNTIME_CASES) >= 60
 
 
-def _without_root_override() -> list[str]:
+def _without_root_override(tmp_path: Path) -> list[str]:
     """The prefix that makes a command obey file modes: nothing for a normal user; for root (CI containers),
-    setpriv dropping the capabilities that let root read and write anything."""
-    if os.geteuid() != 0:
-        return []
-    if not shutil.which("setpriv"):
-        pytest.skip("running as root without setpriv: chmod cannot make a file unreadable here")
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    setpriv dropping the capabilities that let root read and write anything. Skips where neither works."""
+    import subprocess
+
+    prefix = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: chmod cannot make a file unreadable here")
+        prefix = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    probe.chmod(0)
+    try:
+        readable = subprocess.run([*prefix, "cat", str(probe)], capture_output=True).returncode == 0
+    finally:
+        probe.unlink()
+    if readable:
+        pytest.skip("a chmod 000 file stays readable here (capabilities cannot be dropped)")
+    return prefix
 
 
 def _lock(path: Path, mode: int):
@@ -561,16 +598,16 @@ def test_an_unreadable_input_or_unwritable_output_is_one_error(lock, args, named
     import subprocess
     import sys
 
-    prefix = _without_root_override()
+    prefix = _without_root_override(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     shutil.copytree(tiny_teacher, work / "model")
     shutil.copy(tiny_data / "test.csv", work / "data.csv")
     (work / "locked").mkdir()
+    before = digest(work)  # (a normal user cannot read the locked file afterwards)
     locked = lock(work)
     values = {"model": work / "model", "data": tiny_data, "csv": work / "data.csv", "onnx": tiny_onnx,
               "out": work / "out", "locked": work / "locked"}
-    before = digest(work)
     try:
         result = subprocess.run([*prefix, sys.executable, "-m", "edgewise", *args.format(**values).split()],
                                 capture_output=True, text=True, timeout=300)

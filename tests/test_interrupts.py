@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,21 +58,23 @@ def _run_held(hold: tuple[str, str, int], args: list[str], mark: Path, sig: int,
     """Run edgewise ``args`` with ``hold``'s function held; once it is reached, send ``sig`` to the process.
     Returns (exit code, stderr)."""
     module, name, nth = hold
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, module, name, str(nth), str(mark), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = mark.with_suffix(".stderr")  # a file, not a pipe nobody reads while waiting (a full pipe blocks)
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", HOLD, module, name, str(nth), str(mark), *args],
+                                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     deadline = time.monotonic() + timeout_s
     try:
         while not mark.exists():
-            assert proc.poll() is None, f"edgewise ended before the held step: {proc.stderr.read()[-3000:]}"
+            assert proc.poll() is None, f"edgewise ended before the held step: {log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "the held step was never reached"
             time.sleep(0.05)
         os.kill(proc.pid, sig)  # the edgewise process itself, as Ctrl-C's SIGINT or a `kill` reaches it
-        _, stderr = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    return proc.returncode, stderr
+            proc.wait()
+    return proc.returncode, log.read_text()
 
 
 @pytest.fixture
@@ -141,3 +144,22 @@ def test_a_signal_mid_recipe_keeps_the_finished_stages_and_a_rerun_continues(sig
     assert again.returncode == 0, again.stderr[-3000:]
     steps = {s["id"]: s["status"] for s in json.loads(again.stdout)["steps"]}
     assert steps == {"export": "skip", "quantize": "ran"}, steps
+
+
+@pytest.mark.slow
+def test_a_signal_while_overwriting_keeps_the_earlier_output_as_it_was(fill, tiny_onnx, tmp_path):
+    from tests.test_bad_input_sweep import digest
+
+    hold, args = HELD["export"]
+    out = tmp_path / "out"
+    shutil.copytree(tiny_onnx, out)  # an earlier edgewise output
+    before = digest(out)
+
+    returncode, stderr = _run_held(hold, [*fill(args), "--overwrite"], tmp_path.parent / f"{tmp_path.name}.held",
+                                   signal.SIGINT)
+
+    assert returncode == 130, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (f"Interrupted (Ctrl-C): {out} was not written (nothing half-written "
+                                               "is left; the earlier one there is kept as it was)")
+    assert digest(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

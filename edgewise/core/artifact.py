@@ -64,13 +64,14 @@ def foreign_task(folder: Path) -> EdgewiseError | None:
                 "transformers ships (BERT, DistilBERT, RoBERTa, ...), or convert it to one")
     architectures = " ".join(a for a in config.get("architectures") or [] if isinstance(a, str))
     model_type = config.get("model_type", "unknown type")
-    if config.get("is_encoder_decoder"):
+    classifier = "ForSequenceClassification" in architectures  # BART's or T5's classifier is one
+    if config.get("is_encoder_decoder") and not classifier:
         what = "a sequence-to-sequence (encoder-decoder) model"
     elif "vision_config" in config or {"image_size", "num_channels"} <= set(config) or "Image" in architectures:
         what = "an image model"
     elif "audio" in architectures.lower() or "CTC" in architectures or {"num_mel_bins", "conv_dim"} & set(config):
         what = "a speech model"
-    elif architectures.endswith(("ForCausalLM", "LMHeadModel")):
+    elif architectures.endswith(("ForCausalLM", "LMHeadModel")) and not classifier:
         what = "a text-generation (decoder) model"
     else:
         return None
@@ -113,7 +114,10 @@ def linked_out(folder: Path, sealed: bool) -> EdgewiseError | None:
     links that leave the folder, except a Hugging Face cache snapshot's links into its own blobs/ folder."""
     import os
 
-    blobs = folder.parent.parent / "blobs" if folder.parent.name == "snapshots" else None
+    folder = Path(os.path.realpath(folder))
+    # The Hub cache: <repo>/snapshots/<revision>/... links into <repo>/blobs/.
+    snapshots = next((p for p in folder.parents if p.name == "snapshots"), None)
+    blobs = snapshots.parent / "blobs" if snapshots is not None else None
     found = []
     for root, dirs, files in os.walk(folder):
         for name in dirs + files:
@@ -162,9 +166,15 @@ class Artifact:
         if not path.is_dir():
             raise not_a_folder(path)
         kinds = (kind,) if isinstance(kind, str) else kind
-        if problem := linked_out(path, sealed=(path / MANIFEST_NAME).exists()):
+        sealed = (path / MANIFEST_NAME).exists()
+        if not sealed and detect_kind(path) is None:  # before walking it: a wrong folder may be huge ($HOME)
+            raise EdgewiseError(
+                f"{path} is not a model folder: expected a transformers folder (config.json + "
+                "model.safetensors) or an edgewise artifact (edgewise.json)"
+            )
+        if problem := linked_out(path, sealed=sealed):
             raise problem
-        if (path / MANIFEST_NAME).exists():
+        if sealed:
             manifest = Manifest.read(path)
             found = manifest.kind
             if verify and (problems := manifest.verify()):
@@ -174,18 +184,15 @@ class Artifact:
                 )
         else:
             manifest, found = None, detect_kind(path)
-            if found is None:
-                raise EdgewiseError(
-                    f"{path} is not a model folder: expected a transformers folder (config.json + "
-                    "model.safetensors) or an edgewise artifact (edgewise.json)"
-                )
         if found == "hf" and (problem := foreign_task(path)):
             raise problem
         if kinds and found not in kinds:
             if found == "hf" and "onnx" in kinds:
                 fix = f"export it to ONNX first: edgewise export {path} -o {path.with_name(path.name + '-onnx')}"
-            else:  # the artifact this one was made from is the likely fix
+            elif manifest is not None:  # the artifact this one was made from is the likely fix
                 fix = f"pass the {kinds[0]!r} artifact it was made from (edgewise lineage {path} shows the chain)"
+            else:
+                fix = f"pass the {kinds[0]!r} artifact it was made from"
             needs = " or ".join(map(repr, kinds))
             raise EdgewiseError(f"{path} is a {found!r} artifact; this step needs {needs}: {fix}")
         return cls(path=path, kind=found, manifest=manifest)

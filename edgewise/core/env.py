@@ -26,7 +26,7 @@ PACKAGES = (
 def cache_dir() -> Path:
     """Where edgewise keeps per-user state (teacher logits, the native-code key): $EDGEWISE_CACHE, else
     ~/.cache/edgewise."""
-    return Path(os.environ.get("EDGEWISE_CACHE") or Path.home() / ".cache" / "edgewise")
+    return Path(os.environ.get("EDGEWISE_CACHE") or Path.home() / ".cache" / "edgewise").expanduser().absolute()
 
 
 def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:

@@ -34,6 +34,7 @@ def check_weights(path: Path, allow_pickle: bool) -> None:
         )
     if problem := foreign_task(path) or linked_out(path, sealed=(path / "edgewise.json").exists()):
         raise problem
+    _check_shards(path)
     if any((path / f).is_file() for f in WEIGHT_FILES):
         return
     if any((path / f).is_file() for f in PICKLE_FILES):
@@ -44,6 +45,20 @@ def check_weights(path: Path, allow_pickle: bool) -> None:
             "convert them to safetensors or pass --allow-pickle if you trust the file"
         )
     raise EdgewiseError(f"{path} has a config.json but no weights (model.safetensors); re-save the model")
+
+
+def _check_shards(path: Path) -> None:
+    """Shards an index names must lie in the folder: transformers joins the names onto it as they are."""
+    from edgewise.core.artifact import read_json
+
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        weight_map = read_json(path / index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            continue
+        for shard in sorted(set(map(str, weight_map.values()))):
+            if not (path / shard).resolve().is_relative_to(path.resolve()):
+                raise EdgewiseError(f"{path / index} names a weights file outside its folder ({shard}); a model's "
+                                    "shards lie beside their index: re-save the model with save_pretrained")
 
 
 def resolve_model(spec: str, allow_pickle: bool = False) -> ModelSource:
@@ -182,10 +197,7 @@ def _checkpoint(path: Path, allow_pickle: bool) -> dict:
     shards = (sorted(set(json.loads(first.read_text())["weight_map"].values())) if first.name.endswith(".json")
               else [first.name])
     state = {}
-    for shard in shards:
-        if not (path / shard).resolve().is_relative_to(path.resolve()):
-            raise EdgewiseError(f"{first} names a weights file outside its folder ({shard}); a model's shards lie "
-                                "beside their index: re-save the model with save_pretrained")
+    for shard in shards:  # (check_weights refused shards outside the folder)
         try:
             if shard.endswith(".safetensors"):
                 from safetensors.torch import load_file

@@ -192,11 +192,13 @@ class StageOutput:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None and self.active and not self.committed:
             kept = self.resumable and has_checkpoint(self.checkpoints)
+            earlier = self.dst.is_dir() and (self.dst / MANIFEST_NAME).is_file()  # what --overwrite would replace
             self.dir.abort(keep_checkpoints=kept)
             if issubclass(exc_type, INTERRUPTS):
                 add_interrupt_note(exc, f"the checkpoints so far are kept in {self.work}: run the same command "
                                         "with --resume to continue from the last one" if kept else
-                                        f"{self.dst} was not written (nothing half-written is left)")
+                                        f"{self.dst} was not written (nothing half-written is left"
+                                        + ("; the earlier one there is kept as it was)" if earlier else ")"))
             elif issubclass(exc_type, OSError) and exc.errno in FILESYSTEM_ERRORS:
                 raise EdgewiseError(
                     f"{exc.strerror} ({exc.filename or self.dst}) while writing {self.dst}: nothing was written"

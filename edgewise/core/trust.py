@@ -11,34 +11,62 @@ to accept it: ``EDGEWISE_TRUST_NATIVE_CODE=1`` for a source you trust as you wou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
 
 SEAL = "native-code.seal"
 KEY_NAME = "native-code.key"
+KEY_BYTES = 32
 TRUST_ENV = "EDGEWISE_TRUST_NATIVE_CODE"
 
 
-def _key() -> bytes:
+def _read_key(path: Path) -> bytes:
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise EdgewiseError(f"{path} is not an edgewise key ({KEY_BYTES} bytes in hex); delete it (INC artifacts "
+                            "sealed with it must then be re-created or trusted with "
+                            f"{TRUST_ENV}=1)")
+    return key
+
+
+def native_code_key(create: bool = True) -> bytes | None:
+    """This user's sealing key (made on first use when ``create``; None when there is none and not ``create``).
+    An EdgewiseError when the cache folder cannot hold it."""
     from edgewise.core.env import cache_dir
 
     path = cache_dir() / KEY_NAME
-    if not path.is_file():
+    try:
+        if path.is_file():
+            return _read_key(path)
+        if not create:
+            return None
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # O_EXCL: two processes sealing at once keep one key
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
+        # Written whole under a temporary name, then linked into place: a second process sealing at the same
+        # moment reads either no key or a complete one, and the first link wins.
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".key-")
+        try:
             with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_hex(32))
-    return bytes.fromhex(path.read_text().strip())
+                handle.write(secrets.token_hex(KEY_BYTES))
+            os.chmod(temporary, 0o600)
+            with contextlib.suppress(FileExistsError):  # another process linked its key first: use that one
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+        return _read_key(path)
+    except OSError as e:
+        raise EdgewiseError(f"cannot keep the key that seals compiled INC code in {path.parent} ({e.strerror or e}); "
+                            "set EDGEWISE_CACHE to a writable folder") from None
 
 
 def _digests(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
@@ -47,14 +75,15 @@ def _digests(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
     return {name: sha256_file(folder / name) for name in names if (folder / name).is_file()}
 
 
-def _mac(digests: dict[str, str]) -> str:
-    return hmac.new(_key(), json.dumps(digests, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+def _mac(key: bytes, digests: dict[str, str]) -> str:
+    return hmac.new(key, json.dumps(digests, sort_keys=True).encode(), hashlib.sha256).hexdigest()
 
 
 def seal_native_code(folder: Path, names: tuple[str, ...]) -> None:
     """Seal the files ``names`` of ``folder`` (those present) as compiled here, by this user."""
     digests = _digests(folder, names)
-    (folder / SEAL).write_text(json.dumps({"files": digests, "hmac": _mac(digests)}, indent=2) + "\n")
+    (folder / SEAL).write_text(json.dumps({"files": digests, "hmac": _mac(native_code_key(), digests)},
+                                          indent=2) + "\n")
 
 
 def check_native_code(folder: Path, names: tuple[str, ...]) -> None:
@@ -63,15 +92,21 @@ def check_native_code(folder: Path, names: tuple[str, ...]) -> None:
     if os.environ.get(TRUST_ENV, "").lower() in ("1", "true", "yes"):
         return
     digests = _digests(folder, names)
+    code = ", ".join(digests) or "none found"
+    fix = (f"re-create it here with edgewise quantize --method inc, or set {TRUST_ENV}=1 if you trust whoever "
+           "made it as you would a Python package")
+    if not (folder / SEAL).is_file():
+        raise EdgewiseError(f"{folder} holds compiled code ({code}) without the {SEAL} edgewise writes beside code "
+                            f"it compiled (made elsewhere, or before edgewise sealed it), and loading it runs that "
+                            f"code; {fix}")
+    key = native_code_key(create=False)
     try:
         seal = json.loads((folder / SEAL).read_text())
-        sealed = seal["files"] == digests and hmac.compare_digest(str(seal["hmac"]), _mac(digests))
+        sealed = key is not None and seal["files"] == digests and hmac.compare_digest(str(seal["hmac"]),
+                                                                                       _mac(key, digests))
     except (OSError, ValueError, KeyError, TypeError):
         sealed = False
     if not sealed:
-        raise EdgewiseError(
-            f"{folder} holds compiled code ({', '.join(digests) or 'none found'}) that edgewise did not make on "
-            f"this machine for this user (no valid {SEAL}), and loading it runs that code; re-create it here with "
-            f"edgewise quantize --method inc, or set {TRUST_ENV}=1 if you trust whoever made it as you would a "
-            "Python package"
-        )
+        raise EdgewiseError(f"{folder} holds compiled code ({code}) that edgewise did not make on this machine for "
+                            f"this user (its {SEAL} does not match this user's key), and loading it runs that "
+                            f"code; {fix}")

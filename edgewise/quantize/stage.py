@@ -65,6 +65,9 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
                 "for such CPUs), or run --method inc on a CPU with VNNI"
             )
         check_weights(artifact.path, config.allow_pickle)
+        from edgewise.core.trust import native_code_key
+
+        native_code_key()  # the key that will seal the compiled code: an unwritable cache fails now, not after
     if not inc:
         from edgewise.quantize.ort import check_source
 

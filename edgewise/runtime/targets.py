@@ -540,6 +540,8 @@ def parse_target(text: str | None) -> Target | None:
         if not parts.hostname or port == -1 or parts.path not in ("", "/"):
             raise EdgewiseError(f"target {text!r} is not ssh://[user@]host[:port]; e.g. ssh://nvidia@jetson.local or "
                                 "ssh://pi@192.168.1.20:2222")
+        if port == 0:  # urllib takes :0; ssh would say "Bad port"
+            raise EdgewiseError(f"target {text!r}: port must be 1..65535, got 0; write ssh://[user@]host[:port]")
         if parts.hostname.startswith("-") or (parts.username or "").startswith("-"):
             raise EdgewiseError(f"target {text!r}: a host or user name cannot start with '-' (ssh would read it as "
                                 "an option); write the name of the device")

@@ -203,3 +203,26 @@ def test_a_hugging_face_cache_snapshot_may_link_into_its_blobs(tiny_teacher, tmp
     assert Artifact.load(snapshot, kind="hf").kind == "hf"
     (snapshot / "vocab.txt").symlink_to(tmp_path / "outside.txt")
     assert "vocab.txt -> " in str(linked_out(snapshot, sealed=False))
+
+
+@pytest.mark.parametrize(("config", "refused"), [
+    ({"model_type": "t5", "is_encoder_decoder": True, "architectures": ["T5ForConditionalGeneration"]},
+     "sequence-to-sequence"),
+    ({"model_type": "bart", "is_encoder_decoder": True, "architectures": ["BartForSequenceClassification"]}, None),
+    ({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, "text-generation"),
+    ({"model_type": "gpt2", "architectures": ["GPT2ForSequenceClassification"]}, None),
+    ({"model_type": "vit", "image_size": 224, "num_channels": 3}, "an image model"),
+    ({"model_type": "wav2vec2", "architectures": ["Wav2Vec2ForCTC"]}, "a speech model"),
+    ({"model_type": "deberta-v2", "architectures": ["DebertaV2ForSequenceClassification"]}, None),
+    ({"model_type": "modernbert", "architectures": ["ModernBertModel"]}, None),
+])
+def test_models_of_other_tasks_are_named_and_text_classifiers_are_not(tmp_path, config, refused):
+    import json
+
+    from edgewise.core.artifact import foreign_task
+
+    (tmp_path / "config.json").write_text(json.dumps(config))
+
+    problem = foreign_task(tmp_path)
+
+    assert (problem is None) if refused is None else refused in str(problem)

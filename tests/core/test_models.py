@@ -125,3 +125,16 @@ def test_shards_outside_the_model_folder_are_refused(tiny_pruned, tmp_path):
 
     with pytest.raises(EdgewiseError, match="names a weights file outside its folder"):
         _checkpoint(model, allow_pickle=False)
+
+
+def test_an_index_naming_shards_outside_the_folder_is_refused_for_any_model(tiny_teacher, tiny_data, tmp_path,
+                                                                          cli_run):
+    model = _foreign_copy(tiny_teacher, tmp_path / "model")
+    (model / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
+    (model / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"bert.pooler.dense.bias": "../elsewhere.safetensors"}}))
+
+    result = cli_run("evaluate", model, tiny_data)
+
+    assert_user_error(result, "names a weights file outside its folder (../elsewhere.safetensors)",
+                      "re-save the model with save_pretrained")
