@@ -250,6 +250,28 @@ def assert_user_error(result, *fragments: str) -> None:
         assert fragment in lines[0], (fragment, lines[0])
 
 
+def digest(path: Path) -> str:
+    """A hash of everything under ``path`` (names, bytes, symlink targets; loops and unreadable files included)."""
+    import hashlib
+    import os
+
+    sha = hashlib.sha256()
+    if path.is_file() or path.is_symlink():
+        entries = [path]
+    else:
+        entries = []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            entries += [Path(root) / name for name in sorted(dirs + files)]
+    for entry in entries:
+        sha.update(str(entry.relative_to(path.parent)).encode())
+        if entry.is_symlink():
+            sha.update(b"->" + os.readlink(entry).encode())
+        elif entry.is_file():
+            sha.update(entry.read_bytes())
+    return sha.hexdigest()
+
+
 @pytest.fixture
 def cli_run():
     from click.testing import CliRunner

@@ -6,20 +6,12 @@ problem and the right fix, exit code 2, no traceback, nothing written, the input
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_user_error
-
-
-def _digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(file.name.encode() + file.read_bytes())
-    return digest.hexdigest()
+from tests.conftest import assert_user_error, digest
 
 
 def _untouched(tmp_path: Path, before: set[str]) -> None:
@@ -33,13 +25,13 @@ def test_a_truncated_weights_file_is_named_as_such(cli_run, tiny_teacher, tiny_d
     (model / "edgewise.json").unlink()  # a folder edgewise did not write: no hashes to catch it first
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    before = _digest(model)
+    before = digest(model)
 
     result = cli_run("evaluate", model, tiny_data)
 
     assert_user_error(result, f"the weights of the model in {model} cannot be read", "truncated or corrupt",
                       "copy the model again")
-    assert _digest(model) == before
+    assert digest(model) == before
 
 
 @pytest.mark.parametrize("command", [["evaluate", "{loop}", "{data}"], ["export", "{loop}", "-o", "{out}"],

@@ -148,7 +148,7 @@ def test_a_signal_mid_recipe_keeps_the_finished_stages_and_a_rerun_continues(sig
 
 @pytest.mark.slow
 def test_a_signal_while_overwriting_keeps_the_earlier_output_as_it_was(fill, tiny_onnx, tmp_path):
-    from tests.test_bad_input_sweep import digest
+    from tests.conftest import digest
 
     hold, args = HELD["export"]
     out = tmp_path / "out"

@@ -11,6 +11,7 @@ from pathlib import Path
 from edgewise.bench.config import BenchConfig
 from edgewise.core.artifact import Artifact
 from edgewise.core.config import config_to_dict
+from edgewise.core.env import measurement_environment
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console, progress_bar
 from edgewise.core.stage import stage
@@ -134,7 +135,7 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
 
     if target is None:
         slots, rows, predictions = _measure_here(loaded, names, split, seq_mode, config)
-        environment, peak = _environment(), peak_rss_mb()
+        environment, peak = measurement_environment(), peak_rss_mb()
     else:
         slots, rows, predictions, environment, peak = _measure_on(target, loaded, names, split, seq_mode, config)
     rows += [_row(slot, config) for slot in slots]
@@ -347,19 +348,6 @@ def _describe(artifact: Artifact, name: str) -> dict:
             "stage": artifact.manifest.stage if artifact.manifest else None,
             "manifest_sha256": artifact.manifest.sha256 if artifact.manifest else None,
             "size_bytes": model_size(artifact.path, artifact.kind), "parameters": parameter_count(artifact)}
-
-
-def _environment() -> dict:
-    from edgewise.core.env import fingerprint
-
-    env = fingerprint()
-    try:
-        import onnxruntime
-
-        env["onnxruntime_providers"] = onnxruntime.get_available_providers()
-    except ImportError:
-        env["onnxruntime_providers"] = []
-    return env
 
 
 def _write(report: dict, out) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +113,6 @@ def linked_out(folder: Path, sealed: bool) -> EdgewiseError | None:
     tokenizer.json linked to ~/.ssh/id_rsa would be copied into every derived artifact, bundle and device).
     edgewise writes no links, so in a folder it sealed (``sealed``) every link is refused; elsewhere only
     links that leave the folder, except a Hugging Face cache snapshot's links into its own blobs/ folder."""
-    import os
-
     folder = Path(os.path.realpath(folder))
     # The Hub cache: <repo>/snapshots/<revision>/... links into <repo>/blobs/.
     snapshots = next((p for p in folder.parents if p.name == "snapshots"), None)
@@ -167,7 +166,8 @@ class Artifact:
             raise not_a_folder(path)
         kinds = (kind,) if isinstance(kind, str) else kind
         sealed = (path / MANIFEST_NAME).exists()
-        if not sealed and detect_kind(path) is None:  # before walking it: a wrong folder may be huge ($HOME)
+        found = None if sealed else detect_kind(path)
+        if not sealed and found is None:  # said before walking it: a wrong folder may be huge ($HOME)
             raise EdgewiseError(
                 f"{path} is not a model folder: expected a transformers folder (config.json + "
                 "model.safetensors) or an edgewise artifact (edgewise.json)"
@@ -183,7 +183,7 @@ class Artifact:
                     "re-create it with the stage that made it"
                 )
         else:
-            manifest, found = None, detect_kind(path)
+            manifest = None
         if found == "hf" and (problem := foreign_task(path)):
             raise problem
         if kinds and found not in kinds:
@@ -205,7 +205,6 @@ class Artifact:
         id2label = read_json(self.path / "config.json").get("id2label") or {}
         return {int(k): v for k, v in id2label.items()}
 
-
     def classifier_labels(self) -> dict[int, str]:
         """The labels; an EdgewiseError saying how to get a classifier when there are none (a base encoder)."""
         if not self.labels:
@@ -216,6 +215,7 @@ class Artifact:
                    "export a fine-tuned classifier instead (edgewise finetune, then edgewise export)")
             )
         return self.labels
+
     def describe(self) -> dict:
         """How a manifest refers to this artifact as a source."""
         if self.manifest is not None:
@@ -296,15 +296,16 @@ class OutputDir:
 
     def begin(self, resume: bool = False) -> None:
         """Create the work folder (after every check has passed); keep checkpoints when resuming."""
-        if self.work.exists() and not resume:
-            shutil.rmtree(self.work)
-        if self.artifact.exists():
-            shutil.rmtree(self.artifact)
         try:
+            if self.work.exists() and not resume:
+                shutil.rmtree(self.work)
+            if self.artifact.exists():
+                shutil.rmtree(self.artifact)
             self.artifact.mkdir(parents=True)
         except OSError as e:
             fix = FILESYSTEM_ERRORS.get(e.errno, "choose another output folder with -o")
-            raise EdgewiseError(f"cannot create the output folder next to {self.dst}: {e.strerror}; {fix}") from None
+            raise EdgewiseError(f"cannot create the output next to {self.dst} ({e.strerror}: {e.filename}); "
+                                f"{fix}") from None
 
     def commit(self) -> Path:
         """Move the finished artifact to ``dst`` (replacing an old one) and remove the work folder."""

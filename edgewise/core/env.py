@@ -91,6 +91,21 @@ def fingerprint() -> dict:
     }
 
 
+def measurement_environment(device: bool = False) -> dict:
+    """What a measurement ran on: fingerprint() and onnxruntime's providers; with ``device``, the device's
+    facts too (governor, clocks, memory, Jetson power mode: device_facts())."""
+    env = fingerprint()
+    try:
+        import onnxruntime
+
+        env["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except ImportError:
+        env["onnxruntime_providers"] = []
+    if device:
+        env["device"] = device_facts()
+    return env
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text(errors="replace").strip()

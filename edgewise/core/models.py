@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgewise.core import builtin
-from edgewise.core.artifact import PICKLE_FILES, WEIGHT_FILES, foreign_task, linked_out, not_a_folder, real_path
+from edgewise.core.artifact import (
+    PICKLE_FILES,
+    WEIGHT_FILES,
+    foreign_task,
+    linked_out,
+    not_a_folder,
+    read_json,
+    real_path,
+)
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import sha256_file
 
@@ -49,8 +57,6 @@ def check_weights(path: Path, allow_pickle: bool) -> None:
 
 def _check_shards(path: Path) -> None:
     """Shards an index names must lie in the folder: transformers joins the names onto it as they are."""
-    from edgewise.core.artifact import read_json
-
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         weight_map = read_json(path / index).get("weight_map")
         if not isinstance(weight_map, dict):
@@ -180,7 +186,6 @@ def _listed(names, limit: int = 6) -> str:
 
 def _is_pruned(source: ModelSource) -> bool:
     """Whether a local folder's config.json records per-layer FFN widths (a Hub id never does here)."""
-    from edgewise.core.artifact import read_json
     from edgewise.core.structure import FFN_SIZES_KEY
 
     # A missing or unreadable config.json reads as {}: from_pretrained then reports it.
@@ -188,16 +193,16 @@ def _is_pruned(source: ModelSource) -> bool:
 
 
 def _checkpoint(path: Path, allow_pickle: bool) -> dict:
-    """The state dict stored in a model folder: safetensors (one file or shards), or pickle with ``allow_pickle``."""
+    """The state dict stored in a model folder: safetensors (one file or shards), or pickle with ``allow_pickle``
+    (load_classifier, its caller, has run check_weights on the folder)."""
     import json
 
-    check_weights(path, allow_pickle)
     files = [f for f in WEIGHT_FILES + (PICKLE_FILES if allow_pickle else ()) if (path / f).is_file()]
     first = path / files[0]
     shards = (sorted(set(json.loads(first.read_text())["weight_map"].values())) if first.name.endswith(".json")
               else [first.name])
     state = {}
-    for shard in shards:  # (check_weights refused shards outside the folder)
+    for shard in shards:
         try:
             if shard.endswith(".safetensors"):
                 from safetensors.torch import load_file

@@ -178,13 +178,7 @@ class StageOutput:
                     console().print(f"resuming with {path.removeprefix('config.')} {now} (the interrupted run had "
                                     f"{was}): training ends there, with the best checkpoint so far")
                 self.dropped = drop_incomplete_checkpoints(self.checkpoints)
-            try:
-                self.dir.begin(resume=self.resume)
-            except OSError as e:
-                if e.errno not in FILESYSTEM_ERRORS:
-                    raise
-                raise EdgewiseError(f"cannot create the output next to {self.dst} ({e.strerror}: "
-                                    f"{e.filename}); {FILESYSTEM_ERRORS[e.errno]}") from None
+            self.dir.begin(resume=self.resume)
             if self.resumable:
                 (self.work / RUN_FILE).write_text(json.dumps(self.run or {}, indent=2))
         return self

@@ -10,7 +10,6 @@ from edgewise.core.data import SPLIT_ALIASES, encode_labels, load_splits, select
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.stage import stage
 from edgewise.evaluate.config import EvaluateConfig
-from edgewise.runtime.base import check_outputs
 from edgewise.runtime.runners import auto_backend, check_runs, open_runner
 from edgewise.runtime.targets import check_device_inputs, parse_target
 
@@ -76,7 +75,6 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
             task = bar.add_task(f"evaluating {split.name}", total=len(split), info="")
             logits = runner.logits(split.texts, split.pairs, batch_size=config.batch_size,
                                    progress=lambda n: bar.advance(task, n))
-        check_outputs(logits, id2label, artifact.path)
         predicted, backend, max_length, device = logits.argmax(-1).tolist(), runner.backend, runner.max_length, None
     else:
         predicted, backend, max_length, device = _predict_on(target, artifact, split, config)

@@ -71,6 +71,10 @@ def write_mobile(out, artifact, config, max_length: int, vocab_size: int, pad_id
     if not onnx_model.is_file():  # an ORT artifact (check_source refused --fixed-shape for it)
         metrics["mobile_usability"] = {"error": "not checked: the source has no model.onnx to analyse"}
         return metrics
+    providers = PROVIDERS[config.target]
+    metrics["mobile_usability"] = usability(onnx_model, providers, out.work / "usability")
+    if "ort" in metrics and not config.fixed_dims:  # the source's model.ort ships as it is: nothing to check
+        return metrics
     # export --format ort's converter, arm target, tolerance and check (ort_mobile.verify, which knows INT8).
     defaults = ExportConfig()
     summary = graph_summary(onnx_model)
@@ -80,8 +84,6 @@ def write_mobile(out, artifact, config, max_length: int, vocab_size: int, pad_id
         batches = generated_batches(source.inputs, vocab_size, max_length, pad_id)
         metrics["ort"] = {**convert_ort(onnx_model, out.artifact, out.work, source.target), "converted": True}
         metrics["parity"] = source.verify(out.artifact / MODEL, batches, "model.ort vs model.onnx")
-    providers = PROVIDERS[config.target]
-    metrics["mobile_usability"] = usability(onnx_model, providers, out.work / "usability")
     if config.fixed_dims:
         metrics["fixed"] = _write_fixed(out, source, config, vocab_size, pad_id, providers)
     return metrics
@@ -148,15 +150,11 @@ def fixed_batches(inputs: list[str], vocab_size: int, pad_id: int, batch: int, t
     pads every text to the fixed length)."""
     import numpy as np
 
+    from edgewise.export.parity import token_batch
+
     rng = np.random.default_rng(0)
-    batches = []
-    for keep in (tokens, max(2, tokens // 2)):
-        ids = rng.integers(low=min(1000, vocab_size // 2), high=vocab_size, size=(batch, tokens), dtype=np.int64)
-        mask = np.ones_like(ids)
-        ids[:, keep:], mask[:, keep:] = pad_id, 0
-        columns = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        batches.append({name: columns[name] for name in inputs})
-    return batches
+    return [token_batch(rng, inputs, vocab_size, pad_id, tokens, [keep] * batch)
+            for keep in (tokens, max(2, tokens // 2))]
 
 
 def merge_operators(path: Path, other: Path) -> None:

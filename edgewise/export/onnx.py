@@ -79,10 +79,31 @@ def graph_summary(path: Path) -> dict:
         "size_bytes": model_size(path),
         # Static QDQ quantization puts QuantizeLinear on activations; dynamic quantization does not.
         "qdq": any(n.op_type == "QuantizeLinear" for n in model.graph.node),
+        "asymmetric_qdq": _asymmetric_qdq(model.graph, path.parent),  # what TensorRT cannot build
         "ort_only_ops": sorted({n.op_type for n in model.graph.node if n.domain == "com.microsoft"}
                                | {n.op_type for n in model.graph.node if n.op_type in DYNAMIC_INT8_OPS}),
         "dynamic_int8": any(n.op_type in DYNAMIC_INT8_OPS for n in model.graph.node),
     }
+
+
+def _asymmetric_qdq(graph, base_dir: Path) -> int:
+    """How many QuantizeLinear / DequantizeLinear nodes have a uint8 or non-zero zero point."""
+    from onnx import numpy_helper
+
+    initializers = {i.name: i for i in graph.initializer}
+    constants = {out: node.attribute[0].t for node in graph.node if node.op_type == "Constant" and node.attribute
+                 for out in node.output if node.attribute[0].name == "value"}
+    count = 0
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3 or not node.input[2]:
+            continue
+        tensor = initializers.get(node.input[2]) or constants.get(node.input[2])
+        if tensor is None:
+            continue
+        zero = numpy_helper.to_array(tensor, base_dir=str(base_dir))
+        if zero.dtype.name == "uint8" or zero.any():
+            count += 1
+    return count
 
 
 def parity_inputs(tokenizer, texts, pairs, max_length: int, input_names, vocab_size: int) -> list[dict]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console
-from edgewise.export.onnx import graph_summary, working_directory
+from edgewise.export.onnx import working_directory
 from edgewise.export.parity import REDUCED_PRECISION_AGREEMENT, check, check_agreement, compare, parity_line
 from edgewise.runtime.runners import onnx_scores
 
@@ -50,13 +50,13 @@ def convert_ort(src_model: Path, artifact: Path, work: Path, target: str) -> dic
     return {"target": target, "size_bytes": (artifact / "model.ort").stat().st_size, "operators": lines}
 
 
-def export_ort(src_model: Path, out, config, batches: list[dict]) -> dict:
-    """`export --format ort`: ``src_model`` converted into ``out.artifact``/model.ort and checked against it."""
+def export_ort(src_model: Path, out, config, batches: list[dict], int8: bool) -> dict:
+    """`export --format ort`: ``src_model`` (``int8``: a quantized one) converted into ``out.artifact``/model.ort
+    and checked against it."""
     metrics = {"ort": convert_ort(src_model, out.artifact, out.work, config.ort_target.value)}
     if config.verify:
-        summary = graph_summary(src_model)
         metrics["parity"] = verify(onnx_scores(src_model), out.artifact / "model.ort", batches, "ORT format vs ONNX",
-                                   config.atol, int8=summary["qdq"] or summary["dynamic_int8"])
+                                   config.atol, int8=int8)
     return metrics
 
 

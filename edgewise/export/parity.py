@@ -21,6 +21,19 @@ def text_batches(encode: Callable, texts: list[str], pairs: list[str] | None, ba
     ]
 
 
+def token_batch(rng, input_names, vocab_size: int, pad_id: int, length: int, keep: list[int]) -> dict:
+    """One batch of random token ids, ``length`` long, row i keeping its first ``keep[i]`` tokens and padded
+    after them; only the inputs in ``input_names``."""
+    import numpy as np
+
+    ids = rng.integers(low=min(1000, vocab_size // 2), high=vocab_size, size=(len(keep), length), dtype=np.int64)
+    mask = np.ones_like(ids)
+    for row, kept in enumerate(keep):
+        ids[row, kept:], mask[row, kept:] = pad_id, 0
+    columns = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    return {name: columns[name] for name in input_names}
+
+
 def generated_batches(input_names, vocab_size: int, max_length: int, pad_id: int, seed: int = 0) -> list[dict]:
     """Random token ids of several shapes, the later rows of each batch padded."""
     import numpy as np
@@ -28,16 +41,9 @@ def generated_batches(input_names, vocab_size: int, max_length: int, pad_id: int
     rng = np.random.default_rng(seed)
     batches = []
     for batch, length in GENERATED_SHAPES:
-        length = length or max_length
-        length = min(length, max_length)
-        ids = rng.integers(low=min(1000, vocab_size // 2), high=vocab_size, size=(batch, length), dtype=np.int64)
-        mask = np.ones((batch, length), dtype=np.int64)
-        for row in range(1, batch):
-            keep = max(2, length - row * length // (batch + 1))
-            mask[row, keep:] = 0
-            ids[row, keep:] = pad_id
-        columns = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        batches.append({name: columns[name] for name in input_names})
+        length = min(length or max_length, max_length)
+        keep = [length] + [max(2, length - row * length // (batch + 1)) for row in range(1, batch)]
+        batches.append(token_batch(rng, input_names, vocab_size, pad_id, length, keep))
     return batches
 
 

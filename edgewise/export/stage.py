@@ -124,7 +124,7 @@ def _convert(artifact: Artifact, out: StageOutput, config: ExportConfig, texts, 
     if config.format is ExportFormat.ORT:
         from edgewise.export.ort_mobile import export_ort
 
-        return export_ort(src_model, out, config, batches), None
+        return export_ort(src_model, out, config, batches, int8=summary["qdq"] or summary["dynamic_int8"]), None
     from edgewise.export.tensorrt import export_tensorrt
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

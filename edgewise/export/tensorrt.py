@@ -83,53 +83,26 @@ def check_buildable(model: Path) -> dict:
             f"{model} uses operators only ONNX Runtime has ({', '.join(summary['ort_only_ops'])}), which TensorRT "
             "cannot parse; use the model exported without --optimize"
         )
-    if summary["qdq"]:
-        asymmetric = asymmetric_qdq(model)
-        if asymmetric:
-            raise EdgewiseError(
-                f"{asymmetric} Q/DQ nodes of {model} use uint8 or non-zero zero points; TensorRT takes "
-                "symmetric signed INT8 only (zero point 0); re-quantize the FP32 model with edgewise quantize "
-                "FP32_ONNX -o OUT --method static --activation-type int8, or use the FP32 model"
-            )
+    if summary["asymmetric_qdq"]:
+        raise EdgewiseError(
+            f"{summary['asymmetric_qdq']} Q/DQ nodes of {model} use uint8 or non-zero zero points; TensorRT takes "
+            "symmetric signed INT8 only (zero point 0); re-quantize the FP32 model with edgewise quantize "
+            "FP32_ONNX -o OUT --method static --activation-type int8, or use the FP32 model"
+        )
     return summary
-
-
-def asymmetric_qdq(model: Path) -> int:
-    """How many QuantizeLinear / DequantizeLinear nodes have a uint8 or non-zero zero point."""
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(model), load_external_data=False).graph
-    initializers = {i.name: i for i in graph.initializer}
-    constants = {out: node.attribute[0].t for node in graph.node if node.op_type == "Constant" and node.attribute
-                 for out in node.output if node.attribute[0].name == "value"}
-    count = 0
-    for node in graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3 or not node.input[2]:
-            continue
-        tensor = initializers.get(node.input[2]) or constants.get(node.input[2])
-        if tensor is None:
-            continue
-        zero = numpy_helper.to_array(tensor, base_dir=str(model.parent))
-        if zero.dtype.name == "uint8" or zero.any():
-            count += 1
-    return count
 
 
 def profile_batches(inputs, vocab_size: int, pad_id: int, config) -> list[dict]:
     """Generated inputs at the profile's min, opt and max shapes: the engine must take all three."""
     import numpy as np
 
+    from edgewise.export.parity import token_batch
+
     rng = np.random.default_rng(0)
     batches = []
     for batch, seq in zip(config.batch, config.seq, strict=True):
-        ids = rng.integers(low=min(1000, vocab_size // 2), high=vocab_size, size=(batch, seq), dtype=np.int64)
-        mask = np.ones_like(ids)
-        if batch > 1 and seq > 2:
-            mask[-1, seq // 2:] = 0
-            ids[-1, seq // 2:] = pad_id
-        columns = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        batches.append({name: columns[name] for name in inputs})
+        last = seq // 2 if batch > 1 and seq > 2 else seq  # the last row padded after half its tokens
+        batches.append(token_batch(rng, inputs, vocab_size, pad_id, seq, [seq] * (batch - 1) + [last]))
     return batches
 
 

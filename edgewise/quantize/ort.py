@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgewise.core.env import VNNI_FLAGS, cpu_family
 from edgewise.core.errors import EdgewiseError
-from edgewise.quantize.config import INT8_OPS, CalibrationMethod, IntType, QuantizeConfig
+from edgewise.quantize.config import FP16_KEEP_OPS, INT8_OPS, CalibrationMethod, IntType, QuantizeConfig
 
 
 def int8_settings(config: QuantizeConfig, cpu: dict) -> dict:
@@ -159,17 +159,13 @@ QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", 
                  "DynamicQuantizeMatMul", "QLinearMatMul", "MatMulNBits", "QAttention", "QGemm")
 
 
-# Contrib operators onnxruntime's transformer optimiser writes (onnx.defs does not list them).
-ORT_FUSED_OPS = {"Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
-                 "FastGelu", "Gelu", "FusedMatMul", "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization"}
-
 
 def check_source(model_path: Path, config: QuantizeConfig) -> None:
     """Refuse a file that is not ONNX, a model that is already quantized or in FP16, node names the graph
     does not have, and operator types no ONNX model has (a typo would silently quantize nothing)."""
-    import difflib
-
     import onnx
+
+    from edgewise.export.onnx import FUSED_OPS
 
     try:
         model = read_graph(model_path)
@@ -184,24 +180,31 @@ def check_source(model_path: Path, config: QuantizeConfig) -> None:
             f"{model_path} is already quantized ({', '.join(found[:4])}); quantize its FP32 parent instead "
             "(edgewise lineage shows it)"
         )
-    # ONNX's own operators, the model's (onnxruntime's fused contrib ops among them) and the fusions the
-    # optimiser writes: a name outside these is a typo that would quietly quantize (or keep) nothing.
-    known_ops = {s.name for s in onnx.defs.get_all_schemas_with_history()} | ops | set(INT8_OPS) | ORT_FUSED_OPS
+    # ONNX's own operators, the model's (onnxruntime's fused contrib ops among them) and the contrib ops the
+    # optimiser and FP16 conversion know: a name outside these is a typo that would quietly quantize (or keep)
+    # nothing.
+    known_ops = ({s.name for s in onnx.defs.get_all_schemas_with_history()} | ops | set(INT8_OPS) | set(FUSED_OPS)
+                 | set(FP16_KEEP_OPS) | {"FusedMatMul"})
     for flag, named in (("--op-types", config.op_types), ("--exclude-op", config.exclude_op),
                         ("--fp16-keep-ops", config.fp16_keep_ops)):
-        if unknown := [op for op in named if op not in known_ops]:
-            hints = {u: difflib.get_close_matches(u, sorted(known_ops), n=2) for u in unknown}
-            said = "; ".join(f"{u!r}" + (f" (did you mean {', '.join(h)}?)" if h else "") for u, h in hints.items())
+        if said := _unknown(named, known_ops):
             raise EdgewiseError(f"{flag} names operator types that are neither ONNX operators nor in this model: "
                                 f"{said}; its types are {', '.join(sorted(ops))}")
-    names = [n.name for n in model.graph.node]
-    exclude_node = config.exclude_node
-    unknown = [n for n in exclude_node if n not in set(names)]
-    if unknown:
-        hints = {u: difflib.get_close_matches(u, names, n=2) for u in unknown}
-        said = "; ".join(f"{u!r}" + (f" (did you mean {', '.join(h)}?)" if h else "") for u, h in hints.items())
+    if said := _unknown(config.exclude_node, [n.name for n in model.graph.node]):
         raise EdgewiseError(f"--exclude-node names no node of {model_path.name}: {said}; node names are listed by "
                             "onnx.load(...).graph.node or Netron")
+
+
+def _unknown(named, known) -> str | None:
+    """The names in ``named`` that ``known`` lacks, each with its closest known names; None when all are known."""
+    import difflib
+
+    known = sorted(set(known))
+    unknown = [n for n in named if n not in set(known)]
+    if not unknown:
+        return None
+    hints = {u: difflib.get_close_matches(u, known, n=2) for u in unknown}
+    return "; ".join(f"{u!r}" + (f" (did you mean {', '.join(h)}?)" if h else "") for u, h in hints.items())
 
 
 def _fail(what: str, e: Exception) -> EdgewiseError:

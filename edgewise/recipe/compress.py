@@ -301,9 +301,7 @@ def compress(teacher: Path, dst: Path, config: CompressConfig, *, data: str, dry
 
     teacher = Path(teacher).expanduser()
     artifact = Artifact.load(teacher, kind=("hf",))
-    if not artifact.labels:
-        raise EdgewiseError(f"{teacher} is not a classifier (no id2label in its config.json); give the fine-tuned "
-                            "teacher (`edgewise finetune` writes one)")
+    artifact.classifier_labels()
     teacher = artifact.path.resolve()
     if config.seq_len != "data":
         from edgewise.core.lengths import artifact_lengths

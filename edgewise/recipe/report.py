@@ -36,7 +36,8 @@ def render(result: dict) -> None:
     if result.get("ladder"):
         print("\nladder (one interleaved bench; the first row is the reference)\n")
         print(ladder_table(result["ladder"]))
-        console.print(f"report: {result['run']}/ladder.md (bench details and plots in {result['run']}/report/)")
+        console.print(f"report: {result['run']}/ladder.md (bench details and plots in {result['run']}/"
+                      f"{result.get('report', 'report')}/)")
     gate = result.get("gate")
     if gate is not None:
         console.print(f"gate on {gate['artifact']}: " + ("passed" if gate["passed"] else
@@ -61,19 +62,19 @@ def ladder_table(ladder: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def ladder_markdown(ladder: list[dict] | None, gate: dict | None, recipe: Recipe,
-                    ladders: dict[str, list[dict]] | None = None) -> str:
-    """ladder.md: the table of the first target, the gate's verdict, then a table per further target."""
+def ladder_markdown(ladders: dict[str, list[dict]], gate: dict | None, recipe: Recipe) -> str:
+    """ladder.md: the table of the recipe's first target, the gate's verdict, then a table per further target
+    measured (``ladders``: target -> rows)."""
     first = recipe.targets[0]
     where = "" if first == "local" else f" on {target_name(first)}"
     lines = [f"# edgewise ladder — {recipe.path or 'recipe'}", "",
              f"One interleaved `edgewise bench` run{where}; the first row is the reference. Details and plots: "
-             f"{report_dir(first)}/.", "", ladder_table(ladder or [])]
+             f"{report_dir(first)}/.", "", ladder_table(ladders.get(first) or [])]
     if gate is not None:
         lines += ["", f"Gate on {gate['artifact']}: " + ("**passed**" if gate["passed"] else
                                                           "**failed**: " + "; ".join(gate["misses"]))]
-    for target, rows in list((ladders or {}).items())[1:]:
-        name = "this machine" if target == "local" else target_name(target)
+    for target in [t for t in recipe.targets[1:] if t in ladders]:
+        rows, name = ladders[target], "this machine" if target == "local" else target_name(target)
         lines += ["", f"## On {name}", "", f"One interleaved `edgewise bench` run there; the first row is the "
                   f"reference (the first model it can run). Details: {report_dir(target)}/.", "", ladder_table(rows)]
     return "\n".join(lines) + "\n"

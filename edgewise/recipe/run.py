@@ -152,7 +152,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
         extra = {"targets": ladders} if len(recipe.targets) > 1 else {}
         (run_dir / "ladder.json").write_text(json.dumps({"steps": plan, "ladder": ladder, "gate": gate, **extra},
                                                         indent=2) + "\n", encoding="utf-8")
-        (run_dir / "ladder.md").write_text(ladder_markdown(ladder, gate, recipe, ladders), encoding="utf-8")
+        (run_dir / "ladder.md").write_text(ladder_markdown(ladders, gate, recipe), encoding="utf-8")
     if failure is None and unmeasured:
         raise EdgewiseError("the ladder could not be measured " + "; ".join(unmeasured)
                             + (f"; what was measured is in {run_dir / 'ladder.md'}" if ladders else "")
@@ -163,7 +163,8 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, start: str | None = None, dry_r
             f"stage {step.folder} ({step.stage}) failed: {str(error).rstrip('.')}; "
             + (f"the report of the {len(done)} finished stage(s) is in {run_dir / 'ladder.md'}; " if ladder else "")
             + "after the fix, `edgewise run` again skips the finished stages", step) from None
-    return {"run": str(run_dir), "steps": plan, "ladder": ladder, "gate": gate, "dry_run": False}
+    return {"run": str(run_dir), "steps": plan, "ladder": ladder, "gate": gate, "dry_run": False,
+            "report": report_dir(recipe.targets[0])}
 
 
 def _run_step(step: Step, src, dst: Path, *, resume: bool) -> None:
@@ -385,7 +386,8 @@ def _gate(recipe: Recipe, ladder: list[dict] | None, last: Path) -> dict | None:
     row = rows.get(Path(last).resolve())
     misses = []
     if row is None:
-        misses.append(f"{last.name} has no latency measured at batch {gate.batch_size} (see report/report.md)")
+        misses.append(f"{last.name} has no latency measured at batch {gate.batch_size} (see "
+                      f"{report_dir(recipe.targets[0])}/report.md)")
     elif ladder[0].get("path") == row.get("path") and len(ladder) > 1:
         misses.append(f"{last.name} is the reference itself")
     else:

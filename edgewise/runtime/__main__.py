@@ -95,9 +95,9 @@ def run(args) -> int:
     if args.command == "job":
         return _job(args.job_file, args.out)
     if args.command == "env":
-        from edgewise.core.env import device_facts, fingerprint
+        from edgewise.core.env import measurement_environment
 
-        print(json.dumps({**fingerprint(), "device": device_facts()}, indent=2))
+        print(json.dumps(measurement_environment(device=True), indent=2))
         return 0
     if args.command == "build-engine":
         from edgewise.runtime.engine_build import run as build_engine

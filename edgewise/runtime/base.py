@@ -60,13 +60,6 @@ def verify_folder(folder: Path) -> None:
     )
 
 
-def check_outputs(logits, id2label: dict, where) -> None:
-    """A model must give one output per label it names (a head of another size means a broken label map)."""
-    if logits.shape[-1] != len(id2label):
-        raise EdgewiseError(f"{where}: the model has {logits.shape[-1]} outputs but names {len(id2label)} labels; "
-                            "fix its label map")
-
-
 class Runner:
     """What every backend's runner shares: ``scores``, wall-clock ``time_ms`` and the batching of
     ``logits``. Subclasses set backend, max_length, id2label and info, and define encode,
@@ -112,4 +105,10 @@ class Runner:
             out[idx] = logits
             if progress is not None:
                 progress(len(idx))
-        return out if out is not None else np.zeros((0, len(self.id2label)), dtype=np.float32)
+        if out is None:
+            return np.zeros((0, len(self.id2label)), dtype=np.float32)
+        # One output per label named: a head of another size means a broken label map, whoever scores it.
+        if self.id2label and out.shape[-1] != len(self.id2label):
+            raise EdgewiseError(f"{getattr(self, 'folder', 'the model')}: the model has {out.shape[-1]} outputs but "
+                                f"names {len(self.id2label)} labels; fix its label map")
+        return out

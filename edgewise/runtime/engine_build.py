@@ -10,6 +10,7 @@ there, and an engine belongs to the device the bundle was copied to, as the fold
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -23,12 +24,14 @@ from edgewise.runtime.tensorrt import ENGINE, TRTEXEC_DEFAULT, trtexec_args
 
 
 def find_trtexec(given: str | None = None) -> Path:
-    """``given``, else trtexec on PATH, else JetPack's /usr/src/tensorrt/bin/trtexec."""
+    """``given``, else $TRTEXEC, else trtexec on PATH, else JetPack's /usr/src/tensorrt/bin/trtexec: the order
+    build_engine.sh (runtime.tensorrt.build_script) looks in, so both build with the same binary."""
+    given = given or os.environ.get("TRTEXEC")
     if given:
         path = Path(given).expanduser()
         if not path.is_file():
-            raise EdgewiseError(f"--trtexec {path} does not exist; pass the path of the trtexec binary "
-                                f"(JetPack puts it at {TRTEXEC_DEFAULT})")
+            raise EdgewiseError(f"trtexec {path} (--trtexec or $TRTEXEC) does not exist; pass the path of the "
+                                f"trtexec binary (JetPack puts it at {TRTEXEC_DEFAULT})")
         return path
     found = shutil.which("trtexec")
     if found:

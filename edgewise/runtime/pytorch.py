@@ -97,7 +97,7 @@ def open_torch(folder: Path, kind: str, backend: str, *, threads: int | None = N
         raise Unavailable("INC INT8 models run on the CPU (oneDNN kernels); use --backend torch")
     if cuda and not torch.cuda.is_available():
         raise Unavailable("no CUDA GPU is visible to torch; use --backend torch (CPU)")
-    from edgewise.core.models import ModelSource, check_weights, load_classifier, load_tokenizer
+    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer
 
     if verify:
         verify_folder(folder)
@@ -111,8 +111,7 @@ def open_torch(folder: Path, kind: str, backend: str, *, threads: int | None = N
         from edgewise.runtime.inc import QuantizedClassifier
 
         model = QuantizedClassifier(folder)
-    else:
-        check_weights(folder, allow_pickle)
+    else:  # load_classifier refuses pickle weights unless allowed
         model = load_classifier(source, allow_pickle).to("cuda" if cuda else "cpu").eval()
     labels = recorded.get("labels") or None
     info = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch_threads": torch.get_num_threads()}

@@ -42,6 +42,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from edgewise.core.errors import EdgewiseError
+from edgewise.runtime.base import ONNX_KINDS, ORT_BACKENDS
 
 QUERY_KEYS = ("python", "cache", "timeout", "wheels")
 MIN_PYTHON = (3, 10)
@@ -51,8 +52,8 @@ COPY_S_PER_MB = 1.0  # a slow link (1 MB/s) still finishes
 CONNECT_TIMEOUT_S = 10
 JOB_GRACE_S = 30  # the device stops its job at the timeout; the host waits this much longer for its answer
 RC_MARK = "__edgewise_rc="
-DEVICE_KINDS = ("onnx", "ort", "bundle", "tensorrt")
-DEVICE_BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
+DEVICE_KINDS = ONNX_KINDS  # what a device runs: no PyTorch there
+DEVICE_BACKENDS = ("auto", *ORT_BACKENDS, "tensorrt")
 SIGNALS = {137: "killed (SIGKILL: out of memory?)", 139: "crashed (SIGSEGV)", 134: "aborted (SIGABRT)",
            143: "terminated (SIGTERM)"}
 
@@ -128,7 +129,7 @@ class Target:
 
     def __init__(self, url: str, settings: dict):
         self.full_url = url  # what reports record
-        self.url = url.split("?")[0]  # what messages name
+        self.url = target_name(url)  # what messages name
         self.python = settings.get("python", "python3")
         self.cache = settings.get("cache", self.default_cache)
         self.timeout = float(settings.get("timeout", 3600))
@@ -321,15 +322,17 @@ class Target:
         import hashlib
         import socket
 
-        from edgewise.core.manifest import sha256_file
+        from edgewise.core.manifest import MANIFEST_NAME, hash_files, sha256_file
         from edgewise.runtime.base import read_manifest
 
         # Keyed by this host and folder: two hosts (CI runners) sharing a device never share a copy.
         key = hashlib.sha256(f"{socket.gethostname()}:{folder.resolve()}".encode()).hexdigest()[:8]
         remote = f"{self.home_cache}/models/{folder.name}-{key}"
         built_there = [str(f) for f in read_manifest(folder).get("expected_files") or []]
-        local = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*"))
-                 if p.is_file() and str(p.relative_to(folder)) not in built_there}
+        # hash_files remembers what Artifact.load already hashed in this process: no second pass over the model.
+        local = {name: d for name, d in hash_files(folder).items() if name not in built_there}
+        if (folder / MANIFEST_NAME).is_file():
+            local[MANIFEST_NAME] = sha256_file(folder / MANIFEST_NAME)
         there = _json_line(self._python_ok(HASHES, [remote, json.dumps(built_there)], f"listing {folder.name} there"),
                            f"listing {folder.name} on {self.url} gave no list", "check the device's Python")
         changed = [name for name, digest in local.items() if there.get(name) != digest]

@@ -115,8 +115,6 @@ def test_a_model_that_brings_its_own_code_is_refused_before_anything_loads(tiny_
 def test_shards_outside_the_model_folder_are_refused(tiny_pruned, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from edgewise.core.models import _checkpoint
-
     model = _foreign_copy(tiny_pruned[0], tmp_path / "model")
     save_file(load_file(model / "model.safetensors"), tmp_path / "elsewhere.safetensors")
     (model / "model.safetensors").unlink()
@@ -124,7 +122,7 @@ def test_shards_outside_the_model_folder_are_refused(tiny_pruned, tmp_path):
         {"weight_map": {"bert.pooler.dense.bias": str(tmp_path / "elsewhere.safetensors")}}))
 
     with pytest.raises(EdgewiseError, match="names a weights file outside its folder"):
-        _checkpoint(model, allow_pickle=False)
+        load_classifier(ModelSource(str(model), str(model), True))  # a pruned model: read through _checkpoint
 
 
 def test_an_index_naming_shards_outside_the_folder_is_refused_for_any_model(tiny_teacher, tiny_data, tmp_path,

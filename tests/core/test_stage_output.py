@@ -2,6 +2,7 @@
 
 import errno
 import json
+from pathlib import Path
 
 import pytest
 
@@ -187,6 +188,6 @@ def test_an_output_folder_that_cannot_be_created_is_one_error(parent, tmp_path, 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".deploy.partial"))
 
-    monkeypatch.setattr(out.dir, "begin", read_only)
+    monkeypatch.setattr(Path, "mkdir", read_only)  # what begin() does first here: make the work folder
     with pytest.raises(EdgewiseError, match="cannot create the output next to .*Read-only file system.*read-only"), out:
         pass

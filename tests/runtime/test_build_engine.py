@@ -72,6 +72,7 @@ def no_trtexec(tmp_path, monkeypatch):
     import edgewise.runtime.engine_build as engine_build
 
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("TRTEXEC", raising=False)
     monkeypatch.setattr(engine_build, "TRTEXEC_DEFAULT", str(tmp_path / "no" / "trtexec"))
 
 
@@ -123,6 +124,18 @@ def test_build_engine_uses_the_given_trtexec(jetson, fake_trtexec, tmp_path, mon
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
 
     assert main(["build-engine", str(jetson), "--trtexec", str(elsewhere), "--no-bench"]) == 0
+    assert (jetson / ENGINE).is_file()
+
+
+def test_build_engine_takes_trtexec_from_the_environment_as_build_engine_sh_does(jetson, fake_trtexec, tmp_path,
+                                                                                monkeypatch):
+    elsewhere = tmp_path / "tensorrt" / "trtexec"
+    elsewhere.parent.mkdir()
+    shutil.copy2(tmp_path / "bin" / "trtexec", elsewhere)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setenv("TRTEXEC", str(elsewhere))
+
+    assert main(["build-engine", str(jetson), "--no-bench"]) == 0
     assert (jetson / ENGINE).is_file()
 
 

@@ -170,3 +170,13 @@ def test_torch_runner_feeds_the_device_the_model_is_on(tiny_teacher):
     feed = TorchRunner(model, AutoTokenizer.from_pretrained(tiny_teacher), max_length=16).encode(["apple red"])
 
     assert {tensor.device.type for tensor in feed.values()} == {"meta"}
+
+
+@pytest.mark.parametrize("kind", ["onnx", "hf"])
+def test_logits_of_a_head_that_does_not_match_the_label_map_are_refused(kind, tiny_onnx, tiny_teacher):
+    folder = tiny_onnx if kind == "onnx" else tiny_teacher
+    runner = open_runner(folder, kind, "ort-cpu" if kind == "onnx" else "torch")
+    runner.id2label = {0: "colour", 1: "fruit"}  # the model has three outputs
+
+    with pytest.raises(EdgewiseError, match="has 3 outputs but names 2 labels; fix its label map"):
+        runner.logits(["a red apple"])
