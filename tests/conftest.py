@@ -101,6 +101,112 @@ def tiny_encoder(tmp_path_factory) -> Path:
     return build_encoder(tmp_path_factory.mktemp("encoder"), "bert")
 
 
+def write_sentence_transformers(path: Path, pooling: str = "mean", normalize: bool = True, width: int = 32,
+                                max_seq_length: int = 32, modules: list | None = None) -> Path:
+    """The files sentence-transformers writes beside an encoder (modules.json, 1_Pooling/config.json,
+    sentence_bert_config.json), written by hand as it writes them: an embedding model's folder."""
+    import json
+
+    listed = modules or [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        *([{"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+          if normalize else [])]
+    (path / "modules.json").write_text(json.dumps(listed, indent=2))
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    modes = {"pooling_mode_cls_token": pooling == "cls", "pooling_mode_mean_tokens": pooling == "mean",
+             "pooling_mode_max_tokens": pooling == "max", "pooling_mode_mean_sqrt_len_tokens": False}
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": width, **modes}))
+    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length,
+                                                                "do_lower_case": False}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tmp_path_factory) -> Path:
+    """A sentence-transformers embedding model like all-MiniLM-L6-v2 (a tiny BERT encoder, mean pooling,
+    normalised), random weights: the embedding teacher of the tests (no edgewise.json: a foreign folder)."""
+    path = build_encoder(tmp_path_factory.mktemp("embedder"), "bert")
+    return write_sentence_transformers(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Unlabelled texts, one per line (.txt): an embedding model's corpus."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(text for text, _ in make_texts(160, seed=4)) + "\n")
+    return path
+
+
+def make_pairs(n: int, seed: int) -> list[tuple[str, str, float]]:
+    """Scored sentence pairs on STS's 0-5 scale: a text and itself 5, two texts of one class 3-4, of two classes
+    0-1 (so that even an untrained encoder ranks them the right way round, mostly: a positive Spearman)."""
+    rng = random.Random(seed)
+    texts = make_texts(2 * n, seed)
+    rows = []
+    for i in range(n):
+        (first, a), (second, b) = rng.sample(texts, 2)
+        if i % 4 == 0:
+            rows.append((first, first, 5.0))
+        else:
+            rows.append((first, second, round(rng.uniform(3, 4) if a == b else rng.uniform(0, 1), 2)))
+    return rows
+
+
+@pytest.fixture(scope="session")
+def tiny_pairs(tmp_path_factory) -> Path:
+    """A folder of scored pairs (validation.csv and test.csv; columns sentence1, sentence2, score), like STS-B."""
+    path = tmp_path_factory.mktemp("pairs")
+    header = ("sentence1", "sentence2", "score")
+    write_csv(path / "validation.csv", make_pairs(40, seed=5), header)
+    write_csv(path / "test.csv", make_pairs(40, seed=6), header)
+    return path
+
+
+def write_retrieval(path: Path) -> Path:
+    """A retrieval set in BEIR's layout: 30 documents of the three classes, 6 queries (two words of one class),
+    each with the documents of its class judged relevant (grade 1)."""
+    import json
+
+    path.mkdir(parents=True, exist_ok=True)
+    documents = make_texts(30, seed=8)
+    (path / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": text}) + "\n"
+                                               for i, (text, _) in enumerate(documents)))
+    queries = [(f"q{i}", label, " ".join(CLASS_WORDS[label][i % 3:i % 3 + 2])) for i, label in
+               enumerate(list(CLASS_WORDS) * 2)]
+    (path / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": text}) + "\n"
+                                                for q, _, text in queries))
+    (path / "qrels").mkdir(exist_ok=True)
+    (path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\td{i}\t1\n" for q, label, _ in queries for i, (_, other) in enumerate(documents) if other == label))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_retrieval(tmp_path_factory) -> Path:
+    return write_retrieval(tmp_path_factory.mktemp("retrieval") / "beir")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_onnx(tiny_embedder, tiny_corpus, tmp_path_factory) -> Path:
+    """The tiny embedding model exported to ONNX by edgewise (pooling and normalisation in the graph)."""
+    from edgewise.export import ExportConfig, export
+
+    dst = tmp_path_factory.mktemp("embedder-onnx") / "onnx"
+    export(tiny_embedder, dst, ExportConfig(), data=str(tiny_corpus))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_bundle(tiny_embedder_onnx, tmp_path_factory) -> Path:
+    """The tiny embedding model's deploy folder."""
+    from edgewise.export import bundle
+
+    dst = tmp_path_factory.mktemp("deploy-embedder") / "embedder"
+    bundle(tiny_embedder_onnx, dst)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A folder with train.csv / validation.csv / test.csv of the three-class task."""

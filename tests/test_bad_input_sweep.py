@@ -23,7 +23,9 @@ import pytest
 from tests.conftest import assert_user_error, digest, make_texts, write_csv
 
 FIXTURES = {"teacher": "tiny_teacher", "onnx": "tiny_onnx", "int8": "tiny_int8", "bundle": "tiny_bundle",
-            "encoder": "tiny_encoder", "data": "tiny_data"}
+            "encoder": "tiny_encoder", "data": "tiny_data", "embedder": "tiny_embedder",
+            "embedder-onnx": "tiny_embedder_onnx", "embedder-bundle": "tiny_embedder_bundle", "corpus": "tiny_corpus",
+            "pairs": "tiny_pairs"}
 
 
 # ---- inputs the cases build (each into the test's own folder) ------------------------------------------------
@@ -97,6 +99,21 @@ def _symlink_loop(tmp: Path, fixture_value) -> Path:
     return tmp / "loop-a"
 
 
+def _pooling(mode: str):
+    """The tiny embedding model with another pooling mode turned on in its 1_Pooling/config.json."""
+    def damage(folder: Path) -> None:
+        settings = json.loads((folder / "1_Pooling" / "config.json").read_text())
+        (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+            {**settings, "pooling_mode_mean_tokens": False, mode: True}))
+    return _copy("tiny_embedder", damage)
+
+
+def _dense(folder: Path) -> None:
+    modules = json.loads((folder / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+
+
 OTHER_LABELS = [(text, {"fruit": "positive", "colour": "negative", "sport": "negative"}[label])
                 for text, label in make_texts(30, seed=5)]
 UNKNOWN_LABEL = [*make_texts(20, seed=5), ("a stormy day today", "weather")]
@@ -132,6 +149,12 @@ BUILDERS = {
     "recipe-empty": _file("recipe.yaml", ""),
     "symlink-loop": _symlink_loop,
     "a-file": _file("notes.txt", "not a folder\n"),
+    "weighted-pooling": _pooling("pooling_mode_weightedmean_tokens"),
+    "dense-module": _copy("tiny_embedder", _dense),
+    "pairs-wrong-columns": _csv([("a red apple", "a green apple", "4.5")], header=("sentence_a", "sentence_b", "sim")),
+    "pairs-text-scores": _csv([("a red apple", "a green apple", "high"), ("golf", "tennis", "")],
+                              header=("sentence1", "sentence2", "score")),
+    "blank-corpus": _file("corpus.txt", "\n   \n\n"),
 }
 
 
@@ -230,7 +253,8 @@ CASES = [
     case("distill", "distill {teacher} {bad:other-labels} -o {out} --layers 1", "label(s) 'negative', 'positive'",
          "use a model trained on these labels", id="teacher labels differ from the data's"),
     case("distill", "distill {teacher} {data} -o {out} --layers 1 --student-config layers=1",
-         "choose one kind of student (--layers, --layer-map, --student or --student-config)", id="two student choices"),
+         "choose one kind of student (--layers, --layer-map, --student, --student-config or --static)",
+         id="two student choices"),
     case("distill", "distill {teacher} {data} -o {out} --student-config wings=2", "'wings=2'",
          "KEY one of layers, hidden, heads, ffn", id="unknown student key"),
     case("distill", "distill {teacher} {data} -o {out} --layers 1 --unlabeled /nowhere/texts.txt",
@@ -412,6 +436,39 @@ CASES = [
     case("recipe validate", "recipe validate {bad:recipe-cycle}", "names no earlier stage", id="missing input"),
     case("recipe validate", "recipe validate /nowhere/recipe.yaml", "does not exist",
          "pass the path of a recipe YAML", id="missing recipe"),
+    # -- embedding models (issue 23) -------------------------------------------------------------------------
+    case("distill", "distill {teacher} {data} -o {out} --layers 1 --task embedding",
+         "is a classification model, not embedding; drop --task", id="a classifier as --task embedding"),
+    case("compress", "compress {teacher} {data} -o {out} --task embedding",
+         "is a classification model, not embedding; drop --task", id="a classifier as --task embedding"),
+    case("quantize", "quantize {embedder} -o {out} --method inc", "--method inc serves classification models",
+         "quantize its ONNX export (edgewise export) with --method dynamic or static",
+         id="an embedding model to INC"),
+    case("distill", "distill {teacher} {data} -o {out} --static", "--static distils a sentence-embedding teacher",
+         "drop --static", id="a classifier to --static"),
+    case("evaluate", "evaluate {embedder} {data}", "holds no scored pairs and no reference model",
+         "pass scored pairs (columns sentence1, sentence2, score) as DATA, or --reference MODEL",
+         id="an embedding model on labelled texts alone"),
+    case("evaluate", "evaluate {embedder-onnx} {corpus} --reference {teacher}", "is not a sentence-embedding",
+         "pass --reference with the teacher", id="a classifier as the reference"),
+    case("bench", "bench {embedder-onnx} --data {corpus} --pairs {bad:pairs-wrong-columns}",
+         "has no column 'sentence1', 'sentence2', 'score'", "scored pairs need the columns sentence1, sentence2, "
+         "score", id="pairs with wrong columns"),
+    case("quantize", "quantize {embedder-onnx} -o {out} --data {corpus} --pairs {bad:pairs-text-scores}",
+         "holds values that are not numbers: row 1 ('high'), row 2 ('')", "fix or drop those rows",
+         id="pairs with scores that are not numbers"),
+    case("distill", "distill {embedder} {bad:blank-corpus} -o {out} --layers 1", "is empty: it has no rows",
+         id="an empty corpus"),
+    case("export", "export {bad:weighted-pooling} -o {out}", "pooling_mode_weightedmean_tokens",
+         "edgewise computes exactly one of mean, cls or max", id="unknown pooling mode"),
+    case("distill", "distill {bad:dense-module} {corpus} -o {out} --layers 1", "Transformer, Pooling, Dense",
+         "a model with other modules (Dense, ...) is not supported", id="a Dense module"),
+    case("export", "export {embedder} -o {out} --pooling max", "pools its vectors itself",
+         "--pooling max would change the model: drop them", id="pooling against the model's own"),
+    case("prune", "prune {encoder} {corpus} -o {out} --flops 0.5 --task classification --pooling mean",
+         "--pooling and --normalize describe an embedding model; drop them", id="pooling for a classifier"),
+    case("compress", "compress {embedder} {corpus} -o {out} --pairs {pairs}/test.csv", "has one split",
+         "give a folder with validation.csv and test.csv", id="pairs without validation and test"),
     # -- an earlier output given with --overwrite stays as it was when the new run fails ---------------------
     case("export", "export {teacher} -o {bad:earlier} --overwrite --opset 5", "opset must be between 11 and 23",
          id="failed overwrite"),
@@ -498,6 +555,11 @@ RUNTIME_CASES = [
          "make one with edgewise bundle SRC -o DST --target jetson", id="engine of a generic bundle"),
     case("runtime", "job /nowhere/job.json --out {out}", "cannot read the job /nowhere/job.json",
          "write it with edgewise bench --target", id="missing job"),
+    case("runtime", "predict {embedder-bundle} hello", "gives vectors, not labels; use embed",
+         id="predict with an embedding bundle"),
+    case("runtime", "embed {bundle} hello", "gives labels, not vectors; use predict", id="embed with a classifier"),
+    case("runtime", "embed {embedder-bundle}", "no texts to embed", "give them as arguments or with --file",
+         id="nothing to embed"),
 ]
 
 

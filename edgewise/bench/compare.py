@@ -9,7 +9,7 @@ from pathlib import Path
 from edgewise.bench.config import CompareConfig
 from edgewise.core.errors import EdgewiseError
 
-SUPPORTED_SCHEMA = 1
+SUPPORTED_SCHEMA = 2  # the bench report schema (bench.stage.REPORT_SCHEMA_VERSION); 1 is read as well
 
 # Fewest timing rounds for a usable p50 interval. The interval is built from the round medians
 # (edgewise.runtime.bench.median_ci): 1 round gives a zero-width "interval" (coverage 0), 2 rounds

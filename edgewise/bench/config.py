@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
+from edgewise.core.tasks import TaskConfig
 from edgewise.runtime.runners import BACKENDS  # auto: runners.auto_backend per artifact kind
 from edgewise.runtime.targets import parse_target
+
+# What a row's quality can be read as: a classifier's, then an embedding model's metrics (core.tasks).
+METRICS = ("auto", "accuracy", "macro_f1", "spearman", "neighbour_overlap", "cosine_mean", "ndcg_at_10")
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,16 @@ class BenchConfig:
                                    "python=PATH, cache=DIR, timeout=SECONDS, wheels=DIR (wheels to unpack there "
                                    "when it lacks those packages), e.g. ssh://pi@raspberrypi?python="
                                    "/home/pi/venv/bin/python3.")
-    metric: str = setting("accuracy", "What the Pareto plot (pareto.png) weighs against latency: accuracy or "
-                                      "macro_f1 (better for unbalanced classes).", choices=("accuracy", "macro_f1"))
+    metric: str = setting("auto", "What the Pareto plot (pareto.png) weighs against latency: auto (the task's gate: "
+                                  "accuracy; an embedding model's STS Spearman with --pairs, else its top-10 neighbour "
+                                  "overlap with the reference), accuracy, macro_f1 (better for unbalanced classes), "
+                                  "spearman, neighbour_overlap or cosine_mean.", choices=METRICS)
+    pairs: str | None = setting(None, "Embedding models: scored sentence pairs (columns sentence1, sentence2, score, "
+                                      "e.g. STS-B) whose STS Spearman is measured, from the --split split.")
+    retrieval: str | None = setting(None, "Embedding models: a retrieval set in BEIR's layout (corpus.jsonl, "
+                                          "queries.jsonl, qrels/SPLIT.tsv) whose NDCG@10 and recall@10 are measured.")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
+    task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
@@ -83,8 +94,8 @@ class BenchConfig:
             parse_target(self.target)
         except EdgewiseError as e:
             problems.append(str(e))
-        if self.metric not in ("accuracy", "macro_f1"):
-            problems.append(f"metric must be accuracy or macro_f1, got {self.metric!r}")
+        if self.metric not in METRICS:
+            problems.append(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if problems:
             raise EdgewiseError("; ".join(problems))
 

@@ -33,7 +33,10 @@ def _smallest_batch_rows(report: dict) -> list[dict]:
     return [r for r in ok if r["batch_size"] == smallest]
 
 
-METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+# How the axis names each metric a bench row can carry (all plotted x 100).
+METRIC_NAMES = {"accuracy": "accuracy (%)", "macro_f1": "macro-F1 (%)", "spearman": "STS Spearman (x 100)",
+                "neighbour_overlap": "top-10 neighbour overlap (%)", "cosine_mean": "mean cosine to ref (x 100)",
+                "ndcg_at_10": "NDCG@10 (x 100)"}
 
 
 def plot_pareto(report: dict, path: Path, metric: str = "accuracy") -> None:
@@ -45,7 +48,7 @@ def plot_pareto(report: dict, path: Path, metric: str = "accuracy") -> None:
 
 
 def pareto_figure(report: dict, metric: str = "accuracy"):
-    """Latency (p50, smallest batch) against ``metric`` (accuracy or macro_f1), the Pareto frontier marked.
+    """Latency (p50, smallest batch) against ``metric`` (a key of METRIC_NAMES), the Pareto frontier marked.
 
     Labels sit beside their own points, inside the axes (never over the title), over no other label
     nor the legend; with more than six points only the frontier and the reference are labelled (a label
@@ -53,10 +56,11 @@ def pareto_figure(report: dict, metric: str = "accuracy"):
     plt = _pyplot()
     rows = [r for r in _smallest_batch_rows(report) if r.get(metric) is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    name = METRIC_NAMES.get(metric, metric)
+    axis = METRIC_NAMES.get(metric, metric)
+    name = axis.rsplit(" (", 1)[0]
     batch = rows[0]["batch_size"] if rows else 1
     ax.set_xlabel(f"p50 latency, batch {batch} (ms)")
-    ax.set_ylabel(f"{name} (%)")
+    ax.set_ylabel(axis)
     ax.set_title(f"latency vs {name}")
     ax.grid(alpha=0.3)
     if not rows:

@@ -13,19 +13,6 @@ def _pct(value) -> str:
     return f"{value * 100:.2f} %" if value is not None else ""
 
 
-def _accuracy(row: dict, eval_batch_size: int | None) -> str:
-    """The accuracy cell; the batch size it was scored at when that is not the row's.
-
-    Reports written before rows recorded ``accuracy_batch_size`` scored every row at the configured
-    ``eval_batch_size``.
-    """
-    text = _pct(row.get("accuracy"))
-    scored_at = row.get("accuracy_batch_size", eval_batch_size)
-    if text and scored_at is not None and scored_at != row["batch_size"]:
-        text += f" (batch {scored_at})"
-    return text
-
-
 def device_line(target: str, env: dict) -> str:
     """Where a device report was measured: the target and what its latency depends on (runtime.targets)."""
     device = env.get("device") or {}
@@ -64,17 +51,22 @@ def markdown(report: dict) -> str:
     ]
     if report.get("target"):
         lines.append(device_line(report["target"], env))
+    task = report_task(report)
     if report.get("data"):
         d = report["data"]
         scored = config.get("eval_batch_size")
-        lines.append(f"Accuracy on {d['spec']} ({d['split']}, {d['rows']} texts), through the backend timed, "
+        what = "Accuracy" if task.name == "classification" else "Quality"
+        texts = (f"{d['rows']} texts" if not d.get("pairs") else
+                 f"{d.get('corpus', 0)} corpus texts and {d['pairs']} scored pairs of {d.get('pairs_spec')}")
+        lines.append(f"{what} on {d['spec']} ({d['split']}, {texts}), through the backend timed, "
                      + (f"in batches of {scored} (--eval-batch-size) whatever the row's batch size."
                         if scored else "at each row's own batch size."))
+    columns = task.columns
     lines += [
         "",
-        "| artifact | backend | batch | seq | p50 ms (95 % CI) | p90 | p99 | CV | speed vs ref | items/s | accuracy "
-        "| macro-F1 | agreement | size MB | params |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| artifact | backend | batch | seq | p50 ms (95 % CI) | p90 | p99 | CV | speed vs ref | items/s | "
+        + " | ".join(header for header, _, _ in columns) + " | size MB | params |",
+        "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(columns) + "---|---|",
     ]
     for row in report["results"]:
         art = artifacts.get(row["artifact"], {})
@@ -82,7 +74,7 @@ def markdown(report: dict) -> str:
         params = f"{art['parameters'] / 1e6:.2f} M" if art.get("parameters") else ""
         if row["status"] != "ok":
             lines.append(f"| {row['artifact']} | {row['backend']} | {row['batch_size']} | | skipped: "
-                         f"{row.get('reason', '')} | | | | | | | | | {size} | {params} |")
+                         f"{row.get('reason', '')} | | | | | | " + "| " * len(columns) + f"{size} | {params} |")
             continue
         lat = row["latency_ms"]
         low, high = lat["p50_ci95"]
@@ -91,18 +83,35 @@ def markdown(report: dict) -> str:
             f"| {row['artifact']} | {row['backend']} | {row['batch_size']} | {row['seq_len']} | "
             f"{lat['p50']:.2f} ({low:.2f}-{high:.2f}) | {_ms(lat['p90'])} | {_ms(lat['p99'])} | {lat['cv']:.3f} | "
             f"{speed(ratio)} | {row['throughput_items_per_s']:.1f} | "
-            f"{_accuracy(row, config.get('eval_batch_size'))} | {_pct(row.get('macro_f1'))} | "
-            f"{_pct(row.get('label_agreement'))} | "
+            + " | ".join(_cell(row, key, kind, config, i == 0) for i, (_, key, kind) in enumerate(columns)) + " | "
             f"{size} | {params} |"
         )
     lines += ["", "`speed vs ref`: the reference artifact's p50 over this row's, at the same batch size, on the same "
               "backend when the reference ran there, else on its first backend. `items/s`: items over the total "
-              "timed time. `size MB`: 10^6 bytes. `agreement`: share of "
-              "evaluation texts labelled as the reference labels them. `seq` data: the evaluation texts at their "
-              "real length, padded per batch (its CV then includes the spread of the texts' lengths). "
-              "`accuracy` (batch N): scored in batches of N, not at the row's "
-              "batch size; dynamic INT8 predictions can change with the batch.", ""]
+              "timed time. `size MB`: 10^6 bytes. " + task.column_notes + " `seq` data: the evaluation texts at "
+              "their real length, padded per batch (its CV then includes the spread of the texts' lengths). "
+              "(batch N): scored in batches of N, not at the row's "
+              "batch size; dynamic INT8 outputs can change with the batch.", ""]
     return "\n".join(lines)
+
+
+def report_task(report: dict):
+    """The task a report's rows were scored as (a report from before tasks: a classifier's)."""
+    from edgewise.core.tasks import from_record
+    from edgewise.core.tasks.classification import Classification
+
+    return from_record(report["task"], "the report") if report.get("task") else Classification()
+
+
+def _cell(row: dict, key: str, kind: str, config: dict, first: bool) -> str:
+    """A task column's cell: a share in % or a figure to 4 places; in the first, the batch size the outputs were
+    scored at when that is not the row's (reports before ``accuracy_batch_size`` scored at ``eval_batch_size``)."""
+    value = row.get(key)
+    text = "" if value is None else _pct(value) if kind == "pct" else f"{value:.4f}"
+    scored_at = row.get("accuracy_batch_size", config.get("eval_batch_size"))
+    if first and text and scored_at is not None and scored_at != row["batch_size"]:
+        text += f" (batch {scored_at})"
+    return text
 
 
 def speed(ratio: float | None) -> str:

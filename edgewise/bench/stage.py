@@ -20,7 +20,12 @@ from edgewise.runtime.runners import Unavailable, auto_backend, open_runner
 from edgewise.runtime.sizes import model_size
 from edgewise.runtime.targets import check_device_inputs, parse_target
 
-REPORT_SCHEMA_VERSION = 1
+# 2: rows carry ``scores`` (the task's metrics: accuracy and macro-F1, or STS Spearman, cosine and neighbour
+# agreement) and ``quality`` (the gate metric's value); the report its ``task`` and ``quality_metric``.
+REPORT_SCHEMA_VERSION = 2
+# The task metrics a row also carries at its top level (what reports, compare and the plots read).
+SCORE_FIELDS = ("accuracy", "macro_f1", "spearman", "cosine_mean", "cosine_p1", "cosine_min", "neighbour_overlap",
+                "ndcg_at_10", "recall_at_10")
 REPORT_FILE = "report.json"
 
 
@@ -113,6 +118,7 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
         twice = next(p for p in paths if paths.count(p) > 1)
         raise EdgewiseError(f"{twice} is given twice; name each artifact once")
     names = _names(loaded)
+    task = _task(loaded, config)
     target = parse_target(config.target)
     if target is not None:
         check_device_inputs(target, loaded, config.backends)
@@ -126,7 +132,15 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
     seq_mode = config.seq_len if config.seq_len != "auto" else ("data" if data else "max")
     if seq_mode == "data" and not data:
         raise EdgewiseError("--seq-len data times the evaluation texts: pass --data, or a number such as 128")
-    split = _eval_split(data, config, paths[0]) if data else None
+    if (config.pairs or config.retrieval) and task.name != "embedding":
+        raise EdgewiseError("--pairs and --retrieval score sentence-embedding models (gold similarity scores, "
+                            f"relevant documents); these are {task.describe()} models: drop them")
+    split = None
+    if data or config.pairs or config.retrieval:
+        labels = loaded[0].labels if task.name == "classification" else {}
+        extra = {"retrieval": config.retrieval} if config.retrieval else {}
+        split, _ = task.eval_data(data, config.split, config.data, paths[0], labels, pairs=config.pairs,
+                                  samples=config.accuracy_samples, **extra)
     if seq_mode == "data" and len(split) < max(config.batch_sizes):
         raise EdgewiseError(
             f"--seq-len data needs at least {max(config.batch_sizes)} evaluation texts for batch size "
@@ -134,19 +148,22 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
         )
 
     if target is None:
-        slots, rows, predictions = _measure_here(loaded, names, split, seq_mode, config)
+        slots, rows, predictions = _measure_here(loaded, names, task, split, seq_mode, config)
         environment, peak = measurement_environment(), peak_rss_mb()
     else:
-        slots, rows, predictions, environment, peak = _measure_on(target, loaded, names, split, seq_mode, config)
+        slots, rows, predictions, environment, peak = _measure_on(target, loaded, names, task, split, seq_mode,
+                                                                  config)
     rows += [_row(slot, config) for slot in slots]
-    _relate(rows, names[0], predictions)
+    _relate(rows, names[0], predictions, task, split)
+    metric = _quality(rows, task, config)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "tool": "edgewise bench",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": config_to_dict(config),
-        "data": None if split is None else {"spec": data, "split": split.name, "rows": len(split),
-                                            "sha256": split.sha256()},
+        "task": task.record(),
+        "quality_metric": metric,
+        "data": None if split is None else {**split.describe(), "spec": data, "pairs_spec": config.pairs},
         "reference": names[0],
         "artifacts": [_describe(a, n) for a, n in zip(loaded, names, strict=True)],
         "results": _ordered(rows, names, config),
@@ -168,25 +185,34 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _eval_split(data: str, config: BenchConfig, reference: Path):
-    from edgewise.core.data import SPLIT_ALIASES, load_splits, select_split
+def _task(loaded: list[Artifact], config: BenchConfig):
+    """The task every artifact shares (the reference's); artifacts of two tasks cannot stand in one bench."""
+    from edgewise.core.tasks import refuse_unless
 
-    splits = load_splits(data, config.data)
-    if config.split is not None and config.split.lower() in SPLIT_ALIASES["validation"]:
-        from edgewise.core.lineage import carve_validation
-
-        # The texts the reference's training held out, when the data has no validation split, so that a
-        # choice made on validation (edgewise compress) never sees the test split.
-        splits, _ = carve_validation(splits, data, reference, config.data)
-    split = select_split(splits, config.split, data)
-    if config.accuracy_samples:
-        split = split.subset(range(min(len(split), config.accuracy_samples)), split.name)
-    return split
+    tasks = [refuse_unless(a.task_for(config.task), ("classification", "embedding"), str(a.path), "bench")
+             for a in loaded]
+    other = next((a for a, t in zip(loaded, tasks, strict=True) if t.name != tasks[0].name), None)
+    if other is not None:
+        raise EdgewiseError(f"{other.path} is a {tasks[loaded.index(other)].describe()} model and {loaded[0].path} a "
+                            f"{tasks[0].describe()} model; bench compares models of one task: bench them apart")
+    return tasks[0]
 
 
-def _measure_here(loaded: list[Artifact], names: list[str], split, seq_mode, config: BenchConfig):
+def _quality(rows: list[dict], task, config: BenchConfig) -> str | None:
+    """Each timed row's ``quality``: its value of the gate metric (--metric, or the task's: accuracy, an embedding
+    model's STS Spearman or neighbour overlap); returns the metric's name (None without data)."""
+    scored = [r for r in rows if r.get("status") == "ok" and r.get("scores")]
+    if not scored:
+        return None
+    metric = config.metric if config.metric != "auto" else task.gate_of(scored[0]["scores"])
+    for row in scored:
+        row["quality"] = row["scores"].get(metric)
+    return metric
+
+
+def _measure_here(loaded: list[Artifact], names: list[str], task, split, seq_mode, config: BenchConfig):
     """Open, warm, score and time every artifact on every backend in this process: (slots, skipped rows,
-    predictions by (name, backend, accuracy batch size))."""
+    the task's outputs (logits, vectors) by (name, backend, accuracy batch size))."""
     from edgewise.runtime.job import feeds, time_interleaved
 
     slots, rows, predictions = [], [], {}
@@ -226,7 +252,7 @@ def _measure_here(loaded: list[Artifact], names: list[str], split, seq_mode, con
                 if split is not None and eval_batch not in passes:
                     predicted = _predict(runner, split, eval_batch)
                     predictions[(name, backend, eval_batch)] = predicted
-                    passes[eval_batch] = _score(predicted, artifact, split, config)
+                    passes[eval_batch] = task.score(split, predicted, artifact.labels)
                 slot["accuracy"] = passes.get(eval_batch)
                 slot["accuracy_batch_size"] = eval_batch if split is not None else None
             slots += new_slots
@@ -238,7 +264,7 @@ def _measure_here(loaded: list[Artifact], names: list[str], split, seq_mode, con
     return slots, rows, predictions
 
 
-def _measure_on(target, loaded: list[Artifact], names: list[str], split, seq_mode, config: BenchConfig):
+def _measure_on(target, loaded: list[Artifact], names: list[str], task, split, seq_mode, config: BenchConfig):
     """The same measurement run on a device (runtime.targets): the device predicts and times, this host
     scores its predictions against the labels. (slots, skipped rows, predictions, the device's environment and
     its job's peak RSS)."""
@@ -261,8 +287,8 @@ def _measure_on(target, loaded: list[Artifact], names: list[str], split, seq_mod
         artifact = by_name[slot["name"]]
         key = (slot["name"], slot["backend"], slot["accuracy_batch_size"])
         if split is not None and slot.get("predictions") is not None and key not in scored:
-            predictions[key] = _label_ids(slot["predictions"])
-            scored[key] = _score(predictions[key], artifact, split, config)
+            predictions[key] = task.expand(slot["predictions"], artifact.labels)
+            scored[key] = task.score(split, predictions[key], artifact.labels)
         slots.append({**slot, "artifact": artifact, "accuracy": scored.get(key),
                       "memory": {"rss_delta": _delta(slot.get("rss_before"), slot.get("rss_after")),
                                  "rss_now": slot.get("rss_after"), "gpu_peak": None}})
@@ -272,33 +298,13 @@ def _measure_on(target, loaded: list[Artifact], names: list[str], split, seq_mod
     return slots, rows, predictions, environment, result.get("process_peak_rss_mb")
 
 
-def _label_ids(values):
-    import numpy as np
-
-    return np.asarray(values, dtype=np.int64)
-
-
 def _predict(runner, split, batch_size: int):
-    """Labels predicted through the backend that is timed, in batches of ``batch_size`` (texts sorted by
-    length, as evaluate batches them)."""
-    import numpy as np
-
+    """The task's outputs (logits, vectors) through the backend that is timed, in batches of ``batch_size`` (texts
+    sorted by length, as evaluate batches them)."""
     with progress_bar(transient=True) as bar:
-        task = bar.add_task(f"accuracy {runner.backend}, batch {batch_size}", total=len(split), info="")
-        logits = runner.logits(split.texts, split.pairs, batch_size=batch_size, progress=lambda n: bar.advance(task, n))
-    return np.asarray(logits).argmax(-1).astype(np.int64)
-
-
-def _score(predicted, artifact: Artifact, split, config: BenchConfig) -> dict | None:
-    """Accuracy and macro-F1 of ``predicted`` when the split is labelled."""
-    from edgewise.core.data import encode_labels
-    from edgewise.core.metrics import classification_metrics
-
-    if split.labels is None:
-        return None
-    truth = encode_labels(split, artifact.labels, config.data.label_column)
-    metrics = classification_metrics(truth, [int(p) for p in predicted], artifact.labels)
-    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+        task = bar.add_task(f"outputs {runner.backend}, batch {batch_size}", total=len(split), info="")
+        return runner.outputs(split.texts, split.pairs, batch_size=batch_size,
+                              progress=lambda n: bar.advance(task, n))
 
 
 def _row(slot: dict, config: BenchConfig) -> dict:
@@ -306,9 +312,10 @@ def _row(slot: dict, config: BenchConfig) -> dict:
     row = result_row(slot["name"], artifact.path, artifact.kind, slot["backend"], slot["batch_size"], slot["seq_len"],
                      config.threads, samples=slot["samples"], rounds=slot["rounds"], memory=slot["memory"],
                      info=slot["info"])
-    accuracy = slot["accuracy"] or {}
-    if "accuracy" in accuracy:
-        row["accuracy"], row["macro_f1"] = accuracy["accuracy"], accuracy["macro_f1"]
+    scores = slot["accuracy"] or {}
+    if scores:
+        row["scores"] = scores
+        row.update({k: v for k, v in scores.items() if k in SCORE_FIELDS})
     if slot.get("accuracy_batch_size") is not None:  # the batch size the predictions (accuracy, agreement) came from
         row["accuracy_batch_size"] = slot["accuracy_batch_size"]
     return row
@@ -318,13 +325,12 @@ def _delta(before, after):
     return None if before is None or after is None else round(after - before, 1)
 
 
-def _relate(rows: list[dict], reference: str, predictions: dict) -> None:
-    """Latency ratio and label agreement of every row against the reference artifact.
+def _relate(rows: list[dict], reference: str, predictions: dict, task, split) -> None:
+    """Latency ratio and agreement (a classifier's labels; an embedding model's cosine and top-10 neighbours) of
+    every row against the reference artifact.
 
-    Agreement compares predictions made at the same batch size (the row's accuracy batch size).
+    Agreement compares outputs made at the same batch size (the row's accuracy batch size).
     """
-    import numpy as np
-
     ok = [r for r in rows if r["status"] == "ok"]
     for row in ok:
         same = [r for r in ok if r["artifact"] == reference and r["batch_size"] == row["batch_size"]]
@@ -335,7 +341,11 @@ def _relate(rows: list[dict], reference: str, predictions: dict) -> None:
         mine = predictions.get((row["artifact"], row["backend"], row.get("accuracy_batch_size")))
         theirs = predictions.get((reference, ref["backend"], row.get("accuracy_batch_size")))
         if mine is not None and theirs is not None:
-            row["label_agreement"] = float(np.mean(mine == theirs))
+            agreement = task.agreement_on(split, mine, theirs)
+            if row.get("spearman") is not None and ref.get("spearman"):  # STS as a share of the reference's
+                agreement["spearman_share"] = row["spearman"] / ref["spearman"]
+            row.update(agreement)
+            row.setdefault("scores", {}).update(agreement)
 
 
 def _ordered(rows: list[dict], names: list[str], config: BenchConfig) -> list[dict]:
@@ -357,7 +367,7 @@ def _write(report: dict, out) -> None:
     with out:
         (out.artifact / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         (out.artifact / "report.md").write_text(markdown(report))
-        plot_pareto(report, out.artifact / "pareto.png", metric=(report.get("config") or {}).get("metric", "accuracy"))
+        plot_pareto(report, out.artifact / "pareto.png", metric=report.get("quality_metric") or "accuracy")
         plot_latency_cdf(report, out.artifact / "latency_cdf.png")
         out.publish()
     console().print(f"wrote {out.dst}: report.json, report.md, pareto.png, latency_cdf.png")

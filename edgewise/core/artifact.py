@@ -158,7 +158,12 @@ class Artifact:
 
     @classmethod
     def load(cls, path: Path, kind: str | tuple[str, ...] | None = None, *, verify: bool = True) -> Artifact:
-        """Open the artifact at ``path``; check its kind and, if edgewise wrote it, its file hashes."""
+        """Open the artifact at ``path`` (or the built-in model ``builtin:NAME``); check its kind and, if edgewise
+        wrote it, its file hashes."""
+        from edgewise.core import builtin
+
+        if builtin.is_builtin(str(path)):
+            path = builtin.model_path(str(path))[0]
         path = real_path(path)
         if not path.exists():
             raise EdgewiseError(f"model folder {path} does not exist; check the path")
@@ -204,6 +209,20 @@ class Artifact:
             return {int(k): v for k, v in self.manifest.labels.items()}
         id2label = read_json(self.path / "config.json").get("id2label") or {}
         return {int(k): v for k, v in id2label.items()}
+
+    @property
+    def task(self):
+        """The artifact's task (core.tasks): as its manifest records it, else read from the folder; None for a
+        plain encoder (``task_for`` then needs --task)."""
+        return self.task_for()
+
+    def task_for(self, config=None, what: str | None = None):
+        """The task, with the --task / --pooling / --normalize of ``config`` (core.tasks.TaskConfig) for a folder
+        that does not say; an option that contradicts the folder is an EdgewiseError."""
+        from edgewise.core.tasks import resolve
+
+        recorded = self.manifest.task if self.manifest is not None else None
+        return resolve(self.path, recorded, self.labels, config, what)
 
     def classifier_labels(self) -> dict[int, str]:
         """The labels; an EdgewiseError saying how to get a classifier when there are none (a base encoder)."""

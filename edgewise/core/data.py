@@ -434,9 +434,12 @@ def select_split(splits: dict[str, Split], name: str | None, spec: str) -> Split
 
 
 def training_splits(
-    splits: dict[str, Split], config: DataConfig, spec: str, train_split: str = "train"
+    splits: dict[str, Split], config: DataConfig, spec: str, train_split: str = "train", labelled: bool = True
 ) -> tuple[Split, Split, Split | None]:
-    """train, validation (carved from train with the seed when absent) and test (None if absent)."""
+    """train, validation (carved from train with the seed when absent) and test (None if absent).
+
+    ``labelled=False`` (an embedding model learns texts, not labels): the carve needs no labels and is not
+    stratified."""
     train_split = _canonical_split(train_split)
     if train_split not in splits:
         raise EdgewiseError(
@@ -446,17 +449,19 @@ def training_splits(
     test = splits.get("test") if train_split != "test" else None
     if "validation" in splits and train_split != "validation":
         return train, splits["validation"], test
-    labels = require_labels(train)
+    labels = require_labels(train) if labelled else None
     if len(train) < 2:
         raise EdgewiseError(f"the train split of {spec} has {len(train)} row(s); at least 2 are needed")
     import numpy as np
     from sklearn.model_selection import train_test_split
 
     n_val = max(1, round(len(train) * config.validation_fraction))
-    counts = {label: labels.count(label) for label in set(labels)}
-    # Stratify when every class can give one example to each side, so a rare class is not
-    # carved out of the training data entirely.
-    stratify = labels if min(counts.values()) >= 2 and len(counts) <= n_val <= len(train) - len(counts) else None
+    stratify = None
+    if labels is not None:
+        counts = {label: labels.count(label) for label in set(labels)}
+        # Stratify when every class can give one example to each side, so a rare class is not
+        # carved out of the training data entirely.
+        stratify = labels if min(counts.values()) >= 2 and len(counts) <= n_val <= len(train) - len(counts) else None
     keep, held = train_test_split(np.arange(len(train)), test_size=n_val, random_state=config.seed, stratify=stratify)
     return train.subset(sorted(keep.tolist()), "train"), train.subset(sorted(held.tolist()), "validation"), test
 
@@ -491,3 +496,185 @@ def encode_labels(split: Split, id2label: dict[int, str], label_column: str = "l
             "trained on these labels"
         )
     return ids
+
+
+# --- scored sentence pairs (STS) ------------------------------------------------------------------
+
+PAIR_COLUMNS = ("sentence1", "sentence2", "score")
+
+
+@dataclass
+class Pairs:
+    """One split of scored sentence pairs (STS): two texts and a gold similarity score per row."""
+
+    name: str
+    first: list[str]
+    second: list[str]
+    scores: list[float]
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def sha256(self) -> str:
+        payload = json.dumps([self.first, self.second, self.scores], ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def describe(self) -> dict:
+        return {"spec": self.source, "split": self.name, "rows": len(self), "sha256": self.sha256()}
+
+
+def _scores(values, spec: str, split: str) -> list[float]:
+    import math
+
+    scores, bad = [], []
+    for row, value in enumerate(values, 1):
+        try:
+            number = float(str(value).strip()) if not _missing(value) else math.nan
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            bad.append(f"row {row} ({value!r})")
+        scores.append(number)
+    if bad:
+        raise EdgewiseError(f"column 'score' of the {split} split of {spec} holds values that are not numbers: "
+                            f"{', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}; accepted: a number per pair "
+                            "(e.g. 0-5 as STS-B scores them): fix or drop those rows")
+    return scores
+
+
+def load_pairs(spec: str, encoding: str = "utf-8") -> dict[str, Pairs]:
+    """Every split of a scored-pairs spec (a file or folder of split files with columns sentence1, sentence2,
+    score, e.g. STS-B); an EdgewiseError names a missing column or a score that is not a number."""
+    frames = read_frames(str(spec), encoding)
+    pairs = {}
+    for name, frame in frames.items():
+        missing = [c for c in PAIR_COLUMNS if c not in frame.columns]
+        if missing:
+            raise EdgewiseError(
+                f"the {name} split of {spec} has no column {', '.join(map(repr, missing))}; scored pairs need the "
+                f"columns {', '.join(PAIR_COLUMNS)} (its columns are {', '.join(map(str, frame.columns))}): rename "
+                "them, or pass a corpus of texts as DATA instead")
+        first = _texts(frame, "sentence1", "first-sentence", str(spec), name, "a sentence1 column")
+        second = _texts(frame, "sentence2", "second-sentence", str(spec), name, "a sentence2 column")
+        pairs[name] = Pairs(name, first, second, _scores(frame["score"].tolist(), str(spec), name), str(spec))
+    return pairs
+
+
+def is_pairs(spec: str, encoding: str = "utf-8") -> bool:
+    """Whether a data spec holds scored pairs (columns sentence1, sentence2 and score) rather than texts."""
+    try:
+        frames = read_frames(str(spec), encoding)
+    except EdgewiseError:
+        return False
+    return bool(frames) and all(set(PAIR_COLUMNS) <= set(frame.columns) for frame in frames.values())
+
+
+def select_pairs(pairs: dict[str, Pairs], name: str | None, spec: str) -> Pairs:
+    """The pairs split ``name``; by default test, else validation, else the only one (as select_split)."""
+    if name is None:
+        for candidate in ("test", "validation"):
+            if candidate in pairs:
+                return pairs[candidate]
+        if len(pairs) == 1:
+            return next(iter(pairs.values()))
+        raise EdgewiseError(f"{spec} has pair splits {', '.join(pairs)}; choose one with --split")
+    name = _canonical_split(name)
+    if name in pairs:
+        return pairs[name]
+    if len(pairs) == 1:  # one file of pairs serves every split asked for
+        return next(iter(pairs.values()))
+    raise EdgewiseError(f"{spec} has no {name!r} split of pairs; it has {', '.join(pairs)}: pick one with --split")
+
+
+# --- retrieval sets (BEIR's layout) ---------------------------------------------------------------
+
+@dataclass
+class Retrieval:
+    """A retrieval set: queries, the documents to search, and each query's relevant documents with their grade."""
+
+    name: str
+    queries: list[str]
+    documents: list[str]
+    relevant: list[dict[int, float]]  # per query: document index -> relevance grade (> 0)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def describe(self) -> dict:
+        return {"spec": self.source, "split": self.name, "queries": len(self.queries),
+                "documents": len(self.documents)}
+
+
+def is_retrieval(spec) -> bool:
+    """Whether a data spec is a retrieval folder in BEIR's layout (corpus.jsonl and queries.jsonl)."""
+    path = Path(str(spec)).expanduser()
+    return path.is_dir() and (path / "corpus.jsonl").is_file() and (path / "queries.jsonl").is_file()
+
+
+def _jsonl_texts(path: Path, encoding: str, join_title: bool) -> dict[str, str]:
+    frame = _read_table(path, encoding)
+    for column in ("_id", "text"):
+        if column not in frame.columns:
+            columns = ", ".join(map(str, frame.columns))
+            raise EdgewiseError(f"{path} has no column {column!r} (its columns are {columns}); a retrieval set is "
+                                "BEIR's layout: one JSON object per line with _id and text (and, for documents, "
+                                "title)")
+    texts = {}
+    for row in frame.to_dict("records"):
+        text = str(row["text"]) if not _missing(row["text"]) else ""
+        title = row.get("title") if join_title and not _missing(row.get("title")) else ""
+        texts[str(row["_id"])] = f"{title} {text}".strip() if title else text
+    return texts
+
+
+def load_retrieval(spec: str, split: str | None = None, encoding: str = "utf-8") -> Retrieval:
+    """A retrieval set in BEIR's layout: ``corpus.jsonl`` (_id, title, text), ``queries.jsonl`` (_id, text) and
+    the relevance judgements ``qrels/<split>.tsv`` (or ``qrels.tsv``; columns query-id, corpus-id, score): the
+    ``split`` asked for, else test, else the only one. Queries without a relevant document are left out."""
+    folder = Path(str(spec)).expanduser()
+    if not is_retrieval(folder):
+        raise EdgewiseError(f"{spec} is not a retrieval set: expected a folder with corpus.jsonl, queries.jsonl and "
+                            "qrels/test.tsv (BEIR's layout)")
+    files = sorted((folder / "qrels").glob("*.tsv")) if (folder / "qrels").is_dir() else []
+    files += [folder / "qrels.tsv"] if (folder / "qrels.tsv").is_file() else []
+    by_split = {_canonical_split(f.stem if f.parent.name == "qrels" else "test"): f for f in files}
+    name = _canonical_split(split) if split else None
+    chosen = by_split.get(name) or by_split.get("test") or (next(iter(by_split.values())) if len(by_split) == 1
+                                                             else None)
+    if chosen is None:
+        raise EdgewiseError(f"{spec} has relevance judgements for {', '.join(by_split) or 'no split'} (qrels/*.tsv); "
+                            f"add qrels/{name or 'test'}.tsv or choose one of those with --split")
+    documents = _jsonl_texts(folder / "corpus.jsonl", encoding, join_title=True)
+    queries = _jsonl_texts(folder / "queries.jsonl", encoding, join_title=False)
+    frame = _read_table(chosen, encoding)
+    missing = [c for c in ("query-id", "corpus-id", "score") if c not in frame.columns]
+    if missing:
+        raise EdgewiseError(f"{chosen} has no column {', '.join(map(repr, missing))}; relevance judgements have the "
+                            "columns query-id, corpus-id and score (BEIR's qrels)")
+    index = {doc: i for i, doc in enumerate(documents)}
+    relevant: dict[str, dict[int, float]] = {}
+    unknown = set()
+    for query, doc, grade in zip(frame["query-id"], frame["corpus-id"], frame["score"], strict=True):
+        query, doc = str(query), str(doc)
+        if query not in queries or doc not in index:
+            unknown.add(query if query not in queries else doc)
+            continue
+        try:
+            value = float(grade)
+        except ValueError:
+            raise EdgewiseError(f"{chosen}: the score {grade!r} of query {query} is not a number; relevance grades "
+                                "are numbers (0 for not relevant)") from None
+        if value > 0:
+            relevant.setdefault(query, {})[index[doc]] = value
+    if unknown:
+        shown = ", ".join(sorted(unknown)[:5])
+        raise EdgewiseError(f"{chosen} names ids that corpus.jsonl / queries.jsonl do not hold ({shown}); fix the "
+                            "judgements or the files")
+    if not relevant:
+        raise EdgewiseError(f"{chosen} judges no document relevant (every score 0); a retrieval set needs at least "
+                            "one relevant document per query scored")
+    ids = list(relevant)
+    return Retrieval(_canonical_split(chosen.stem) if chosen.parent.name == "qrels" else "test",
+                     [queries[q] for q in ids], list(documents.values()), [relevant[q] for q in ids], str(spec))

@@ -70,9 +70,19 @@ def working_length(limit: int | None, recorded: Mapping | None = None, requested
 
 def artifact_lengths(folder: Path, recorded: Mapping | None = None, requested: int | None = None,
                      what: str = "max_length") -> tuple[int, int | None]:
-    """(working length, position limit) of the model in ``folder`` whose manifest recorded ``recorded``."""
+    """(working length, position limit) of the model in ``folder`` whose manifest recorded ``recorded``; a
+    sentence-transformers folder edgewise did not write gives its working length in sentence_bert_config.json
+    (max_seq_length: all-MiniLM-L6-v2 takes 512 positions and is run at 256)."""
     limit = folder_limit(folder, recorded)
+    if not (recorded or {}).get("max_length"):
+        recorded = {**(recorded or {}), **folder_length(folder)}
     return working_length(limit, recorded, requested, what), limit
+
+
+def folder_length(folder: Path) -> dict:
+    """{"max_length": N} when ``folder`` is a sentence-transformers folder that sets its max_seq_length; else {}."""
+    length = read_json(Path(folder) / "sentence_bert_config.json").get("max_seq_length")
+    return {"max_length": length} if isinstance(length, int) and not isinstance(length, bool) and length > 0 else {}
 
 
 def percentile_length(token_lengths: list[int], percentile: float, limit: int | None) -> int:

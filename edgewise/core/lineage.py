@@ -118,3 +118,27 @@ def carve_validation(splits: dict, spec: str, artifact_path: Path, data_config) 
     return {**splits, "train": train, "validation": validation}, {
         "from": "train", "fraction": carve.validation_fraction, "seed": carve.seed, "settings_from": origin,
         "rows": len(validation), "sha256": validation.sha256()}
+
+
+def teacher_of(path: Path) -> Path | None:
+    """The model an artifact's lineage starts from: the teacher or model its root recorded as its source (a
+    folder edgewise did not write, e.g. a sentence-transformers model), else the root artifact itself (a
+    teacher edgewise fine-tuned). None when that is ``path`` itself or no longer exists."""
+    start = path = real_path(path)
+    seen = set()
+    while (path / MANIFEST_NAME).is_file() and path not in seen:
+        seen.add(path)
+        manifest = Manifest.read(path)
+        if manifest.parent:
+            parent = Path(manifest.parent["path"])
+            if not parent.is_dir():
+                return None
+            path = parent
+            continue
+        for role in ("teacher", "model"):
+            source = (manifest.source or {}).get(role) or {}
+            location = source.get("path") or source.get("location")
+            if location and Path(location).is_dir():
+                return Path(location)
+        break
+    return None if path == start else path

@@ -17,7 +17,9 @@ MANIFEST_NAME = "edgewise.json"
 # 2: the manifest carries `content_sha256`, a hash of its own content, so a hand-edited manifest
 # (a raised accuracy, a swapped file hash) is caught by reading it alone. Version 1 manifests are
 # still read; they are reported as unsealed.
-SCHEMA_VERSION = 2
+# 3: the manifest records the artifact's task (`task`, core.tasks); a version 1 or 2 manifest has none, and
+# its folder says (a classifier's label map).
+SCHEMA_VERSION = 3
 SEAL_FIELD = "content_sha256"
 KINDS = ("hf", "onnx", "ort", "tensorrt", "bundle", "inc")
 
@@ -97,6 +99,7 @@ class Manifest:
     parent: dict | None = None
     source: dict | None = None
     data: dict | None = None
+    task: dict | None = None  # the task's record (core.tasks): {"name": "classification"}, ...
     metrics: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     # Files a later step may add or rebuild on the target device (model.engine from build_engine.sh):
@@ -111,7 +114,7 @@ class Manifest:
     sealed: bool | None = field(default=None, compare=False)
 
     STORED = (
-        "schema_version", "edgewise_version", "kind", "stage", "config", "parent", "source", "data",
+        "schema_version", "edgewise_version", "kind", "stage", "task", "config", "parent", "source", "data",
         "files", "expected_files", "metrics", "history", "labels", "environment", "started_at", "finished_at",
     )
 
@@ -137,6 +140,7 @@ class Manifest:
         metrics: dict | None = None,
         history: list | None = None,
         expected_files: list | None = None,
+        task: dict | None = None,
     ) -> Manifest:
         """Hash every file in ``directory`` and write its edgewise.json (the last file a stage writes)."""
         from edgewise import __version__
@@ -147,6 +151,7 @@ class Manifest:
         manifest = cls(
             kind=kind,
             stage=stage,
+            task=task,
             config=describe_config(config),
             parent=None if parent is None else {"path": str(parent.path), "manifest_sha256": parent.sha256},
             source=source,
@@ -195,7 +200,7 @@ class Manifest:
             raise EdgewiseError(f"{path} lacks {', '.join(missing)}; the artifact is corrupt: re-create it")
         types = {"kind": str, "stage": str, "config": dict, "files": dict, "labels": dict, "environment": dict,
                  "metrics": dict, "history": list, "expected_files": list, "parent": (dict, type(None)),
-                 "source": (dict, type(None)), "data": (dict, type(None))}
+                 "source": (dict, type(None)), "data": (dict, type(None)), "task": (dict, type(None))}
         wrong = sorted(k for k, t in types.items() if k in data and not isinstance(data[k], t))
         if wrong:
             raise EdgewiseError(f"{path} has malformed {', '.join(wrong)}; the artifact is corrupt: re-create it")

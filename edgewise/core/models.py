@@ -152,7 +152,8 @@ def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head
     if source.is_local:  # the weights it will read: safetensors, or pickle only when allowed
         check_weights(Path(source.location), allow_pickle)
     if _is_pruned(source):
-        model, info = _load_pruned(source, allow_pickle, new_head, **kwargs)
+        model, info = _load_pruned(source, allow_pickle, new_head, auto_class=AutoModelForSequenceClassification,
+                                   **kwargs)
     else:
         model, info = _hub_guard(
             source,
@@ -177,6 +178,35 @@ def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head
             f"would be meaningless); {fix}"
         )
     return model
+
+
+def load_encoder(source: ModelSource, allow_pickle: bool = False, **kwargs):
+    """The bare encoder (AutoModel) of a sentence-embedding model; safetensors only unless ``allow_pickle``.
+
+    Every weight must come from the checkpoint but the pooler's, which sentence pooling never reads (a
+    sentence-transformers folder may lack it). A pruned folder is built with its own widths (as load_classifier).
+    """
+    from transformers import AutoModel
+
+    if source.is_local:
+        check_weights(Path(source.location), allow_pickle)
+    if _is_pruned(source):
+        model, info = _load_pruned(source, allow_pickle, False, auto_class=AutoModel, **kwargs)
+    else:
+        model, info = _hub_guard(
+            source,
+            lambda: AutoModel.from_pretrained(source.location, use_safetensors=None if allow_pickle else True,
+                                              output_loading_info=True, trust_remote_code=False, **kwargs),
+        )
+    fresh = [k for k in list(info.get("missing_keys") or []) + [
+        m[0] if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or []]
+        if not k.startswith("pooler.") and ".pooler." not in k]
+    if fresh:
+        raise EdgewiseError(
+            f"{source.location} lacks encoder weights {_listed(fresh)} (transformers would fill them with random "
+            "values, so its vectors would be meaningless); pass a complete model saved with save_pretrained"
+        )
+    return model.eval()
 
 
 def _listed(names, limit: int = 6) -> str:
@@ -220,13 +250,14 @@ def _checkpoint(path: Path, allow_pickle: bool) -> dict:
     return state
 
 
-def _load_pruned(source: ModelSource, allow_pickle: bool, new_head: bool, **kwargs):
-    """A pruned classifier: built from its config with each layer's own widths, then every weight loaded
-    strictly. Returns the model and its loading info as from_pretrained's ``output_loading_info``."""
+def _load_pruned(source: ModelSource, allow_pickle: bool, new_head: bool, *, auto_class, **kwargs):
+    """A pruned model (``auto_class``: the classifier's or the bare encoder's): built from its config with each
+    layer's own widths, then every weight loaded strictly. Returns the model and its loading info as
+    from_pretrained's ``output_loading_info``."""
     import re
 
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
     from edgewise.core.structure import FFN_SIZES_KEY, check_pruned_heads, recorded_ffn_sizes, resize_ffn
 
@@ -239,7 +270,7 @@ def _load_pruned(source: ModelSource, allow_pickle: bool, new_head: bool, **kwar
                                                    trust_remote_code=False, **kwargs))
     if unused:
         raise TypeError(f"load_classifier got arguments it cannot apply to a pruned model: {sorted(unused)}")
-    model = _hub_guard(source, lambda: AutoModelForSequenceClassification.from_config(config, **build))
+    model = _hub_guard(source, lambda: auto_class.from_config(config, **build))
     check_pruned_heads(model)  # transformers applied config.pruned_heads while building the model
     resize_ffn(model, recorded_ffn_sizes(config))
     model.config.name_or_path = source.location  # as from_pretrained sets it (optimum reads it)

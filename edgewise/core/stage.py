@@ -219,23 +219,30 @@ class StageOutput:
 
     def seal(self, *, kind: str, config: Any, metrics: dict | None = None, data: dict | None = None,
              labels: dict | None = None, source: dict | None = None, history: list | None = None,
-             expected_files: list | None = None) -> Manifest:
-        """Carry forward and write edgewise.json, the last file (the output is not in place yet: a stage
-        that checks its sealed output before publishing it calls ``seal``, the check, then ``publish``).
+             expected_files: list | None = None, task=None) -> Manifest:
+        """Carry forward, write the task's own files and edgewise.json, the last file (the output is not in place
+        yet: a stage that checks its sealed output before publishing it calls ``seal``, the check, then
+        ``publish``).
 
         ``data`` is merged over the inherited runtime settings; ``labels`` default to the parent's;
-        ``source`` defaults to a description of a parent edgewise did not write.
+        ``source`` defaults to a description of a parent edgewise did not write; ``task`` (core.tasks.Task)
+        to the parent's.
         """
         self.carry_forward()
         parent_manifest = self.parent.manifest if self.parent is not None else None
         if source is None and self.parent is not None and parent_manifest is None:
             source = {"model": self.parent.describe()}
+        if task is None and self.parent is not None:
+            task = self.parent.task
+        settings = {**self.inherited(), **(data or {})}
+        if task is not None and kind != "bundle":  # a bundle writes what its model file needs itself
+            task.write_files(self.artifact, settings.get("max_length"))
         self.manifest = Manifest.write(
             self.artifact, kind=kind, stage=self.stage, config=config,
             labels=labels if labels is not None else (self.parent.labels if self.parent is not None else {}),
             started_at=self.started, parent=parent_manifest, source=source,
-            data={**self.inherited(), **(data or {})}, metrics=metrics, history=history,
-            expected_files=expected_files,
+            data=settings, metrics=metrics, history=history,
+            expected_files=expected_files, task=task.record() if task is not None else None,
         )
         return self.manifest
 
@@ -310,53 +317,65 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
                "DATA is a csv / tsv / jsonl / json / parquet file, a folder of train / validation / test files, a "
                "datasets.save_to_disk folder, hf:NAME[:CONFIG] or builtin:bbc-news."),
     Stage("distill", "edgewise.distill.config:DistillConfig", "edgewise.distill.stage:distill",
-          inputs=("hf",), outputs=("hf",), data="required", resumable=True, argument="TEACHER",
+          inputs=("hf",), outputs=("hf", "onnx"), data="required", resumable=True, argument="TEACHER",
           output_help="Folder to write the student to.",
-          help="Distil the fine-tuned TEACHER into a smaller student trained on DATA.\n\n"
+          help="Distil the TEACHER (a fine-tuned classifier or a sentence-embedding model) into a smaller student "
+               "trained on DATA (a classifier's labelled texts; any texts for an embedding model).\n\n"
                "The student is the teacher's own layers (--layers N or --layer-map 0,2,5), a given encoder "
-               "(--student), or a fresh config (--student-config layers=4,hidden=256,heads=4,ffn=1024)."),
+               "(--student), a fresh config (--student-config layers=4,hidden=256,heads=4,ffn=1024) or, for an "
+               "embedding teacher, a static table of token vectors (--static, written as ONNX)."),
     Stage("evaluate", "edgewise.evaluate.config:EvaluateConfig", "edgewise.evaluate.stage:evaluate",
           inputs=("hf", "inc", "onnx", "ort", "bundle", "tensorrt"), outputs=(), data="required",
           output_required=False, argument="MODEL",
           render="edgewise.evaluate.report:render",
-          help="Score the classifier in MODEL on DATA: accuracy, macro-F1, per-class figures, confusion matrix."),
+          help="Score MODEL on DATA as its task scores: a classifier's accuracy, macro-F1, per-class figures and "
+               "confusion matrix on labelled texts; an embedding model's STS Spearman on scored pairs (columns "
+               "sentence1, sentence2, score) and its cosine and top-10 neighbour agreement with the teacher "
+               "(--reference, default: the teacher its lineage names)."),
     Stage("export", "edgewise.export.config:ExportConfig", "edgewise.export.stage:export",
           inputs=("hf", "onnx"), outputs=("onnx", "ort", "tensorrt"), data="optional",
           data_help="Data whose texts drive the parity check (any DATA spec).",
           output_help="Folder to write the exported model to.",
           hidden=("data.validation_fraction", "data.seed"),
           help="Export SRC: an hf model to ONNX (--format onnx), an ONNX model to ORT or TensorRT.\n\n"
-               "Every export is checked against its source (max |logit diff| and label agreement in the manifest); "
-               "a miss beyond --atol is an error unless --no-verify. Without TensorRT or a CUDA GPU, --format "
-               "tensorrt writes model.onnx and build_engine.sh (the trtexec command) for the device."),
+               "Every export is checked against its source (max |output diff| and label agreement, or an embedding "
+               "model's cosine, in the manifest); a miss beyond --atol is an error unless --no-verify. An embedding "
+               "model's pooling and normalisation are computed inside the graph (output sentence_embedding). "
+               "Without TensorRT or a CUDA GPU, --format tensorrt writes model.onnx and build_engine.sh (the "
+               "trtexec command) for the device."),
     Stage("bundle", "edgewise.export.config:BundleConfig", "edgewise.export.bundle:bundle",
           inputs=("onnx", "ort"), outputs=("bundle",), output_help="Deploy folder to write.",
           help="Write a deploy folder from the ONNX / ORT artifact SRC, runnable with `python -m edgewise.runtime`."),
     Stage("quantize", "edgewise.quantize.config:QuantizeConfig", "edgewise.quantize.stage:quantize",
           inputs=("onnx", "hf"), outputs=("onnx", "inc"), data="optional",
-          data_help="Labelled data whose validation / test splits measure accuracy (any DATA spec). Default: the "
-                    "data the model was trained on, if recorded.",
+          data_help="Data whose validation / test splits measure quality (any DATA spec; labelled for a "
+                    "classifier). Default: the data the model was trained on, if recorded.",
           output_help="Folder to write the quantized model to.",
           summary="edgewise.quantize.report:summary", render="edgewise.quantize.report:render",
           help="Quantize SRC: an ONNX model to INT8 (dynamic / static QDQ) or FP16, an hf model with INC.\n\n"
-               "Accuracy and agreement with the source are measured on --data (default: the training data recorded "
+               "Quality (accuracy; an embedding model's STS Spearman with --pairs) and agreement with the source "
+               "(labels; cosine and top-10 neighbours) are measured on --data (default: the training data recorded "
                "in the lineage). With --max-accuracy-drop, candidates are compared and the fastest within the drop "
                "is kept; the table of every candidate is printed and stored in the manifest."),
     Stage("prune", "edgewise.prune.config:PruneConfig", "edgewise.prune.stage:prune",
           inputs=("hf",), outputs=("hf",), data="required",
           output_help="Folder to write the pruned model to.",
-          help="Prune the fine-tuned classifier SRC: remove the attention heads and FFN neurons that matter least "
-               "on DATA's texts (Fisher importance, Kwon et al. 2022), physically, to --flops or --heads / --ffn.\n\n"
-               "DATA gives the sample texts (labels used when present) and the labelled validation / test splits "
-               "accuracy is measured on before and after."),
+          help="Prune the fine-tuned classifier or sentence-embedding model SRC: remove the attention heads and FFN "
+               "neurons that matter least on DATA's texts (Fisher importance, Kwon et al. 2022), physically, to "
+               "--flops or --heads / --ffn.\n\n"
+               "DATA gives the sample texts (labels used when present; an embedding model's loss is an in-batch "
+               "contrastive one against its unpruned vectors) and the validation / test splits quality is measured "
+               "on before and after."),
     Stage("bench", "edgewise.bench.config:BenchConfig", "edgewise.bench.stage:bench",
           inputs=("hf", "inc", "onnx", "ort", "bundle", "tensorrt"), outputs=("report",), data="optional",
           many=True, output_required=False, argument="ARTIFACTS", group="bench", command="run",
-          data_help="Labelled data for accuracy (and --seq-len data); any DATA spec.",
+          data_help="Data for quality (labelled for a classifier; texts for an embedding model's agreement with "
+                    "the reference) and --seq-len data; any DATA spec.",
           output_help="Folder for report.json, report.md, pareto.png and latency_cdf.png.",
           hidden=("data.validation_fraction", "data.seed"), render="edgewise.bench.report:render",
           help="Time ARTIFACTS (the first is the reference) on every backend and batch size, interleaved in rounds, "
-               "with accuracy from the same run when --data is given."),
+               "with quality from the same run when --data (or --pairs) is given: accuracy and label agreement; an "
+               "embedding model's STS Spearman (--pairs), cosine and top-10 neighbour agreement."),
 )}
 
 

@@ -45,9 +45,9 @@ def training_arguments(config, seed: int, checkpoints: Path, train_size: int, **
     return TrainingArguments(**values)
 
 
-def fit(trainer_class, description: str, *, resume: bool, say, callbacks=(), **trainer_kwargs):
-    """Build ``trainer_class`` (Trainer or a subclass) with edgewise's metrics, progress and quiet
-    logging, and train it, from the last checkpoint in its output folder when resuming and there is
+def fit(trainer_class, description: str, *, resume: bool, say, compute_metrics, callbacks=(), **trainer_kwargs):
+    """Build ``trainer_class`` (Trainer or a subclass) with the task's ``compute_metrics``, edgewise's progress
+    and quiet logging, and train it, from the last checkpoint in its output folder when resuming and there is
     one. Returns the trainer and its TrainOutput."""
     from edgewise.core.stage import has_checkpoint
 
@@ -65,14 +65,6 @@ def quiet(trainer) -> None:
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
-
-
-def split_metrics(trainer, dataset, label_ids, id2label) -> dict:
-    """Full classification metrics of the trainer's model on a dataset (collective under torchrun)."""
-    from edgewise.core.metrics import classification_metrics
-
-    prediction = trainer.predict(dataset)
-    return classification_metrics(label_ids, prediction.predictions.argmax(-1), id2label)
 
 
 class EncodedDataset(torch.utils.data.Dataset):
@@ -102,30 +94,6 @@ def encode(tokenizer, split, labels: list[int] | None, max_length: int, pad_to_m
         padding="max_length" if pad_to_max else False,
     )
     return EncodedDataset(model_inputs(model, encodings) if model is not None else dict(encodings), labels)
-
-
-# The checkpoint kept is the best by `rank_<metric>`: the metric, ties broken by the lower validation
-# cross-entropy. On small validation sets many epochs tie (e.g. at 100 %), and keeping the first of
-# them keeps the least confident model, whose near-ties a distilled student then copies.
-TIE_BREAK = 1e-4
-
-
-def compute_metrics(eval_pred) -> dict:
-    import numpy as np
-    from sklearn.metrics import accuracy_score, f1_score
-
-    logits = np.asarray(eval_pred.predictions, dtype=np.float64)
-    labels = np.asarray(eval_pred.label_ids)
-    predictions = logits.argmax(-1)
-    shifted = logits - logits.max(-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    cross_entropy = float(-log_probs[np.arange(len(labels)), labels].mean())
-    metrics = {
-        "accuracy": float(accuracy_score(labels, predictions)),
-        "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
-    }
-    metrics.update({f"rank_{k}": v - TIE_BREAK * min(cross_entropy, 100.0) for k, v in list(metrics.items())})
-    return metrics
 
 
 class RichProgress(TrainerCallback):
@@ -186,7 +154,8 @@ class RichProgress(TrainerCallback):
         if state.is_world_process_zero and metrics:
             shown = "  ".join(
                 f"{k.removeprefix('eval_')} {v:.4f}" for k, v in metrics.items()
-                if k in ("eval_loss", "eval_accuracy", "eval_macro_f1")
+                if k.startswith("eval_") and not k.startswith("eval_rank_") and isinstance(v, float)
+                and k not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
             )
             console().print(f"epoch {state.epoch:.2f}  validation: {shown}")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
+from edgewise.core.tasks import TaskConfig
 from edgewise.finetune.config import TrainerConfig, upgrade_trainer_settings
 
 STUDENT_CONFIG_KEYS = {"layers": "num_hidden_layers", "hidden": "hidden_size", "heads": "num_attention_heads",
@@ -66,9 +67,10 @@ class DistillConfig:
     """Knowledge distillation of a fine-tuned teacher into a smaller student.
 
     The student is one of: the teacher's own layers (`layers` evenly spaced, or `layer_map`), a given
-    pretrained encoder (`student`), or a fresh configuration (`student_config`). The loss is
-    `alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels)`, plus optional hidden-state
-    and attention-distribution terms.
+    pretrained encoder (`student`), or a fresh configuration (`student_config`). A classifier's loss is
+    `alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels)`; an embedding model's the squared
+    distance to the teacher's sentence vector (+ `cosine_weight` x (1 - cosine)); both with optional
+    hidden-state and attention-distribution terms.
 
     Example:
         >>> DistillConfig(layers=3, temperature=4, alpha=0.7).trainer.learning_rate
@@ -86,21 +88,29 @@ class DistillConfig:
                                         "its own tokenizer, the teacher reads its own tokenization.")
     student_config: str | None = setting(None, "A fresh student from the teacher's config with these changes, "
                                                "e.g. layers=4,hidden=256,heads=4,ffn=1024.")
-    temperature: float = setting(4.0, "Softmax temperature of the soft targets (the KL term is scaled by T^2).")
-    alpha: float = setting(0.7, "Weight of the soft-target KL term; 1 - alpha weighs the label cross-entropy. "
-                                "0 trains on labels only.")
+    static: bool = setting(False, "Embedding models: a static student, no attention at all: each vocabulary token "
+                                  "embedded once by the teacher, reduced by PCA and SIF-weighted (model2vec's "
+                                  "method); a text's vector is the mean of its tokens'. Written as ONNX; no training.")
+    static_dims: int = setting(256, "--static: dimensions kept by the PCA (at most the teacher's).")
+    temperature: float = setting(4.0, "Classifiers: softmax temperature of the soft targets (the KL term is scaled "
+                                      "by T^2).")
+    alpha: float = setting(0.7, "Classifiers: weight of the soft-target KL term; 1 - alpha weighs the label "
+                                "cross-entropy. 0 trains on labels only.")
+    cosine_weight: float = setting(0.0, "Embedding models: weight of 1 - cosine to the teacher's vector, beside the "
+                                        "squared distance to it (weight 1).")
     hidden_weight: float = setting(0.0, "Weight of the hidden-state MSE between mapped student and teacher "
                                         "layers (a learned projection when widths differ).")
     attention_weight: float = setting(0.0, "Weight of the attention-distribution KL (MiniLM-style) between "
                                            "mapped layers, heads averaged.")
-    cache_logits: bool = setting(True, "Compute the teacher's logits once and reuse them (every epoch and later "
-                                       "runs); off: a teacher forward pass every step.",
+    cache_logits: bool = setting(True, "Compute the teacher's outputs (logits, sentence vectors) once and reuse them "
+                                       "(every epoch and later runs); off: a teacher forward pass every step.",
                                  flag="--cache-logits/--no-cache-logits")
     unlabeled: str | None = setting(None, "Extra texts (a .txt file, one per line, or any DATA spec) the teacher "
-                                          "labels with soft targets.")
+                                          "labels with soft targets (an embedding teacher: with its vectors).")
     trainer: DistillTrainerConfig = field(default_factory=DistillTrainerConfig)
     max_length: int | None = setting(None, "Tokens per text. Default: the length the teacher was trained with.")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
+    task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     upgrade = staticmethod(upgrade_trainer_settings)
@@ -108,10 +118,12 @@ class DistillConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "layer_map", parse_layer_map(self.layer_map))
         problems = []
-        chosen = [n for n in ("layers", "layer_map", "student", "student_config") if getattr(self, n)]
+        chosen = [n for n in ("layers", "layer_map", "student", "student_config", "static") if getattr(self, n)]
         if len(chosen) > 1:
-            problems.append(f"choose one kind of student (--layers, --layer-map, --student or --student-config), not "
-                            f"{' and '.join(chosen)}")
+            problems.append(f"choose one kind of student (--layers, --layer-map, --student, --student-config or "
+                            f"--static), not {' and '.join(chosen)}")
+        if self.static_dims < 1:
+            problems.append(f"static_dims must be >= 1, got {self.static_dims}")
         if self.layers is not None and self.layers < 1:
             problems.append(f"layers must be >= 1, got {self.layers}")
         parse_student_config(self.student_config)
@@ -119,8 +131,8 @@ class DistillConfig:
             problems.append(f"temperature must be > 0, got {self.temperature}")
         if not 0 <= self.alpha <= 1:
             problems.append(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.hidden_weight < 0 or self.attention_weight < 0:
-            problems.append("hidden_weight and attention_weight must be >= 0")
+        if self.hidden_weight < 0 or self.attention_weight < 0 or self.cosine_weight < 0:
+            problems.append("hidden_weight, attention_weight and cosine_weight must be >= 0")
         if self.max_length is not None and self.max_length < 8:
             problems.append(f"max_length must be >= 8 tokens or unset, got {self.max_length}")
         if problems:
@@ -128,5 +140,5 @@ class DistillConfig:
 
     @property
     def teacher_forward_each_step(self) -> bool:
-        """Hidden-state and attention terms need the teacher's internals every step; logits alone do not."""
+        """Hidden-state and attention terms need the teacher's internals every step; its outputs alone do not."""
         return self.hidden_weight > 0 or self.attention_weight > 0 or not self.cache_logits

@@ -1,24 +1,9 @@
-"""Distillation losses: soft targets at a temperature, hidden states, attention distributions."""
+"""Distillation losses every task shares: hidden states and attention distributions (a task's own loss on its
+outputs, soft targets or sentence vectors, is the task's: core.tasks)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-
-
-def soft_target_loss(student_logits, teacher_logits, temperature: float):
-    """KL(teacher || student) of the temperature-softened distributions, times T^2 so that its
-    gradients keep their size as T changes (Hinton et al.)."""
-    t = temperature
-    return F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
-                    reduction="batchmean", log_target=True) * t * t
-
-
-def label_loss(student_logits, labels):
-    """Cross-entropy on the labelled examples only (unlabelled ones carry label -100)."""
-    if (labels >= 0).sum() == 0:
-        return student_logits.sum() * 0.0
-    return F.cross_entropy(student_logits, labels, ignore_index=-100)
 
 
 def hidden_loss(student_hidden, teacher_hidden, layer_map, mask, projections):

@@ -7,20 +7,25 @@ from collections import defaultdict
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 
-from edgewise.distill.losses import attention_loss, hidden_loss, label_loss, soft_target_loss
+from edgewise.distill.losses import attention_loss, hidden_loss
+
+TEACHER_OUTPUTS = "teacher_outputs"  # the cached teacher outputs (logits, sentence vectors) of each example
 
 
 class DistillCollator:
-    """Pads the student's inputs per batch and stacks the cached teacher logits alongside."""
+    """Pads the student's inputs per batch and stacks the cached teacher outputs (and an embedding model's
+    validation targets, vectors carried as labels) alongside."""
 
     def __init__(self, tokenizer):
         self.pad = DataCollatorWithPadding(tokenizer)
 
     def __call__(self, features: list[dict]) -> dict:
-        cached = [f.pop("teacher_logits") for f in features] if "teacher_logits" in features[0] else None
+        stacked = {}
+        for key in (TEACHER_OUTPUTS, "labels"):
+            if key in features[0] and isinstance(features[0][key], (list, tuple)):
+                stacked[key] = torch.tensor([f.pop(key) for f in features], dtype=torch.float32)
         batch = self.pad(features)
-        if cached is not None:
-            batch["teacher_logits"] = torch.tensor(cached, dtype=torch.float32)
+        batch.update(stacked)
         return batch
 
 
@@ -59,9 +64,10 @@ class EpochTimer(TrainerCallback):
 
 
 class DistillTrainer(Trainer):
-    """Trains the student on soft targets (cached or live teacher), labels, hidden states and attentions."""
+    """Trains the student on its task's loss against the teacher's outputs (cached or live; core.tasks), plus
+    hidden states and attentions."""
 
-    def __init__(self, *args, teacher, distill, layer_map, projection, **kwargs):
+    def __init__(self, *args, teacher, distill, layer_map, projection, task, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher = teacher.to(self.args.device).eval()
         for parameter in self.teacher.parameters():
@@ -69,6 +75,7 @@ class DistillTrainer(Trainer):
         self.distill = distill
         self.layer_map = layer_map
         self.projection = projection
+        self.task = task
         self.model_accepts_loss_kwargs = False  # our loss averages per batch itself
         self._terms: dict[str, list[float]] = defaultdict(list)
         import inspect
@@ -78,35 +85,34 @@ class DistillTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels", None)
-        cached = inputs.pop("teacher_logits", None)
-        d = self.distill
+        cached = inputs.pop(TEACHER_OUTPUTS, None)
+        d, task = self.distill, self.task
         training = model.training
         want_hidden = training and d.hidden_weight > 0
         want_attention = training and d.attention_weight > 0
         outputs = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attention)
-        logits = outputs.logits
-        if not training:  # evaluation: the plain classification loss
-            loss = label_loss(logits, labels) if labels is not None else logits.sum() * 0.0
-            return (loss, outputs) if return_outputs else loss
+        output = task.head(outputs, inputs)
+        if not training:  # evaluation: the task's plain loss (a classifier's labels, the teacher's vectors)
+            loss = task.eval_loss(output, labels)
+            return (loss, {"output": output}) if return_outputs else loss
 
-        soft = d.alpha > 0
+        soft = needs_teacher_outputs(task, d)
         if soft and cached is None and not d.teacher_forward_each_step:
-            raise RuntimeError("the batch lacks the cached teacher logits the configuration promised")
+            raise RuntimeError("the batch lacks the cached teacher outputs the configuration promised")
         teacher_out = None
         if (soft and cached is None) or want_hidden or want_attention:
             with torch.no_grad():
                 teacher_out = self.teacher(**{k: inputs[k] for k in self._teacher_inputs if k in inputs},
                                            output_hidden_states=want_hidden, output_attentions=want_attention)
-        terms = {}
-        loss = logits.new_zeros(())
+        target = None
         if soft:
-            teacher_logits = cached.to(logits.device) if cached is not None else teacher_out.logits
-            terms["kd"] = soft_target_loss(logits, teacher_logits, d.temperature)
-            loss = loss + d.alpha * terms["kd"]
-        if d.alpha < 1 and labels is not None and bool((labels >= 0).any()):  # unlabelled-only batches: no CE
-            terms["ce"] = label_loss(logits, labels)
-            loss = loss + (1 - d.alpha) * terms["ce"]
-        mask = inputs.get("attention_mask", torch.ones(logits.shape[0], 1, device=logits.device))
+            target = cached.to(output.device) if cached is not None else task.head(teacher_out, inputs)
+        parts = task.distill_loss(output, target, labels, d)
+        terms = dict(parts["terms"])
+        loss = output.new_zeros(())
+        for name, value in terms.items():
+            loss = loss + parts["weights"][name] * value
+        mask = inputs.get("attention_mask", torch.ones(output.shape[0], 1, device=output.device))
         if want_hidden:
             projection = getattr(model, "module", model)  # DDP wraps the student
             projection = getattr(projection, PROJECTION, self.projection)
@@ -118,7 +124,7 @@ class DistillTrainer(Trainer):
             loss = loss + d.attention_weight * terms["attention"]
         for name, value in terms.items():
             self._terms[name].append(float(value.detach()))
-        return (loss, outputs) if return_outputs else loss
+        return (loss, {"output": output}) if return_outputs else loss
 
     def log(self, logs, start_time=None):
         if "loss" in logs and self._terms:
@@ -126,3 +132,9 @@ class DistillTrainer(Trainer):
                 logs[f"loss_{name}"] = round(sum(values) / len(values), 6)
             self._terms.clear()
         super().log(logs, start_time)
+
+
+def needs_teacher_outputs(task, config) -> bool:
+    """Whether the loss reads the teacher's outputs: always for an embedding model (its vectors are the target), for
+    a classifier when the soft-target term weighs (alpha > 0)."""
+    return task.name != "classification" or config.alpha > 0

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
+from edgewise.core.tasks import TaskConfig
 from edgewise.runtime.runners import BACKENDS
 from edgewise.runtime.targets import parse_target
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Accuracy of a classifier artifact on a labelled split.
+    """Quality of an artifact on a split: a classifier's accuracy on labelled texts, an embedding model's STS
+    Spearman on scored pairs and its agreement with a reference model.
 
     Example:
         >>> EvaluateConfig(split="test").batch_size
@@ -33,7 +35,12 @@ class EvaluateConfig:
                            choices=BACKENDS)
     target: str = setting("local", "Where the model runs: local, ssh://[user@]host[:port] or adb://SERIAL (as for "
                                    "edgewise bench: the device predicts, this machine scores).")
+    reference: str | None = setting(None, "Embedding models: the model whose vectors this one's are compared with "
+                                          "(cosine, top-10 neighbours). Default: the teacher its lineage names.")
+    retrieval: str | None = setting(None, "Embedding models: a retrieval set in BEIR's layout (corpus.jsonl, "
+                                          "queries.jsonl, qrels/test.tsv) whose NDCG@10 and recall@10 are measured.")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
+    task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:

@@ -14,6 +14,8 @@ def render(result: dict) -> None:
         f"[bold]{result['artifact']}[/bold] on {result['data']} ({result['split']}, {result['samples']} texts, "
         f"{result['backend']}, max_length {result['max_length']}, {result['runtime_s']} s)"
     )
+    if (result.get("task") or {}).get("name") == "embedding":
+        return _render_embedding(result, console)
     console.print(f"accuracy [bold]{result['accuracy']:.4f}[/bold]   macro-F1 [bold]{result['macro_f1']:.4f}[/bold]")
     table = Table(title="per class")
     for column in ("label", "precision", "recall", "f1", "support"):
@@ -28,3 +30,25 @@ def render(result: dict) -> None:
     for label, row in zip(result["labels"], result["confusion_matrix"], strict=True):
         matrix.add_row(label, *map(str, row))
     console.print(matrix)
+
+
+def _render_embedding(result: dict, console) -> None:
+    """An embedding model's figures: STS Spearman, NDCG@10, and its agreement with the reference model."""
+    from rich.table import Table
+
+    table = Table(title="embedding quality" + (f" (reference: {result['reference']['path']})"
+                                               if result.get("reference") else ""))
+    for column in ("figure", "this model", "reference", "share"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    reference = result.get("reference") or {}
+    for key, name in (("spearman", "STS Spearman"), ("ndcg_at_10", "NDCG@10"), ("recall_at_10", "recall@10")):
+        if key in result:
+            theirs = reference.get(key)
+            share = f"{result[key] / theirs:.2%}" if theirs else ""
+            table.add_row(f"{name} ({result.get('pairs') or result.get('queries')})", f"{result[key]:.4f}",
+                          "" if theirs is None else f"{theirs:.4f}", share)
+    for key, name in (("cosine_mean", "cosine to the reference, mean"), ("cosine_p1", "cosine, 1st percentile"),
+                      ("neighbour_overlap", "top-10 neighbours shared")):
+        if key in reference:
+            table.add_row(name, f"{reference[key]:.4f}", "", "")
+    console.print(table)

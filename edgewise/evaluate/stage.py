@@ -1,4 +1,5 @@
-"""Score a classifier artifact on labelled data: accuracy, macro-F1, per-class figures, confusion."""
+"""Score an artifact as its task scores: a classifier on labelled data (accuracy, macro-F1, per-class figures,
+confusion), an embedding model on scored pairs (STS Spearman) and against a reference model's vectors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import time
 from pathlib import Path
 
 from edgewise.core.artifact import Artifact
-from edgewise.core.data import SPLIT_ALIASES, encode_labels, load_splits, select_split
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.stage import stage
 from edgewise.evaluate.config import EvaluateConfig
@@ -18,7 +18,10 @@ RESULT_SCHEMA_VERSION = 1
 
 def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = EvaluateConfig(), *,
              data: str | None = None, overwrite: bool = False, resume: bool = False) -> dict:
-    """Predict every text of the chosen split with the model in ``src`` and score it.
+    """Run the model in ``src`` on the chosen split and score it as its task scores: a classifier's predicted
+    labels against the data's (accuracy, macro-F1, per class, confusion), an embedding model's vectors against
+    gold similarity scores (STS Spearman, when DATA is scored pairs) and against a reference model's vectors
+    (cosine, top-10 neighbour agreement; the teacher of its lineage unless ``config.reference``).
 
     The model runs on ``config.backend`` through edgewise.runtime.open_runner, as bench and the
     device runtime run it: `hf` and `inc` artifacts in PyTorch (auto: torch-cuda for hf when torch
@@ -28,29 +31,31 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
     Args:
         src: the artifact folder.
         dst: must be None: evaluate writes no folder (the stage signature has it for every stage).
-        config: split, batch size, max_length, backend (default: EvaluateConfig()).
-        data: labelled data (any DATA spec); required.
+        config: split, batch size, max_length, backend, reference (default: EvaluateConfig()).
+        data: labelled data, or an embedding model's texts / scored pairs (any DATA spec); required.
         overwrite: unused (evaluate writes nothing); resume: refused (nothing to resume).
 
-    Returns a JSON-ready dict: the artifact, data, split, backend, max_length, timing and the metrics
-    of ``edgewise.core.metrics.classification_metrics``.
+    Returns a JSON-ready dict: the artifact, data, split, backend, max_length, timing and the task's metrics
+    (a classifier's: ``edgewise.core.metrics.classification_metrics``).
 
     Example:
         >>> result = evaluate(Path("runs/teacher"), config=EvaluateConfig(split="test"),
         ...                   data="builtin:bbc-news")  # doctest: +SKIP
         >>> result["accuracy"]  # doctest: +SKIP
     """
-    from edgewise.core.metrics import classification_metrics
     from edgewise.core.progress import progress_bar
+    from edgewise.core.tasks import refuse_unless
 
     if resume:
         raise EdgewiseError("evaluate has no interrupted run to resume; run it without --resume")
     if dst is not None:
         raise EdgewiseError(f"evaluate writes no folder, so it takes no output ({dst}); drop -o/--output")
     if not data:
-        raise EdgewiseError("evaluate needs labelled data: pass DATA (a file, a folder of splits, hf:NAME or "
-                            "builtin:bbc-news)")
+        raise EdgewiseError("evaluate needs data: pass DATA (a file, a folder of splits, hf:NAME or builtin:bbc-news; "
+                            "for an embedding model, texts or scored pairs sentence1, sentence2, score)")
     artifact = Artifact.load(Path(src), kind=stage("evaluate").inputs)
+    task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding"), str(artifact.path),
+                         "evaluate")
     target = parse_target(config.target)
     if target is not None:
         check_device_inputs(target, [artifact], [config.backend])
@@ -58,26 +63,27 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
     else:
         backend = _backend(config.backend, artifact.kind)
         check_runs(backend, artifact.kind)  # before the data is read
-    id2label = artifact.classifier_labels()
-    splits = load_splits(data, config.data)
-    carved = None
-    if config.split is not None and config.split.lower() in SPLIT_ALIASES["validation"]:
-        from edgewise.core.lineage import carve_validation
-
-        splits, carved = carve_validation(splits, data, artifact.path, config.data)
-    split = select_split(splits, config.split, data)
-    truth = encode_labels(split, id2label, config.data.label_column)
+    labels = artifact.classifier_labels() if task.name == "classification" else {}
+    reference = _reference(artifact, config) if task.name == "embedding" else None
+    if (config.reference or config.retrieval) and task.name != "embedding":
+        raise EdgewiseError("--reference and --retrieval score an embedding model's vectors; a classifier is scored "
+                            "on its labels: drop them")
+    extra = {"retrieval": config.retrieval} if config.retrieval else {}
+    eval_set, carved = task.eval_data(data, config.split, config.data, artifact.path, labels, require_truth=True,
+                                      **extra)
+    if eval_set.truth is None and reference is None:
+        raise EdgewiseError(_nothing_to_score(task, artifact, data))
     start = time.perf_counter()
     if target is None:
         runner = open_runner(artifact.path, artifact.kind, backend, max_length=config.max_length,
                              allow_pickle=config.allow_pickle)
         with progress_bar(transient=True) as bar:
-            task = bar.add_task(f"evaluating {split.name}", total=len(split), info="")
-            logits = runner.logits(split.texts, split.pairs, batch_size=config.batch_size,
-                                   progress=lambda n: bar.advance(task, n))
-        predicted, backend, max_length, device = logits.argmax(-1).tolist(), runner.backend, runner.max_length, None
+            step = bar.add_task(f"evaluating {eval_set.name}", total=len(eval_set), info="")
+            outputs = runner.outputs(eval_set.texts, eval_set.pairs, batch_size=config.batch_size,
+                                     progress=lambda n: bar.advance(step, n))
+        backend, max_length, device = runner.backend, runner.max_length, None
     else:
-        predicted, backend, max_length, device = _predict_on(target, artifact, split, config)
+        outputs, backend, max_length, device = _predict_on(target, artifact, task, eval_set, config)
     elapsed = time.perf_counter() - start
     result = {
         "schema_version": RESULT_SCHEMA_VERSION,
@@ -85,24 +91,67 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
         "kind": artifact.kind,
         "backend": backend,
         "data": data,
-        "split": split.name,
-        "split_sha256": split.sha256(),
+        "split": eval_set.name,
+        "split_sha256": eval_set.sha256(),
         "carved_validation": carved,
         "max_length": max_length,
         "runtime_s": round(elapsed, 2),
-        **classification_metrics(truth, predicted, id2label),
+        "samples": len(eval_set),
     }
+    if task.name == "classification":
+        result.update(task.score(eval_set, outputs, labels, full=True))
+    else:
+        result.update(task=task.record(), texts=len(eval_set), **(task.score(eval_set, outputs) or {}))
+        if reference is not None:
+            result["reference"] = _compare_to(reference, task, eval_set, outputs, config)
     if target is not None:
         result.update(target=str(target), environment=device)
     return result
 
 
-def _predict_on(target, artifact: Artifact, split, config: EvaluateConfig):
-    """The labels the device predicts (runtime.job without timing): (labels, backend, max_length, its environment)."""
+def _nothing_to_score(task, artifact: Artifact, data: str) -> str:
+    return (f"{data} holds no scored pairs and no reference model was found to compare {artifact.path}'s vectors "
+            "with; pass scored pairs (columns sentence1, sentence2, score) as DATA, or --reference MODEL (e.g. the "
+            "teacher)")
+
+
+def _reference(artifact: Artifact, config: EvaluateConfig) -> Path | None:
+    """The model an embedding model is compared with: --reference, else the teacher its lineage names."""
+    from edgewise.core.lineage import teacher_of
+
+    if config.reference:
+        reference = Artifact.load(Path(config.reference), kind=stage("evaluate").inputs)
+        if reference.path == artifact.path:
+            raise EdgewiseError(f"--reference {config.reference} is the evaluated model itself; name another model")
+        return reference.path
+    return teacher_of(artifact.path)
+
+
+def _compare_to(reference: Path, task, eval_set, outputs, config: EvaluateConfig) -> dict:
+    """The reference model's own figures on the same texts and this model's agreement with it."""
+    loaded = Artifact.load(reference, kind=stage("evaluate").inputs)
+    mine = loaded.task_for(None, str(reference))
+    if mine is None or mine.name != task.name:
+        raise EdgewiseError(f"the reference {reference} is not a {task.describe()} model; pass --reference with the "
+                            "teacher the model came from")
+    runner = open_runner(loaded.path, loaded.kind, _backend("auto", loaded.kind), allow_pickle=config.allow_pickle)
+    theirs = runner.outputs(eval_set.texts, eval_set.pairs, batch_size=config.batch_size)
+    own = task.score(eval_set, theirs) or {}
+    agreement = task.score(eval_set, outputs, reference=theirs) or {}
+    found = {"path": str(loaded.path), "backend": runner.backend, **own,
+             **{k: v for k, v in agreement.items() if k not in own}}
+    if "spearman" in own and "spearman" in agreement:
+        found["spearman_share"] = agreement["spearman"] / own["spearman"] if own["spearman"] else None
+    return found
+
+
+def _predict_on(target, artifact: Artifact, task, eval_set, config: EvaluateConfig):
+    """The outputs the device computes (runtime.job without timing): (outputs, backend, max_length, its
+    environment). A classifier's outputs come back as label ids; an embedding model's as its vectors."""
     from edgewise.core.progress import console
     from edgewise.runtime.job import new_job
 
-    job = new_job([artifact.path.name], split.texts, split.pairs, backends=[config.backend],
+    job = new_job([artifact.path.name], eval_set.texts, eval_set.pairs, backends=[config.backend],
                   batch_sizes=[config.batch_size], time=False, eval_batch_size=config.batch_size,
                   max_length=config.max_length)
     result = target.run_job([artifact.path], job, log=lambda line: console().print(line, markup=False))
@@ -110,7 +159,8 @@ def _predict_on(target, artifact: Artifact, split, config: EvaluateConfig):
         reasons = "; ".join(f"{s['backend']}: {s['reason']}" for s in result["skipped"]) or "no backend ran"
         raise EdgewiseError(f"{artifact.path} cannot run on {target.url} ({reasons}); choose another --backend")
     slot = result["slots"][0]
-    return slot["predictions"], slot["backend"], slot["max_length"], result["environment"]
+    outputs = task.expand(slot["predictions"], artifact.labels)
+    return outputs, slot["backend"], slot["max_length"], result["environment"]
 
 
 def _backend(wanted: str, kind: str) -> str:

@@ -11,6 +11,7 @@ from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import Manifest
 from edgewise.core.progress import console
 from edgewise.core.stage import StageOutput
+from edgewise.core.tasks import refuse_unless
 from edgewise.export.config import PHONE_TARGETS, BundleConfig, BundleTarget
 
 USAGE = """edgewise bundle: {name}
@@ -58,7 +59,9 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data:
     from edgewise.runtime.sizes import model_files
 
     artifact = Artifact.load(Path(src), kind=("onnx", "ort"))
-    artifact.classifier_labels()
+    task = refuse_unless(artifact.task, ("classification", "embedding"), str(artifact.path), "bundle")
+    if task.name == "classification":
+        artifact.classifier_labels()
     model_file = _choose_model(artifact, config)
     recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
     max_length, limit = artifact_lengths(artifact.path, recorded, config.max_length, what="--max-length")
@@ -80,7 +83,10 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data:
         pad_id = pad_token_id(artifact.path, tokenizer, {})
         shutil.copy2(tokenizer_json, out.artifact / "tokenizer.json")
         labels = {str(k): v for k, v in sorted(artifact.labels.items())}
-        (out.artifact / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
+        if task.name == "classification":
+            (out.artifact / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
+        else:
+            _client_files(artifact, out.artifact, task, max_length)
         metrics, expected = {}, []
         if config.target in PHONE_TARGETS:
             from edgewise.export.mobile import write_mobile
@@ -103,13 +109,65 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data:
                     "model_file": model_file, "inputs": inputs}
         if "fixed" in metrics:
             settings.update(fixed_model_file=metrics["fixed"]["model_file"], fixed_shape=metrics["fixed"]["shape"])
-        manifest = out.seal(kind="bundle", config=config, data=settings, metrics=metrics, expected_files=expected)
+        manifest = out.seal(kind="bundle", config=config, data=settings, metrics=metrics, expected_files=expected,
+                            task=task)
         # The bundle must run with the runtime alone before it is put in place.
-        Predictor(out.artifact).predict(["edgewise bundle check"])
+        check = Predictor(out.artifact)
+        if task.name == "classification":
+            check.predict(["edgewise bundle check"])
+        else:
+            check.embed(["edgewise bundle check"])
         out.publish()
     extra = f", target {config.target.value}" if config.target is not BundleTarget.GENERIC else ""
-    console().print(f"wrote {out.dst} ({model_file}, {len(labels)} labels, max_length {max_length}{extra})")
+    what = f"{len(labels)} labels" if task.name == "classification" else task.describe()
+    console().print(f"wrote {out.dst} ({model_file}, {what}, max_length {max_length}{extra})")
     return manifest
+
+
+# What an embedding bundle ships besides model and tokenizer.json, so that sentence-transformers'
+# ONNX backend and fastembed's custom models load it and return the runtime's vectors: config.json
+# (sentence-transformers' Transformer module reads the model type), the sentence-transformers module
+# files (its Pooling and Normalize rebuild the graph's pooling from last_hidden_state), and
+# tokenizer_config.json with model_max_length at the bundle's max_length (fastembed truncates there;
+# all-MiniLM-L6-v2's says 512 where the model runs at 256: cosine 0.93 on a long text otherwise).
+CLIENT_FILES = ("config.json", "special_tokens_map.json", "tokenizer_config.json")
+
+
+def _client_files(artifact: Artifact, folder: Path, task, max_length: int) -> None:
+    for name in CLIENT_FILES:
+        if (artifact.path / name).is_file():
+            shutil.copy2(artifact.path / name, folder / name)
+    settings = json.loads((folder / "tokenizer_config.json").read_text()) if (
+        folder / "tokenizer_config.json").is_file() else {}
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "model_max_length": max_length},
+                                                             indent=2) + "\n")
+    task.write_files(folder, max_length)
+
+
+EMBEDDING_USAGE = """edgewise bundle: {name}
+Model {model_file} ({kind}, from {source}); a {task} model: one {dimension}-dimension vector per text, up to
+{max_length} tokens per text, pooled and normalised inside the graph (output sentence_embedding).
+
+On the device, with only the runtime installed (onnxruntime + tokenizers + numpy):
+
+    pip install "edgewise[runtime]"
+    python -m edgewise.runtime embed {name} "some text" "another text" --json
+    python -m edgewise.runtime bench {name} --threads 4 --json bench.json
+
+From Python:
+
+    from edgewise.runtime import Predictor
+    Predictor("{name}").embed(["some text", "another text"])   # numpy array [texts, {dimension}]
+
+The folder is also a sentence-transformers model (it pools last_hidden_state itself, as its modules say):
+
+    SentenceTransformer("{name}", backend="onnx")
+
+and a fastembed custom model (TextEmbedding.add_custom_model(..., model_file="{model_file}",
+output_name="sentence_embedding", pooling=PoolingType.DISABLED, normalization=False), then
+TextEmbedding(model_name=..., specific_model_path="{name}")).
+
+"""
 
 
 def _readme(config: BundleConfig, name: str, artifact: Artifact, model_file: str, labels: dict, max_length: int,
@@ -117,13 +175,18 @@ def _readme(config: BundleConfig, name: str, artifact: Artifact, model_file: str
     if config.target is BundleTarget.JETSON:
         from edgewise.export.jetson import readme
 
-        return readme(name, metrics, artifact.path, ", ".join(labels.values()), max_length) + "\n" + PROVENANCE.format(
-            name=name)
+        return readme(name, metrics, artifact.path, ", ".join(labels.values()), max_length, artifact.task
+                      ) + "\n" + PROVENANCE.format(name=name)
     if config.target in PHONE_TARGETS:
         from edgewise.export.mobile import readme
 
         return readme(name, config, metrics, source=artifact.path, labels=list(labels.values()),
-                      max_length=max_length, **phone) + "\n" + PROVENANCE.format(name=name)
+                      max_length=max_length, task=artifact.task, **phone) + "\n" + PROVENANCE.format(name=name)
+    task = artifact.task
+    if task.name == "embedding":
+        return EMBEDDING_USAGE.format(name=name, model_file=model_file, kind=artifact.kind, source=artifact.path,
+                                      task=task.describe(), dimension=task.dimension, max_length=max_length
+                                      ) + PROVENANCE.format(name=name)
     return USAGE.format(name=name, model_file=model_file, kind=artifact.kind, source=artifact.path,
                         labels=", ".join(labels.values()), max_length=max_length) + PROVENANCE.format(name=name)
 

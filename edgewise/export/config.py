@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
+from edgewise.core.tasks import TaskConfig
 
 
 class ExportFormat(str, enum.Enum):
@@ -53,9 +54,10 @@ class ExportConfig:
     opset: int = setting(17, "ONNX opset. 17 is the newest TensorRT 8.6 (JetPack 5) parses; 18+ needs TensorRT 10.")
     optimize: bool = setting(False, "Run ONNX Runtime's transformer optimiser (Attention, SkipLayerNormalization, "
                                     "BiasGelu fusions) after export.")
-    verify: bool = setting(True, "Compare the exported model's logits with its source's; a miss is an error. "
-                                 "--optimize of a model with pruned heads is checked even without it.")
-    atol: float = setting(1e-4, "Largest |logit difference| the parity check accepts.")
+    verify: bool = setting(True, "Compare the exported model's outputs (logits, sentence vectors) with its source's; "
+                                 "a miss is an error. --optimize of a model with pruned heads is checked even "
+                                 "without it.")
+    atol: float = setting(1e-4, "Largest |output difference| (logit, vector element) the parity check accepts.")
     verify_samples: int = setting(64, "Texts from --data used by the parity check (test, then validation, then "
                                       "train); without --data, generated inputs of several shapes.")
     max_length: int | None = setting(None, "Tokens per text in the parity check. Default: the length the model "
@@ -69,6 +71,7 @@ class ExportConfig:
     timing_cache: str | None = setting(None, "TensorRT timing cache to start from (e.g. an earlier export's "
                                              "timing.cache); the updated cache is written into the output.")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
+    task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:

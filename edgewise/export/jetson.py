@@ -54,7 +54,7 @@ BUILT_ON_DEVICE = (ENGINE, TIMING_CACHE)
 
 README = """edgewise bundle for NVIDIA Jetson (JetPack 6): {name}
 Model model.onnx ({precision}), from {source}.
-Labels: {labels}; up to {max_length} tokens per text.
+{what}; up to {max_length} tokens per text.
 
 1. Install (JetPack 6.x: L4T 36, Ubuntu 22.04, CUDA 12.6, Python 3.10)
 
@@ -93,7 +93,7 @@ Labels: {labels}; up to {max_length} tokens per text.
 
 4. Run and time it:
 
-       python -m edgewise.runtime predict {name} "some text to classify" --backend ort-cuda
+       python -m edgewise.runtime {check} {name} "some text" --backend ort-cuda
        python -m edgewise.runtime bench {name} --backend tensorrt       # the engine of step 3
        python -m edgewise.runtime bench {name} --backend ort-tensorrt   # onnxruntime's TensorRT provider
        python -m edgewise.runtime bench {name} --backend ort-cuda
@@ -107,7 +107,12 @@ predictor.predict(["some text to classify"]).
 """
 
 
-def readme(name: str, metrics: dict, source: Path, labels: str, max_length: int) -> str:
+def readme(name: str, metrics: dict, source: Path, labels: str, max_length: int, task=None) -> str:
+    """The jetson kit's README.txt (``labels``: a classifier's, joined; ``task``: an embedding model's says
+    vectors instead)."""
+    vectors = task is not None and task.name == "embedding"
+    what = (f"A {task.describe()} model: one {task.dimension}-dimension vector per text" if vectors
+            else f"Labels: {labels}")
     trt = metrics["tensorrt"]
     if trt["int8"]:
         precision = "static INT8 (QDQ)"
@@ -117,6 +122,7 @@ def readme(name: str, metrics: dict, source: Path, labels: str, max_length: int)
     else:
         precision = "FP32"
         precision_line = "Precision: --fp16 (TensorRT keeps a layer in FP32 where FP16 is not faster)."
-    return README.format(name=name, precision=precision, source=source, labels=labels, max_length=max_length,
+    return README.format(name=name, precision=precision, source=source, what=what, max_length=max_length,
+                         check="embed" if vectors else "predict",
                          trtexec=TRTEXEC_DEFAULT, index=JETSON_INDEX, precision_line=precision_line,
                          opt=trt["seq"][1], opt_from=trt["opt_tokens_from"], max_batch=trt["batch"][2])

@@ -290,9 +290,9 @@ def tokenizer_facts(tokenizer_json: Path) -> tuple[str, str]:
 README_HEAD = """edgewise bundle for {platform}: {name}
 Model {model}: ONNX Runtime Mobile's ORT format{converted},
 from {source}.
-Labels: {labels}.
+{what}
 Inputs: {inputs} (int64, batch x tokens, up to {max_length} tokens).
-Output: {output} (float32, batch x {num_labels}); a row's label is labels.json[argmax].
+Output: {output} (float32, batch x {width}); {row}.
 
 Files
   model.ort                   the model; runs on the CPU execution provider at any input length
@@ -300,7 +300,7 @@ Files
                               --include_ops_by_config required_operators.config (ONNX Runtime's
                               "custom build" docs; add --minimal_build extended and --use_{ep_flag}
                               to keep {ep_short})
-  tokenizer.json, labels.json, edgewise.json (lineage, hashes, the usability report in "metrics")
+  tokenizer.json, {labels_file}edgewise.json (lineage, hashes, the usability report in "metrics")
 
 Tokenization: the model is only as good as its inputs, so tokenize with tokenizer.json itself
 ({tokenizer}) through Hugging Face tokenizers bindings, or with a port
@@ -334,15 +334,13 @@ or your reduced build's AAR). Put {model} in assets/.
     // options.addXnnpack(mapOf<String, String>()).
     val session = env.createSession(context.assets.open("{model}").readBytes(), options)
 
-    // ids, mask, types: LongArray of one text from tokenizer.json, as described above;
-    // labels: the values of labels.json in id order
+    // ids, mask, types: LongArray of one text from tokenizer.json, as described above{kotlin_labels}
     val shape = longArrayOf(1, ids.size.toLong())
     val inputs = mapOf(
 {kotlin_inputs}
     )
     session.run(inputs).use {{ result ->
-        val logits = (result[0].value as Array<FloatArray>)[0]
-        val label = labels[logits.indices.maxByOrNull {{ logits[it] }}!!]
+{kotlin_answer}
     }}
     inputs.values.forEach {{ it.close() }}
 """
@@ -359,8 +357,7 @@ build). Add {model} to the app bundle.
     let path = Bundle.main.path(forResource: "{stem}", ofType: "ort")!
     let session = try ORTSession(env: env, modelPath: path, sessionOptions: options)
 
-    // ids, mask, types: [Int64] of one text from tokenizer.json, as described above;
-    // labels: the values of labels.json in id order
+    // ids, mask, types: [Int64] of one text from tokenizer.json, as described above{swift_labels}
     func tensor(_ values: [Int64]) throws -> ORTValue {{
         let data = NSMutableData(bytes: values, length: values.count * MemoryLayout<Int64>.size)
         return try ORTValue(tensorData: data, elementType: .int64, shape: [1, NSNumber(value: values.count)])
@@ -368,16 +365,35 @@ build). Add {model} to the app bundle.
     let outputs = try session.run(
         withInputs: [{swift_inputs}],
         outputNames: ["{output}"], runOptions: nil)
-    let logits = try outputs["{output}"]!.tensorData() as Data
-    let scores = logits.withUnsafeBytes {{ Array($0.bindMemory(to: Float.self)) }}
-    let label = labels[scores.indices.max {{ scores[$0] < scores[$1] }}!]
+    let values = try outputs["{output}"]!.tensorData() as Data
+    let scores = values.withUnsafeBytes {{ Array($0.bindMemory(to: Float.self)) }}
+{swift_answer}
 """
 
 CHECK = """Check the bundle on a computer first (pip install "edgewise[runtime]"; the ORT format runs there too):
 
-    python -m edgewise.runtime predict {name} "some text to classify"
+    python -m edgewise.runtime {check} {name} "some text"
     python -m edgewise.runtime bench {name} --threads 4
 """
+
+# What the README says of a model's answer, per task (core.tasks): a classifier's label, an embedding's vector.
+ANSWERS = {
+    "classification": {
+        "what": "Labels: {labels}.", "row": "a row's label is labels.json[argmax]", "labels_file": "labels.json, ",
+        "kotlin_labels": ";\n    // labels: the values of labels.json in id order",
+        "kotlin_answer": "        val logits = (result[0].value as Array<FloatArray>)[0]\n"
+                         "        val label = labels[logits.indices.maxByOrNull {{ logits[it] }}!!]",
+        "swift_labels": ";\n    // labels: the values of labels.json in id order",
+        "swift_answer": "    let label = labels[scores.indices.max {{ scores[$0] < scores[$1] }}!]",
+        "check": "predict"},
+    "embedding": {
+        "what": "A {task} model: one vector per text, pooled and normalised inside the graph.",
+        "row": "a row is its text's sentence vector", "labels_file": "",
+        "kotlin_labels": "", "kotlin_answer": "        val vector = (result[0].value as Array<FloatArray>)[0]  "
+                                              "// the text's sentence vector",
+        "swift_labels": "", "swift_answer": "    let vector = scores  // the text's sentence vector",
+        "check": "embed"},
+}
 
 def _indented(lines: list[str]) -> str:
     import textwrap
@@ -389,8 +405,12 @@ VARIABLES = {"input_ids": "ids", "attention_mask": "mask", "token_type_ids": "ty
 
 
 def readme(name: str, config, metrics: dict, *, source: Path, labels: list[str], max_length: int, pad_id: int,
-           inputs: list[str], output: str, tokenizer_json: Path) -> str:
+           inputs: list[str], output: str, tokenizer_json: Path, task=None) -> str:
     android = config.target is BundleTarget.ANDROID
+    kind = task.name if task is not None else "classification"
+    answer = {k: v.format(labels=", ".join(labels), task=task.describe() if task else "") if k == "what" else v
+              for k, v in ANSWERS[kind].items()}
+    width = len(labels) if kind == "classification" else task.dimension
     ep_short = "NNAPI" if android else "CoreML"
     fixed = metrics.get("fixed")
     described, template = tokenizer_facts(tokenizer_json)
@@ -398,8 +418,9 @@ def readme(name: str, config, metrics: dict, *, source: Path, labels: list[str],
     text = README_HEAD.format(
         platform="Android" if android else "iOS", name=name, model=MODEL, source=source,
         converted=" (converted from model.onnx for arm)" if metrics["ort"].get("converted") else "",
-        labels=", ".join(labels), max_length=max_length, inputs=", ".join(inputs), output=output,
-        num_labels=len(labels), ep_flag="nnapi" if android else "coreml", ep_short=ep_short,
+        what=answer["what"], row=answer["row"], labels_file=answer["labels_file"], max_length=max_length,
+        inputs=", ".join(inputs), output=output, width=width, ep_flag="nnapi" if android else "coreml",
+        ep_short=ep_short,
         fixed_file=FIXED_FILE.format(shape=shape, ep_short=ep_short) if fixed else "",
         tokenizer=described, template=template, pad_id=pad_id,
         fixed_tokens=FIXED_TOKENS.format(batch=fixed["shape"][0], tokens=fixed["shape"][1], pad_id=pad_id)
@@ -412,8 +433,11 @@ def readme(name: str, config, metrics: dict, *, source: Path, labels: list[str],
     if android:
         kotlin = "\n".join(f'        "{n}" to OnnxTensor.createTensor(env, LongBuffer.wrap({VARIABLES[n]}), shape),'
                            for n in inputs)
-        text += "\n" + ANDROID.format(model=MODEL, kotlin_inputs=kotlin)
+        text += "\n" + ANDROID.format(model=MODEL, kotlin_inputs=kotlin, kotlin_labels=answer["kotlin_labels"],
+                                      kotlin_answer=answer["kotlin_answer"].replace("{{", "{").replace("}}", "}"))
     else:
         swift = ", ".join(f'"{n}": tensor({VARIABLES[n]})' for n in inputs)
-        text += "\n" + IOS.format(model=MODEL, stem=Path(MODEL).stem, swift_inputs=swift, output=output)
-    return text + "\n" + CHECK.format(name=name)
+        text += "\n" + IOS.format(model=MODEL, stem=Path(MODEL).stem, swift_inputs=swift, output=output,
+                                  swift_labels=answer["swift_labels"],
+                                  swift_answer=answer["swift_answer"].replace("{{", "{").replace("}}", "}"))
+    return text + "\n" + CHECK.format(name=name, check=answer["check"])

@@ -141,40 +141,50 @@ def optimize(path: Path, model_config) -> dict:
     return {op: int(stats.get(op, 0)) for op in FUSED_OPS}
 
 
-def write_onnx(model, dst: Path, *, opset: int, work: Path, what: str, preprocessors=None) -> Path:
-    """optimum-onnx's text-classification export of the loaded ``model`` into ``dst`` (its temporary files
-    in ``work``); returns dst/model.onnx. ``model.config.pad_token_id`` must be set (optimum needs one)."""
+def write_onnx(model, dst: Path, *, opset: int, work: Path, what: str, preprocessors=None, task=None) -> Path:
+    """optimum-onnx's export of the loaded ``model`` for its ``task`` (core.tasks; default a classifier: its
+    text-classification export) into ``dst`` (its temporary files in ``work``), the task's graph finished (an
+    embedding model's pooling); returns dst/model.onnx. ``model.config.pad_token_id`` must be set (optimum needs
+    one)."""
     from optimum.exporters.onnx import onnx_export_from_model
 
+    from edgewise.core.tasks.classification import Classification
+
+    task = task or Classification()
     with working_directory(work):
         try:
-            onnx_export_from_model(model, str(dst), opset=opset, task="text-classification", do_validation=False,
+            onnx_export_from_model(model, str(dst), opset=opset, task=task.export_task, do_validation=False,
                                    device="cpu", preprocessors=preprocessors)
         except (ValueError, KeyError, NotImplementedError) as e:
             raise EdgewiseError(
                 f"optimum-onnx cannot export {what} ({model.config.model_type}): "
                 f"{str(e).splitlines()[0][:300]}; try another --opset"
             ) from None
-    return Path(dst) / "model.onnx"
+    path = Path(dst) / "model.onnx"
+    if hasattr(task, "finish_graph"):
+        task.finish_graph(path)
+    return path
 
 
-def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
-    """Export the `hf` artifact into ``out.artifact``; returns the metrics for the manifest."""
+def export_onnx(artifact, out, config, texts, pairs, max_length: int, task) -> dict:
+    """Export the `hf` artifact, a model of ``task`` (core.tasks), into ``out.artifact``; returns the metrics for
+    the manifest."""
     from optimum.utils.save_utils import maybe_load_preprocessors
 
-    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer
+    from edgewise.core.models import ModelSource, load_tokenizer
 
     source = ModelSource(str(artifact.path), str(artifact.path), True)
     # The model is loaded once, strictly, and that object is exported: optimum's main_export would reload the
     # folder with plain from_pretrained, which fills a missing classification head with random weights without
     # a word and cannot build a pruned model (per-layer FFN widths, edgewise_ffn_sizes).
-    model = load_classifier(source, config.allow_pickle).eval()
+    model = task.load(source, config.allow_pickle).eval()
     model_config = model.config
     if model_config.pad_token_id is None:  # optimum's text-classification export needs one, as main_export does
         model_config.pad_token_id = load_tokenizer(source).pad_token_id
-    console().print(f"exporting {artifact.path} ({model_config.model_type}) to ONNX opset {config.opset}")
+    console().print(f"exporting {artifact.path} ({model_config.model_type}, {task.describe()}) to ONNX opset "
+                    f"{config.opset}")
     path = write_onnx(model, out.artifact, opset=config.opset, work=out.work / "tmp", what=str(artifact.path),
-                      preprocessors=maybe_load_preprocessors(str(artifact.path)))
+                      preprocessors=maybe_load_preprocessors(str(artifact.path)), task=task)
     summary = graph_summary(path)
     metrics = {"onnx": summary}
     if not config.verify and not config.optimize:
@@ -183,9 +193,10 @@ def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
     tokenizer = load_tokenizer(source)
     batches = parity_inputs(tokenizer, texts, pairs, max_length, list(summary["inputs"]), model_config.vocab_size)
     # Both sides run through the runtime: PyTorch as the torch backend does, ONNX in the session the runtime builds.
-    reference = model_runner(model).scores
+    reference = model_runner(model, task=task).scores
+    exported = lambda: onnx_scores(path, output=task.output_name)  # noqa: E731
     if config.verify:
-        metrics["parity"] = compare(reference, onnx_scores(path), batches)
+        metrics["parity"] = compare(reference, exported(), batches, task.output_name)
         console().print(parity_line("ONNX vs PyTorch", metrics["parity"]))
         check(metrics["parity"], config.atol, "the exported model")
     if config.optimize:
@@ -203,7 +214,7 @@ def export_onnx(artifact, out, config, texts, pairs, max_length: int) -> dict:
             console().print(f"[bold red]WARNING[/bold red]: {warning}")
         # Layers with their own head counts are where ORT's fusions have gone wrong: checked even with --no-verify.
         if config.verify or getattr(model_config, "pruned_heads", None):
-            metrics["parity_optimized"] = compare(reference, onnx_scores(path), batches)
+            metrics["parity_optimized"] = compare(reference, exported(), batches, task.output_name)
             console().print(parity_line("optimised ONNX vs PyTorch", metrics["parity_optimized"]))
             check(metrics["parity_optimized"], config.atol, "the optimised ONNX model")
     return metrics

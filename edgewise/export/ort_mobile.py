@@ -11,7 +11,14 @@ from pathlib import Path
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.progress import console
 from edgewise.export.onnx import working_directory
-from edgewise.export.parity import REDUCED_PRECISION_AGREEMENT, check, check_agreement, compare, parity_line
+from edgewise.export.parity import (
+    REDUCED_PRECISION_AGREEMENT,
+    REDUCED_PRECISION_COSINE,
+    check,
+    check_agreement,
+    compare,
+    parity_line,
+)
 from edgewise.runtime.runners import onnx_scores
 
 OPERATORS_FILE = "required_operators.config"
@@ -70,9 +77,10 @@ def verify(reference, candidate: Path, batches: list[dict], what: str, atol: flo
     """Logits of the ORT-format ``candidate`` against ``reference`` (the source's scorer, runtime.runners
     .onnx_scores) on ``batches``; an EdgewiseError when they differ beyond ``atol`` (FP32) or, ``int8``, when
     labels agree too rarely (export.parity.check_agreement)."""
-    result = compare(reference, onnx_scores(candidate), batches)
-    result["judged_by"] = (f"label agreement >= {REDUCED_PRECISION_AGREEMENT:.0%} (INT8)" if int8 else
-                           f"max |diff| <= {atol:g}")
+    result = compare(reference, onnx_scores(candidate, output=getattr(reference, "output", None)), batches)
+    agreement = (f"cosine >= {REDUCED_PRECISION_COSINE} on every input" if "cosine_min" in result else
+                 f"label agreement >= {REDUCED_PRECISION_AGREEMENT:.0%}")
+    result["judged_by"] = f"{agreement} (INT8)" if int8 else f"max |diff| <= {atol:g}"
     console().print(parity_line(what, result))
     if int8:
         check_agreement(result, candidate.name, "use the FP32 model, or check the INT8 one with edgewise evaluate")

@@ -6,8 +6,14 @@ from collections.abc import Callable
 
 from edgewise.core.errors import EdgewiseError
 
-# Reduced precision (FP16, INT8) differs from FP32 by design: it is judged by how often labels agree.
+# Reduced precision (FP16, INT8) differs from FP32 by design: it is judged by how often labels agree, and an
+# embedding model's by the cosine between its vectors and the source's.
 REDUCED_PRECISION_AGREEMENT = 0.98
+# The lowest cosine to the source's vector accepted of any parity input: a broken conversion gives unrelated
+# vectors (cosine near 0); dynamic INT8 of the MiniLM embedding teacher stays above 0.98 on every text of
+# benchmarks/results/embedding_minilm.json.
+REDUCED_PRECISION_COSINE = 0.95
+VECTOR_OUTPUTS = ("sentence_embedding",)  # outputs that are sentence vectors (core.tasks.embedding)
 
 # Shapes (batch, tokens) of the generated inputs used when no data is given.
 GENERATED_SHAPES = ((1, 8), (2, 17), (4, None))  # None: the model's max_length
@@ -47,8 +53,10 @@ def generated_batches(input_names, vocab_size: int, max_length: int, pad_id: int
     return batches
 
 
-def compare(reference: Callable, candidate: Callable, batches: list[dict], output: str = "logits") -> dict:
-    """Run both on every batch: max / mean |difference| and how often their argmax labels agree.
+def compare(reference: Callable, candidate: Callable, batches: list[dict], output: str | None = None) -> dict:
+    """Run both on every batch: max / mean |difference| and how often their argmax labels agree; for sentence
+    vectors (``output`` in VECTOR_OUTPUTS; default: the scorer's ``output``, else logits) the lowest and mean
+    cosine between the two sides' vectors instead of label agreement.
 
     A shape mismatch is fatal at once; tolerance is judged by ``check``. NaN and inf values are
     counted per side and make the differences inf: a NaN would otherwise vanish from a running
@@ -56,6 +64,9 @@ def compare(reference: Callable, candidate: Callable, batches: list[dict], outpu
     """
     import numpy as np
 
+    output = output or getattr(reference, "output", None) or getattr(candidate, "output", None) or "logits"
+    vectors = output in VECTOR_OUTPUTS
+    cosines = []
     max_diff, total_diff, values, agree, samples = 0.0, 0.0, 0, 0, 0
     nonfinite = {side: {"nan": 0, "inf": 0} for side in ("candidate", "reference")}
     for batch in batches:
@@ -75,7 +86,10 @@ def compare(reference: Callable, candidate: Callable, batches: list[dict], outpu
         values += diff.size
         agree += int((ref.argmax(-1) == cand.argmax(-1)).sum())
         samples += ref.shape[0]
-    return {
+        if vectors:
+            norms = np.maximum(np.linalg.norm(ref, axis=-1) * np.linalg.norm(cand, axis=-1), 1e-12)
+            cosines += ((ref * cand).sum(-1) / norms).tolist()
+    result = {
         "outputs": {output: {"max_abs_diff": max_diff, "mean_abs_diff": total_diff / max(values, 1),
                              "values": values, "nonfinite": nonfinite}},
         "max_abs_diff": max_diff,
@@ -83,6 +97,11 @@ def compare(reference: Callable, candidate: Callable, batches: list[dict], outpu
         "samples": samples,
         "batches": len(batches),
     }
+    if vectors:  # an argmax over a vector's dimensions means nothing: the cosine says how alike they are
+        del result["label_agreement"]
+        result["cosine_min"] = float(np.nanmin(cosines)) if cosines else 1.0
+        result["cosine_mean"] = float(np.nanmean(cosines)) if cosines else 1.0
+    return result
 
 
 def _nonfinite(counts: dict, values: int) -> str | None:
@@ -117,22 +136,35 @@ def check(result: dict, atol: float, what: str) -> None:
               if not v["max_abs_diff"] <= atol]
     if missed:
         raise EdgewiseError(
-            f"{what} does not match its source within atol {atol:g} ({'; '.join(missed)}; labels agree on "
-            f"{result['label_agreement']:.1%} of {result['samples']} inputs); raise --atol if that is acceptable, "
-            "or pass --no-verify to keep it unchecked"
+            f"{what} does not match its source within atol {atol:g} ({'; '.join(missed)}; {_agreement(result)}); "
+            "raise --atol if that is acceptable, or pass --no-verify to keep it unchecked"
         )
+
+
+def _agreement(result: dict) -> str:
+    if "cosine_min" in result:
+        return f"cosine to the source's vectors {result['cosine_min']:.4f} at the lowest of {result['samples']} inputs"
+    return f"labels agree on {result['label_agreement']:.1%} of {result['samples']} inputs"
 
 
 def parity_line(what: str, result: dict) -> str:
     """The one-line summary of a parity result that export prints."""
-    return (f"{what}: max |diff| {result['max_abs_diff']:.2e}, labels agree {result['label_agreement']:.2%} "
-            f"on {result['samples']} inputs")
+    agreement = (f"cosine min {result['cosine_min']:.6f}" if "cosine_min" in result else
+                 f"labels agree {result['label_agreement']:.2%}")
+    return f"{what}: max |diff| {result['max_abs_diff']:.2e}, {agreement} on {result['samples']} inputs"
 
 
 def check_agreement(result: dict, what: str, fix: str) -> None:
-    """The gate of a reduced-precision model: no NaN / inf logits (a NaN row's argmax is 0, which can still
-    "agree" often on skewed data) and labels agreeing with the source on REDUCED_PRECISION_AGREEMENT of inputs."""
+    """The gate of a reduced-precision model: no NaN / inf outputs (a NaN row's argmax is 0, which can still
+    "agree" often on skewed data) and labels agreeing with the source on REDUCED_PRECISION_AGREEMENT of inputs, or
+    sentence vectors whose cosine to the source's is at least REDUCED_PRECISION_COSINE on every input."""
     check(result, float("inf"), what)
+    if "cosine_min" in result:
+        if result["cosine_min"] < REDUCED_PRECISION_COSINE:
+            raise EdgewiseError(
+                f"{what} gives vectors whose cosine to its source's falls to {result['cosine_min']:.3f} (at least "
+                f"{REDUCED_PRECISION_COSINE} expected on every one of {result['samples']} inputs); {fix}")
+        return
     if result["label_agreement"] < REDUCED_PRECISION_AGREEMENT:
         raise EdgewiseError(
             f"{what} agrees with its source on only {result['label_agreement']:.1%} of {result['samples']} inputs "

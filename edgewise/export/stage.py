@@ -10,6 +10,7 @@ from edgewise.core.lengths import artifact_lengths, known_limit, working_length
 from edgewise.core.manifest import Manifest
 from edgewise.core.progress import console
 from edgewise.core.stage import StageOutput
+from edgewise.core.tasks import refuse_unless
 from edgewise.export.config import ExportConfig, ExportFormat
 
 
@@ -61,7 +62,10 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
         raise EdgewiseError(
             f"--format {config.format.value} needs an {wanted!r} artifact, {src} is {artifact.kind!r}; {fix}"
         )
-    artifact.classifier_labels()
+    task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding"), str(artifact.path),
+                         "export")
+    if task.name == "classification":
+        artifact.classifier_labels()
     if wanted == "hf":
         from edgewise.core.models import check_weights
 
@@ -79,11 +83,12 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
         if config.format is ExportFormat.ONNX:
             from edgewise.export.onnx import export_onnx
 
-            metrics = export_onnx(artifact, out, config, texts, pairs, max_length)
+            metrics = export_onnx(artifact, out, config, texts, pairs, max_length, task)
         else:
-            metrics, reason = _convert(artifact, out, config, texts, pairs, max_length)
+            metrics, reason = _convert(artifact, out, config, texts, pairs, max_length, task)
         manifest = out.commit(
             kind=config.format.value, config=config, metrics=metrics, expected_files=_expected_files(config, reason),
+            task=task,
             data={"max_length": working, "max_positions": known_limit(limit),
                   "parity_max_length": max_length, "parity_data": data, "parity_texts": len(texts)},
         )
@@ -105,7 +110,7 @@ def _expected_files(config: ExportConfig, reason: str | None) -> list[str]:
     return [ENGINE, TIMING_CACHE]
 
 
-def _convert(artifact: Artifact, out: StageOutput, config: ExportConfig, texts, pairs, max_length: int):
+def _convert(artifact: Artifact, out: StageOutput, config: ExportConfig, texts, pairs, max_length: int, task):
     from edgewise.core.models import ModelSource, load_tokenizer
     from edgewise.export.onnx import graph_summary, parity_inputs
 

@@ -89,7 +89,8 @@ def _train(source, out, config, data, id2label, train, validation, test, resume,
 
     from edgewise.core.lengths import length_stats, percentile_length, position_limit, working_length
     from edgewise.core.models import load_classifier, load_tokenizer, token_lengths
-    from edgewise.core.training import encode, fit, split_metrics, training_arguments
+    from edgewise.core.tasks.classification import Classification
+    from edgewise.core.training import encode, fit, training_arguments
 
     say = console().print if rank == 0 else (lambda *args, **kwargs: None)
     tokenizer = load_tokenizer(source)
@@ -119,13 +120,15 @@ def _train(source, out, config, data, id2label, train, validation, test, resume,
     train_ds = encode(tokenizer, train[0], train[1], max_length, pad_to_max, model)
     validation_ds = encode(tokenizer, validation[0], validation[1], max_length, pad_to_max, model)
     args = training_arguments(config.trainer, config.data.seed, out.checkpoints, len(train_ds))
-    trainer, result = fit(Trainer, "fine-tuning", resume=resume, say=say, model=model, args=args,
+    task = Classification()
+    trainer, result = fit(Trainer, "fine-tuning", resume=resume, say=say, compute_metrics=task.trainer_metrics,
+                          model=model, args=args,
                           train_dataset=train_ds, eval_dataset=validation_ds,
                           data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
 
     # Prediction is collective under torchrun: every rank runs it, only rank 0 writes.
     metrics = {
-        "validation": split_metrics(trainer, validation_ds, validation[1], id2label),
+        "validation": task.split_metrics(trainer.predict(validation_ds).predictions, validation[1], id2label),
         "train": {
             "runtime_s": round(result.metrics["train_runtime"], 1),
             "samples_per_second": round(result.metrics["train_samples_per_second"], 2),
@@ -138,7 +141,7 @@ def _train(source, out, config, data, id2label, train, validation, test, resume,
     }
     if test[0] is not None:
         test_ds = encode(tokenizer, test[0], test[1], max_length, pad_to_max, model)
-        metrics["test"] = split_metrics(trainer, test_ds, test[1], id2label)
+        metrics["test"] = task.split_metrics(trainer.predict(test_ds).predictions, test[1], id2label)
     if not trainer.is_world_process_zero():
         return None
 
@@ -148,6 +151,7 @@ def _train(source, out, config, data, id2label, train, validation, test, resume,
     manifest = out.commit(
         kind="hf",
         config=config,
+        task=task,
         labels=id2label,
         source=None if out.parent is not None else {"pretrained": source.describe()},
         data={

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
+from edgewise.core.tasks import TaskConfig
 
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """Post-training structured pruning of a fine-tuned BERT-family classifier (Kwon et al. 2022):
-    Fisher importance of every attention head and FFN neuron on sample texts, the most important
+    """Post-training structured pruning of a fine-tuned BERT-family classifier or sentence-embedding model (Kwon
+    et al. 2022): Fisher importance of every attention head and FFN neuron on sample texts, the most important
     units kept under a FLOPs budget (or explicit fractions), the rest physically removed.
 
     Example:
@@ -64,7 +65,10 @@ class PruneConfig:
     eval_batch_size: int = setting(32, "Texts per batch when measuring accuracy before and after.")
     max_eval_samples: int | None = setting(None, "Measure accuracy on at most this many texts per split "
                                                  "(default: all).")
+    pairs: str | None = setting(None, "Embedding models: scored sentence pairs (sentence1, sentence2, score; e.g. "
+                                      "STS-B) whose Spearman is measured before and after, per split.")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
+    task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     @property

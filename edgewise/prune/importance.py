@@ -6,9 +6,10 @@ gradient of the text's loss with respect to the mask: a second-order estimate of
 grows when the unit is removed. Masks are per text (shape [batch, units]) so that one backward pass
 gives every text's own gradient, not their sum.
 
-The loss is the cross-entropy against the text's label, or, for unlabelled texts, against the
-model's own prediction: the KL divergence to the unpruned model's logits has a zero gradient at
-the unpruned model (mask = 1), so it would score every unit 0.
+The loss is the task's (core.tasks): a classifier's cross-entropy against the text's label, or, for
+unlabelled texts, against the model's own prediction: the KL divergence to the unpruned model's logits
+has a zero gradient at the unpruned model (mask = 1), so it would score every unit 0. An embedding
+model's is an in-batch contrastive loss against the unpruned model's vectors, for the same reason.
 """
 
 from __future__ import annotations
@@ -38,16 +39,19 @@ def heads_of(layer) -> tuple[int, int]:
     return attention.num_attention_heads, attention.attention_head_size
 
 
-def fisher(model, batches, progress=None) -> tuple[list, list]:
+def fisher(model, batches, progress=None, task=None) -> tuple[list, list]:
     """Per-layer head and FFN-neuron importance (lists of float64 numpy arrays).
 
-    ``batches`` yields (model inputs as torch tensors, label ids); ``progress(n)`` is called with
-    the number of texts after each batch.
+    ``batches`` yields (model inputs as torch tensors, targets: label ids, or an embedding model's unpruned
+    vectors); the loss is the ``task``'s importance loss (core.tasks; default a classifier's cross-entropy);
+    ``progress(n)`` is called with the number of texts after each batch.
     """
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
+    from edgewise.core.tasks.classification import Classification
+
+    task = task or Classification()
     from edgewise.core.structure import encoder_layers
 
     layers = encoder_layers(model)
@@ -80,9 +84,8 @@ def fisher(model, batches, progress=None) -> tuple[list, list]:
                 batch = len(labels)
                 masks["heads"] = [torch.ones(batch, h, requires_grad=True) for h, _ in heads]
                 masks["ffn"] = [torch.ones(batch, w, requires_grad=True) for w in widths]
-                logits = model(**inputs).logits
                 # A sum, not a mean: each text's mask gradient is then that text's own loss gradient.
-                loss = F.cross_entropy(logits.float(), torch.as_tensor(labels), reduction="sum")
+                loss = task.importance_loss(task.output(model, inputs), labels)
                 grads = torch.autograd.grad(loss, masks["heads"] + masks["ffn"])
                 for i in range(len(layers)):
                     head_scores[i] += grads[i].double().pow(2).sum(0).numpy()
@@ -94,15 +97,16 @@ def fisher(model, batches, progress=None) -> tuple[list, list]:
     return head_scores, ffn_scores
 
 
-def layer_skip_losses(model, batches) -> list[float]:
-    """Per encoder layer, the mean cross-entropy on ``batches`` ((model inputs, label ids)) with that
-    layer skipped (its input passed on unchanged): how much the model needs it. One forward pass of
-    the texts per layer."""
+def layer_skip_losses(model, batches, task=None) -> list[float]:
+    """Per encoder layer, the mean of the ``task``'s importance loss (a classifier's cross-entropy) on ``batches``
+    ((model inputs, targets)) with that layer skipped (its input passed on unchanged): how much the model needs it.
+    One forward pass of the texts per layer."""
     import torch
-    import torch.nn.functional as F
 
     from edgewise.core.structure import encoder_layers
+    from edgewise.core.tasks.classification import Classification
 
+    task = task or Classification()
     batches = list(batches)
 
     def skip(module, args, kwargs, output):
@@ -114,8 +118,8 @@ def layer_skip_losses(model, batches) -> list[float]:
         for layer in encoder_layers(model):
             handle = layer.register_forward_hook(skip, with_kwargs=True)
             try:
-                total = sum(float(F.cross_entropy(model(**inputs).logits.float(), torch.as_tensor(labels),
-                                                  reduction="sum")) for inputs, labels in batches)
+                total = sum(float(task.importance_loss(task.output(model, inputs), labels))
+                            for inputs, labels in batches)
             finally:
                 handle.remove()
             losses.append(total / max(1, sum(len(labels) for _, labels in batches)))

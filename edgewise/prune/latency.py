@@ -31,7 +31,7 @@ def parse_budget(text: str) -> tuple[str, float]:
     return unit, number
 
 
-def onnx_latency_ms(model, work: Path, *, seq_len: int, threads: int, name: str) -> float:
+def onnx_latency_ms(model, work: Path, *, seq_len: int, threads: int, name: str, task=None) -> float:
     """Median batch-1 latency of ``model`` exported to ONNX (opset 17) and run by onnxruntime on this CPU
     (the session edgewise's runtime builds, with ``threads``)."""
     import numpy as np
@@ -43,7 +43,7 @@ def onnx_latency_ms(model, work: Path, *, seq_len: int, threads: int, name: str)
     if model.config.pad_token_id is None:  # on a copy: the model being pruned keeps its config as it is
         model = copy.deepcopy(model)
         model.config.pad_token_id = 0
-    path = write_onnx(model, work / name, opset=17, work=work / "tmp", what=f"the {name} latency probe")
+    path = write_onnx(model, work / name, opset=17, work=work / "tmp", what=f"the {name} latency probe", task=task)
     loaded = session(path, "ort-cpu", threads)
     rng = np.random.default_rng(0)
     vocab = model.config.vocab_size
@@ -56,7 +56,7 @@ def onnx_latency_ms(model, work: Path, *, seq_len: int, threads: int, name: str)
 
 
 def fit_budget(model, plan_at, work: Path, *, budget: str, floor: float, seq_len: int, threads: int,
-               iterations: int = 6, reference=None, say=print) -> tuple[dict, dict]:
+               iterations: int = 6, reference=None, say=print, task=None) -> tuple[dict, dict]:
     """The plan (from ``plan_at(flops_fraction)``) with the most FLOPs whose measured latency fits the
     budget, and a record of every probe. ``floor`` is the smallest FLOPs fraction pruning reaches;
     a share budget ("60%") is of ``reference``'s latency (default: ``model``'s; the model as given
@@ -65,7 +65,7 @@ def fit_budget(model, plan_at, work: Path, *, budget: str, floor: float, seq_len
 
     unit, value = parse_budget(budget)
     unpruned = onnx_latency_ms(model if reference is None else reference, work, seq_len=seq_len, threads=threads,
-                               name="probe-unpruned")
+                               name="probe-unpruned", task=task)
     budget_ms = value if unit == "ms" else value * unpruned
     probes = []
 
@@ -73,7 +73,8 @@ def fit_budget(model, plan_at, work: Path, *, budget: str, floor: float, seq_len
         plan = plan_at(fraction)
         candidate = copy.deepcopy(model)
         remove_units(candidate, plan["heads"], plan["ffn"])
-        ms = onnx_latency_ms(candidate, work, seq_len=seq_len, threads=threads, name=f"probe-{len(probes)}")
+        ms = onnx_latency_ms(candidate, work, seq_len=seq_len, threads=threads, name=f"probe-{len(probes)}",
+                             task=task)
         probes.append({"flops_fraction": round(fraction, 4), "flops_ratio": plan["flops_after"] / plan["flops_before"],
                        "latency_ms": ms})
         say(f"latency probe: {plan['flops_after'] / plan['flops_before']:.1%} of the FLOPs -> {ms:.2f} ms "

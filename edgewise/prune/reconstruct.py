@@ -93,10 +93,10 @@ def reconstruct(original, pruned, batches, heads: list[list[int]], ffn: list[lis
 
 
 def _bert(model):
-    """The BertModel inside a classifier."""
+    """The BertModel inside a classifier (an embedding model is one itself)."""
     from edgewise.core.errors import EdgewiseError
 
-    inner = getattr(model, model.base_model_prefix, None)
+    inner = getattr(model, model.base_model_prefix, model)
     if inner is None or not hasattr(inner, "embeddings") or not hasattr(inner, "get_extended_attention_mask"):
         raise EdgewiseError(f"reconstruction needs a BERT-layout encoder, not {type(model).__name__}; "
                             "prune with --no-reconstruct")

@@ -19,6 +19,7 @@ from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import Manifest
 from edgewise.core.progress import console
 from edgewise.core.stage import StageOutput
+from edgewise.core.tasks import refuse_unless
 from edgewise.prune.config import PruneConfig
 
 
@@ -45,18 +46,24 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
                             "texts it will see)")
     started = time.perf_counter()
     artifact = Artifact.load(Path(src), kind="hf")
-    artifact.classifier_labels()
+    task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding"), str(artifact.path),
+                         "prune")
+    if task.name == "classification":
+        artifact.classifier_labels()
+    elif config.pairs is None:
+        console().print("no --pairs given: quality before and after is the agreement with the unpruned model "
+                        "(cosine, top-10 neighbours); give scored pairs for STS Spearman")
     out = StageOutput("prune", dst, parent=artifact, overwrite=overwrite, resume=resume)
-    samples, evaluation = _texts(artifact, data, config)
+    samples, evaluation = _texts(artifact, data, config, task)
 
     from edgewise.core.lengths import artifact_lengths
-    from edgewise.core.models import ModelSource, check_weights, load_classifier, load_tokenizer
+    from edgewise.core.models import ModelSource, check_weights, load_tokenizer
     from edgewise.core.structure import encoder_layers
 
     check_weights(artifact.path, config.allow_pickle)
     source = ModelSource(str(artifact.path), str(artifact.path), True)
     tokenizer = load_tokenizer(source)
-    model = load_classifier(source, config.allow_pickle).eval()
+    model = task.load(source, config.allow_pickle).eval()
     layers = encoder_layers(model)  # refuses other architectures before any work
     if config.vocab:
         from edgewise.prune.vocab import load_tokenizer_json
@@ -76,24 +83,24 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
     recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
     max_length, _ = artifact_lengths(artifact.path, recorded)
 
-    if config.heal_epochs and samples["labels"] is None:
+    if config.heal_epochs and samples["labels"] is None and task.name == "classification":
         raise EdgewiseError(f"--heal-epochs distils on labelled texts and {data} has none in its {samples['split']} "
                             "split; pass labelled data, or drop --heal-epochs")
+    measure = Measure(task, tokenizer, evaluation, config, max_length, artifact.labels)
     with out:
         metrics = {"accuracy": {}, "time_s": {}}
         if config.prunes_units:
-            model, metrics, unpruned = _prune(model, tokenizer, samples, evaluation, config, max_length,
-                                              artifact.labels)
+            model, metrics, unpruned = _prune(model, tokenizer, samples, measure, config, max_length)
             if config.heal_epochs:
-                model = _heal(model, tokenizer, artifact, out, config, data, max_length, evaluation, metrics, unpruned)
+                model = _heal(model, artifact, out, config, data, max_length, measure, metrics, unpruned)
         else:
-            unpruned = _accuracy(model, tokenizer, evaluation, config, max_length, artifact.labels)
+            unpruned = measure(model)
             metrics["accuracy"] = _accuracy_rows(unpruned)
         if config.vocab:
-            _prune_vocab(model, tokenizer, artifact, out, config, samples, evaluation, max_length, metrics, unpruned)
+            _prune_vocab(model, artifact, out, config, samples, evaluation, measure, metrics, unpruned)
         model.save_pretrained(out.artifact, safe_serialization=True)
         metrics["time_s"]["total"] = round(time.perf_counter() - started, 1)
-        manifest = out.commit(kind="hf", config=config, metrics=metrics,
+        manifest = out.commit(kind="hf", config=config, metrics=metrics, task=task,
                               # Not "spec": the model was not trained on these texts, so the lineage's
                               # training data (what quantize scores on by default) stays the parent's.
                               data={"importance_data": data, "sample_texts": len(samples["texts"])})
@@ -104,21 +111,35 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
                     + (f"{p['heads_after']}/{p['heads_before']} heads, FFN {p['ffn_after']}/{p['ffn_before']} neurons, "
                        f"{p['flops_ratio']:.1%} of the encoder FLOPs, " if p else "")
                     + (f"{v['size_after']}/{v['size_before']} tokens, " if v else "")
-                    + "  ".join(f"{split} accuracy {row['before']['accuracy']:.4f} -> {row['after']['accuracy']:.4f}"
-                                f" (macro-F1 {row['before']['macro_f1']:.4f} -> {row['after']['macro_f1']:.4f})"
-                                for split, row in metrics["accuracy"].items()))
+                    + "  ".join(f"{split} {_change(row)}" for split, row in metrics["accuracy"].items()))
     return manifest
 
 
-def _texts(artifact: Artifact, data: str, config: PruneConfig) -> tuple[dict, dict]:
+def _change(row: dict) -> str:
+    """A split's figures before and after, as people read them."""
+    before, after = row["before"], row["after"]
+    if "accuracy" in before:
+        return (f"accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f} (macro-F1 {before['macro_f1']:.4f} -> "
+                f"{after['macro_f1']:.4f})")
+    shown = f"{row['gate']} {before['quality']:.4f} -> {after['quality']:.4f}"
+    return shown + (f" (cosine to the unpruned {after['cosine_mean']:.4f})" if "cosine_mean" in after else "")
+
+
+def _texts(artifact: Artifact, data: str, config: PruneConfig, task) -> tuple[dict, dict]:
     """The sample texts (train split first, ``config.samples`` drawn with the data seed) and the
-    labelled evaluation splits (validation as training carved it, and test)."""
+    evaluation splits (validation as training carved it, and test; labelled for a classifier, with --pairs'
+    scored pairs for an embedding model)."""
     from edgewise.core.data import encode_labels, load_splits
     from edgewise.core.lineage import carve_validation
-    from edgewise.quantize.measure import eval_splits
+    from edgewise.quantize.measure import eval_sets
 
     splits = load_splits(data, config.data)
     splits, _ = carve_validation(splits, data, artifact.path, config.data)
+    if task.name != "classification" and "validation" not in splits and "train" in splits:
+        from edgewise.core.data import training_splits
+
+        train, validation, _ = training_splits(splits, config.data, data, labelled=False)
+        splits = {**splits, "train": train, "validation": validation}
     order = [n for n in ("train", "validation", "test") if n in splits] + [n for n in splits
                                                                             if n not in ("train", "validation", "test")]
     split = next((splits[n] for n in order if len(splits[n])), None)
@@ -126,11 +147,16 @@ def _texts(artifact: Artifact, data: str, config: PruneConfig) -> tuple[dict, di
         raise EdgewiseError(f"{data} holds no texts; pass data with texts to measure importance on")
     picked = sorted(random.Random(config.data.seed).sample(range(len(split)), min(config.samples, len(split))))
     labels = (encode_labels(split.subset(picked, split.name), artifact.labels, config.data.label_column)
-              if split.labels is not None else None)
+              if split.labels is not None and task.name == "classification" else None)
     samples = {"split": split.name, "texts": [split.texts[i] for i in picked],
                "pairs": [split.pairs[i] for i in picked] if split.pairs else None, "labels": labels,
                "all_texts": split.texts, "all_pairs": split.pairs}
-    chosen = eval_splits(splits, artifact.labels, config.data.label_column, limit=config.max_eval_samples)
+    pairs = None
+    if config.pairs is not None:
+        from edgewise.core.data import load_pairs
+
+        pairs = load_pairs(config.pairs, config.data.encoding)
+    chosen = eval_sets(task, splits, artifact.labels, config.data, limit=config.max_eval_samples, pairs=pairs)
     return samples, {"spec": data, "splits": chosen}
 
 
@@ -146,22 +172,37 @@ def _batches(model, tokenizer, samples: dict, labels: list[int], config: PruneCo
         yield model_inputs(model, encoded), labels[start:end]
 
 
-def _accuracy(model, tokenizer, evaluation: dict, config: PruneConfig, max_length: int, id2label: dict) -> dict:
-    """Logits and metrics of ``model`` on every evaluation split."""
-    from edgewise.core.metrics import classification_metrics
-    from edgewise.runtime.pytorch import TorchRunner
+class Measure:
+    """The task's figures of a model on every evaluation split (``__call__``): its outputs (kept to compare later
+    steps with the unpruned model), ``quality`` (the gate metric: accuracy; an embedding model's STS Spearman, else
+    its agreement with the unpruned model) and the task's own figures."""
 
-    runner = TorchRunner(model, tokenizer, max_length=max_length)
-    result = {}
-    for split in evaluation["splits"]:
-        logits = runner.logits(split.texts, split.pairs, batch_size=config.eval_batch_size)
-        metrics = classification_metrics(split.truth, logits.argmax(-1).tolist(), id2label)
-        result[split.name] = {"logits": logits, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
-    return result
+    def __init__(self, task, tokenizer, evaluation: dict, config: PruneConfig, max_length: int, labels: dict):
+        self.task, self.tokenizer, self.evaluation = task, tokenizer, evaluation
+        self.config, self.max_length, self.labels = config, max_length, labels
+
+    def __call__(self, model, tokenizer=None, before: dict | None = None) -> dict:
+        """Per split: outputs and figures; with ``before`` (the unpruned model's result), agreement with it."""
+        from edgewise.runtime.pytorch import TorchRunner
+
+        runner = TorchRunner(model, tokenizer or self.tokenizer, max_length=self.max_length, task=self.task)
+        result = {}
+        for split in self.evaluation["splits"]:
+            outputs = runner.outputs(split.texts, split.pairs, batch_size=self.config.eval_batch_size)
+            reference = before[split.name]["logits"] if before is not None else outputs
+            scores = {**(self.task.score(split, outputs, self.labels) or {}),
+                      **self.task.agreement_on(split, outputs, reference)}
+            result[split.name] = {"logits": outputs, **scores, "quality": self.task.quality(scores)}
+        return result
+
+    def outputs(self, model, texts, pairs):
+        from edgewise.runtime.pytorch import TorchRunner
+
+        runner = TorchRunner(model, self.tokenizer, max_length=self.max_length, task=self.task)
+        return runner.outputs(texts, pairs, self.config.eval_batch_size)
 
 
-def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfig, max_length: int,
-           id2label: dict) -> tuple:
+def _prune(model, tokenizer, samples: dict, measure: Measure, config: PruneConfig, max_length: int) -> tuple:
     """Layers dropped, importance, the plan, the slicing and the fit: (the pruned model, its metrics, the
     unpruned model's accuracy and logits per evaluation split)."""
     import copy
@@ -177,13 +218,12 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
     given_flops = encoder_flops(given_shapes, hidden, config.seq_len)
     parameters_before = sum(p.numel() for p in model.parameters())
     times = {}
-    before = _accuracy(model, tokenizer, evaluation, config, max_length, id2label)
+    task = measure.task
+    before = measure(model)
     labels = samples["labels"]
-    if labels is None:  # unlabelled texts: the model's own predictions are their labels
-        from edgewise.runtime.pytorch import TorchRunner
-
-        runner = TorchRunner(model, tokenizer, max_length=max_length)
-        labels = runner.logits(samples["texts"], samples["pairs"], config.eval_batch_size).argmax(-1).tolist()
+    if labels is None:  # unlabelled texts: the model's own outputs are the targets (its predicted labels, vectors)
+        outputs = measure.outputs(model, samples["texts"], samples["pairs"])
+        labels = outputs.argmax(-1).tolist() if task.name == "classification" else outputs
     fit_on = {k: (v[:config.reconstruct_samples] if v is not None else None) for k, v in samples.items()
               if k in ("texts", "pairs")}
     # The texts layer scores and the refit read (tokenized once, for whichever of them runs).
@@ -196,7 +236,7 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
         from edgewise.prune.slicing import drop_layers
 
         started = time.perf_counter()
-        layer_losses = layer_skip_losses(model, fit_batches)
+        layer_losses = layer_skip_losses(model, fit_batches, task)
         dropped = sorted(int(i) for i in np.argsort(layer_losses, kind="stable")[:config.drop_layers])
         kept_layers = [i for i in kept_layers if i not in dropped]
         working = copy.deepcopy(model)
@@ -218,9 +258,9 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
     if units:
         started = time.perf_counter()
         with progress_bar(transient=True) as bar:
-            task = bar.add_task("importance (Fisher)", total=len(samples["texts"]), info="")
+            step = bar.add_task("importance (Fisher)", total=len(samples["texts"]), info="")
             head_scores, ffn_scores = fisher(working, _batches(working, tokenizer, samples, labels, config,
-                                                               max_length), lambda n: bar.advance(task, n))
+                                                               max_length), lambda n: bar.advance(step, n), task)
         times["importance"] = round(time.perf_counter() - started, 1)
         console().print(f"importance of {sum(s.heads for s in shapes)} heads and {sum(s.ffn for s in shapes)} FFN "
                         f"neurons from {len(samples['texts'])} texts in {times['importance']} s")
@@ -242,7 +282,7 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
                                        floor=floor_fraction(shapes, hidden, tokens=config.seq_len,
                                                             round_to=config.round_to) * (1 + 1e-9),
                                        seq_len=config.seq_len, threads=config.threads, reference=model,
-                                       say=console().print)
+                                       say=console().print, task=task)
         times["latency_search"] = round(time.perf_counter() - started, 1)
     elif units:
         plan = choose(head_scores, ffn_scores, shapes, hidden, tokens=config.seq_len, flops=flops,
@@ -259,7 +299,7 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
     steps = {}
     plain = copy.deepcopy(working) if config.reconstruct else working
     remove_units(plain, plan["heads"], plan["ffn"])
-    steps["pruned"] = _accuracy(plain, tokenizer, evaluation, config, max_length, id2label)
+    steps["pruned"] = measure(plain, before=before)
     kept_step = "pruned"
     if config.reconstruct:
         from edgewise.prune.reconstruct import reconstruct
@@ -267,11 +307,11 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
         fitted = working if working is not model else copy.deepcopy(model)
         started = time.perf_counter()
         with progress_bar(transient=True) as bar:
-            task = bar.add_task("least-squares reconstruction", total=2 * len(shapes), info="")
+            step = bar.add_task("least-squares reconstruction", total=2 * len(shapes), info="")
             reconstruct(model, fitted, [inputs for inputs, _ in fit_batches], plan["heads"], plan["ffn"],
-                        layers=kept_layers, progress=lambda n: bar.advance(task, n))
+                        layers=kept_layers, progress=lambda n: bar.advance(step, n))
         times["reconstruction"] = round(time.perf_counter() - started, 1)
-        steps["reconstructed"] = _accuracy(fitted, tokenizer, evaluation, config, max_length, id2label)
+        steps["reconstructed"] = measure(fitted, before=before)
         # The fit aims at fidelity to the unpruned model, so fidelity decides: on the BBC teacher's 212
         # validation texts the plain slice once scored 95.75 % against the fit's 95.28 % (the unpruned
         # model's own figure) while on test the fit had 98.59 % and the slice 95.77 %.
@@ -281,8 +321,8 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
             result, kept_step = plain, "pruned"  # the fit made validation agree less: keep the plain slice
         else:
             result, kept_step = fitted, "reconstructed"
-        shown = "  ".join(f"{split} accuracy {steps['pruned'][split]['accuracy']:.4f} -> "
-                          f"{steps['reconstructed'][split]['accuracy']:.4f}, agreement "
+        shown = "  ".join(f"{split} {_gate(task, before[split])} {steps['pruned'][split]['quality']:.4f} -> "
+                          f"{steps['reconstructed'][split]['quality']:.4f}, agreement "
                           f"{_agreement(before, steps['pruned'], split):.4f} -> "
                           f"{_agreement(before, steps['reconstructed'], split):.4f}" for split in before)
         console().print(f"least-squares reconstruction in {times['reconstruction']} s: {shown}; kept the {kept_step} "
@@ -290,8 +330,8 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
     else:
         result = plain
     accuracy = _accuracy_rows(before)
-    for step in sorted(steps, key=lambda name: name == kept_step):  # the kept step last: it is "after"
-        _record_step(accuracy, step, steps[step], before)
+    for name in sorted(steps, key=lambda name: name == kept_step):  # the kept step last: it is "after"
+        _record_step(accuracy, name, steps[name], before, task)
     heads_after = [len(h) for h in plan["heads"]]
     ffn_after = [len(n) for n in plan["ffn"]]
     return result, {
@@ -314,7 +354,8 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
             "parameters_before": parameters_before, "parameters_after": sum(p.numel() for p in result.parameters()),
             "samples": len(samples["texts"]), "sample_split": samples["split"],
             "reconstruction_samples": len(fit_on["texts"]) if config.reconstruct or config.drop_layers else 0,
-            "labels": "data" if samples["labels"] is not None else "the model's own predictions",
+            "labels": "data" if samples["labels"] is not None else "the model's own predictions"
+            if task.name == "classification" else "the unpruned model's vectors (in-batch contrastive loss)",
         },
         "importance": None if head_scores is None else {
             "heads": [[float(f"{v:.6g}") for v in s] for s in head_scores],
@@ -324,62 +365,80 @@ def _prune(model, tokenizer, samples: dict, evaluation: dict, config: PruneConfi
     }, before
 
 
+# The figures of a step a split's row records: a classifier's, then an embedding model's (core.tasks).
+ROW_FIELDS = ("quality", "accuracy", "macro_f1", "spearman", "cosine_mean", "cosine_p1", "neighbour_overlap")
+
+
+def _gate(task, row: dict) -> str:
+    return task.gate_of(row)
+
+
+def _figures(result: dict) -> dict:
+    return {k: result[k] for k in ROW_FIELDS if k in result}
+
+
 def _accuracy_rows(before: dict) -> dict:
-    """The manifest's accuracy rows, one per split, holding the unpruned model's figures (``before``; it
-    agrees with itself, so every step's figures have the same three fields)."""
-    return {split: {"before": {"accuracy": row["accuracy"], "macro_f1": row["macro_f1"], "agreement": 1.0}}
-            for split, row in before.items()}
+    """The manifest's rows, one per split, holding the unpruned model's figures (``before``; it agrees with
+    itself, so every step's figures have the same fields)."""
+    return {split: {"before": {**_figures(row), "agreement": 1.0}} for split, row in before.items()}
 
 
-def _record_step(accuracy: dict, step: str, result: dict, before: dict) -> None:
-    """Add a step's figures (``_accuracy``'s ``result``) to every split's row of the manifest's accuracy,
-    and make it the row's "after": accuracy, macro-F1, agreement with the unpruned model (``before``) and
-    the drop in points."""
+def _record_step(accuracy: dict, step: str, result: dict, before: dict, task) -> None:
+    """Add a step's figures (``Measure``'s ``result``) to every split's row of the manifest's rows, and make it the
+    row's "after": the task's figures, agreement with the unpruned model (``before``) and the drop in points of
+    the gate metric."""
     for split, row in accuracy.items():
-        row[step] = {"accuracy": result[split]["accuracy"], "macro_f1": result[split]["macro_f1"],
-                     "agreement": _agreement(before, result, split)}
+        row[step] = {**_figures(result[split]), "agreement": _agreement(before, result, split)}
         row["after"] = dict(row[step])
         row["agreement"] = row[step]["agreement"]
-        row["drop_points"] = round((before[split]["accuracy"] - result[split]["accuracy"]) * 100, 4)
+        row["gate"] = task.gate_of(before[split])
+        drop = task.quality_drop(result[split]["quality"], before[split]["quality"])
+        row["drop_points"] = None if drop is None else round(drop, 4)
 
 
 def _agreement(before: dict, after: dict, split: str) -> float:
-    """Share of ``split``'s texts on which two models (their ``_accuracy`` results) give the same label."""
+    """How alike two models' outputs (``Measure`` results) are on ``split``: a classifier's share of texts given the
+    same label, an embedding model's mean cosine between its vectors."""
     import numpy as np
 
-    return float(np.mean(before[split]["logits"].argmax(-1) == after[split]["logits"].argmax(-1)))
+    mine, theirs = after[split]["logits"], before[split]["logits"]
+    if "accuracy" in before[split]:
+        return float(np.mean(theirs.argmax(-1) == mine.argmax(-1)))
+    from edgewise.core.tasks.embedding import cosine_agreement
+
+    return cosine_agreement(mine, theirs)["cosine_mean"]
 
 
-def _heal(model, tokenizer, artifact: Artifact, out: StageOutput, config: PruneConfig, data: str, max_length: int,
-          evaluation: dict, metrics: dict, unpruned: dict):
+def _heal(model, artifact: Artifact, out: StageOutput, config: PruneConfig, data: str, max_length: int,
+          measure: Measure, metrics: dict, unpruned: dict):
     """A short distillation from the unpruned model (or ``config.teacher``) into the pruned one, through
     edgewise distill itself (cached teacher logits, best checkpoint by validation); returns the healed
     model and adds its accuracy to ``metrics`` (agreement against the ``unpruned`` model's predictions)."""
 
-    from edgewise.core.models import ModelSource, load_classifier
+    from edgewise.core.models import ModelSource
     from edgewise.distill import DistillConfig, DistillTrainerConfig, distill
 
     started = time.perf_counter()
     pruned = out.work / "pruned"
     model.save_pretrained(pruned, safe_serialization=True)
-    tokenizer.save_pretrained(pruned)
+    measure.tokenizer.save_pretrained(pruned)
     teacher = Path(config.teacher).expanduser() if config.teacher else artifact.path
     healed = distill(teacher, out.work / "healed", DistillConfig(
         student=str(pruned), trainer=DistillTrainerConfig(epochs=config.heal_epochs), max_length=max_length,
-        allow_pickle=config.allow_pickle, data=config.data), data=data)
-    model = load_classifier(ModelSource(str(healed.path), str(healed.path), True)).eval()
-    _record_step(metrics["accuracy"], "healed",
-                 _accuracy(model, tokenizer, evaluation, config, max_length, artifact.labels), unpruned)
+        allow_pickle=config.allow_pickle, task=config.task, data=config.data), data=data)
+    model = measure.task.load(ModelSource(str(healed.path), str(healed.path), True)).eval()
+    _record_step(metrics["accuracy"], "healed", measure(model, before=unpruned), unpruned, measure.task)
     metrics["pruning"]["kept_step"] = "healed"
     metrics["heal"] = {"epochs": config.heal_epochs, "teacher": str(teacher), "seconds": round(time.perf_counter()
                        - started, 1), "best_checkpoint": healed.metrics["train"].get("best_checkpoint"),
-                       "distill_test_accuracy": (healed.metrics.get("test") or {}).get("accuracy")}
+                       "distill_test_accuracy": (healed.metrics.get("test") or {}).get("accuracy"),
+                       "distill_test_cosine": (healed.metrics.get("test") or {}).get("cosine_mean")}
     metrics["time_s"]["heal"] = metrics["heal"]["seconds"]
     return model
 
 
-def _prune_vocab(model, tokenizer, artifact: Artifact, out: StageOutput, config: PruneConfig, samples: dict,
-                 evaluation: dict, max_length: int, metrics: dict, unpruned: dict) -> None:
+def _prune_vocab(model, artifact: Artifact, out: StageOutput, config: PruneConfig, samples: dict,
+                 evaluation: dict, measure: Measure, metrics: dict, unpruned: dict) -> None:
     """Shrink the vocabulary to the training texts' tokens (+ --vocab-extra); write the rewritten
     tokenizer files into the output and add the step's coverage and accuracy (against the ``unpruned``
     model's) to ``metrics``."""
@@ -401,8 +460,7 @@ def _prune_vocab(model, tokenizer, artifact: Artifact, out: StageOutput, config:
     shrink_embeddings(model, keep, new_id)
     out.carry_forward()  # special_tokens_map.json beside the rewritten files (what the stage wrote stays)
     smaller = AutoTokenizer.from_pretrained(out.artifact, trust_remote_code=False)
-    _record_step(metrics["accuracy"], "vocab",
-                 _accuracy(model, smaller, evaluation, config, max_length, artifact.labels), unpruned)
+    _record_step(metrics["accuracy"], "vocab", measure(model, smaller, before=unpruned), unpruned, measure.task)
     metrics["vocab"] = {
         "size_before": before_size, "size_after": len(keep), "texts": len(texts), "extra": config.vocab_extra,
         "embedding_parameters": [before_size * model.config.hidden_size, len(keep) * model.config.hidden_size],

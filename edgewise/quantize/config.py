@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from edgewise.core.config import setting
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
+from edgewise.core.tasks import TaskConfig
 
 
 class QuantMethod(str, enum.Enum):
@@ -108,8 +109,13 @@ class QuantizeConfig:
     max_accuracy_drop: float | None = setting(None, "Search: try dynamic / static candidates (whatever --method, "
                                                     "--per-channel and --calibration-method say), then the fastest "
                                                     "that misses with its most sensitive layers left in FP32, and "
-                                                    "keep the fastest whose validation accuracy drops by at most "
-                                                    "this many points.")
+                                                    "keep the fastest whose validation quality drops by at most "
+                                                    "this many points: accuracy points (a classifier), points of the "
+                                                    "share of the source's STS Spearman, else of its top-10 "
+                                                    "neighbours (an embedding model).",
+                                              aliases=("--max-quality-drop",))
+    pairs: str | None = setting(None, "Embedding models: scored sentence pairs (sentence1, sentence2, score; e.g. "
+                                      "STS-B) whose Spearman gates, per split (validation, test).")
     sensitivity_samples: int = setting(64, "Search: validation texts used by the per-layer sensitivity scan.")
     fallback_layers: tuple[int, ...] = setting((1, 2, 4), "Search: how many of the most sensitive layers the "
                                                           "fallback candidates leave in FP32.", sep=",")
@@ -122,6 +128,7 @@ class QuantizeConfig:
     atol: float | None = setting(None, "FP16: largest |logit difference| from the FP32 model accepted "
                                        "(default 0.05); INT8 is judged by accuracy instead.")
     allow_pickle: bool = setting(False, "INC: allow pytorch_model.bin pickle weights (loading them can run code).")
+    task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:

@@ -149,6 +149,7 @@ def _package(quantized, example, shapes, path: Path, scratch: Path) -> dict:
 
 
 def _accuracy(source_model, out: Path, tokenizer, evaluation: dict, config: QuantizeConfig, max_length: int) -> dict:
+    from edgewise.core.tasks.classification import Classification
     from edgewise.quantize.measure import compare_splits
     from edgewise.runtime.pytorch import TorchRunner
 
@@ -157,6 +158,7 @@ def _accuracy(source_model, out: Path, tokenizer, evaluation: dict, config: Quan
     quantized = QuantizedClassifier(out)
     source, result = (TorchRunner(model, tokenizer, max_length=max_length) for model in (source_model, quantized))
     batch = config.eval_batch_size
-    return {"accuracy": compare_splits(evaluation["splits"], lambda texts, pairs: source.logits(texts, pairs, batch),
-                                       lambda texts, pairs: result.logits(texts, pairs, batch), id2label),
+    return {"accuracy": compare_splits(Classification(), evaluation["splits"],
+                                       lambda texts, pairs: source.outputs(texts, pairs, batch),
+                                       lambda texts, pairs: result.outputs(texts, pairs, batch), id2label),
             "data": evaluation["spec"], "runs_with": quantized.runs_with}

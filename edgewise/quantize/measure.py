@@ -1,107 +1,113 @@
-"""What a quantized model is worth: accuracy and agreement against its source, size, and latency
-measured side by side with the source (interleaved rounds, medians)."""
+"""What a quantized model is worth: its task's quality (accuracy; STS Spearman) and agreement against its
+source, size, and latency measured side by side with the source (interleaved rounds, medians)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from edgewise.core.tasks import EvalSet
 from edgewise.runtime.runners import open_runner
 
 
-@dataclass
-class EvalSplit:
-    """Labelled texts of one split, with the label ids in the model's id2label."""
-
-    name: str
-    texts: list[str]
-    pairs: list[str] | None
-    truth: list[int]
-
-
-def eval_splits(splits: dict, id2label: dict[int, str], label_column: str, names=("validation", "test"),
-                limit: int | None = None) -> list[EvalSplit]:
-    """The validation and test splits that carry labels (at most ``limit`` texts each, drawn with a
-    fixed seed so that a file sorted by label still gives every class)."""
+def eval_sets(task, splits: dict, labels: dict[int, str], config, names=("validation", "test"),
+              limit: int | None = None, pairs: dict | None = None) -> list[EvalSet]:
+    """The validation and test splits a quantized (or pruned) model is measured on, as the task scores them: a
+    classifier's labelled splits (at most ``limit`` texts each, drawn with a fixed seed so that a file sorted by
+    label still gives every class); an embedding model's corpus splits with the scored ``pairs`` of the same
+    split (one file of pairs serves both)."""
     import random
 
-    from edgewise.core.data import encode_labels
-
     chosen = []
+    classifier = task.name == "classification"
     for name in names:
         split = splits.get(name)
-        if split is None or split.labels is None or not len(split):
-            continue
-        if limit is not None and len(split) > limit:
+        if split is not None and limit is not None and len(split) > limit:
             split = split.subset(sorted(random.Random(0).sample(range(len(split)), limit)), name)
-        chosen.append(EvalSplit(name, split.texts, split.pairs, encode_labels(split, id2label, label_column)))
+        if classifier:
+            if split is not None and len(split) and split.labels is not None:
+                chosen.append(task.eval_set(split, labels, config.label_column))
+            continue
+        scored = pairs.get(name) if pairs and len(pairs) > 1 else next(iter(pairs.values())) if pairs else None
+        if (split is not None and len(split)) or scored is not None:  # the corpus's split, the pairs' split, or both
+            chosen.append(task.eval_set(split if split is not None and len(split) else None, scored))
     return chosen
 
 
-def predict(folder: Path, model: Path, split: EvalSplit, batch_size: int, threads: int | None = None):
-    """Logits of the ONNX file ``model`` (run with ``folder``'s tokenizer and settings) on ``split``."""
+def predict(folder: Path, model: Path, eval_set: EvalSet, batch_size: int, threads: int | None = None):
+    """Outputs (logits, vectors) of the ONNX file ``model`` (run with ``folder``'s tokenizer and settings) on
+    ``eval_set``."""
     runner = open_runner(folder, "onnx", "ort-cpu", model=model, threads=threads)
-    return runner.logits(split.texts, split.pairs, batch_size=batch_size)
+    return runner.outputs(eval_set.texts, eval_set.pairs, batch_size=batch_size)
 
 
-def score(logits, split: EvalSplit, id2label: dict[int, str], reference=None) -> dict:
-    """Accuracy and macro-F1 of ``logits``; with ``reference`` logits, agreement and |difference| too."""
+def score(task, outputs, eval_set: EvalSet, labels: dict[int, str], reference=None) -> dict:
+    """The task's figures of ``outputs`` (a classifier's accuracy and macro-F1; an embedding model's STS Spearman)
+    and ``quality``, the gate metric's value; with ``reference`` outputs, agreement (labels; cosine and neighbours)
+    and |difference| too. An embedding model without scored pairs is gated on its agreement with ``reference``:
+    the source is scored against itself."""
     import numpy as np
 
-    from edgewise.core.metrics import classification_metrics
-
-    predicted = logits.argmax(-1)
-    metrics = classification_metrics(split.truth, predicted.tolist(), id2label)
-    result = {"samples": len(split.truth), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    result = {"samples": len(eval_set.texts)}
+    result.update(task.score(eval_set, outputs, labels) or {})
     if reference is not None:
-        values = np.asarray(logits, dtype=np.float64)
+        values = np.asarray(outputs, dtype=np.float64)
         diff = np.abs(np.asarray(reference, dtype=np.float64) - values)
         # NaN would vanish from a max() and read as agreement through argmax: count it, and make the
         # difference infinite so no tolerance accepts it.
         nonfinite = int((~np.isfinite(values)).sum())
         diff[~np.isfinite(diff)] = np.inf
+        agreement = task.agreement_on(eval_set, outputs, reference)
+        if "label_agreement" in agreement:
+            agreement = {"agreement_with_source": agreement["label_agreement"] if len(values) else 1.0}
         result.update({
-            "agreement_with_source": float((reference.argmax(-1) == predicted).mean()) if len(predicted) else 1.0,
+            **agreement,
             "max_abs_diff": float(diff.max()) if diff.size else 0.0,
             "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
             "nonfinite_logits": nonfinite,
         })
+    result["quality"] = task.quality(result)
     return result
 
 
-def compare_splits(splits: list[EvalSplit], source, result, id2label: dict[int, str]) -> dict:
-    """Accuracy of source and result on every split, their agreement, logit differences and the drop
-    in points. ``source`` and ``result`` map (texts, pairs) to logits; each is called once per split."""
+def compare_splits(task, splits: list[EvalSet], source, result, labels: dict[int, str]) -> dict:
+    """The task's figures of source and result on every split, their agreement, output differences and the drop
+    in points (core.tasks: accuracy points, or points of the share of the source's Spearman / neighbour overlap).
+    ``source`` and ``result`` map (texts, pairs) to outputs; each is called once per split."""
     from edgewise.core.progress import progress_bar
 
     results = {}
     with progress_bar(transient=True) as bar:
-        task = bar.add_task("measuring accuracy", total=2 * len(splits), info="")
+        step = bar.add_task("measuring quality", total=2 * len(splits), info="")
         for split in splits:
-            logits = []
+            outputs = []
             for model in (source, result):
-                logits.append(model(split.texts, split.pairs))
-                bar.advance(task)
-            row = {"source": score(logits[0], split, id2label), "quantized": score(logits[1], split, id2label,
-                                                                                   logits[0])}
+                outputs.append(model(split.texts, split.pairs))
+                bar.advance(step)
+            own = score(task, outputs[0], split, labels)
+            if own["quality"] is None:  # gated on agreement: the source agrees with itself fully
+                own = score(task, outputs[0], split, labels, reference=outputs[0])
+                for key in ("max_abs_diff", "mean_abs_diff", "nonfinite_logits"):
+                    own.pop(key)
+            row = {"source": own, "quantized": score(task, outputs[1], split, labels, outputs[0])}
             if row["quantized"]["nonfinite_logits"]:
                 import numpy as np
 
                 from edgewise.core.errors import EdgewiseError
 
                 bad = row["quantized"]["nonfinite_logits"]
-                found = f"NaN or infinite logits ({bad} of {logits[1].size} values on the {split.name} split)"
-                source_bad = int((~np.isfinite(np.asarray(logits[0], dtype=np.float64))).sum())
+                found = f"NaN or infinite logits ({bad} of {outputs[1].size} values on the {split.name} split)"
+                source_bad = int((~np.isfinite(np.asarray(outputs[0], dtype=np.float64))).sum())
                 if source_bad:
                     raise EdgewiseError(
-                        f"the source model itself produces NaN or infinite logits ({source_bad} of {logits[0].size} "
+                        f"the source model itself produces NaN or infinite logits ({source_bad} of {outputs[0].size} "
                         f"values on the {split.name} split), so its quantized version cannot be judged: fix or "
                         "re-create the source (weights with NaN, or an overflow)")
                 raise EdgewiseError(
                     f"the quantized model produces {found} where its source does not; keep more operators in FP32 "
                     "(--exclude-op / --exclude-node) or use another --method"
                 )
-            row["drop_points"] = round((row["source"]["accuracy"] - row["quantized"]["accuracy"]) * 100, 4)
+            drop = task.quality_drop(row["quantized"]["quality"], row["source"]["quality"])
+            row["drop_points"] = None if drop is None else round(drop, 4)
             results[split.name] = row
     return results
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgewise.core.errors import EdgewiseError
+from edgewise.core.tasks import EvalSet
 from edgewise.quantize.config import CalibrationMethod, QuantizeConfig
-from edgewise.quantize.measure import EvalSplit, predict, score, time_side_by_side
+from edgewise.quantize.measure import predict, score, time_side_by_side
 from edgewise.quantize.ort import TextBatches, quantizable_nodes, quantize_dynamic, quantize_static
 from edgewise.runtime.sizes import model_size
 
@@ -50,9 +51,10 @@ def _build(candidate: Candidate, pre: Path, scratch: Path, settings: dict, confi
 
 
 def sensitivity(best: Candidate, layers: list[dict], pre: Path, scratch: Path, settings: dict,
-                config: QuantizeConfig, batches: TextBatches | None, folder: Path, probe: EvalSplit, reference,
+                config: QuantizeConfig, batches: TextBatches | None, folder: Path, probe: EvalSet, reference,
                 advance) -> list[dict]:
-    """Each of ``layers`` quantized alone: mean squared logit error against the source, worst first."""
+    """Each of ``layers`` quantized alone: mean squared output error (logits, vectors) against the source,
+    worst first."""
     import numpy as np
 
     scores = []
@@ -69,7 +71,7 @@ TIE = 0.03  # candidates within 3 % of the fastest count as equally fast (timing
 
 
 def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings: dict, config: QuantizeConfig,
-           batches: TextBatches | None, validation: EvalSplit, id2label: dict[int, str]) -> tuple[Path, dict]:
+           batches: TextBatches | None, validation: EvalSet, id2label: dict[int, str], kind) -> tuple[Path, dict]:
     """Run the search; return the chosen model file and the search record for the manifest.
 
     ``pre`` is the pre-processed model the candidates are made from; ``source_model`` the model
@@ -103,19 +105,21 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
     with progress_bar(transient=True) as bar:
         task = bar.add_task("quantization search", total=steps, info="source")
         source_logits = predict(folder, source_model, validation, config.eval_batch_size)
-        source = score(source_logits, validation, id2label)
+        source = score(kind, source_logits, validation, id2label)
+        if source["quality"] is None:  # gated on agreement: the source agrees with itself fully
+            source = score(kind, source_logits, validation, id2label, source_logits)
         bar.advance(task)
 
         def evaluate(candidate: Candidate) -> None:
             bar.update(task, info=candidate.name)
             candidate.path = _build(candidate, pre, scratch, settings, config, batches)
             logits = predict(folder, candidate.path, validation, config.eval_batch_size)
-            result = score(logits, validation, id2label, source_logits)
+            result = score(kind, logits, validation, id2label, source_logits)
+            drop = kind.quality_drop(result["quality"], source["quality"])
             candidate.metrics = {
-                "accuracy": result["accuracy"], "macro_f1": result["macro_f1"],
-                "drop_points": round((source["accuracy"] - result["accuracy"]) * 100, 4),
-                "agreement_with_source": result["agreement_with_source"], "size_bytes": model_size(candidate.path),
-                "nonfinite_logits": result["nonfinite_logits"],
+                **{k: result[k] for k in SEARCH_FIELDS if k in result},
+                "drop_points": round(drop, 4) if drop is not None else float("inf"),
+                "size_bytes": model_size(candidate.path), "nonfinite_logits": result["nonfinite_logits"],
             }
             bar.advance(task)
 
@@ -132,11 +136,11 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
         scan, rescued = [], None
         if failing:
             rescued = failing[0]
-            pick = random.Random(0).sample(range(len(validation.truth)), min(config.sensitivity_samples,
-                                                                             len(validation.truth)))
-            probe = EvalSplit(validation.name, [validation.texts[i] for i in pick],
-                              [validation.pairs[i] for i in pick] if validation.pairs else None,
-                              [validation.truth[i] for i in pick])
+            pick = random.Random(0).sample(range(len(validation.texts)), min(config.sensitivity_samples,
+                                                                             len(validation.texts)))
+            probe = EvalSet(validation.name, [validation.texts[i] for i in pick],
+                            [validation.pairs[i] for i in pick] if validation.pairs else None, None, validation.source,
+                            {})
             bar.update(task, info=f"per-layer scan of {rescued.name}")
             scan = sensitivity(rescued, layers, pre, scratch, settings, config, batches, folder, probe,
                                source_logits[pick], lambda: bar.advance(task))
@@ -155,15 +159,17 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
 
     record = {
         "max_accuracy_drop_points": config.max_accuracy_drop,
-        "split": validation.name, "samples": len(validation.truth),
-        "source": {"accuracy": source["accuracy"], "macro_f1": source["macro_f1"],
+        "split": validation.name, "samples": len(validation.texts),
+        "quality": kind.gate_of(source) + (" (points)" if kind.name == "classification" else
+                                           " (points of its share of the source's)"),
+        "source": {**{k: source[k] for k in SEARCH_FIELDS if k in source},
                    "latency_p50_ms": sessions[0]["source_p50_ms"], "size_bytes": model_size(source_model)},
         "timing": {"threads": config.threads, "batch_size": 1, "seq_len": sessions[0]["seq_len"], "sessions": sessions,
                    "method": "each session times its models and the source interleaved in 5 rounds; speed-ups "
                              "are against the source of the same session",
                    "tie": f"within {TIE:.0%} of the fastest counts as a tie: fewer FP32 layers, then the smaller "
                           "file wins"},
-        "sensitivity": ({"of": rescued.name, "probe_samples": min(config.sensitivity_samples, len(validation.truth)),
+        "sensitivity": ({"of": rescued.name, "probe_samples": min(config.sensitivity_samples, len(validation.texts)),
                          "layers": scan[:10]} if rescued else
                         {"skipped": "every candidate is within the drop: no layer needs to stay in FP32"}),
         "candidates": [c.row() for c in candidates],
@@ -173,11 +179,11 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
         closest = min(candidates, key=lambda c: c.metrics["drop_points"])
         console().print(candidate_table(record))
         raise EdgewiseError(
-            f"no candidate stays within {config.max_accuracy_drop:g} accuracy points of the source "
-            f"({source['accuracy']:.2%} on {validation.name}); the closest is {closest.name} at "
-            f"{closest.metrics['accuracy']:.2%} (drop {closest.metrics['drop_points']:.2f} points). Allow a larger "
-            "--max-accuracy-drop, calibrate on more --samples, leave more layers in FP32 (--fallback-layers), or "
-            "use --method fp16"
+            f"no candidate stays within {config.max_accuracy_drop:g} {kind.gate_of(source)} points of the source "
+            f"({source['quality']:.4f} on {validation.name}); the closest is {closest.name} at "
+            f"{closest.metrics.get('quality') or 0:.4f} (drop {closest.metrics['drop_points']:.2f} points). Allow a "
+            "larger --max-accuracy-drop, calibrate on more --samples, leave more layers in FP32 (--fallback-layers), "
+            "or use --method fp16"
         )
     fastest = max(c.metrics["speedup_vs_source"] for c in passing)
     tied = [c for c in passing if c.metrics["speedup_vs_source"] >= fastest * (1 - TIE)]
@@ -192,21 +198,31 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
     return chosen, {**record, "picked": pick.row()}
 
 
+# The figures of a candidate the search records: a classifier's, then an embedding model's (core.tasks).
+SEARCH_FIELDS = ("quality", "accuracy", "macro_f1", "agreement_with_source", "spearman", "cosine_mean", "cosine_p1",
+                 "neighbour_overlap")
+
+
 def candidate_table(record: dict):
-    """The search's candidates as a rich table (the pick marked)."""
+    """The search's candidates as a rich table (the pick marked): the gate metric, its drop, the agreement with the
+    source (labels; an embedding model's mean cosine)."""
     from rich.table import Table
 
     table = Table(title=f"quantization candidates (validation, {record['samples']} texts; batch 1, "
                         f"{record['timing']['seq_len']} tokens, {record['timing']['threads']} thread(s)); "
                         "pc = per-channel, * = kept")
-    for column in ("candidate", "accuracy", "drop", "agree", "p50 ms", "speedup", "MB"):
-        table.add_column(column, justify="left" if column == "candidate" else "right", no_wrap=True)
     source = record["source"]
-    table.add_row("source (fp32)", f"{source['accuracy']:.2%}", "", "", f"{source['latency_p50_ms']:.2f}", "1.00x",
+    classifier = "accuracy" in source
+    gate = "accuracy" if classifier else record.get("quality", "quality").split(" ")[0]
+    for column in ("candidate", gate, "drop", "agree" if classifier else "cosine", "p50 ms", "speedup", "MB"):
+        table.add_column(column, justify="left" if column == "candidate" else "right", no_wrap=True)
+    shown = (lambda v: f"{v:.2%}") if classifier else (lambda v: f"{v:.4f}")  # noqa: E731
+    table.add_row("source (fp32)", shown(source["quality"]), "", "", f"{source['latency_p50_ms']:.2f}", "1.00x",
                   f"{source['size_bytes'] / 1e6:.1f}")
     for row in record["candidates"]:
         mark = " *" if row["name"] == record.get("pick") else ""
-        table.add_row(row["name"] + mark, f"{row['accuracy']:.2%}", f"{row['drop_points']:.2f}",
-                      f"{row['agreement_with_source']:.1%}", f"{row['latency_p50_ms']:.2f}",
-                      f"{row['speedup_vs_source']:.2f}x", f"{row['size_bytes'] / 1e6:.1f}")
+        agree = f"{row['agreement_with_source']:.1%}" if classifier else f"{row.get('cosine_mean', 0):.4f}"
+        table.add_row(row["name"] + mark, shown(row["quality"]), f"{row['drop_points']:.2f}", agree,
+                      f"{row['latency_p50_ms']:.2f}", f"{row['speedup_vs_source']:.2f}x",
+                      f"{row['size_bytes'] / 1e6:.1f}")
     return table

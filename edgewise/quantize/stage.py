@@ -14,6 +14,7 @@ from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import Manifest
 from edgewise.core.progress import console
 from edgewise.core.stage import StageOutput
+from edgewise.core.tasks import refuse_unless
 from edgewise.quantize.config import QuantizeConfig, QuantMethod
 from edgewise.quantize.inc import int8_kernel_problem  # light: the torch / INC imports are inside its functions
 
@@ -53,7 +54,14 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
                else "quantize the onnx artifact it was converted from, then convert the result")
         raise EdgewiseError(f"--method {config.method.value} needs an {wanted!r} artifact, {src} is "
                             f"{artifact.kind!r}; {fix}")
-    artifact.classifier_labels()
+    task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding") if not inc else
+                         ("classification",), str(artifact.path), f"--method {config.method.value}",
+                         "quantize its ONNX export (edgewise export) with --method dynamic or static" if inc else "")
+    if task.name == "classification":
+        artifact.classifier_labels()
+    elif config.pairs is None and config.max_accuracy_drop is not None:
+        console().print("no --pairs given: the search is gated on the top-10 neighbour agreement with the source "
+                        "(give scored pairs to gate on STS Spearman)")
     if inc:
         from edgewise.core.env import cpu_info
         from edgewise.core.models import check_weights
@@ -73,11 +81,12 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
 
         check_source(artifact.path / "model.onnx", config)
 
-    evaluation = _evaluation_data(artifact, data, config)
+    evaluation = _evaluation_data(artifact, data, config, task)
     if config.max_accuracy_drop is not None and not any(s.name == "validation" for s in evaluation["splits"]):
         raise EdgewiseError(
-            "--max-accuracy-drop compares candidates on labelled validation data, and none was found: pass --data "
-            "with a validation split (or a single labelled file, from which one is carved)"
+            "--max-accuracy-drop compares candidates on " + ("labelled " if task.name == "classification" else "")
+            + "validation data, and none was found: pass --data with a validation split (or a single file, from "
+            "which one is carved)"
         )
     calibration_texts = _calibration_texts(config.calibration, evaluation, config)
     out = StageOutput("quantize", dst, parent=artifact, overwrite=overwrite, resume=resume)
@@ -91,8 +100,8 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
                 metrics = quantize_inc(artifact, out.artifact, Path(scratch), config, evaluation, calibration_texts)
             else:
                 metrics = _quantize_onnx(artifact, out.artifact, Path(scratch), config, evaluation,
-                                         calibration_texts)
-        if warnings := agreement_warnings(metrics.get("accuracy") or {}, config):
+                                         calibration_texts, task)
+        if task.name == "classification" and (warnings := agreement_warnings(metrics.get("accuracy") or {}, config)):
             metrics["warnings"] = warnings
             for warning in warnings:
                 console().print(f"[yellow]warning:[/] {warning}")
@@ -135,14 +144,16 @@ def agreement_warnings(accuracy: dict, config: QuantizeConfig) -> list[str]:
     return warnings
 
 
-def _evaluation_data(artifact: Artifact, data: str | None, config: QuantizeConfig) -> dict:
-    """The labelled splits accuracy is measured on: --data, else the data the model was trained on.
+def _evaluation_data(artifact: Artifact, data: str | None, config: QuantizeConfig, task) -> dict:
+    """The splits quality is measured on: --data, else the data the model was trained on (labelled for a
+    classifier; texts, with --pairs' scored pairs, for an embedding model).
 
     Data without a validation split (one labelled file, or train + test files) gets the one
-    training carved from its train split (see core.lineage.carve_validation).
+    training carved from its train split (see core.lineage.carve_validation; an embedding model's texts are
+    carved without labels).
     """
     from edgewise.core.lineage import carve_validation, training_data
-    from edgewise.quantize.measure import eval_splits
+    from edgewise.quantize.measure import eval_sets
 
     spec, data_config, origin = data, config.data, "--data"
     if spec is None:
@@ -162,10 +173,23 @@ def _evaluation_data(artifact: Artifact, data: str | None, config: QuantizeConfi
                                 "--data with labelled data to measure accuracy on") from None
         raise
     splits, carved = carve_validation(splits, spec, artifact.path, data_config)
-    chosen = eval_splits(splits, artifact.labels, data_config.label_column, limit=config.max_eval_samples)
+    if task.name != "classification" and "validation" not in splits and "train" in splits:
+        from edgewise.core.data import training_splits
+
+        train, validation, _ = training_splits(splits, data_config, spec, labelled=False)
+        splits = {**splits, "train": train, "validation": validation}
+        carved = {"from": "train", "fraction": data_config.validation_fraction, "seed": data_config.seed,
+                  "rows": len(validation), "sha256": validation.sha256()}
+    pairs = None
+    if config.pairs is not None:
+        from edgewise.core.data import load_pairs
+
+        pairs = load_pairs(config.pairs, data_config.encoding)
+    chosen = eval_sets(task, splits, artifact.labels, data_config, limit=config.max_eval_samples, pairs=pairs)
     if not chosen:
-        raise EdgewiseError(f"{spec} has no labelled validation or test split to measure accuracy on (it has "
-                            f"{', '.join(splits) or 'no splits'}); pass --data with labelled texts")
+        raise EdgewiseError(f"{spec} has no {'labelled ' if task.name == 'classification' else ''}validation or test "
+                            f"split to measure {task.quality_name} on (it has {', '.join(splits) or 'no splits'}); "
+                            "pass --data with " + ("labelled texts" if task.name == "classification" else "texts"))
     return {"spec": spec, "from": origin, "splits": chosen, "config": data_config, "all": splits,
             "carved_validation": carved}
 
@@ -192,7 +216,7 @@ def _calibration_texts(calibration: str | None, evaluation: dict, config: Quanti
 
 
 def _quantize_onnx(artifact: Artifact, out: Path, scratch: Path, config: QuantizeConfig, evaluation: dict,
-                   calibration: dict | None) -> dict:
+                   calibration: dict | None, task) -> dict:
     from edgewise.core.env import cpu_info
     from edgewise.quantize.ort import TextBatches, contrib_ops, int8_settings, preprocess, quantize_static
     from edgewise.runtime.predictor import Predictor
@@ -226,7 +250,7 @@ def _quantize_onnx(artifact: Artifact, out: Path, scratch: Path, config: Quantiz
 
             validation = next(s for s in evaluation["splits"] if s.name == "validation")
             chosen, record["search"] = search(pre, src_model, scratch, artifact.path, settings, config, batches,
-                                              validation, artifact.labels)
+                                              validation, artifact.labels, task)
             console().print(candidate_table(record["search"]))
             shutil.move(chosen, target)
             picked = record["search"]["picked"]
@@ -251,24 +275,24 @@ def _quantize_onnx(artifact: Artifact, out: Path, scratch: Path, config: Quantiz
     metrics = {"quantization": record,
                "size": {"source_bytes": model_size(src_model), "bytes": model_size(target),
                         "ratio": model_size(target) / model_size(src_model)}}
-    metrics.update(_accuracy(source, artifact.path, artifact.labels, target, config, evaluation))
+    metrics.update(_accuracy(source, artifact.path, artifact.labels, target, config, evaluation, task))
     if config.method is QuantMethod.FP16:
         _check_fp16(metrics, config)
     return metrics
 
 
 def _accuracy(source, folder: Path, id2label: dict[int, str], target: Path, config: QuantizeConfig,
-              evaluation: dict) -> dict:
-    """Accuracy of source and result per split, their agreement and logit differences; without data,
-    the logit differences on generated inputs. ``source`` is the source model's Predictor."""
+              evaluation: dict, task) -> dict:
+    """The task's figures of source and result per split, their agreement and output differences; without data,
+    the output differences on generated inputs. ``source`` is the source model's Predictor."""
     from edgewise.quantize.measure import compare_splits
     from edgewise.runtime.predictor import Predictor
 
     result = Predictor(folder, model=target)
     if evaluation["splits"]:
-        logits = lambda p: lambda texts, pairs: p.logits(texts, pairs, batch_size=config.eval_batch_size)  # noqa: E731
-        return {"accuracy": compare_splits(evaluation["splits"], logits(source), logits(result), id2label),
-                "data": evaluation["spec"]}
+        outputs = lambda p: lambda texts, pairs: p.outputs(texts, pairs, batch_size=config.eval_batch_size)  # noqa: E731
+        return {"accuracy": compare_splits(task, evaluation["splits"], outputs(source), outputs(result), id2label),
+                "data": evaluation["spec"], "pairs": config.pairs}
     parity = _generated_parity(source, result)
     from edgewise.export.parity import check
 

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgewise.core.config import setting
 from edgewise.core.errors import EdgewiseError
+from edgewise.core.tasks import TaskConfig
 
 QUANT_METHODS = ("dynamic", "static")
 BENCH_SETTABLE = ("warmup", "min_runs", "min_time_s", "accuracy_samples", "eval_batch_size")
@@ -52,9 +53,11 @@ class CompressConfig:
     SCHEMA_VERSION = 1
 
     max_accuracy_drop: float | None = setting(
-        None, "Keep the fastest candidate whose validation accuracy is at most this many points below the "
+        None, "Keep the fastest candidate whose validation quality is at most this many points below the "
               "teacher's (default 1 when no --latency-budget is given; with one, a bar the budget's pick must also "
-              "clear for the search to stop early).")
+              "clear for the search to stop early): accuracy points for a classifier; for an embedding model, points "
+              "of the share of the teacher's STS Spearman (--pairs), else of its top-10 neighbours (2: keep 98 %).",
+        aliases=("--max-quality-drop",))
     latency_budget: str | None = setting(
         None, "Keep the most accurate candidate whose p50 latency here is within this: milliseconds ('3ms') or a "
               "share of the teacher's p50 in PyTorch ('25%').")
@@ -83,6 +86,12 @@ class CompressConfig:
     options: tuple[str, ...] = setting((), "Options of the generated stages, STAGE.OPTION=VALUE (repeat the "
                                            "flag), e.g. distill.temperature=2 or prune.samples=512.",
                                        flag="--set", multiple=True)
+    pairs: str | None = setting(None, "Embedding models: scored sentence pairs (sentence1, sentence2, score; e.g. "
+                                      "STS-B, with validation and test splits) whose Spearman gates the choice.")
+    static: bool = setting(True, "Embedding models: also try the static tier (a table of token vectors distilled "
+                                 "from the teacher, no attention: edgewise distill --static); chosen only when it "
+                                 "meets the goal.", flag="--static/--no-static")
+    task: TaskConfig = field(default_factory=TaskConfig)
 
     def __post_init__(self) -> None:
         for name in ("depths", "teacher_flops", "student_flops", "quantize", "options"):
@@ -127,10 +136,23 @@ class CompressConfig:
 
     @property
     def goal(self) -> str:
+        return self.goal_for("accuracy")
+
+    def goal_for(self, metric: str) -> str:
+        """The goal in words, its quality counted in ``metric``: accuracy points; points of the share of the
+        teacher's STS Spearman (spearman) or of full top-10 neighbour agreement (neighbour_overlap)."""
         if self.latency_budget is not None:
             bar = f" (stop early at <= {self.accuracy_bar:g} point(s) below)" if self.accuracy_bar is not None else ""
-            return f"most accurate within {self.latency_budget} p50{bar}"
+            best = {"spearman": "best STS Spearman", "neighbour_overlap": "best top-10 neighbour agreement"}.get(
+                metric, "most accurate")
+            return f"{best} within {self.latency_budget} p50{bar}"
         speed = f", stop at {self.min_speedup:g}x faster" if self.min_speedup else ""
+        if metric == "spearman":
+            return (f"fastest within {self.accuracy_bar:g} point(s) of the teacher's STS Spearman (at least "
+                    f"{100 - self.accuracy_bar:g} % of it){speed}")
+        if metric == "neighbour_overlap":
+            return (f"fastest within {self.accuracy_bar:g} point(s) of full top-10 neighbour agreement with the "
+                    f"teacher (at least {100 - self.accuracy_bar:g} %){speed}")
         return f"fastest within {self.accuracy_bar:g} accuracy point(s) of the teacher{speed}"
 
 
@@ -211,11 +233,18 @@ class Family:
     candidates: dict  # step id -> what the candidate is, for people
 
 
-def _chain(entries: list, source: str, prefix: str, what: str, optimize: bool, methods: tuple[str, ...]) -> dict:
+def _task(options: dict | None) -> dict:
+    """The ``task`` entry of a stage that reads the teacher (when --task / --pooling describe a plain encoder)."""
+    return {"task": dict(options)} if options else {}
+
+
+def _chain(entries: list, source: str, prefix: str, what: str, optimize: bool, methods: tuple[str, ...],
+           task_options: dict | None = None) -> dict:
     """Export ``source`` (with the optimiser when ``optimize``) and quantize it with every method; the
     candidates (id -> description) are the export and each quantization."""
     onnx = f"{prefix}-onnx"
-    entries.append({"export": {"optimize": True} if optimize else {}, "id": onnx, "input": source})
+    export = {**({"optimize": True} if optimize else {}), **(_task(task_options) if source == "model" else {})}
+    entries.append({"export": export, "id": onnx, "input": source})
     shown = f"{what}, ONNX" + (" (ORT optimiser)" if optimize else "")
     candidates = {onnx: f"{shown}, fp32"}
     for method in methods:
@@ -225,24 +254,35 @@ def _chain(entries: list, source: str, prefix: str, what: str, optimize: bool, m
     return candidates
 
 
-def plan_phases(config: CompressConfig, *, optimize: bool = False) -> list[tuple[str, list[Family]]]:
+def plan_phases(config: CompressConfig, *, optimize: bool = False, embedding: bool = False,
+                task_options: dict | None = None) -> list[tuple[str, list[Family]]]:
     """The phases of the search, cheap first; ``optimize``: later phases export with the ORT optimiser
-    (decided by the first phase's measurement)."""
+    (decided by the first phase's measurement). ``embedding``: an embedding teacher, with the static tier after
+    the quantized teacher; ``task_options``: the --task / --pooling the stages that read the teacher need."""
     model = "model"
     methods = config.quantize
     entries: list[dict] = []
-    candidates = _chain(entries, model, "teacher", "teacher", False, methods)
+    candidates = _chain(entries, model, "teacher", "teacher", False, methods, task_options)
     if config.optimizer and "dynamic" in methods:  # the optimiser on / off, measured on the teacher (dynamic INT8)
         opt: list[dict] = []
-        extra = _chain(opt, model, "teacher-opt", "teacher", True, ("dynamic",))
+        extra = _chain(opt, model, "teacher-opt", "teacher", True, ("dynamic",), task_options)
         entries += opt
         candidates.update(extra)
     phases = [("quantize", [Family("quantize", "teacher", tuple(entries), candidates)])]
 
+    if embedding and config.static:  # no attention at all: cheap to make (no training), so early
+        entries = [{"distill": {"static": True, **_task(task_options)}, "id": "static", "input": model}]
+        candidates = {"static": "static student (token table, no attention), ONNX fp32"}
+        if "dynamic" in methods:
+            entries.append({"quantize": {"method": "dynamic"}, "id": "static-int8-dynamic", "input": "static"})
+            candidates["static-int8-dynamic"] = "static student, dynamic INT8"
+        phases.append(("static", [Family("static", "static", tuple(entries), candidates)]))
+
     pruned = []
     for share in config.teacher_flops:
         name = f"teacher-flops{round(share * 100)}"
-        entries = [{"prune": {"flops": share, "vocab": config.vocab}, "id": name, "input": model}]
+        entries = [{"prune": {"flops": share, "vocab": config.vocab, **_task(task_options)}, "id": name,
+                    "input": model}]
         what = f"teacher pruned to {share:.0%} FLOPs" + (" + vocabulary" if config.vocab else "")
         candidates = _chain(entries, name, name, what, optimize, methods)
         pruned.append(Family("prune", name, tuple(entries), candidates))
@@ -254,7 +294,7 @@ def plan_phases(config: CompressConfig, *, optimize: bool = False) -> list[tuple
         distill: dict = {"layers": depth}
         if config.distill_epochs is not None:
             distill["trainer"] = {"epochs": config.distill_epochs}
-        entries = [{"distill": distill, "id": student, "input": model}]
+        entries = [{"distill": {**distill, **_task(task_options)}, "id": student, "input": model}]
         what = f"{depth}-layer student"
         candidates = _chain(entries, student, student, what, optimize, methods)
         families = [Family(f"distill {depth}", student, tuple(entries), candidates)]
@@ -298,10 +338,19 @@ def compress(teacher: Path, dst: Path, config: CompressConfig, *, data: str, dry
     """
     from edgewise.core.artifact import Artifact, output_folder
     from edgewise.core.progress import console
+    from edgewise.core.tasks import refuse_unless
 
     teacher = Path(teacher).expanduser()
     artifact = Artifact.load(teacher, kind=("hf",))
-    artifact.classifier_labels()
+    task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding"), str(artifact.path),
+                         "compress")
+    embedding = task.name == "embedding"
+    if not embedding:
+        artifact.classifier_labels()
+        if config.pairs is not None:
+            raise EdgewiseError("--pairs scores sentence-embedding models against gold similarity scores; a "
+                                "classifier is scored on its labelled DATA: drop --pairs")
+    task_options = _task_options(config, artifact)
     teacher = artifact.path.resolve()
     if config.seq_len != "data":
         from edgewise.core.lengths import artifact_lengths
@@ -323,29 +372,34 @@ def compress(teacher: Path, dst: Path, config: CompressConfig, *, data: str, dry
 
             config = dataclasses.replace(config, vocab=False)
             notes.append(f"vocabulary pruning is off: {e}")
-    plan = plan_phases(config)
-    _check_plan(plan, teacher, data, config)
+    pairs = _data_spec(config.pairs) if config.pairs else None
+    plan = plan_phases(config, embedding=embedding, task_options=task_options)
+    _check_plan(plan, teacher, data, config, pairs)
+    goal = config.goal_for(task.gate_metric if not embedding or pairs else "neighbour_overlap")
     if dry_run:
-        return {"run": str(dst), "teacher": str(teacher), "goal": config.goal, "dry_run": True, "notes": notes,
+        return {"run": str(dst), "teacher": str(teacher), "goal": goal, "dry_run": True, "notes": notes,
                 "phases": [{"phase": phase, "families": [{"name": f.name, "candidates": f.candidates,
                                                            "stages": [_stage_of(e) for e in f.entries]}
                                                           for f in families]} for phase, families in plan]}
     _check_run_folder(dst)
-    has_test = _check_data(data, teacher)
+    has_test = _check_data(data, teacher, task, pairs)
     say = console().print
     started = time.perf_counter()
     deadline = started + parse_duration(config.time_budget) if config.time_budget else None
     budget = parse_latency_budget(config.latency_budget) if config.latency_budget else None
-    raw = _recipe(teacher, data, config)
+    raw = _recipe(teacher, data, config, pairs)
+    if embedding and pairs is None:
+        notes.append("no --pairs: candidates are gated on their top-10 neighbour agreement with the teacher on the "
+                     "validation texts (give scored pairs to gate on STS Spearman)")
     search = {"candidates": {}, "families": [], "failed": [], "skipped": [], "phases": [], "notes": notes}
     for note in notes:
         say(note)
     rows: list[dict] = []
     optimize = False
     stopped_after = None
-    say(f"compress {teacher} -> {dst}: {config.goal}")
+    say(f"compress {teacher} -> {dst}: {goal}")
     for number, (phase, _) in enumerate(plan):
-        families = plan_phases(config, optimize=optimize)[number][1]
+        families = plan_phases(config, optimize=optimize, embedding=embedding, task_options=task_options)[number][1]
         phase_started = time.perf_counter()
         ran = []
         for family in families:
@@ -382,22 +436,33 @@ def compress(teacher: Path, dst: Path, config: CompressConfig, *, data: str, dry
     _run(raw, dst)
     test = _test_report(teacher, dst, raw, config, data) if has_test else None
     result = _result(dst, teacher, data, config, search, rows, chosen, reason, stopped_after, test,
-                     _folders(raw, dst)[BEST], time.perf_counter() - started)
+                     _folders(raw, dst)[BEST], time.perf_counter() - started, task, goal, pairs)
     _write_result(dst, result)
     return result
 
 
-def _check_plan(plan, teacher: Path, data: str, config: CompressConfig) -> None:
+def _task_options(config: CompressConfig, artifact) -> dict | None:
+    """The --task / --pooling / --normalize the stages reading the teacher need: given only for a folder that does
+    not say what it is (a plain encoder); None otherwise."""
+    from edgewise.core.config import config_to_dict
+    from edgewise.core.tasks import TaskConfig
+
+    if config.task == TaskConfig() or artifact.task is not None:
+        return None
+    return {k: v for k, v in config_to_dict(config.task).items() if v is not None}
+
+
+def _check_plan(plan, teacher: Path, data: str, config: CompressConfig, pairs: str | None = None) -> None:
     """Every generated stage's options (the --set ones included) and the bench settings, checked before
     anything runs."""
     from edgewise.recipe.config import recipe_from_dict
 
-    raw = _recipe(teacher, data, config)
+    raw = _recipe(teacher, data, config, pairs)
     raw["stages"] = [entry for _, families in plan for family in families for entry in family.entries]
     raw["stages"] += _apply_options([_bundle_entry(raw["stages"][-1]["id"])], config.options)
     try:
         recipe_from_dict(raw, Path("the generated recipe"))
-        _bench_config(config, "validation")
+        _bench_config(config, "validation", pairs)
     except EdgewiseError as e:
         raise EdgewiseError(f"{e} (check the --set options)" if config.options else str(e)) from None
 
@@ -424,11 +489,27 @@ def _check_run_folder(dst: Path) -> None:
                             "its finished steps)")
 
 
-def _check_data(data: str, teacher: Path) -> bool:
-    """The data must be labelled and give a validation split (the choice) before anything runs; True when it
-    has a test split (the report)."""
+def _check_data(data: str, teacher: Path, task=None, pairs: str | None = None) -> bool:
+    """The data must give a validation split (the choice; labelled for a classifier) before anything runs; True
+    when it has a test split (the report): the data's, or the scored pairs' for an embedding model."""
     from edgewise.core.data import DataConfig, load_splits, require_labels
     from edgewise.core.lineage import carve_validation
+
+    if task is not None and task.name != "classification":
+        from edgewise.core.data import load_pairs
+
+        splits = load_splits(data, DataConfig())
+        if not any(len(split) for split in splits.values()):
+            raise EdgewiseError(f"{data} holds no texts; compress distils and measures on texts: pass a corpus")
+        scored = load_pairs(pairs) if pairs else {}
+        if scored and len(scored) == 1:
+            raise EdgewiseError(f"--pairs {pairs} has one split ({next(iter(scored))}); compress chooses on "
+                                "validation pairs and reports on test pairs: give a folder with validation.csv and "
+                                "test.csv (e.g. benchmarks/data/stsb)")
+        if scored and not {"validation", "test"} <= set(scored):
+            raise EdgewiseError(f"--pairs {pairs} has splits {', '.join(scored)}; compress needs validation and test "
+                                "pairs: name the files validation.* and test.*")
+        return "test" in splits or "test" in scored
 
     splits, _ = carve_validation(load_splits(data, DataConfig()), data, teacher, DataConfig())
     if "validation" not in splits:
@@ -438,8 +519,8 @@ def _check_data(data: str, teacher: Path) -> bool:
     return "test" in splits
 
 
-def _recipe(teacher: Path, data: str, config: CompressConfig) -> dict:
-    bench = {**_bench_options(config), "split": "validation"}
+def _recipe(teacher: Path, data: str, config: CompressConfig, pairs: str | None = None) -> dict:
+    bench = {**_bench_options(config, pairs), "split": "validation"}
     gate: dict = {"batch_size": config.batch_size}
     if config.accuracy_bar is not None:
         gate["max_accuracy_drop"] = config.accuracy_bar
@@ -503,10 +584,16 @@ def _folders(raw: dict, dst: Path) -> dict[str, Path]:
     return {entry["id"]: dst / f"{index:02d}-{entry['id']}" for index, entry in enumerate(raw["stages"], start=1)}
 
 
-def _bench_options(config: CompressConfig) -> dict:
-    """The bench settings of every timing: the goal's, then --set bench.OPTION=VALUE."""
+def _bench_options(config: CompressConfig, pairs: str | None = None) -> dict:
+    """The bench settings of every timing: the goal's (and the scored pairs), then --set bench.OPTION=VALUE."""
     options: dict = {"threads": config.threads, "batch_sizes": [config.batch_size], "seq_len": str(config.seq_len),
                      "rounds": config.rounds}
+    if pairs:
+        options["pairs"] = pairs
+    if config.task != TaskConfig():
+        from edgewise.core.config import config_to_dict
+
+        options["task"] = {k: v for k, v in config_to_dict(config.task).items() if v is not None}
     for option in config.options:
         stage, path, value = stage_options(option)
         if stage == "bench":
@@ -514,11 +601,11 @@ def _bench_options(config: CompressConfig) -> dict:
     return options
 
 
-def _bench_config(config: CompressConfig, split: str):
+def _bench_config(config: CompressConfig, split: str, pairs: str | None = None):
     from edgewise.bench.config import BenchConfig
     from edgewise.core.config import config_from_dict
 
-    return config_from_dict(BenchConfig, {**_bench_options(config), "split": split}, "--set bench")
+    return config_from_dict(BenchConfig, {**_bench_options(config, pairs), "split": split}, "--set bench")
 
 
 def _measure(teacher: Path, dst: Path, raw: dict, search: dict, config: CompressConfig, data: str) -> list[dict]:
@@ -529,8 +616,8 @@ def _measure(teacher: Path, dst: Path, raw: dict, search: dict, config: Compress
 
     folders = _folders(raw, dst)
     ids = [step for step in search["candidates"]]
-    report = bench([teacher, *(folders[i] for i in ids)], dst / SEARCH_REPORT, _bench_config(config, "validation"),
-                   data=data, overwrite=True)
+    report = bench([teacher, *(folders[i] for i in ids)], dst / SEARCH_REPORT,
+                   _bench_config(config, "validation", raw["bench"].get("pairs")), data=data, overwrite=True)
     search["validation_rows"] = (report.get("data") or {}).get("rows")
     by_path = {str(folders[i].resolve()): i for i in ids}
     rows = ladder_rows(report, batch_size=config.batch_size)
@@ -561,7 +648,7 @@ def _optimiser_pays(rows: list[dict]) -> bool:
 def _within(row: dict, config: CompressConfig, budget: tuple[float, str] | None, reference: dict) -> dict:
     """Whether a candidate meets the accuracy bar and the latency budget (None: not set)."""
     bar = config.accuracy_bar
-    drop = row.get("accuracy_drop_points")
+    drop = row.get("quality_drop_points", row.get("accuracy_drop_points"))
     accurate = None if bar is None else (drop is not None and drop <= bar + 1e-9)
     fast = None
     if budget is not None:
@@ -590,8 +677,9 @@ def choose(rows: list[dict], config: CompressConfig, budget: tuple[float, str] |
     if not candidates:
         raise EdgewiseError("no candidate was measured; see the failures above")
 
-    def accuracy(row):
-        return row["accuracy"] if row["accuracy"] is not None else -1.0
+    def accuracy(row):  # the gate metric's value (accuracy; an embedding model's Spearman or neighbour overlap)
+        value = row.get("quality", row.get("accuracy"))
+        return value if value is not None else -1.0
 
     checks = {row["candidate"]: _within(row, config, budget, reference) for row in candidates}
     if budget is not None:
@@ -614,12 +702,13 @@ def _test_report(teacher: Path, dst: Path, raw: dict, config: CompressConfig, da
     from edgewise.bench.stage import bench
     from edgewise.recipe.run import ladder_rows
 
-    report = bench([teacher, _folders(raw, dst)[BEST]], dst / TEST_REPORT, _bench_config(config, "test"),
-                   data=data, overwrite=True)
+    report = bench([teacher, _folders(raw, dst)[BEST]], dst / TEST_REPORT,
+                   _bench_config(config, "test", raw["bench"].get("pairs")), data=data, overwrite=True)
     return ladder_rows(report, batch_size=config.batch_size)
 
 
-def _result(dst, teacher, data, config, search, rows, chosen, reason, stopped_after, test, bundle, seconds) -> dict:
+def _result(dst, teacher, data, config, search, rows, chosen, reason, stopped_after, test, bundle, seconds, task=None,
+            goal=None, pairs=None) -> dict:
     from edgewise.core.config import config_to_dict
 
     budget = parse_latency_budget(config.latency_budget) if config.latency_budget else None
@@ -631,12 +720,15 @@ def _result(dst, teacher, data, config, search, rows, chosen, reason, stopped_af
     goal_met = all(v in (None, True) for v in _within(chosen, config, budget, reference).values()) and (
         config.min_speedup is None or chosen["speedup"] >= config.min_speedup)
     return {
-        "run": str(dst), "teacher": str(teacher), "data": data, "goal": config.goal,
+        "run": str(dst), "teacher": str(teacher), "data": data, "goal": goal or config.goal,
+        "task": task.record() if task is not None else {"name": "classification"}, "pairs": pairs,
         "config": config_to_dict(config), "goal_met": goal_met, "stopped_after": stopped_after,
         "chosen": {"candidate": chosen["candidate"], "what": chosen["what"], "reason": reason,
                    "bundle": str(bundle),
                    "validation": {k: chosen.get(k) for k in ("p50_ms", "speedup", "accuracy", "macro_f1",
-                                                               "accuracy_drop_points", "size_mb", "size_ratio")}},
+                                                               "accuracy_drop_points", "quality_metric", "quality",
+                                                               "quality_drop_points", "spearman", "cosine_mean",
+                                                               "neighbour_overlap", "size_mb", "size_ratio")}},
         "test": test, "reference": reference, "candidates": candidates,
         "phases": search["phases"], "families": search["families"], "failed": search["failed"],
         "skipped": search["skipped"], "unmeasured": search.get("unmeasured", []), "optimize": search.get("optimize"),

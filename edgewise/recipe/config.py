@@ -261,6 +261,8 @@ def _output_kind(name: str, config, source_kind: str | None) -> str:
         return "inc" if source_kind == "hf" else "onnx"
     if name == "bundle":
         return "bundle"
+    if name == "distill" and getattr(config, "static", False):
+        return "onnx"  # a static student is written as ONNX (distill.static)
     return "hf"
 
 

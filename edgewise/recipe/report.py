@@ -48,8 +48,35 @@ def _pct(value) -> str:
     return "—" if value is None else f"{value:.2%}"
 
 
+def _num(value) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _embedding(rows: list[dict]) -> bool:
+    """Whether ladder rows are an embedding model's (their quality is not accuracy)."""
+    return any(r.get("quality_metric") not in (None, "accuracy", "macro_f1") for r in rows)
+
+
+def _quality_cells(row: dict, reference: dict | None) -> str:
+    """An embedding row's cells: STS Spearman, its share of the reference's, mean cosine and top-10 overlap."""
+    share = "—" if row.get("quality_drop_points") is None or reference is None else (
+        f"{100 - row['quality_drop_points']:.2f} %")
+    return (f"{_num(row.get('spearman'))} | {share} | {_num(row.get('cosine_mean'))} | "
+            f"{_pct(row.get('neighbour_overlap'))}")
+
+
 def ladder_table(ladder: list[dict]) -> str:
     """The ladder rows as a Markdown table (p50, speed against the first row, accuracy, size)."""
+    if _embedding(ladder):
+        lines = ["| artifact | backend | p50 latency | speed | STS Spearman | of reference's gate | cosine to ref | "
+                 "top-10 overlap | size | size ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for row in ladder:
+            size = "—" if row["size_mb"] is None else f"{row['size_mb']:.1f} MB"
+            ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
+            speed = "reference" if row is ladder[0] else f"{row['speedup']:.2f}x faster"
+            lines.append(f"| {row['artifact']} | {row['backend']} | {row['p50_ms']:.2f} ms | {speed} | "
+                         f"{_quality_cells(row, ladder[0])} | {size} | {ratio} |")
+        return "\n".join(lines)
     lines = ["| artifact | backend | p50 latency | speed | accuracy | macro-F1 | of reference | size | size ratio |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in ladder:
@@ -92,10 +119,12 @@ def candidates_table(result: dict) -> str:
     def mark(flag):
         return "" if flag is None else ("yes" if flag else "no")
 
+    reference = result["reference"]
+    if _embedding([reference, *result["candidates"]]):
+        return _embedding_candidates(result, mark)
     lines = ["| candidate | what | p50 latency | speed | accuracy | macro-F1 | vs teacher | size | size ratio "
              "| within the drop | within the budget |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    reference = result["reference"]
     lines.append(f"| teacher | {reference['what']} | {reference['p50_ms']:.2f} ms | reference | "
                  f"{_pct(reference['accuracy'])} | {_pct(reference['macro_f1'])} | — | {_size(reference['size_mb'])} | "
                  "1/1.0 | | |")
@@ -107,6 +136,24 @@ def candidates_table(result: dict) -> str:
         lines.append(f"| {name} | {row['what']} | {row['p50_ms']:.2f} ms | {row['speedup']:.2f}x faster | "
                      f"{_pct(row['accuracy'])} | {_pct(row['macro_f1'])} | {drop} | {_size(row['size_mb'])} | "
                      f"{ratio} | {mark(row['accurate'])} | {mark(row['fast'])} |")
+    return "\n".join(lines)
+
+
+def _embedding_candidates(result: dict, mark) -> str:
+    """candidates_table for an embedding teacher: STS Spearman (or the neighbour overlap) and its drop in points
+    of the teacher's figure."""
+    reference = result["reference"]
+    lines = ["| candidate | what | p50 latency | speed | STS Spearman | of teacher's gate | cosine to teacher | "
+             "top-10 overlap | size | size ratio | within the drop | within the budget |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines.append(f"| teacher | {reference['what']} | {reference['p50_ms']:.2f} ms | reference | "
+                 f"{_quality_cells(reference, reference)} | {_size(reference['size_mb'])} | 1/1.0 | | |")
+    for row in result["candidates"]:
+        name = f"**{row['candidate']}** (chosen)" if row["chosen"] else row["candidate"]
+        ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
+        lines.append(f"| {name} | {row['what']} | {row['p50_ms']:.2f} ms | {row['speedup']:.2f}x faster | "
+                     f"{_quality_cells(row, reference)} | {_size(row['size_mb'])} | {ratio} | "
+                     f"{mark(row['accurate'])} | {mark(row['fast'])} |")
     return "\n".join(lines)
 
 
@@ -123,10 +170,19 @@ def compress_markdown(result: dict) -> str:
                   "report-test/.", "", ladder_table(result["test"]), ""]
     else:
         lines += ["The data has no test split: the figures below are the validation split's, which chose.", ""]
+    if _embedding([result["reference"]]):
+        gate = result["reference"].get("quality_metric")
+        explain = ("`of teacher's gate` is the candidate's " + ("STS Spearman" if gate == "spearman" else
+                                                               "top-10 neighbour overlap with the teacher")
+                   + " as a share of the teacher's; the goal's points are 100 minus that share. `cosine to "
+                   "teacher`: the mean cosine between the candidate's and the teacher's vector of a text (none for "
+                   "a static student, whose vectors live in another space).")
+    else:
+        explain = ("`vs teacher` is the change in accuracy points against the teacher's (one text of the split is "
+                   f"{_one_text(result)}).")
     lines += ["## Every candidate (validation split: the choice is made here)", "",
-              "One interleaved `edgewise bench` of the teacher and every candidate; details in report/. `vs teacher` "
-              "is the change in accuracy points against the teacher's (one text of the split is "
-              f"{_one_text(result)}).", "", candidates_table(result), "", "## The search", ""]
+              "One interleaved `edgewise bench` of the teacher and every candidate; details in report/. " + explain,
+              "", candidates_table(result), "", "## The search", ""]
     for phase in result["phases"]:
         lines.append(f"- phase {phase['phase']}: {', '.join(phase['families'])} ({phase['seconds']:.0f} s)"
                      + ("; the goal was met here" if phase["goal_met"] else ""))

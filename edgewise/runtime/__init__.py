@@ -6,6 +6,7 @@ when a model is opened). A folder with edgewise.json is checked against the
 file hashes it records before anything runs (`--no-verify` / `verify=False` skips that).
 
     python -m edgewise.runtime predict deploy/teacher "a gripping, beautifully shot film"
+    python -m edgewise.runtime embed deploy/embedder "a text" "another text" --json
     python -m edgewise.runtime bench deploy/teacher --threads 4 --json bench.json
 """
 

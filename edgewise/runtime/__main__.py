@@ -44,6 +44,13 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--pair", action="append", default=None, help="second text (once per text)")
     predict.add_argument("--json", action="store_true", help="print JSON")
 
+    embed = sub.add_parser("embed", parents=[common], help="sentence vectors of texts (an embedding bundle)")
+    embed.add_argument("texts", nargs="*", help="texts to embed (or --file)")
+    embed.add_argument("--file", type=Path, default=None, help="a text file, one text per line ('-': stdin)")
+    embed.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+    embed.add_argument("--json", action="store_true", help="print JSON: one object per text with its vector")
+    embed.add_argument("--npy", type=Path, default=None, help="write the vectors to this .npy file ([texts, dim])")
+
     bench = sub.add_parser("bench", parents=[common], help="measure model latency")
     bench.add_argument("--batch-sizes", type=_positive_ints, default=[1], help="e.g. 1,8 (default 1)")
     bench.add_argument("--seq-len", default=None,
@@ -105,6 +112,8 @@ def run(args) -> int:
         return build_engine(args)
     if args.threads is not None and args.threads < 1:
         raise EdgewiseError(f"--threads must be >= 1, got {args.threads}")
+    if args.command == "embed":
+        return _embed(args)
     if args.command == "predict":
         from edgewise.runtime.predictor import Predictor
 
@@ -141,6 +150,45 @@ def run(args) -> int:
                 path.write_text(json.dumps(report, indent=2) + "\n")
             except OSError as e:
                 raise EdgewiseError(f"cannot write {path}: {e.strerror}; choose another --json path") from None
+    return 0
+
+
+def _embed(args) -> int:
+    """`embed`: the vectors as JSON (--json), a .npy file (--npy) or, for people, a short line per text."""
+    import numpy as np
+
+    from edgewise.runtime.predictor import Predictor
+
+    texts = list(args.texts)
+    if args.file is not None:
+        try:
+            lines = (sys.stdin.read() if str(args.file) == "-" else args.file.read_text(encoding="utf-8")).splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise EdgewiseError(f"cannot read --file {args.file}: {e}; pass a UTF-8 text file, one text per "
+                                "line") from None
+        texts += [line for line in lines if line.strip()]
+    if not texts:
+        raise EdgewiseError("no texts to embed: give them as arguments or with --file (one per line)")
+    if args.batch_size < 1:
+        raise EdgewiseError(f"--batch-size must be >= 1, got {args.batch_size}")
+    predictor = Predictor(args.bundle, backend=args.backend, threads=args.threads, verify=args.verify)
+    vectors = predictor.embed(texts, batch_size=args.batch_size)
+    if args.npy is not None:
+        try:
+            args.npy.parent.mkdir(parents=True, exist_ok=True)
+            np.save(args.npy, vectors)
+        except OSError as e:
+            raise EdgewiseError(f"cannot write {args.npy}: {e.strerror}; choose another --npy path") from None
+    counts = predictor.token_counts(texts)
+    if args.json:
+        print(json.dumps([{"text": t, **c, "embedding": [round(float(v), 7) for v in row]}
+                          for t, c, row in zip(texts, counts, vectors, strict=True)]))
+    elif args.npy is None:
+        for text, count, row in zip(texts, counts, vectors, strict=True):
+            head = " ".join(f"{v:+.4f}" for v in row[:4])
+            print(f"[{head} ...] dim {len(row)} norm {float(np.linalg.norm(row)):.4f}\t{_shown(text, count)}")
+    else:
+        print(f"wrote {args.npy}: {len(texts)} vectors of {vectors.shape[1]} dimensions")
     return 0
 
 

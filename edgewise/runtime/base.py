@@ -13,6 +13,8 @@ from pathlib import Path
 from edgewise.core.artifact import read_json
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import MANIFEST_NAME
+from edgewise.core.tasks import Task
+from edgewise.core.tasks.classification import Classification
 
 TORCH_BACKENDS = ("torch", "torch-cuda")
 ORT_BACKENDS = ("ort-cpu", "ort-cuda", "ort-tensorrt")  # onnxruntime sessions (runtime.sessions)
@@ -62,12 +64,14 @@ def verify_folder(folder: Path) -> None:
 
 class Runner:
     """What every backend's runner shares: ``scores``, wall-clock ``time_ms`` and the batching of
-    ``logits``. Subclasses set backend, max_length, id2label and info, and define encode,
-    synthetic and run (see the module docstring)."""
+    ``outputs``. Subclasses set backend, max_length, id2label, task and info, and define encode,
+    synthetic and run (see runners' module docstring)."""
 
     backend: str
     max_length: int
     id2label: dict[int, str]
+    task: Task = Classification()  # what the outputs are (logits per label, a sentence vector); a classifier unless
+    # the runner says otherwise
     info: dict
 
     def encode(self, texts: list[str], pairs: list[str] | None = None):
@@ -80,7 +84,7 @@ class Runner:
         raise NotImplementedError
 
     def scores(self, feed):
-        """The logits of ``feed`` as a numpy array."""
+        """The task's output of ``feed`` (logits, sentence vectors) as a numpy array."""
         import numpy as np
 
         return np.asarray(self.run(feed))
@@ -91,24 +95,23 @@ class Runner:
         self.run(feed)
         return (time.perf_counter() - start) * 1000.0
 
-    def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32, progress=None):
-        """Logits for every text, in order; texts are batched by length so padding stays short."""
+    def outputs(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32, progress=None):
+        """The task's output for every text, in order (logits per label, or a sentence vector); texts are batched
+        by length so padding stays short."""
         import numpy as np
 
         order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
         out = None
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            logits = self.scores(self.encode([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None))
+            scores = self.scores(self.encode([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None))
             if out is None:
-                out = np.zeros((len(texts), logits.shape[-1]), dtype=np.float32)
-            out[idx] = logits
+                out = np.zeros((len(texts), scores.shape[-1]), dtype=np.float32)
+            out[idx] = scores
             if progress is not None:
                 progress(len(idx))
         if out is None:
-            return np.zeros((0, len(self.id2label)), dtype=np.float32)
-        # One output per label named: a head of another size means a broken label map, whoever scores it.
-        if self.id2label and out.shape[-1] != len(self.id2label):
-            raise EdgewiseError(f"{getattr(self, 'folder', 'the model')}: the model has {out.shape[-1]} outputs but "
-                                f"names {len(self.id2label)} labels; fix its label map")
+            width = len(self.id2label) if self.task.name == "classification" else (self.task.dimension or 0)
+            return np.zeros((0, width), dtype=np.float32)
+        self.task.check_outputs(out, self.id2label, str(getattr(self, "folder", "the model")))
         return out

@@ -4,7 +4,7 @@ batch size, latency timed in interleaved rounds.
 `edgewise bench` times local artifacts with ``feeds`` and ``time_interleaved``; a device target
 (runtime.targets) sends the same work to the device as a job file, which ``run_job`` runs there under
 `python -m edgewise.runtime job` with onnxruntime + tokenizers + numpy only. The device returns raw
-figures (latency samples, predicted label ids, its fingerprint); the host scores them against the labels
+figures (latency samples, predicted label ids or sentence vectors, its fingerprint); the host scores them
 and writes the report, so a device row is computed exactly as a local one.
 
 A job (JSON):
@@ -135,7 +135,7 @@ def run_job(job: dict, log=None) -> dict:
                     unloadable.append(f"{model['name']} cannot run here: {skip}")
                 continue
             log(f"{model['name']} on {backend}: loaded ({time.perf_counter() - started:.1f} s)")
-            predictions: dict[int, list[int]] = {}
+            predictions: dict[int, list] = {}
             for batch_size in job["batch_sizes"]:
                 slot_feeds = feeds(runner, texts, pairs, batch_size, seq_mode) if timed else []
                 for i in range(warmup if timed else 0):
@@ -143,8 +143,9 @@ def run_job(job: dict, log=None) -> dict:
                 after = current_rss_mb()  # as bench reads it locally: the model and its runs, before scoring
                 eval_batch = job["eval_batch_size"] or batch_size
                 if texts and eval_batch not in predictions:
-                    logits = runner.logits(texts, pairs, batch_size=eval_batch)
-                    predictions[eval_batch] = logits.argmax(-1).astype(int).tolist()
+                    # What the host scores: a classifier's label ids, an embedding model's vectors (runner.task).
+                    outputs = runner.outputs(texts, pairs, batch_size=eval_batch)
+                    predictions[eval_batch] = runner.task.compact(outputs)
                     log(f"{model['name']} on {backend}: {len(texts)} texts predicted at batch {eval_batch} "
                         f"({time.perf_counter() - started:.1f} s)")
                 slots.append({

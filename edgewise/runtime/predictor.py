@@ -50,8 +50,31 @@ def pad_token_id(folder: Path, tokenizer, settings: dict) -> int:
     return 0
 
 
+def folder_task(folder: Path, manifest: dict, labels: dict):
+    """The task of a bundle or ONNX folder: as its edgewise.json records it, else read from its files
+    (modules.json: an embedding model), else a classifier (a foreign ONNX classifier's folder)."""
+    from edgewise.core.tasks import detect, from_record
+    from edgewise.core.tasks.classification import Classification
+
+    if manifest.get("task") is not None:
+        return from_record(manifest["task"], f"{folder}/edgewise.json")
+    return detect(folder, labels) or Classification()
+
+
+def output_of(task, outputs: list[str], path: Path) -> str:
+    """The graph output the task reads: its named output (logits, sentence_embedding), else a classifier's first."""
+    if task.output_name in outputs:
+        return task.output_name
+    if task.name == "classification" and outputs:
+        return outputs[0]
+    raise EdgewiseError(f"{path} has outputs {', '.join(outputs) or 'none'}, no {task.output_name!r}: the runtime "
+                        f"reads the {task.describe()} model's {task.output_name}; export it with edgewise export, "
+                        "which computes it inside the graph")
+
+
 class Predictor(Runner):
-    """A text classifier from a bundle or ONNX artifact folder: the runner of the ort-* and tensorrt backends.
+    """A text classifier or sentence-embedding model from a bundle or ONNX artifact folder: the runner of the ort-*
+    and tensorrt backends.
 
     Args:
         folder: holds model.ort or model.onnx, tokenizer.json and (usually) edgewise.json.
@@ -61,6 +84,8 @@ class Predictor(Runner):
         model: another ONNX file to run with this folder's tokenizer and settings (a candidate).
         verify: check the folder's files against the sha256 hashes in its edgewise.json (default True);
             once per process for unchanged files. The ``model`` file is not in the manifest and is not checked.
+        task: what the model is (core.tasks), for a folder that does not say yet (a stage checking its output
+            before sealing it); default: as its edgewise.json records, else read from its files.
 
     Example:
         >>> Predictor("deploy/teacher").predict(["a gripping film"])[0]["label"]  # doctest: +SKIP
@@ -68,7 +93,7 @@ class Predictor(Runner):
     """
 
     def __init__(self, folder, backend: str = "ort-cpu", threads: int | None = None, max_length: int | None = None,
-                 model=None, verify: bool = True):
+                 model=None, verify: bool = True, task=None):
         np = require("numpy", "runtime")
         ort = require("onnxruntime", "runtime")
         tokenizers = require("tokenizers", "runtime")
@@ -88,6 +113,7 @@ class Predictor(Runner):
         labels = (self.manifest.get("labels") or read_json(self.folder / "labels.json")
                   or read_json(self.folder / "config.json").get("id2label") or {})
         self.id2label = {int(k): v for k, v in labels.items()}
+        self.task = task if task is not None else folder_task(self.folder, self.manifest, self.id2label)
         self.max_length, _ = artifact_lengths(self.folder, settings, max_length)
         self.backend, self.threads, self._ort = backend, threads, ort
         self.disabled_optimizers = disabled_optimizers(backend)
@@ -97,12 +123,13 @@ class Predictor(Runner):
             self.session, self._engine = None, load_engine(self.folder)
             names = self._engine.inputs
             self.inputs = {name: np.int64 for name in names}  # the engine casts to its own types
-            self.output = self._engine.outputs[0]
+            outputs = list(self._engine.outputs)
         else:
             self.session = session(self.model_path, backend, threads)
             names = [i.name for i in self.session.get_inputs()]
             self.inputs = {i.name: (np.int32 if "int32" in i.type else np.int64) for i in self.session.get_inputs()}
-            self.output = self.session.get_outputs()[0].name
+            outputs = [o.name for o in self.session.get_outputs()]
+        self.output = output_of(self.task, outputs, self.model_path)
         unknown = [name for name in names if name not in KNOWN_INPUTS]
         if unknown:
             raise EdgewiseError(
@@ -167,20 +194,28 @@ class Predictor(Runner):
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[dict]:
         """Label, its probability and every label's probability, per text; with the tokens the model saw
-        and whether the text was cut to ``max_length`` (``truncated``) or had nothing to read (``empty``)."""
-        np = self._np
-        logits = self.logits(texts, pairs)
-        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        probs = shifted / shifted.sum(axis=-1, keepdims=True)
+        and whether the text was cut to ``max_length`` (``truncated``) or had nothing to read (``empty``).
+        An embedding model's answer is ``embed``'s."""
+        if self.task.name != "classification":
+            raise EdgewiseError(f"{self.folder} is a {self.task.describe()} model: it gives vectors, not labels; use "
+                                "embed (python -m edgewise.runtime embed, Predictor.embed)")
+        return self._answers(texts, pairs, self.task.postprocess(self.outputs(texts, pairs), self.id2label))
+
+    def embed(self, texts: list[str], batch_size: int = 32):
+        """The sentence vector of every text (numpy, [texts, dimension]), as the model's graph pools and normalises
+        it; texts are cut to ``max_length`` tokens."""
+        if self.task.name != "embedding":
+            raise EdgewiseError(f"{self.folder} is a {self.task.describe()} model: it gives labels, not vectors; use "
+                                "predict (python -m edgewise.runtime predict, Predictor.predict)")
+        return self.outputs(list(texts), batch_size=batch_size)
+
+    def token_counts(self, texts: list[str], pairs: list[str] | None = None) -> list[dict]:
+        """Per text: the tokens the model saw, whether it was cut to ``max_length`` (``truncated``) and whether it
+        had nothing to read (``empty``)."""
         items = list(zip(texts, pairs, strict=True)) if pairs is not None else list(texts)
         encodings = self.tokenizer.encode_batch(items)  # what encode() fed the model, read for its lengths
-        results = []
-        for row, text, encoding in zip(probs, texts, encodings, strict=True):
-            best = int(row.argmax())
-            results.append({
-                "label": self.id2label.get(best, str(best)),
-                "score": float(row[best]),
-                "scores": {self.id2label.get(i, str(i)): float(p) for i, p in enumerate(row)},
-                "tokens": len(encoding.ids), "truncated": bool(encoding.overflowing), "empty": not text.strip(),
-            })
-        return results
+        return [{"tokens": len(e.ids), "truncated": bool(e.overflowing), "empty": not text.strip()}
+                for text, e in zip(texts, encodings, strict=True)]
+
+    def _answers(self, texts, pairs, answers: list[dict]) -> list[dict]:
+        return [{**answer, **counts} for answer, counts in zip(answers, self.token_counts(texts, pairs), strict=True)]

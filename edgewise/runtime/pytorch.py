@@ -8,23 +8,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgewise.core.artifact import read_json
 from edgewise.core.lengths import artifact_lengths
 from edgewise.runtime.base import Runner, Unavailable, read_manifest, verify_folder
 
 
 class TorchRunner(Runner):
-    """A loaded classifier (transformers, or an INC model) and its tokenizer, as a Runner.
+    """A loaded model (transformers, or an INC model) and its tokenizer, as a Runner; ``task`` (default: a
+    classifier) says what its forward's output is (core.tasks).
 
     ``run`` takes feeds of torch tensors (as ``encode`` and ``synthetic`` make them) or of numpy
     arrays (export's parity batches), which it moves to the model's device.
     """
 
     def __init__(self, model, tokenizer=None, *, backend: str = "torch", max_length: int | None = None,
-                 id2label: dict[int, str] | None = None, info: dict | None = None):
+                 id2label: dict[int, str] | None = None, info: dict | None = None, task=None):
         import torch
+
+        from edgewise.core.tasks.classification import Classification
 
         self.torch = torch
         self.model = model
+        self.task = task if task is not None else Classification()
         self.tokenizer = tokenizer
         self.backend = backend
         self.max_length = max_length
@@ -57,7 +62,7 @@ class TorchRunner(Runner):
         tensors = {k: v if isinstance(v, torch.Tensor) else torch.from_numpy(v).to(self.device)
                    for k, v in feed.items()}
         with torch.inference_mode():
-            return self.model(**tensors).logits
+            return self.task.output(self.model, tensors)
 
     def scores(self, feed: dict):
         return self.run(feed).float().cpu().numpy()
@@ -75,9 +80,9 @@ class TorchRunner(Runner):
         return float(start.elapsed_time(end))
 
 
-def model_runner(model, backend: str = "torch") -> TorchRunner:
+def model_runner(model, backend: str = "torch", task=None) -> TorchRunner:
     """A runner of an already-loaded model, for numpy feeds (export's parity reference)."""
-    return TorchRunner(model.eval(), backend=backend)
+    return TorchRunner(model.eval(), backend=backend, task=task)
 
 
 def open_torch(folder: Path, kind: str, backend: str, *, threads: int | None = None, max_length: int | None = None,
@@ -97,7 +102,7 @@ def open_torch(folder: Path, kind: str, backend: str, *, threads: int | None = N
         raise Unavailable("INC INT8 models run on the CPU (oneDNN kernels); use --backend torch")
     if cuda and not torch.cuda.is_available():
         raise Unavailable("no CUDA GPU is visible to torch; use --backend torch (CPU)")
-    from edgewise.core.models import ModelSource, load_classifier, load_tokenizer
+    from edgewise.core.models import ModelSource, load_tokenizer
 
     if verify:
         verify_folder(folder)
@@ -107,12 +112,22 @@ def open_torch(folder: Path, kind: str, backend: str, *, threads: int | None = N
     length, _ = artifact_lengths(folder, recorded.get("data") or {}, max_length)
     source = ModelSource(str(folder), str(folder), True)
     tokenizer = load_tokenizer(source)
+    task = folder_task(folder, recorded, read_json(folder / "config.json").get("id2label") or {})
     if kind == "inc":
         from edgewise.runtime.inc import QuantizedClassifier
 
         model = QuantizedClassifier(folder)
-    else:  # load_classifier refuses pickle weights unless allowed
-        model = load_classifier(source, allow_pickle).to("cuda" if cuda else "cpu").eval()
+    else:  # the task's loader refuses pickle weights unless allowed
+        model = task.load(source, allow_pickle).to("cuda" if cuda else "cpu").eval()
     labels = recorded.get("labels") or None
     info = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch_threads": torch.get_num_threads()}
-    return TorchRunner(model, tokenizer, backend=backend, max_length=length, id2label=labels, info=info)
+    return TorchRunner(model, tokenizer, backend=backend, max_length=length, id2label=labels, info=info, task=task)
+
+
+def folder_task(folder: Path, recorded: dict, labels: dict):
+    """The task of an `hf` / `inc` artifact folder: as its edgewise.json records it, else read from its files; a
+    plain encoder (no task to read) is an EdgewiseError that says how to give one."""
+    from edgewise.core.tasks import refuse_unless, resolve
+
+    task = resolve(folder, recorded.get("task"), labels)
+    return refuse_unless(task, ("classification", "embedding"), str(folder), "running a model")

@@ -8,14 +8,15 @@ A Runner (``Runner`` below holds the shared parts) has:
 - ``backend``: the concrete backend it runs on (never "auto");
 - ``max_length``: tokens per text (core.lengths decides it);
 - ``id2label``: label id -> name;
+- ``task``: what its outputs are (core.tasks: a classifier's logits, an embedding model's sentence vectors);
 - ``info``: what bench records of it (providers and threads, or device and torch threads);
 - ``encode(texts, pairs=None) -> feed``: model inputs for a batch, padded to its longest text;
 - ``synthetic(batch_size, seq_len) -> feed``: token ids of that shape (latency without data);
 - ``run(feed)``: one forward pass, its raw output not copied back (what latency measures);
-- ``scores(feed) -> numpy``: the logits of a feed;
+- ``scores(feed) -> numpy``: the task's output (logits, vectors) of a feed;
 - ``time_ms(feed) -> float``: milliseconds of one ``run`` (CUDA events on torch-cuda, else wall clock);
-- ``logits(texts, pairs=None, batch_size=32, progress=None) -> numpy``: logits of every text in input
-  order, the texts batched by length so padding stays short (``progress(n)`` after each batch).
+- ``outputs(texts, pairs=None, batch_size=32, progress=None) -> numpy``: the task's output for every text in
+  input order, the texts batched by length so padding stays short (``progress(n)`` after each batch).
 
 Backends: torch (CPU) and torch-cuda run `hf` and `inc` artifacts (runtime.pytorch); ort-cpu,
 ort-cuda and ort-tensorrt run ONNX / ORT models with onnxruntime, and tensorrt a built engine
@@ -100,7 +101,7 @@ def open_runner(folder, kind: str | None, backend: str, *, threads: int | None =
     `hf` artifact.
 
     Example:
-        >>> open_runner("runs/teacher-onnx", "onnx", "ort-cpu", threads=1).logits(["a gripping film"])  # doctest: +SKIP
+        >>> open_runner("runs/teacher-onnx", "onnx", "ort-cpu").outputs(["a gripping film"])  # doctest: +SKIP
         array([[ 2.1, -0.7, -1.3]], dtype=float32)
     """
     check_backend(backend)
@@ -146,12 +147,28 @@ def _folder_kind(folder: Path) -> str | None:
     return detect_kind(folder)
 
 
-def onnx_scores(path, backend: str = "ort-cpu", threads: int | None = None):
-    """``feed -> logits`` for the ONNX / ORT model file at ``path``, through the one session factory
-    (runtime.sessions), inputs the graph lacks dropped: what export's parity checks run."""
+def onnx_scores(path, backend: str = "ort-cpu", threads: int | None = None, output: str | None = None):
+    """``feed -> output`` (``output``: a graph output's name, default the first: a classifier's logits, an
+    embedding model's sentence_embedding) for the ONNX / ORT model file at ``path``, through the one session
+    factory (runtime.sessions), inputs the graph lacks dropped: what export's parity checks run. The scorer's
+    ``output`` names what it returns."""
     from edgewise.runtime.sessions import session
 
     loaded = session(path, backend, threads)
     names = {i.name for i in loaded.get_inputs()}
-    output = loaded.get_outputs()[0].name
-    return lambda feed: loaded.run([output], {k: v for k, v in feed.items() if k in names})[0]
+    outputs = [o.name for o in loaded.get_outputs()]
+    if output is not None and output not in outputs:
+        raise EdgewiseError(f"{path} has no output {output!r} (it has {', '.join(outputs)}); re-export it with "
+                            "edgewise export")
+    return OutputScorer(lambda feed, name: loaded.run([name], {k: v for k, v in feed.items() if k in names})[0],
+                        output or outputs[0])
+
+
+class OutputScorer:
+    """``feed -> the graph output`` ``output`` (what onnx_scores returns)."""
+
+    def __init__(self, run, output: str):
+        self._run, self.output = run, output
+
+    def __call__(self, feed):
+        return self._run(feed, self.output)

@@ -63,7 +63,7 @@ def test_bench_accuracy_matches_evaluate_and_agreement_is_against_the_reference(
 def test_bench_writes_json_markdown_and_plots(report):
     result, out = report
 
-    assert json.loads((out / "report.json").read_text())["schema_version"] == 1
+    assert json.loads((out / "report.json").read_text())["schema_version"] == 2
     markdown = (out / "report.md").read_text()
     assert "| teacher-onnx | ort-cpu | 1 |" in markdown
     assert "skipped: backend torch cannot run a 'onnx' artifact; torch runs hf and inc artifacts" in markdown
@@ -156,8 +156,8 @@ def test_bench_accuracy_and_agreement_are_measured_per_artifact(tiny_teacher, ti
     assert rows["untrained"]["accuracy"] == pytest.approx(evaluate(untrained, data=str(tiny_data))["accuracy"])
     assert rows["untrained"]["accuracy"] < 0.7 < rows["teacher"]["accuracy"]
     texts = load_splits(str(tiny_data))["test"].texts
-    theirs = Predictor(tiny_onnx).logits(texts).argmax(-1)  # labels exactly as the PyTorch teacher's
-    mine = Predictor(untrained).logits(texts).argmax(-1)
+    theirs = Predictor(tiny_onnx).outputs(texts).argmax(-1)  # labels exactly as the PyTorch teacher's
+    mine = Predictor(untrained).outputs(texts).argmax(-1)
     assert rows["untrained"]["label_agreement"] == pytest.approx(float((mine == theirs).mean()))
     assert rows["untrained"]["label_agreement"] < 1.0
 
@@ -294,8 +294,8 @@ def test_bench_scores_a_dynamic_int8_model_at_each_rows_batch_size(tiny_onnx, ti
     for row in (r for r in result["results"] if r["artifact"] == "int8"):
         batch = row["batch_size"]
         # The same texts in the same length-sorted batches of this row's size, scored independently.
-        mine = Predictor(int8, threads=1).logits(split.texts, batch_size=batch).argmax(-1)
-        theirs = Predictor(tiny_onnx, threads=1).logits(split.texts, batch_size=batch).argmax(-1)
+        mine = Predictor(int8, threads=1).outputs(split.texts, batch_size=batch).argmax(-1)
+        theirs = Predictor(tiny_onnx, threads=1).outputs(split.texts, batch_size=batch).argmax(-1)
         assert row["accuracy_batch_size"] == batch
         assert row["accuracy"] == pytest.approx(float((mine == truth).mean()))
         assert row["label_agreement"] == pytest.approx(float((mine == theirs).mean()))
@@ -306,3 +306,30 @@ def test_bench_cannot_resume(tiny_onnx, tmp_path):
         bench([tiny_onnx], config=BenchConfig(**FAST), resume=True)
     with pytest.raises(EdgewiseError, match="cannot resume"):
         bench([tiny_onnx], tmp_path / "report", BenchConfig(**FAST), resume=True)
+
+
+def test_bench_of_embedding_models_scores_spearman_and_agreement_with_the_reference(
+        tiny_embedder, tiny_embedder_onnx, tiny_corpus, tiny_pairs, tiny_retrieval, tmp_path):
+    config = BenchConfig(threads=1, split="validation", pairs=str(tiny_pairs), retrieval=str(tiny_retrieval), **FAST)
+
+    result = bench([tiny_embedder, tiny_embedder_onnx], tmp_path / "report", config, data=str(tiny_corpus))
+
+    rows = {r["artifact"]: r for r in result["results"]}
+    assert result["task"]["name"] == "embedding" and result["quality_metric"] == "spearman"
+    assert result["data"]["pairs"] == 40 and result["data"]["corpus"] == 16  # validation carved from the corpus
+    teacher, onnx = rows[tiny_embedder.name], rows["onnx"]
+    assert teacher["quality"] == teacher["spearman"] and onnx["spearman"] == pytest.approx(teacher["spearman"],
+                                                                                           abs=1e-3)
+    assert teacher["cosine_mean"] == pytest.approx(1.0) and onnx["cosine_min"] > 0.9999
+    assert onnx["neighbour_overlap"] == pytest.approx(1.0) and "accuracy" not in onnx
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "| STS Spearman | of ref | cosine mean | cosine p1 | top-10 overlap |" in markdown
+    assert onnx["spearman_share"] == pytest.approx(1.0, abs=1e-3)
+    assert result["data"]["queries"] == 6 and onnx["ndcg_at_10"] == pytest.approx(teacher["ndcg_at_10"], abs=1e-3)
+
+
+def test_bench_refuses_models_of_two_tasks_and_pairs_for_a_classifier(tiny_teacher, tiny_embedder, tiny_pairs):
+    with pytest.raises(EdgewiseError, match="bench compares models of one task"):
+        bench([tiny_teacher, tiny_embedder], None, BenchConfig(**FAST))
+    with pytest.raises(EdgewiseError, match="--pairs scores sentence-embedding models"):
+        bench([tiny_teacher], None, BenchConfig(pairs=str(tiny_pairs), **FAST))

@@ -7,6 +7,7 @@ from edgewise.core.config import config_from_dict, config_to_dict
 from edgewise.core.data import DataConfig
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import MANIFEST_NAME, SCHEMA_VERSION, Manifest
+from edgewise.core.tasks import TaskConfig
 from edgewise.evaluate import EvaluateConfig
 from edgewise.finetune import BestMetric, FinetuneConfig, TrainerConfig
 from edgewise.quantize.config import QuantizeConfig
@@ -20,6 +21,9 @@ ALL_CONFIGS = [
                    trainer=TrainerConfig(epochs=2, best_metric=BestMetric.ACCURACY)),
     EvaluateConfig(),
     EvaluateConfig(split="test", batch_size=4, max_length=64),
+    EvaluateConfig(reference="runs/teacher", task=TaskConfig(task="embedding", pooling="cls", normalize=True)),
+    TaskConfig(),
+    TaskConfig(task="embedding", pooling="max", normalize=False),
     QuantizeConfig(),
     QuantizeConfig(method="static", calibration_method="entropy", exclude_op=("Gather",), reduce_range=True,
                    max_accuracy_drop=0.5, fallback_layers=(1, 3), data=DataConfig(label_column="y")),

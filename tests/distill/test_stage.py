@@ -157,7 +157,7 @@ def test_distill_under_torchrun_with_two_cpu_processes(tiny_teacher, tiny_data, 
     assert m.metrics["test"]["samples"] == 60 and not list(tmp_path.glob(".*.partial"))
 
 
-def test_transfer_dataset_keeps_each_texts_teacher_logits_and_marks_unlabelled_rows(tiny_teacher):
+def test_transfer_dataset_keeps_each_texts_teacher_outputs_and_marks_unlabelled_rows(tiny_teacher):
     import numpy as np
     from transformers import AutoTokenizer
 
@@ -171,10 +171,10 @@ def test_transfer_dataset_keeps_each_texts_teacher_logits_and_marks_unlabelled_r
     dataset = transfer_dataset(tokenizer, transfer, [1, 0], 1, logits, 16, False, None)
 
     items = [dataset[i] for i in range(3)]
-    assert [item["teacher_logits"] for item in items] == logits.tolist()
+    assert [item["teacher_outputs"] for item in items] == logits.tolist()
     assert [item["labels"] for item in items] == [1, 0, -100]
     assert [len(item["input_ids"]) for item in items] == [4, 5, 3]  # [CLS] text [SEP], row by row
-    with pytest.raises(ValueError, match="2 teacher logit rows for 3 texts"):
+    with pytest.raises(ValueError, match="2 teacher output rows for 3 texts"):
         transfer_dataset(tokenizer, transfer, [1, 0], 1, logits[:2], 16, False, None)
 
 
@@ -240,3 +240,59 @@ def test_distill_holds_out_the_validation_texts_the_teacher_held_out(teacher_wit
 
     assert m.data["splits"]["validation"] == Manifest.read(teacher).data["splits"]["validation"]
     assert m.data["splits"]["train"] == Manifest.read(teacher).data["splits"]["train"]
+
+
+@pytest.fixture(scope="module")
+def embedding_student(tiny_embedder, tiny_corpus, tmp_path_factory):
+    return distill(tiny_embedder, tmp_path_factory.mktemp("embedding-students") / "l1",
+                   DistillConfig(layers=1, cosine_weight=0.5, trainer=FAST), data=str(tiny_corpus))
+
+
+@pytest.mark.slow
+def test_distill_an_embedding_teacher_into_a_sentence_transformers_student(embedding_student, tiny_embedder):
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from edgewise.runtime import open_runner
+
+    m = embedding_student
+    assert m.task == {"name": "embedding", "pooling": "mean", "normalize": True, "dimension": 32}
+    assert m.labels == {} and m.source["teacher"]["path"] == str(tiny_embedder)
+    assert _terms(m) == {"loss_mse", "loss_cosine"} and m.metrics["train"]["selected_by"] == "validation cosine"
+    validation = m.metrics["validation"]
+    assert 0 < validation["cosine_mean"] <= 1 and 0 <= validation["neighbour_overlap"] <= 1
+    assert m.data["max_length"] == 32 and m.metrics["size"]["layer_map"] == [1]
+    texts = ["apple banana the very", "hockey golf a"]
+    ours = open_runner(m.path, "hf", "torch").outputs(texts)
+    theirs = SentenceTransformer(str(m.path), device="cpu", local_files_only=True).encode(texts)
+    assert np.abs(ours - theirs).max() < 1e-5  # the student folder is a sentence-transformers model
+
+
+@pytest.mark.slow
+def test_distill_a_static_student_writes_an_onnx_table_that_the_runtime_embeds(tiny_embedder, tiny_corpus, tmp_path):
+    import numpy as np
+
+    from edgewise.export import bundle
+    from edgewise.runtime import Predictor
+
+    manifest = distill(tiny_embedder, tmp_path / "static", DistillConfig(static=True, static_dims=16),
+                       data=str(tiny_corpus))
+
+    assert manifest.kind == "onnx" and manifest.task["static"] is True and manifest.task["dimension"] == 16
+    assert manifest.metrics["static"]["tokens_counted"] == manifest.metrics["static"]["vocabulary"] - 5  # specials
+    assert "cosine_mean" not in manifest.metrics["validation"]  # another space: neighbours only
+    vectors = Predictor(tmp_path / "static").embed(["apple banana", "banana apple", "golf"])
+    assert vectors.shape == (3, 16) and np.allclose(vectors[0], vectors[1], atol=1e-6)  # a bag of tokens
+    bundle(tmp_path / "static", tmp_path / "deploy")
+    assert not (tmp_path / "deploy" / "modules.json").exists()  # no transformer for sentence-transformers to load
+
+
+def test_distill_refuses_what_an_embedding_student_cannot_be(tiny_teacher, tiny_embedder, tiny_corpus, tiny_data,
+                                                             tmp_path):
+    with pytest.raises(EdgewiseError, match="--static distils a sentence-embedding teacher"):
+        distill(tiny_teacher, tmp_path / "s", DistillConfig(static=True), data=str(tiny_data))
+    with pytest.raises(EdgewiseError, match="choose one kind of student .* not layers and static"):
+        DistillConfig(layers=1, static=True)
+    with pytest.raises(EdgewiseError, match="an embedding student learns the teacher's vectors as they are"):
+        distill(tiny_embedder, tmp_path / "w", DistillConfig(student_config="hidden=16,heads=2"), data=str(tiny_corpus))
+    assert list(tmp_path.iterdir()) == []

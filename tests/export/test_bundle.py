@@ -25,7 +25,7 @@ def test_bundle_predictions_match_the_onnx_artifact(tiny_bundle, tiny_onnx):
     texts = ["apple banana the very", "football golf we", "red orange some"]
 
     assert [r["label"] for r in Predictor(tiny_bundle).predict(texts)] == ["fruit", "sport", "colour"]
-    assert abs(Predictor(tiny_bundle).logits(texts) - Predictor(tiny_onnx).logits(texts)).max() == 0
+    assert abs(Predictor(tiny_bundle).outputs(texts) - Predictor(tiny_onnx).outputs(texts)).max() == 0
 
 
 def test_bundle_prefers_the_ort_model(tiny_onnx, tmp_path):
@@ -67,3 +67,63 @@ def test_bundle_writes_tokenizer_json_from_slow_tokenizer_files(tiny_onnx, tmp_p
 
     assert (tmp_path / "deploy" / "tokenizer.json").is_file()
     assert Predictor(tmp_path / "deploy").predict(["apple banana"])[0]["label"] == "fruit"
+
+
+def test_an_embedding_bundle_ships_what_its_clients_read(tiny_embedder_bundle, tiny_embedder_onnx):
+    names = sorted(p.relative_to(tiny_embedder_bundle).as_posix() for p in tiny_embedder_bundle.rglob("*")
+                   if p.is_file())
+
+    assert names == ["1_Pooling/config.json", "README.txt", "config.json", "edgewise.json", "model.onnx",
+                     "modules.json", "sentence_bert_config.json", "special_tokens_map.json", "tokenizer.json",
+                     "tokenizer_config.json"]  # no labels.json: vectors, not labels
+    max_length = Manifest.read(tiny_embedder_bundle).data["max_length"]
+    # fastembed truncates at tokenizer_config's model_max_length, sentence-transformers at max_seq_length.
+    assert json.loads((tiny_embedder_bundle / "tokenizer_config.json").read_text())["model_max_length"] == max_length
+    assert json.loads((tiny_embedder_bundle / "sentence_bert_config.json").read_text())["max_seq_length"] == max_length
+    readme = (tiny_embedder_bundle / "README.txt").read_text()
+    assert "python -m edgewise.runtime embed" in readme and 'backend="onnx"' in readme
+    texts = ["apple banana the very", "football golf we"]
+    assert abs(Predictor(tiny_embedder_bundle).embed(texts) - Predictor(tiny_embedder_onnx).embed(texts)).max() == 0
+
+
+LONG = " ".join(["apple banana cherry the very"] * 20)  # longer than the bundle's 32 tokens: truncation must agree
+CLIENT_TEXTS = ["apple banana the very", "football golf we like", "red", LONG, "grape lemon and tennis today"]
+
+
+def _cosines(a, b):
+    import numpy as np
+
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+def test_sentence_transformers_onnx_backend_loads_the_bundle_and_gives_the_runtimes_vectors(tiny_embedder_bundle):
+    from sentence_transformers import SentenceTransformer
+
+    client = SentenceTransformer(str(tiny_embedder_bundle), backend="onnx", local_files_only=True,
+                                 model_kwargs={"provider": "CPUExecutionProvider"})
+
+    theirs = client.encode(CLIENT_TEXTS)
+    ours = Predictor(tiny_embedder_bundle).embed(CLIENT_TEXTS)
+
+    assert _cosines(theirs, ours).min() >= 0.9999 and abs(theirs - ours).max() < 1e-5
+
+
+def test_fastembed_custom_model_loads_the_bundle_and_gives_the_runtimes_vectors(tiny_embedder_bundle, monkeypatch,
+                                                                                 tmp_path):
+    import numpy as np
+
+    fastembed = pytest.importorskip("fastembed")  # in the dev extra; the runtime itself does not need it
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    name = f"edgewise/tiny-{tmp_path.name}"  # fastembed keeps a process-wide registry of custom models
+    fastembed.TextEmbedding.add_custom_model(
+        model=name, pooling=PoolingType.DISABLED, normalization=False, sources=ModelSource(hf=name), dim=32,
+        model_file="model.onnx", output_name="sentence_embedding")
+    client = fastembed.TextEmbedding(model_name=name, specific_model_path=str(tiny_embedder_bundle),
+                                     cache_dir=str(tmp_path), local_files_only=True)
+
+    theirs = np.stack(list(client.embed(CLIENT_TEXTS)))
+    ours = Predictor(tiny_embedder_bundle).embed(CLIENT_TEXTS)
+
+    assert _cosines(theirs, ours).min() >= 0.9999

@@ -161,7 +161,7 @@ def test_bundle_android_converts_to_ort_and_reports_nnapi(tiny_onnx, tmp_path):
                      '"input_ids" to OnnxTensor.createTensor', "NNAPIFlags", "(WordLevel model, no normalizer)",
                      '"[CLS] text [SEP]", cut to 32 tokens', "NNAPI: ", "Recommendation: ", "--include_ops_by_config"):
         assert fragment in readme, fragment
-    assert abs(Predictor(folder).logits(TEXTS) - Predictor(tiny_onnx).logits(TEXTS)).max() < 1e-4
+    assert abs(Predictor(folder).outputs(TEXTS) - Predictor(tiny_onnx).outputs(TEXTS)).max() < 1e-4
 
 
 def test_bundle_ios_with_fixed_shape_writes_a_static_model_for_coreml(tiny_onnx, tmp_path):
@@ -261,3 +261,14 @@ def test_bundle_kits_needing_model_onnx_refuse_an_ort_artifact(tiny_onnx, tmp_pa
     with pytest.raises(EdgewiseError, match=fragment):
         bundle(tmp_path / "ort", tmp_path / "kit", BundleConfig(**settings))
     assert not (tmp_path / "kit").exists()
+
+
+@pytest.mark.parametrize("target", ["android", "jetson"])
+def test_device_kits_of_an_embedding_model_say_vectors_not_labels(tiny_embedder_onnx, tmp_path, target):
+    bundle(tiny_embedder_onnx, tmp_path / target, BundleConfig(target=target))
+
+    readme = (tmp_path / target / "README.txt").read_text()
+    assert "labels.json" not in readme and "Labels:" not in readme
+    assert f"python -m edgewise.runtime embed {target}" in readme and "vector per text" in readme
+    assert not (tmp_path / target / "labels.json").exists()
+    assert Predictor(tmp_path / target).embed(["apple"]).shape == (1, 32)  # the kit runs with the runtime alone

@@ -63,7 +63,7 @@ def test_export_parity_miss_is_an_error_and_leaves_nothing(tiny_teacher, tmp_pat
 
     real = onnx_export.model_runner
     monkeypatch.setattr(onnx_export, "model_runner",
-                        lambda model: SimpleNamespace(scores=lambda batch: real(model).scores(batch) + 0.5))
+                        lambda model, task=None: SimpleNamespace(scores=lambda batch: real(model).scores(batch) + 0.5))
 
     with pytest.raises(EdgewiseError) as info:
         export(tiny_teacher, tmp_path / "onnx", ExportConfig())
@@ -275,3 +275,28 @@ def test_export_optimize_of_a_model_with_pruned_heads_checks_parity_even_with_no
 
     assert "parity" not in manifest.metrics
     assert manifest.metrics["parity_optimized"]["max_abs_diff"] < 1e-4
+
+
+def test_an_embedding_model_exports_with_its_pooling_in_the_graph(tiny_embedder, tiny_embedder_onnx, tiny_corpus):
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from edgewise.core.tasks.embedding import pool
+    from edgewise.runtime import Predictor
+
+    manifest = Manifest.read(tiny_embedder_onnx)
+    texts = Path(tiny_corpus).read_text().splitlines()[:5]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_embedder)
+    model = AutoModel.from_pretrained(tiny_embedder).eval()
+    with torch.no_grad():
+        encoded = tokenizer(texts, padding=True, return_tensors="pt")
+        expected = pool(model(**encoded).last_hidden_state, encoded["attention_mask"], "mean", True).numpy()
+
+    assert manifest.task == {"name": "embedding", "pooling": "mean", "normalize": True, "dimension": 32}
+    assert manifest.metrics["onnx"]["outputs"]["sentence_embedding"] == ["batch_size", 32]
+    assert manifest.metrics["parity"]["cosine_min"] > 0.9999 and "label_agreement" not in manifest.metrics["parity"]
+    assert manifest.data["max_length"] == 32  # sentence_bert_config.json's max_seq_length, not the 64 positions
+    for name in ("modules.json", "1_Pooling/config.json", "sentence_bert_config.json"):  # still a ST model
+        assert (tiny_embedder_onnx / name).is_file()
+    assert np.abs(Predictor(tiny_embedder_onnx).embed(texts) - expected).max() < 1e-5

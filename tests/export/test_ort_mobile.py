@@ -10,7 +10,7 @@ def test_export_ort_format_matches_onnx_and_lists_operators(tiny_onnx, tiny_data
     assert "ai.onnx;" in operators and "MatMul" in operators and "/tmp" not in operators
     assert manifest.metrics["parity"]["max_abs_diff"] < 1e-5 and manifest.metrics["parity"]["label_agreement"] == 1.0
     texts = ["apple banana the", "red blue a"]
-    assert abs(Predictor(tmp_path / "ort").logits(texts) - Predictor(tiny_onnx).logits(texts)).max() < 1e-5
+    assert abs(Predictor(tmp_path / "ort").outputs(texts) - Predictor(tiny_onnx).outputs(texts)).max() < 1e-5
 
 
 def test_export_ort_format_of_an_int8_model_is_judged_by_label_agreement(tiny_int8, tiny_data, tmp_path):

@@ -188,7 +188,7 @@ def test_prune_vocab_keeps_the_data_tokens_and_the_same_predictions(wordpiece_cl
     assert "zebra" not in vocab and "unused" not in vocab and "##q" in vocab and vocab[:2] == ["[PAD]", "[UNK]"]
     texts = [line.split(",")[0] for line in (tiny_data / "test.csv").read_text().splitlines()[1:20]]
     before, after = (TorchRunner(load_classifier(ModelSource(str(f), str(f), True)),
-                                 load_tokenizer(ModelSource(str(f), str(f), True)), max_length=32).logits(texts)
+                                 load_tokenizer(ModelSource(str(f), str(f), True)), max_length=32).outputs(texts)
                      for f in (wordpiece_classifier, tmp_path / "v"))
     np.testing.assert_allclose(after, before, atol=1e-6)  # the same tokens, renumbered
     row = manifest.metrics["accuracy"]["test"]
@@ -227,3 +227,24 @@ def test_prune_to_a_measured_latency_budget(tiny_teacher, tiny_data, tmp_path):
     with pytest.raises(EdgewiseError, match=r"below the fastest this model reaches by pruning here: .* ms at"):
         prune(tiny_teacher, tmp_path / "q", PruneConfig(latency_budget="0.0001ms", **FAST), data=str(tiny_data))
     assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.slow
+def test_prune_an_embedding_model_keeps_its_task_and_measures_its_agreement(tiny_embedder, tiny_corpus, tiny_pairs,
+                                                                           tmp_path):
+    from edgewise.core.tasks.embedding import Embedding
+    from edgewise.export import export
+    from edgewise.runtime import Predictor
+
+    manifest = prune(tiny_embedder, tmp_path / "p", PruneConfig(flops=0.6, pairs=str(tiny_pairs), **FAST),
+                     data=str(tiny_corpus))
+
+    assert Embedding.detect(tmp_path / "p") == Embedding("mean", True, 32)  # still a sentence-transformers folder
+    assert manifest.task["name"] == "embedding" and manifest.metrics["pruning"]["flops_ratio"] <= 0.6
+    assert manifest.metrics["pruning"]["labels"].startswith("the unpruned model's vectors")
+    row = manifest.metrics["accuracy"]["validation"]
+    assert row["gate"] == "spearman" and row["before"]["agreement"] == 1.0 and 0 < row["after"]["cosine_mean"] <= 1
+    assert row["drop_points"] == pytest.approx((1 - row["after"]["quality"] / row["before"]["quality"]) * 100,
+                                               abs=1e-3)
+    export(tmp_path / "p", tmp_path / "onnx")  # the pruned encoder reloads and exports with its pooling
+    assert Predictor(tmp_path / "onnx").embed(["apple"]).shape == (1, 32)

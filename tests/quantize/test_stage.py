@@ -161,12 +161,13 @@ def _static_misses_the_drop(monkeypatch):
         current["candidate"] = candidate
         return real_build(candidate, *args, **kwargs)
 
-    def score(logits, split, id2label, reference=None):
-        result = real_score(logits, split, id2label, reference)
+    def score(task, logits, split, id2label, reference=None):
+        result = real_score(task, logits, split, id2label, reference)
         candidate = current.get("candidate")
         if reference is not None and candidate is not None and candidate.method == "static" \
                 and not candidate.fp32_nodes:
             result["accuracy"] -= 0.10
+            result["quality"] = result["accuracy"]
         return result
 
     monkeypatch.setattr(search, "_build", build)
@@ -216,10 +217,11 @@ def test_quantize_search_with_no_candidate_within_the_drop_names_the_closest(tin
 
     real_score = search.score
 
-    def worse(logits, split, id2label, reference=None):  # every candidate loses a third of its accuracy
-        result = real_score(logits, split, id2label, reference)
+    def worse(task, logits, split, id2label, reference=None):  # every candidate loses a third of its accuracy
+        result = real_score(task, logits, split, id2label, reference)
         if reference is not None:
             result["accuracy"] -= 0.34
+            result["quality"] = result["accuracy"]
         return result
 
     monkeypatch.setattr(search, "score", worse)
@@ -380,3 +382,35 @@ def test_quantize_warns_on_stderr_and_in_the_manifest_when_labels_change(tiny_on
 
     assert len(manifest.metrics["warnings"]) == 2 and "--max-accuracy-drop" in manifest.metrics["warnings"][0]
     assert "warning:" in capfd.readouterr().err
+
+
+def test_quantize_an_embedding_model_scores_its_agreement_and_spearman(tiny_embedder_onnx, tiny_corpus, tiny_pairs,
+                                                                        tmp_path):
+    manifest = quantize(tiny_embedder_onnx, tmp_path / "int8", QuantizeConfig(pairs=str(tiny_pairs)),
+                        data=str(tiny_corpus))
+
+    assert manifest.task["name"] == "embedding" and manifest.data["carved_validation"]["from"] == "train"
+    row = manifest.metrics["accuracy"]["validation"]  # validation carved from the corpus, with the pairs' validation
+    assert row["source"]["quality"] == row["source"]["spearman"] and row["quantized"]["samples"] == 16 + 2 * 40
+    assert row["quantized"]["cosine_p1"] > 0.9 and 0 <= row["quantized"]["neighbour_overlap"] <= 1
+    assert row["drop_points"] == pytest.approx((1 - row["quantized"]["spearman"] / row["source"]["spearman"]) * 100,
+                                               abs=1e-3)
+    assert "test" in manifest.metrics["accuracy"]  # the corpus has no test split: the pairs' test still scores
+    assert Predictor(tmp_path / "int8").embed(["apple"]).shape == (1, 32)
+
+
+def test_quantize_search_of_an_embedding_model_gates_on_its_agreement_without_pairs(tiny_embedder_onnx, tiny_corpus,
+                                                                                    tmp_path):
+    manifest = quantize(tiny_embedder_onnx, tmp_path / "best",
+                        QuantizeConfig(max_accuracy_drop=50, samples=16, sensitivity_samples=4, fallback_layers=(1,)),
+                        data=str(tiny_corpus))
+
+    search = manifest.metrics["quantization"]["search"]
+    assert search["quality"].startswith("neighbour_overlap") and search["source"]["quality"] == 1.0
+    assert all(0 <= c["drop_points"] <= 100 for c in search["candidates"]) and search["pick"]
+
+
+def test_quantize_with_inc_refuses_an_embedding_model(tiny_embedder, tmp_path):
+    with pytest.raises(EdgewiseError, match="--method inc serves classification models: quantize its ONNX export"):
+        quantize(tiny_embedder, tmp_path / "inc", QuantizeConfig(method="inc"))
+    assert not (tmp_path / "inc").exists()

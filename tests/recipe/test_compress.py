@@ -344,3 +344,61 @@ def test_compress_stops_starting_families_when_the_time_budget_is_spent(tiny_tea
     assert [s["family"] for s in result["skipped"]] == ["teacher-flops60", "student1", "student1-flops70"]
     assert {s["reason"] for s in result["skipped"]} == {"time budget spent"}
     assert {c["family"] for c in result["candidates"]} == {"teacher"}
+
+
+# --- an embedding teacher ----------------------------------------------------------------------
+
+
+def test_plan_phases_of_an_embedding_teacher_adds_the_static_tier_after_the_quantized_teacher():
+    phases = plan_phases(CompressConfig(depths=(2,), teacher_flops=()), embedding=True)
+
+    assert [p for p, _ in phases] == ["quantize", "static", "distill 2"]
+    static = phases[1][1][0]
+    assert static.entries[0] == {"distill": {"static": True}, "id": "static", "input": "model"}
+    assert list(static.candidates) == ["static", "static-int8-dynamic"]
+    assert [p for p, _ in plan_phases(CompressConfig(depths=(), teacher_flops=(), static=False), embedding=True)] == [
+        "quantize"]
+
+
+def test_compress_hands_a_plain_encoders_task_to_every_stage_that_reads_it():
+    phases = plan_phases(CompressConfig(depths=(2,), teacher_flops=(0.5,)), embedding=True,
+                         task_options={"task": "embedding", "pooling": "cls"})
+
+    readers = [e for _, families in phases for f in families for e in f.entries if e["input"] == "model"]
+    assert readers and all(e[next(k for k in e if k not in ("id", "input"))]["task"] == {
+        "task": "embedding", "pooling": "cls"} for e in readers)
+
+
+def test_compress_of_an_embedding_teacher_refuses_pairs_it_cannot_choose_and_report_on(cli_run, tiny_embedder,
+                                                                                     tiny_corpus, tiny_pairs,
+                                                                                     tiny_teacher, tiny_data, tmp_path):
+    one_file = cli_run("compress", tiny_embedder, tiny_corpus, "-o", tmp_path / "out", "--pairs",
+                       tiny_pairs / "test.csv")
+    classifier = cli_run("compress", tiny_teacher, tiny_data, "-o", tmp_path / "out", "--pairs", tiny_pairs)
+
+    assert_user_error(one_file, "has one split", "validation.csv and test.csv")
+    assert_user_error(classifier, "--pairs scores sentence-embedding models", "drop --pairs")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_compress_an_embedding_teacher_chooses_on_spearman_and_reports_on_test_pairs(tiny_embedder, tiny_corpus,
+                                                                                    tiny_pairs, tmp_path):
+    from edgewise.recipe.compress import compress
+
+    config = CompressConfig(max_accuracy_drop=100, depths=(1,), teacher_flops=(), student_flops=(), rounds=2,
+                            quantize=("dynamic",), optimizer=False, pairs=str(tiny_pairs),
+                            options=(*TINY, "distill.static_dims=16"))
+
+    result = compress(tiny_embedder, tmp_path / "run", config, data=str(tiny_corpus))
+
+    assert [p["phase"] for p in result["phases"]] == ["quantize", "static", "distill 1"] and result["failed"] == []
+    assert result["task"]["name"] == "embedding" and "STS Spearman" in result["goal"]
+    ids = {c["candidate"] for c in result["candidates"]}
+    assert {"teacher-int8-dynamic", "static", "static-int8-dynamic", "student1-int8-dynamic"} <= ids
+    assert all(c["quality_metric"] == "spearman" for c in result["candidates"])
+    assert result["reference"]["quality_drop_points"] == 0
+    assert result["goal_met"] and [r["artifact"] for r in result["test"]][0] == tiny_embedder.name
+    assert result["test"][1]["spearman"] is not None  # the chosen bundle on the test pairs
+    markdown = (tmp_path / "run" / "compress.md").read_text()
+    assert "| STS Spearman | of teacher's gate |" in markdown and "(chosen)" in markdown

@@ -201,7 +201,7 @@ def test_build_engine_builds_and_times_a_real_engine(jetson, capsys):
     assert "tensorrt: p50" in capsys.readouterr().out
     texts = ["apple banana the very", "football golf we"]
     engine, onnx = Predictor(jetson, backend="tensorrt"), Predictor(jetson)
-    assert (engine.logits(texts).argmax(-1) == onnx.logits(texts).argmax(-1)).all()
+    assert (engine.outputs(texts).argmax(-1) == onnx.outputs(texts).argmax(-1)).all()
 
 
 def test_build_engine_help_lists_its_options(capsys):

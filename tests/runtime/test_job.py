@@ -62,7 +62,7 @@ def test_run_job_returns_timed_slots_and_predictions_per_batch_size(tiny_bundle)
 
     result = run_job(_job(tiny_bundle))
 
-    expected = Predictor(tiny_bundle).logits(["a good film", "a dull film", "fine"], batch_size=1).argmax(-1).tolist()
+    expected = Predictor(tiny_bundle).outputs(["a good film", "a dull film", "fine"], batch_size=1).argmax(-1).tolist()
     assert [(s["batch_size"], s["backend"], s["seq_len"]) for s in result["slots"]] == [(1, "ort-cpu", 8),
                                                                                           (2, "ort-cpu", 8)]
     assert result["slots"][0]["predictions"] == expected and len(result["slots"][1]["predictions"]) == 3
@@ -140,3 +140,16 @@ def test_runtime_env_command_prints_the_device_fingerprint(capsys):
     assert main(["env"]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["device"]["logical_cores"] >= 1 and "onnxruntime" in facts["packages"]
+
+
+def test_run_job_of_an_embedding_bundle_returns_its_vectors(tiny_embedder_bundle):
+    import numpy as np
+
+    from edgewise.runtime import Predictor
+
+    result = run_job(_job(tiny_embedder_bundle, time=False, batch_sizes=[2], eval_batch_size=2))
+
+    vectors = np.asarray(result["slots"][0]["predictions"])
+    expected = Predictor(tiny_embedder_bundle).embed(["a good film", "a dull film", "fine"], batch_size=2)
+    assert vectors.shape == (3, 32) and np.abs(vectors - expected).max() < 1e-6
+    json.dumps(result)

@@ -394,3 +394,53 @@ def test_runtime_predict_says_when_a_text_was_cut_or_empty_and_does_not_echo_lon
     results = json.loads(out)
     assert [r["truncated"] for r in results] == [True, False] and results[0]["tokens"] == 32
     assert results[1]["tokens"] == 3 and results[0]["text"] == long_text and not results[0]["empty"]
+
+
+def test_an_embedding_bundle_embeds_and_refuses_to_predict_labels(tiny_embedder_bundle, tiny_bundle):
+    import numpy as np
+
+    vectors = Predictor(tiny_embedder_bundle).embed(["apple banana", "golf"])
+
+    assert vectors.shape == (2, 32) and np.allclose(np.linalg.norm(vectors, axis=-1), 1.0, atol=1e-5)
+    with pytest.raises(EdgewiseError, match="gives vectors, not labels; use embed"):
+        Predictor(tiny_embedder_bundle).predict(["apple"])
+    with pytest.raises(EdgewiseError, match="gives labels, not vectors; use predict"):
+        Predictor(tiny_bundle).embed(["apple"])
+
+
+@pytest.mark.slow
+def test_runtime_embeds_without_torch_as_json_and_npy(tiny_embedder_bundle, tmp_path):
+    import numpy as np
+
+    (tmp_path / "texts.txt").write_text("apple banana the\n\nhockey golf a\n")
+
+    shown = run_runtime("embed", tiny_embedder_bundle, "apple banana the", "--json")
+    saved = run_runtime("embed", tiny_embedder_bundle, "--file", tmp_path / "texts.txt", "--npy", tmp_path / "v.npy")
+
+    assert shown.returncode == 0 and saved.returncode == 0, shown.stderr + saved.stderr
+    rows = json.loads(shown.stdout)
+    expected = Predictor(tiny_embedder_bundle).embed(["apple banana the", "hockey golf a"])
+    assert rows[0]["text"] == "apple banana the" and len(rows[0]["embedding"]) == 32 and rows[0]["tokens"] == 5
+    assert np.abs(np.array(rows[0]["embedding"]) - expected[0]).max() < 1e-6
+    assert np.abs(np.load(tmp_path / "v.npy") - expected).max() == 0  # the blank line is no text
+    assert "wrote" in saved.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,message", [
+    ((), "no texts to embed: give them as arguments or with --file"),
+    (("a", "--batch-size", "0"), "--batch-size must be >= 1"),
+    (("a", "--file", "/no/such/file.txt"), "cannot read --file /no/such/file.txt"),
+])
+def test_runtime_embed_bad_input_is_one_error_line(tiny_embedder_bundle, args, message):
+    result = run_runtime("embed", tiny_embedder_bundle, *args)
+
+    assert result.returncode == 2 and result.stderr.startswith("Error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_runtime_predict_on_an_embedding_bundle_says_to_embed(tiny_embedder_bundle):
+    result = run_runtime("predict", tiny_embedder_bundle, "apple")
+
+    assert result.returncode == 2 and "use embed" in result.stderr and "Traceback" not in result.stderr

@@ -28,11 +28,11 @@ def torch_threads():
 def test_open_runner_torch_and_ort_cpu_give_the_same_logits(tiny_teacher, tiny_onnx, tiny_bundle):
     reference = open_runner(tiny_teacher, "hf", "torch")
 
-    expected = reference.logits(TEXTS)
+    expected = reference.outputs(TEXTS)
 
     for folder, kind in ((tiny_onnx, "onnx"), (tiny_bundle, "bundle")):
         runner = open_runner(folder, kind, "ort-cpu")
-        np.testing.assert_allclose(runner.logits(TEXTS), expected, atol=1e-4)
+        np.testing.assert_allclose(runner.outputs(TEXTS), expected, atol=1e-4)
         assert (runner.backend, runner.max_length, runner.id2label) == ("ort-cpu", 32, reference.id2label)
     assert (reference.backend, reference.max_length) == ("torch", 32)
 
@@ -40,15 +40,15 @@ def test_open_runner_torch_and_ort_cpu_give_the_same_logits(tiny_teacher, tiny_o
 @pytest.mark.parametrize("backend", ["torch", "ort-cpu"])
 def test_logits_keep_the_input_order(tiny_teacher, tiny_onnx, backend):
     runner = open_runner(tiny_teacher if backend == "torch" else tiny_onnx, None, backend)
-    one_by_one = np.concatenate([runner.logits([text]) for text in TEXTS])
+    one_by_one = np.concatenate([runner.outputs([text]) for text in TEXTS])
     batches = []
 
-    batched = runner.logits(TEXTS, batch_size=2, progress=batches.append)
+    batched = runner.outputs(TEXTS, batch_size=2, progress=batches.append)
 
     assert batches == [2, 2, 1]
     np.testing.assert_allclose(batched, one_by_one, atol=1e-4)
-    np.testing.assert_allclose(runner.logits(TEXTS[::-1], batch_size=2)[::-1], batched, atol=1e-4)
-    assert runner.logits([]).shape == (0, 3)
+    np.testing.assert_allclose(runner.outputs(TEXTS[::-1], batch_size=2)[::-1], batched, atol=1e-4)
+    assert runner.outputs([]).shape == (0, 3)
 
 
 @pytest.mark.parametrize("backend", ["torch", "ort-cpu"])
@@ -123,7 +123,7 @@ def test_tensorrt_is_unavailable_without_an_engine(tiny_onnx, tmp_path, monkeypa
 
     with pytest.raises(Unavailable, match="has no model.engine yet"):
         open_runner(tmp_path / "trt", "tensorrt", "tensorrt")
-    assert open_runner(tmp_path / "trt", "tensorrt", "ort-cpu").logits(["apple"]).shape == (1, 3)  # its model.onnx
+    assert open_runner(tmp_path / "trt", "tensorrt", "ort-cpu").outputs(["apple"]).shape == (1, 3)  # its model.onnx
 
 
 def test_ort_falling_back_to_another_provider_is_unavailable(tiny_onnx, monkeypatch):
@@ -179,4 +179,4 @@ def test_logits_of_a_head_that_does_not_match_the_label_map_are_refused(kind, ti
     runner.id2label = {0: "colour", 1: "fruit"}  # the model has three outputs
 
     with pytest.raises(EdgewiseError, match="has 3 outputs but names 2 labels; fix its label map"):
-        runner.logits(["a red apple"])
+        runner.outputs(["a red apple"])

@@ -499,3 +499,20 @@ def test_jobs_on_one_device_take_turns(tiny_bundle, tmp_path):
         assert "waiting for another edgewise job on this device" in waiting
         assert process.poll() is None  # still waiting: the lock is held
     assert process.wait(timeout=120) == 0 and (tmp_path / "result.json").is_file()
+
+
+@pytest.mark.slow
+def test_an_embedding_bundle_is_benched_and_evaluated_over_adb_as_here(cli_run, fake_adb, tiny_embedder_bundle,
+                                                                       tiny_embedder, tiny_corpus, tiny_pairs):
+    target = f"adb://R58M123?python={sys.executable}&cache={fake_adb}"
+    scored = ["--data", str(tiny_corpus), "--pairs", str(tiny_pairs), "--split", "test"]
+    local = cli_run("bench", tiny_embedder_bundle, *scored, *FAST, "--json")
+    remote = cli_run("bench", tiny_embedder_bundle, *scored, *FAST, "--target", target, "--json")
+    evaluated = cli_run("evaluate", tiny_embedder_bundle, tiny_pairs / "test.csv", "--target", target, "--json")
+
+    assert remote.exit_code == 0 and evaluated.exit_code == 0, remote.stderr + evaluated.stderr
+    here, there = _bench_rows(json.loads(local.stdout)), _bench_rows(json.loads(remote.stdout))
+    assert all(there[k]["spearman"] == pytest.approx(here[k]["spearman"], abs=1e-6) for k in here)
+    result = json.loads(evaluated.stdout)
+    assert result["target"].startswith("adb://R58M123") and result["pairs"] == 40
+    assert result["reference"]["path"] == str(tiny_embedder) and result["reference"]["cosine_min"] > 0.9999

@@ -1,0 +1,74 @@
+"""The task registry (edgewise.core.tasks): every task registered, how a folder's task is found, and the refusal."""
+
+import inspect
+
+import pytest
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.tasks import TASKS, Task, TaskConfig, detect, refuse_unless, resolve, task_class
+from edgewise.core.tasks.classification import Classification
+from edgewise.core.tasks.embedding import Embedding
+from tests.conftest import write_sentence_transformers
+
+# What every stage asks of a task: a task module that lacks one of these breaks a stage.
+PROTOCOL = ("record", "describe", "from_record", "detect", "from_options", "check_options", "quality_drop", "gate_of",
+            "write_files", "auto_class", "load", "head", "output", "distill_loss", "eval_loss", "importance_loss",
+            "trainer_metrics", "eval_data", "eval_set", "score", "quality", "agreement_on", "check_outputs",
+            "compact", "expand", "postprocess")
+ATTRIBUTES = ("name", "export_task", "output_name", "gate_metric", "quality_name", "columns", "column_notes")
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_registered_task_implements_the_whole_protocol(name):
+    cls = task_class(name)
+
+    missing = [m for m in PROTOCOL if not callable(getattr(cls, m, None))]
+    assert issubclass(cls, Task) and cls.name == name and missing == []
+    assert cls.quality_drop is not Task.quality_drop  # the base only says it must be defined
+    assert all(getattr(cls, a, None) for a in ATTRIBUTES)
+    # A task module loads no torch at import time: the torch-free runtime post-processes through it.
+    assert "import torch" not in inspect.getsource(inspect.getmodule(cls)).split("class ")[0]
+
+
+def test_every_registered_task_has_tests():
+    import pathlib
+
+    here = pathlib.Path(__file__).parent
+    assert {f"test_{name}.py" for name in TASKS} <= {p.name for p in here.iterdir()}
+
+
+def test_a_classifier_folder_and_a_sentence_transformers_folder_are_told_apart(tiny_teacher, tiny_embedder,
+                                                                               tiny_encoder):
+    assert detect(tiny_teacher) == Classification()
+    assert detect(tiny_embedder) == Embedding("mean", True, 32)
+    assert detect(tiny_encoder) is None  # a plain encoder says neither
+
+
+def test_resolve_prefers_the_record_and_refuses_contradicting_options(tiny_teacher, tiny_embedder, tiny_encoder):
+    assert resolve(tiny_embedder, {"name": "classification"}) == Classification()  # edgewise's record wins
+    assert resolve(tiny_encoder, config=TaskConfig(task="embedding", pooling="cls")) == Embedding("cls", False, 32)
+    assert resolve(tiny_encoder) is None
+    with pytest.raises(EdgewiseError, match="is a classification model, not embedding; drop --task"):
+        resolve(tiny_teacher, config=TaskConfig(task="embedding"))
+    with pytest.raises(EdgewiseError, match="pools its vectors itself .* --pooling max would change the model"):
+        resolve(tiny_embedder, config=TaskConfig(pooling="max"))
+
+
+def test_task_config_checks_its_values():
+    assert TaskConfig(task="sentence-embedding").task == "embedding"  # the names users type
+    with pytest.raises(EdgewiseError, match="task must be one of auto, classification, embedding"):
+        TaskConfig(task="ner")
+    with pytest.raises(EdgewiseError, match="describe an embedding model; drop them"):
+        TaskConfig(task="classification", pooling="mean")
+
+
+def test_refuse_unless_says_what_the_step_serves_and_how_to_get_it(tmp_path):
+    assert refuse_unless(Embedding(), ("embedding",), "m", "x") == Embedding()
+    with pytest.raises(EdgewiseError, match="m is a sentence-embedding .* --method inc serves classification models: "
+                                            "quantize its ONNX export"):
+        refuse_unless(Embedding(), ("classification",), "m", "--method inc", "quantize its ONNX export")
+    with pytest.raises(EdgewiseError, match="it is an encoder, not a classifier .* edgewise finetune m DATA -o "
+                                            "TEACHER, or pass --task embedding --pooling mean"):
+        refuse_unless(None, ("classification", "embedding"), "m", "distill")
+    write_sentence_transformers(tmp_path)
+    assert detect(tmp_path).name == "embedding"
