@@ -33,3 +33,11 @@ def test_the_generated_tables_follow_the_results(tmp_path):
     (tmp_path / "compress_minilm_bbc.json").write_text(json.dumps(run))
 
     assert "**123.4x faster**" in generator.generated(tmp_path)
+
+
+def test_the_embedding_docs_measured_section_is_what_the_committed_results_give():
+    generator = _generator()
+
+    docs = (ROOT / "docs" / "embeddings.md").read_text(encoding="utf-8")
+
+    assert generator.generated_embeddings() in docs, "run: python benchmarks/readme_table.py"

@@ -69,7 +69,8 @@ def _row_problem(row: dict) -> str | None:
         return "has no latency p50 (a number > 0) and interval"
     if "round_p50" in lat and not (isinstance(lat["round_p50"], list) and all(_number(v) for v in lat["round_p50"])):
         return "has round medians that are not numbers"
-    for field, low, high in (("accuracy", 0, 1), ("macro_f1", 0, 1), ("accuracy_batch_size", 1, float("inf"))):
+    for field, low, high in (("accuracy", 0, 1), ("macro_f1", 0, 1), ("quality", -1, 1),
+                             ("accuracy_batch_size", 1, float("inf"))):
         if row.get(field) is not None and not _number(row[field], low, high):
             return f"has {field} {row[field]!r}, not a number in [{low}, {high}]"
     return None
@@ -96,6 +97,12 @@ def _check_comparable(current: dict, baseline: dict) -> list[str]:
             f"the report scored accuracy on other texts ({data_now.get('spec')} {data_now.get('split')}, "
             f"{data_now.get('rows')} rows) than the baseline ({data_then.get('spec')} {data_then.get('split')}, "
             f"{data_then.get('rows')} rows); bench with the baseline's data and --accuracy-samples"
+        )
+    metric_now, metric_then = current.get("quality_metric"), baseline.get("quality_metric")
+    if metric_now and metric_then and metric_now != metric_then:
+        raise EdgewiseError(
+            f"the report scored {metric_now} and the baseline {metric_then}: their quality cannot be compared; "
+            "bench with the baseline's data (--pairs for STS Spearman)"
         )
     if _machine(current) != _machine(baseline):
         return [f"the baseline was measured on {_machine(baseline)}, this report on {_machine(current)}: latency "
@@ -154,6 +161,11 @@ def compare(current: dict, baseline: dict, config: CompareConfig = CompareConfig
             row.update(_accuracy_verdict(cur[key], base[key], current, baseline, texts, config.max_accuracy_drop))
             if "accuracy_note" in row:
                 warnings.append(f"{key[0]} / {key[1]} / batch {key[2]}: {row['accuracy_note']}")
+        elif base[key].get("quality") is not None:
+            # A task without labels (embeddings) gates on its own metric (STS Spearman, neighbour agreement)
+            # in points of that metric: no whole-text counting, a correlation is not a count.
+            row.update(_quality_verdict(cur[key], base[key], baseline.get("quality_metric"),
+                                        config.max_accuracy_drop))
         failed = row["latency"] == "regression" or str(row.get("accuracy", "")).startswith("regression")
         row["verdict"] = "FAIL" if failed else "pass"
         rows.append(row)
@@ -214,6 +226,16 @@ def _accuracy_verdict(now: dict, then: dict, current: dict, baseline: dict, text
                      "accuracy": "regression" if failed else "ok"}
 
 
+def _quality_verdict(now: dict, then: dict, metric: str | None, max_drop: float) -> dict:
+    """The gate fields of a compared row of a task scored by a metric other than accuracy."""
+    fields = {"quality_metric": metric, "baseline_quality": then["quality"]}
+    if now.get("quality") is None:
+        return fields | {"accuracy": f"regression: {metric or 'quality'} not measured (no --data / --pairs)"}
+    drop = (then["quality"] - now["quality"]) * 100
+    return fields | {"current_quality": now["quality"], "quality_drop_points": drop,
+                     "accuracy": "regression" if drop > max_drop + ACCURACY_TOLERANCE_POINTS else "ok"}
+
+
 def _no_interval(report: dict, latency: dict, which: str) -> str | None:
     """Why a row's p50 interval cannot judge latency (too few timing rounds), or None when it can."""
     medians = latency.get("round_p50")
@@ -241,7 +263,8 @@ def markdown(result: dict) -> str:
         "",
         f"Latency fails above +{config['max_latency_regression'] * 100:.0f} % when the 95 % intervals separate "
         f"(not judged when either report has fewer than {MIN_ROUNDS_TO_JUDGE_LATENCY} timing rounds); "
-        f"accuracy fails when it drops more than {config['max_accuracy_drop']} points (in whole texts where the "
+        f"accuracy (or an embedding model's quality metric) fails when it drops more than "
+        f"{config['max_accuracy_drop']} points (in whole texts where the "
         "reports give their count)"
         + ("." if config.get("allow_missing") else "; a baseline row missing or skipped in the report fails."),
         *[f"\n**Warning:** {w}" for w in result.get("warnings", [])],
@@ -251,8 +274,12 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
-        accuracy = (f"{r['baseline_accuracy'] * 100:.2f} -> {r['current_accuracy'] * 100:.2f} %"
-                    if "current_accuracy" in r else r.get("accuracy", ""))
+        if "current_accuracy" in r:
+            accuracy = f"{r['baseline_accuracy'] * 100:.2f} -> {r['current_accuracy'] * 100:.2f} %"
+        elif "current_quality" in r:
+            accuracy = f"{r['quality_metric'] or 'quality'} {r['baseline_quality']:.4f} -> {r['current_quality']:.4f}"
+        else:
+            accuracy = r.get("accuracy", "")
         if r.get("accuracy_drop_texts"):
             accuracy += f" ({-r['accuracy_drop_texts']:+d} texts)"
         separated = {True: "yes", False: "no", None: "not judged (too few rounds)"}[r["ci_separated"]]

@@ -57,8 +57,8 @@ class BenchConfig:
                                    "/home/pi/venv/bin/python3.")
     metric: str = setting("auto", "What the Pareto plot (pareto.png) weighs against latency: auto (the task's gate: "
                                   "accuracy; an embedding model's STS Spearman with --pairs, else its top-10 neighbour "
-                                  "overlap with the reference), accuracy, macro_f1 (better for unbalanced classes), "
-                                  "spearman, neighbour_overlap or cosine_mean.", choices=METRICS)
+                                  "overlap with the reference), accuracy, macro_f1 (better for unbalanced classes); "
+                                  "spearman, neighbour_overlap, cosine_mean or ndcg_at_10.", choices=METRICS)
     pairs: str | None = setting(None, "Embedding models: scored sentence pairs (columns sentence1, sentence2, score, "
                                       "e.g. STS-B) whose STS Spearman is measured, from the --split split.")
     retrieval: str | None = setting(None, "Embedding models: a retrieval set in BEIR's layout (corpus.jsonl, "

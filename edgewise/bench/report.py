@@ -55,9 +55,10 @@ def markdown(report: dict) -> str:
     if report.get("data"):
         d = report["data"]
         scored = config.get("eval_batch_size")
-        what = "Accuracy" if task.name == "classification" else "Quality"
+        what = "Accuracy" if task.labelled else "Quality"
+        pairs_of = d.get("pairs_spec") or d["spec"]
         texts = (f"{d['rows']} texts" if not d.get("pairs") else
-                 f"{d.get('corpus', 0)} corpus texts and {d['pairs']} scored pairs of {d.get('pairs_spec')}")
+                 f"{d.get('corpus', 0)} corpus texts and {d['pairs']} scored pairs of {pairs_of}")
         lines.append(f"{what} on {d['spec']} ({d['split']}, {texts}), through the backend timed, "
                      + (f"in batches of {scored} (--eval-batch-size) whatever the row's batch size."
                         if scored else "at each row's own batch size."))

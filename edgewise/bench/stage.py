@@ -118,7 +118,8 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
         twice = next(p for p in paths if paths.count(p) > 1)
         raise EdgewiseError(f"{twice} is given twice; name each artifact once")
     names = _names(loaded)
-    task = _task(loaded, config)
+    tasks = _tasks(loaded, config)
+    task = tasks[0]
     target = parse_target(config.target)
     if target is not None:
         check_device_inputs(target, loaded, config.backends)
@@ -132,12 +133,15 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
     seq_mode = config.seq_len if config.seq_len != "auto" else ("data" if data else "max")
     if seq_mode == "data" and not data:
         raise EdgewiseError("--seq-len data times the evaluation texts: pass --data, or a number such as 128")
+    if config.metric not in ("auto", *task.metrics):
+        raise EdgewiseError(f"--metric {config.metric} is not a figure of {task.describe()} models; theirs are "
+                            f"{', '.join(task.metrics)} (or auto)")
     if (config.pairs or config.retrieval) and task.name != "embedding":
         raise EdgewiseError("--pairs and --retrieval score sentence-embedding models (gold similarity scores, "
                             f"relevant documents); these are {task.describe()} models: drop them")
     split = None
     if data or config.pairs or config.retrieval:
-        labels = loaded[0].labels if task.name == "classification" else {}
+        labels = loaded[0].labels if task.labelled else {}
         extra = {"retrieval": config.retrieval} if config.retrieval else {}
         split, _ = task.eval_data(data, config.split, config.data, paths[0], labels, pairs=config.pairs,
                                   samples=config.accuracy_samples, **extra)
@@ -148,14 +152,14 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
         )
 
     if target is None:
-        slots, rows, predictions = _measure_here(loaded, names, task, split, seq_mode, config)
+        slots, rows, predictions = _measure_here(loaded, names, tasks, split, seq_mode, config)
         environment, peak = measurement_environment(), peak_rss_mb()
     else:
-        slots, rows, predictions, environment, peak = _measure_on(target, loaded, names, task, split, seq_mode,
+        slots, rows, predictions, environment, peak = _measure_on(target, loaded, names, tasks, split, seq_mode,
                                                                   config)
     rows += [_row(slot, config) for slot in slots]
     _relate(rows, names[0], predictions, task, split)
-    metric = _quality(rows, task, config)
+    metric = _quality(rows, task)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "tool": "edgewise bench",
@@ -163,6 +167,7 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
         "config": config_to_dict(config),
         "task": task.record(),
         "quality_metric": metric,
+        "plot_metric": metric if config.metric == "auto" else config.metric,
         "data": None if split is None else {**split.describe(), "spec": data, "pairs_spec": config.pairs},
         "reference": names[0],
         "artifacts": [_describe(a, n) for a, n in zip(loaded, names, strict=True)],
@@ -185,8 +190,9 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _task(loaded: list[Artifact], config: BenchConfig):
-    """The task every artifact shares (the reference's); artifacts of two tasks cannot stand in one bench."""
+def _tasks(loaded: list[Artifact], config: BenchConfig) -> list:
+    """Each artifact's task (--task for a folder that does not say); artifacts of two tasks cannot stand in one
+    bench."""
     from edgewise.core.tasks import refuse_unless
 
     tasks = [refuse_unless(a.task_for(config.task), ("classification", "embedding"), str(a.path), "bench")
@@ -195,28 +201,29 @@ def _task(loaded: list[Artifact], config: BenchConfig):
     if other is not None:
         raise EdgewiseError(f"{other.path} is a {tasks[loaded.index(other)].describe()} model and {loaded[0].path} a "
                             f"{tasks[0].describe()} model; bench compares models of one task: bench them apart")
-    return tasks[0]
+    return tasks
 
 
-def _quality(rows: list[dict], task, config: BenchConfig) -> str | None:
-    """Each timed row's ``quality``: its value of the gate metric (--metric, or the task's: accuracy, an embedding
-    model's STS Spearman or neighbour overlap); returns the metric's name (None without data)."""
+def _quality(rows: list[dict], task) -> str | None:
+    """Each timed row's ``quality``: its value of the task's gate metric (accuracy; an embedding model's STS
+    Spearman, else its neighbour overlap with the reference), which gates choices (compress, recipes); --metric
+    only picks the Pareto plot's axis. Returns the metric's name (None without data)."""
     scored = [r for r in rows if r.get("status") == "ok" and r.get("scores")]
     if not scored:
         return None
-    metric = config.metric if config.metric != "auto" else task.gate_of(scored[0]["scores"])
+    metric = task.gate_of(scored[0]["scores"])
     for row in scored:
         row["quality"] = row["scores"].get(metric)
     return metric
 
 
-def _measure_here(loaded: list[Artifact], names: list[str], task, split, seq_mode, config: BenchConfig):
+def _measure_here(loaded: list[Artifact], names: list[str], tasks: list, split, seq_mode, config: BenchConfig):
     """Open, warm, score and time every artifact on every backend in this process: (slots, skipped rows,
     the task's outputs (logits, vectors) by (name, backend, accuracy batch size))."""
     from edgewise.runtime.job import feeds, time_interleaved
 
     slots, rows, predictions = [], [], {}
-    for artifact, name in zip(loaded, names, strict=True):
+    for artifact, name, task in zip(loaded, names, tasks, strict=True):
         for backend in dict.fromkeys(auto_backend(artifact.kind) if wanted == "auto" else wanted
                                      for wanted in config.backends):
             _import_backend(backend)  # so the memory figures hold the model, not the library's import
@@ -225,7 +232,7 @@ def _measure_here(loaded: list[Artifact], names: list[str], task, split, seq_mod
                 _gpu_peak_mb(backend, reset=True)
                 # Artifact.load verified the folder already.
                 runner = open_runner(artifact.path, artifact.kind, backend, threads=config.threads, verify=False,
-                                     allow_pickle=config.allow_pickle)
+                                     allow_pickle=config.allow_pickle, task=task)
             except Unavailable as skip:
                 console().print(f"[yellow]skipped[/yellow] {name} on {backend}: {skip}")
                 rows += [result_row(name, artifact.path, artifact.kind, backend, b, None, config.threads,
@@ -264,7 +271,7 @@ def _measure_here(loaded: list[Artifact], names: list[str], task, split, seq_mod
     return slots, rows, predictions
 
 
-def _measure_on(target, loaded: list[Artifact], names: list[str], task, split, seq_mode, config: BenchConfig):
+def _measure_on(target, loaded: list[Artifact], names: list[str], tasks: list, split, seq_mode, config: BenchConfig):
     """The same measurement run on a device (runtime.targets): the device predicts and times, this host
     scores its predictions against the labels. (slots, skipped rows, predictions, the device's environment and
     its job's peak RSS)."""
@@ -273,9 +280,10 @@ def _measure_on(target, loaded: list[Artifact], names: list[str], task, split, s
     job = new_job(names, split.texts if split else [], split.pairs if split else None, backends=list(config.backends),
                   batch_sizes=list(config.batch_sizes), threads=config.threads, seq_len=seq_mode,
                   warmup=config.warmup, min_runs=config.min_runs, min_time_s=config.min_time_s, rounds=config.rounds,
-                  eval_batch_size=config.eval_batch_size)
+                  eval_batch_size=config.eval_batch_size, tasks=[t.record() for t in tasks])
     result = target.run_job([a.path for a in loaded], job, log=lambda line: console().print(line, markup=False))
     by_name = dict(zip(names, loaded, strict=True))
+    task_of = dict(zip(names, tasks, strict=True))
     rows = [result_row(s["name"], by_name[s["name"]].path, by_name[s["name"]].kind, s["backend"], b, None,
                        config.threads, reason=f"on {target.url}: {s['reason']}")
             for s in result["skipped"] for b in config.batch_sizes]
@@ -284,7 +292,7 @@ def _measure_on(target, loaded: list[Artifact], names: list[str], task, split, s
                         f"{skip['reason']}")
     slots, predictions, scored = [], {}, {}
     for slot in result["slots"]:
-        artifact = by_name[slot["name"]]
+        artifact, task = by_name[slot["name"]], task_of[slot["name"]]
         key = (slot["name"], slot["backend"], slot["accuracy_batch_size"])
         if split is not None and slot.get("predictions") is not None and key not in scored:
             predictions[key] = task.expand(slot["predictions"], artifact.labels)
@@ -367,7 +375,7 @@ def _write(report: dict, out) -> None:
     with out:
         (out.artifact / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         (out.artifact / "report.md").write_text(markdown(report))
-        plot_pareto(report, out.artifact / "pareto.png", metric=report.get("quality_metric") or "accuracy")
+        plot_pareto(report, out.artifact / "pareto.png", metric=report.get("plot_metric") or "accuracy")
         plot_latency_cdf(report, out.artifact / "latency_cdf.png")
         out.publish()
     console().print(f"wrote {out.dst}: report.json, report.md, pareto.png, latency_cdf.png")

@@ -94,19 +94,21 @@ def same_data(spec: str, recorded: str) -> bool:
     return a.exists() and b.exists() and a.resolve() == b.resolve()
 
 
-def carve_validation(splits: dict, spec: str, artifact_path: Path, data_config) -> tuple[dict, dict | None]:
+def carve_validation(splits: dict, spec: str, artifact_path: Path, data_config,
+                     labelled: bool = True) -> tuple[dict, dict | None]:
     """``splits`` with the validation split training carved from train, when the data has none.
 
     Carved the way the artifact's lineage recorded (its fraction and seed) when ``spec`` is the data
     it was trained on, so a stage scores the very texts training held out; else with
-    ``data_config``'s fraction and seed. Returns the splits and a record of the carve (None if none).
+    ``data_config``'s fraction and seed. ``labelled=False`` (an embedding model's texts): no labels needed, no
+    stratification. Returns the splits and a record of the carve (None if none).
     """
     import dataclasses
 
     from edgewise.core.config import config_from_dict
     from edgewise.core.data import DataConfig, training_splits
 
-    if "validation" in splits or "train" not in splits or splits["train"].labels is None:
+    if "validation" in splits or "train" not in splits or (labelled and splits["train"].labels is None):
         return splits, None
     found = training_data(artifact_path)
     carve, origin = data_config, "--validation-fraction"
@@ -114,7 +116,7 @@ def carve_validation(splits: dict, spec: str, artifact_path: Path, data_config) 
         recorded = config_from_dict(DataConfig, found[1], "recorded data settings")
         carve = dataclasses.replace(data_config, validation_fraction=recorded.validation_fraction, seed=recorded.seed)
         origin = "lineage"
-    train, validation, _ = training_splits(splits, carve, spec)
+    train, validation, _ = training_splits(splits, carve, spec, labelled=labelled)
     return {**splits, "train": train, "validation": validation}, {
         "from": "train", "fraction": carve.validation_fraction, "seed": carve.seed, "settings_from": origin,
         "rows": len(validation), "sha256": validation.sha256()}

@@ -269,7 +269,7 @@ def _load_pruned(source: ModelSource, allow_pickle: bool, new_head: bool, *, aut
         source, lambda: AutoConfig.from_pretrained(source.location, return_unused_kwargs=True,
                                                    trust_remote_code=False, **kwargs))
     if unused:
-        raise TypeError(f"load_classifier got arguments it cannot apply to a pruned model: {sorted(unused)}")
+        raise TypeError(f"loading a pruned model got arguments it cannot apply to a pruned model: {sorted(unused)}")
     model = _hub_guard(source, lambda: auto_class.from_config(config, **build))
     check_pruned_heads(model)  # transformers applied config.pruned_heads while building the model
     resize_ffn(model, recorded_ffn_sizes(config))

@@ -52,20 +52,20 @@ def distill(src: Path, dst: Path, config: DistillConfig = DistillConfig(), *, da
     teacher = Artifact.load(Path(src), kind="hf")
     task = refuse_unless(teacher.task_for(config.task), ("classification", "embedding"), str(teacher.path),
                          "distill")
-    classifier = task.name == "classification"
+    classifier = task.labelled
     if config.static and (classifier or task.static):
         raise EdgewiseError(f"--static distils a sentence-embedding teacher into a table of token vectors; "
                             f"{teacher.path} is a {task.describe()} model: drop --static")
-    id2label = teacher.classifier_labels() if classifier else {}
+    id2label = task.labels_of(teacher)
     out = StageOutput("distill", dst, parent=teacher, derived=False, overwrite=overwrite, resumable=not config.static,
                       resume=resume, active=rank == 0)
     splits = load_splits(data, config.data)
-    if config.trainer.train_split == "train" and classifier:
+    if config.trainer.train_split == "train":
         from edgewise.core.lineage import carve_validation
 
         # On the teacher's own data, hold out the texts the teacher held out (its fraction and seed):
         # a validation text the teacher trained on would flatter the student's checkpoint choice.
-        splits, _ = carve_validation(splits, data, teacher.path, config.data)
+        splits, _ = carve_validation(splits, data, teacher.path, config.data, classifier)
     train, validation, test = training_splits(splits, config.data, data, config.trainer.train_split,
                                               labelled=classifier)
     labels = {}  # label ids per split: what a classifier learns besides the teacher; an embedding model has none
@@ -133,13 +133,14 @@ def _static(teacher, task, out, config, data, validation, test):
         reference, _, _ = teacher_outputs(model, tokenizer, split.texts, split.pairs, max_length,
                                           outputs_key(teacher_id, task.record(), split.texts, split.pairs, max_length),
                                           task, label=f"teacher outputs ({split.name})")
-        metrics[split.name] = task.agreement_on(task.eval_set(split), student.embed(split.texts), reference)
+        metrics[split.name] = task.agreement_on(task.eval_set(split), student.outputs(split.texts, split.pairs),
+                                                reference)
     metrics["size"] = {"file_size_ratio": model_size(out.artifact / "model.onnx")
                        / max(model_size(teacher.path, "hf"), 1)}
     manifest = out.commit(kind="onnx", config=config, labels={}, task=static,
                           source=None if teacher.manifest else {"teacher": teacher.describe()},
                           data={"spec": data, "max_length": max_length, "max_positions": limit}, metrics=metrics)
-    console().print(f"wrote {out.dst}: " + "  ".join(f"{split} {_summary(task, metrics[split])}"
+    console().print(f"wrote {out.dst}: " + "  ".join(f"{split} {task.summary(metrics[split])}"
                                                       for split in ("validation", "test") if split in metrics)
                     + f"; {metrics['size']['file_size_ratio']:.0%} of the teacher's size")
     return manifest
@@ -182,7 +183,7 @@ def _train(teacher, task, out, config, data, id2label, train, validation, test, 
     from edgewise.runtime.sizes import model_size
 
     say = console().print if rank == 0 else (lambda *args, **kwargs: None)
-    classifier = task.name == "classification"
+    classifier = task.labelled
     source = ModelSource(str(teacher.path), str(teacher.path), True)
     eager = {"attn_implementation": "eager"} if config.attention_weight > 0 else {}
     teacher_tokenizer = load_tokenizer(source)
@@ -257,13 +258,16 @@ def _train(teacher, task, out, config, data, id2label, train, validation, test, 
     for split in (validation, test):
         if split is None:
             continue
+        reference = targets(split, f"teacher outputs ({split.name})")[0] if split is test or not classifier else None
+        # Trainer scores through the loss only when the batch carries labels: an embedding model's are the
+        # teacher's vectors (without them it would return the bare encoder's token states, not sentence vectors).
         dataset = validation_ds if split is validation else encode(
-            student.tokenizer, split, labels.get(split.name), max_length, pad_to_max, student.model)
+            student.tokenizer, split, labels.get(split.name) if classifier else reference.tolist(), max_length,
+            pad_to_max, student.model)
         predicted = trainer.predict(dataset).predictions
         if classifier:
             metrics[split.name] = task.split_metrics(predicted, labels[split.name], id2label)
-        if split is test or not classifier:
-            reference = targets(split, f"teacher outputs ({split.name})")[0]
+        if reference is not None:
             metrics[split.name] = {**metrics.get(split.name, {}),
                                    **_against_teacher(task, split, predicted, reference, labels)}
     if not trainer.is_world_process_zero():
@@ -297,7 +301,7 @@ def _train(teacher, task, out, config, data, id2label, train, validation, test, 
               "token_lengths": length_stats(token_lengths(student.tokenizer, train.texts, train.pairs), max_length)},
         metrics=metrics, history=trainer.state.log_history,
     )
-    say(f"wrote {out.dst}: " + "  ".join(f"{split} {_summary(task, metrics[split])}"
+    say(f"wrote {out.dst}: " + "  ".join(f"{split} {task.summary(metrics[split])}"
                                          for split in ("validation", "test") if split in metrics)
         + f"; {metrics['size']['parameter_ratio']:.0%} of the teacher's parameters "
         f"({metrics['size']['file_size_ratio']:.0%} of its size)")
@@ -309,21 +313,13 @@ def _against_teacher(task, split, predicted, reference, labels: dict) -> dict:
     an embedding model's cosine and top-10 neighbour agreement."""
     import numpy as np
 
-    if task.name != "classification":
+    if not task.labelled:
         return task.agreement_on(task.eval_set(split), predicted, reference)
     truth = np.asarray(labels[split.name])
     teacher_accuracy = float(np.mean(reference.argmax(-1) == truth))
     accuracy = float(np.mean(predicted.argmax(-1) == truth))
     return {"agreement_with_teacher": float(np.mean(predicted.argmax(-1) == reference.argmax(-1))),
             "teacher_accuracy": teacher_accuracy, "accuracy_vs_teacher": accuracy / max(teacher_accuracy, 1e-12)}
-
-
-def _summary(task, metrics: dict) -> str:
-    if task.name == "classification":
-        return f"accuracy {metrics['accuracy']:.4f} macro-F1 {metrics['macro_f1']:.4f}"
-    cosine = (f"cosine to the teacher {metrics['cosine_mean']:.4f} (p1 {metrics['cosine_p1']:.4f}), "
-              if "cosine_mean" in metrics else "")
-    return f"{cosine}top-10 neighbours as the teacher's {metrics['neighbour_overlap']:.1%}"
 
 
 def _count(model) -> int:

@@ -104,7 +104,7 @@ def build_student(teacher, teacher_tokenizer, config, id2label, seed: int, task=
     task = task or Classification()
     set_seed(seed)
     total = _num_layers(teacher.config)
-    classifier = task.name == "classification"
+    classifier = task.labelled
     if config.student:
         source = resolve_model(config.student, allow_pickle=config.allow_pickle)
         tokenizer = load_tokenizer(source)

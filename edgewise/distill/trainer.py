@@ -137,4 +137,4 @@ class DistillTrainer(Trainer):
 def needs_teacher_outputs(task, config) -> bool:
     """Whether the loss reads the teacher's outputs: always for an embedding model (its vectors are the target), for
     a classifier when the soft-target term weighs (alpha > 0)."""
-    return task.name != "classification" or config.alpha > 0
+    return not task.labelled or config.alpha > 0

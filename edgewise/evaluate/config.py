@@ -35,8 +35,10 @@ class EvaluateConfig:
                            choices=BACKENDS)
     target: str = setting("local", "Where the model runs: local, ssh://[user@]host[:port] or adb://SERIAL (as for "
                                    "edgewise bench: the device predicts, this machine scores).")
-    reference: str | None = setting(None, "Embedding models: the model whose vectors this one's are compared with "
-                                          "(cosine, top-10 neighbours). Default: the teacher its lineage names.")
+    reference: str | None = setting(None, "A model to compare this one with on the same texts: its own figures and "
+                                          "their agreement (a classifier's labels; an embedding model's cosine and "
+                                          "top-10 neighbours). Default: none for a classifier; for an embedding "
+                                          "model, the teacher its lineage names.")
     retrieval: str | None = setting(None, "Embedding models: a retrieval set in BEIR's layout (corpus.jsonl, "
                                           "queries.jsonl, qrels/test.tsv) whose NDCG@10 and recall@10 are measured.")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")

@@ -14,9 +14,13 @@ def render(result: dict) -> None:
         f"[bold]{result['artifact']}[/bold] on {result['data']} ({result['split']}, {result['samples']} texts, "
         f"{result['backend']}, max_length {result['max_length']}, {result['runtime_s']} s)"
     )
-    if (result.get("task") or {}).get("name") == "embedding":
+    if "per_class" not in result:  # no labels scored: an embedding model's figures
         return _render_embedding(result, console)
     console.print(f"accuracy [bold]{result['accuracy']:.4f}[/bold]   macro-F1 [bold]{result['macro_f1']:.4f}[/bold]")
+    if result.get("reference"):
+        reference = result["reference"]
+        console.print(f"reference {reference['path']}: accuracy {reference['accuracy']:.4f}; the labels agree on "
+                      f"{reference['label_agreement']:.2%} of the texts")
     table = Table(title="per class")
     for column in ("label", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "label" else "right")
@@ -41,11 +45,12 @@ def _render_embedding(result: dict, console) -> None:
     for column in ("figure", "this model", "reference", "share"):
         table.add_column(column, justify="left" if column == "figure" else "right")
     reference = result.get("reference") or {}
-    for key, name in (("spearman", "STS Spearman"), ("ndcg_at_10", "NDCG@10"), ("recall_at_10", "recall@10")):
+    for key, name, count in (("spearman", "STS Spearman", "pairs"), ("ndcg_at_10", "NDCG@10", "queries"),
+                             ("recall_at_10", "recall@10", "queries")):
         if key in result:
             theirs = reference.get(key)
             share = f"{result[key] / theirs:.2%}" if theirs else ""
-            table.add_row(f"{name} ({result.get('pairs') or result.get('queries')})", f"{result[key]:.4f}",
+            table.add_row(f"{name} ({result.get(count)} {count})", f"{result[key]:.4f}",
                           "" if theirs is None else f"{theirs:.4f}", share)
     for key, name in (("cosine_mean", "cosine to the reference, mean"), ("cosine_p1", "cosine, 1st percentile"),
                       ("neighbour_overlap", "top-10 neighbours shared")):

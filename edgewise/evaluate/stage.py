@@ -63,20 +63,20 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
     else:
         backend = _backend(config.backend, artifact.kind)
         check_runs(backend, artifact.kind)  # before the data is read
-    labels = artifact.classifier_labels() if task.name == "classification" else {}
-    reference = _reference(artifact, config) if task.name == "embedding" else None
-    if (config.reference or config.retrieval) and task.name != "embedding":
-        raise EdgewiseError("--reference and --retrieval score an embedding model's vectors; a classifier is scored "
-                            "on its labels: drop them")
+    labels = task.labels_of(artifact)
+    if config.retrieval and task.name != "embedding":
+        raise EdgewiseError("--retrieval scores an embedding model's vectors; a classifier is scored on its labels: "
+                            "drop --retrieval")
+    reference = _reference(artifact, config) if config.reference or task.default_reference else None
     extra = {"retrieval": config.retrieval} if config.retrieval else {}
     eval_set, carved = task.eval_data(data, config.split, config.data, artifact.path, labels, require_truth=True,
                                       **extra)
     if eval_set.truth is None and reference is None:
-        raise EdgewiseError(_nothing_to_score(task, artifact, data))
+        raise EdgewiseError(_nothing_to_score(artifact, data))
     start = time.perf_counter()
     if target is None:
         runner = open_runner(artifact.path, artifact.kind, backend, max_length=config.max_length,
-                             allow_pickle=config.allow_pickle)
+                             allow_pickle=config.allow_pickle, task=task)
         with progress_bar(transient=True) as bar:
             step = bar.add_task(f"evaluating {eval_set.name}", total=len(eval_set), info="")
             outputs = runner.outputs(eval_set.texts, eval_set.pairs, batch_size=config.batch_size,
@@ -98,18 +98,16 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
         "runtime_s": round(elapsed, 2),
         "samples": len(eval_set),
     }
-    if task.name == "classification":
-        result.update(task.score(eval_set, outputs, labels, full=True))
-    else:
-        result.update(task=task.record(), texts=len(eval_set), **(task.score(eval_set, outputs) or {}))
-        if reference is not None:
-            result["reference"] = _compare_to(reference, task, eval_set, outputs, config)
+    scored = task.score(eval_set, outputs, labels, full=True) or {}
+    result.update(task=task.record(), **scored)
+    if reference is not None:
+        result["reference"] = _compare_to(reference, task, eval_set, outputs, scored, labels, config)
     if target is not None:
         result.update(target=str(target), environment=device)
     return result
 
 
-def _nothing_to_score(task, artifact: Artifact, data: str) -> str:
+def _nothing_to_score(artifact: Artifact, data: str) -> str:
     return (f"{data} holds no scored pairs and no reference model was found to compare {artifact.path}'s vectors "
             "with; pass scored pairs (columns sentence1, sentence2, score) as DATA, or --reference MODEL (e.g. the "
             "teacher)")
@@ -127,21 +125,24 @@ def _reference(artifact: Artifact, config: EvaluateConfig) -> Path | None:
     return teacher_of(artifact.path)
 
 
-def _compare_to(reference: Path, task, eval_set, outputs, config: EvaluateConfig) -> dict:
-    """The reference model's own figures on the same texts and this model's agreement with it."""
+def _compare_to(reference: Path, task, eval_set, outputs, scored: dict, labels: dict, config: EvaluateConfig) -> dict:
+    """The reference model's own figures on the same texts and this model's agreement with it (labels; cosine and
+    neighbours); ``scored`` is this model's own score."""
     loaded = Artifact.load(reference, kind=stage("evaluate").inputs)
-    mine = loaded.task_for(None, str(reference))
-    if mine is None or mine.name != task.name:
+    # A plain encoder says nothing of its pooling: the model it taught records it (its own task).
+    theirs_task = loaded.task_for(None, str(reference)) or task
+    if theirs_task.name != task.name:
         raise EdgewiseError(f"the reference {reference} is not a {task.describe()} model; pass --reference with the "
                             "teacher the model came from")
-    runner = open_runner(loaded.path, loaded.kind, _backend("auto", loaded.kind), allow_pickle=config.allow_pickle)
+    runner = open_runner(loaded.path, loaded.kind, _backend("auto", loaded.kind), allow_pickle=config.allow_pickle,
+                         task=theirs_task)
     theirs = runner.outputs(eval_set.texts, eval_set.pairs, batch_size=config.batch_size)
-    own = task.score(eval_set, theirs) or {}
-    agreement = task.score(eval_set, outputs, reference=theirs) or {}
+    own = task.score(eval_set, theirs, labels) or {}
     found = {"path": str(loaded.path), "backend": runner.backend, **own,
-             **{k: v for k, v in agreement.items() if k not in own}}
-    if "spearman" in own and "spearman" in agreement:
-        found["spearman_share"] = agreement["spearman"] / own["spearman"] if own["spearman"] else None
+             **task.agreement_on(eval_set, outputs, theirs)}
+    gate = task.gate_of(own)
+    if own.get(gate) and scored.get(gate) is not None:  # this model's gate figure as a share of the reference's
+        found[f"{gate}_share"] = scored[gate] / own[gate]
     return found
 
 
@@ -151,7 +152,7 @@ def _predict_on(target, artifact: Artifact, task, eval_set, config: EvaluateConf
     from edgewise.core.progress import console
     from edgewise.runtime.job import new_job
 
-    job = new_job([artifact.path.name], eval_set.texts, eval_set.pairs, backends=[config.backend],
+    job = new_job([artifact.path.name], eval_set.texts, eval_set.pairs, [task.record()], backends=[config.backend],
                   batch_sizes=[config.batch_size], time=False, eval_batch_size=config.batch_size,
                   max_length=config.max_length)
     result = target.run_job([artifact.path], job, log=lambda line: console().print(line, markup=False))

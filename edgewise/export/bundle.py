@@ -60,8 +60,7 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data:
 
     artifact = Artifact.load(Path(src), kind=("onnx", "ort"))
     task = refuse_unless(artifact.task, ("classification", "embedding"), str(artifact.path), "bundle")
-    if task.name == "classification":
-        artifact.classifier_labels()
+    task.labels_of(artifact)  # a labelled task's model must name its labels
     model_file = _choose_model(artifact, config)
     recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
     max_length, limit = artifact_lengths(artifact.path, recorded, config.max_length, what="--max-length")
@@ -83,7 +82,7 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data:
         pad_id = pad_token_id(artifact.path, tokenizer, {})
         shutil.copy2(tokenizer_json, out.artifact / "tokenizer.json")
         labels = {str(k): v for k, v in sorted(artifact.labels.items())}
-        if task.name == "classification":
+        if task.labelled:
             (out.artifact / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
         else:
             _client_files(artifact, out.artifact, task, max_length)
@@ -112,14 +111,10 @@ def bundle(src: Path, dst: Path, config: BundleConfig = BundleConfig(), *, data:
         manifest = out.seal(kind="bundle", config=config, data=settings, metrics=metrics, expected_files=expected,
                             task=task)
         # The bundle must run with the runtime alone before it is put in place.
-        check = Predictor(out.artifact)
-        if task.name == "classification":
-            check.predict(["edgewise bundle check"])
-        else:
-            check.embed(["edgewise bundle check"])
+        Predictor(out.artifact).outputs(["edgewise bundle check"])
         out.publish()
     extra = f", target {config.target.value}" if config.target is not BundleTarget.GENERIC else ""
-    what = f"{len(labels)} labels" if task.name == "classification" else task.describe()
+    what = f"{len(labels)} labels" if task.labelled else task.describe()
     console().print(f"wrote {out.dst} ({model_file}, {what}, max_length {max_length}{extra})")
     return manifest
 
@@ -159,15 +154,21 @@ From Python:
     from edgewise.runtime import Predictor
     Predictor("{name}").embed(["some text", "another text"])   # numpy array [texts, {dimension}]
 
-The folder is also a sentence-transformers model (it pools last_hidden_state itself, as its modules say):
+{clients}
+
+"""
+
+# sentence-transformers and fastembed read an encoder's folder; a static model has no transformer for them.
+ENCODER_CLIENTS = """The folder is also a sentence-transformers model (it pools last_hidden_state itself, as its
+modules say):
 
     SentenceTransformer("{name}", backend="onnx")
 
 and a fastembed custom model (TextEmbedding.add_custom_model(..., model_file="{model_file}",
 output_name="sentence_embedding", pooling=PoolingType.DISABLED, normalization=False), then
-TextEmbedding(model_name=..., specific_model_path="{name}")).
-
-"""
+TextEmbedding(model_name=..., specific_model_path="{name}"))."""
+STATIC_CLIENTS = """A static model has no transformer layers: sentence-transformers and fastembed do not load this
+folder. Any ONNX runtime does: feed the tokenizer's input_ids and attention_mask, read sentence_embedding."""
 
 
 def _readme(config: BundleConfig, name: str, artifact: Artifact, model_file: str, labels: dict, max_length: int,
@@ -183,10 +184,11 @@ def _readme(config: BundleConfig, name: str, artifact: Artifact, model_file: str
         return readme(name, config, metrics, source=artifact.path, labels=list(labels.values()),
                       max_length=max_length, task=artifact.task, **phone) + "\n" + PROVENANCE.format(name=name)
     task = artifact.task
-    if task.name == "embedding":
+    if not task.labelled:
+        clients = (STATIC_CLIENTS if task.static else ENCODER_CLIENTS).format(name=name, model_file=model_file)
         return EMBEDDING_USAGE.format(name=name, model_file=model_file, kind=artifact.kind, source=artifact.path,
-                                      task=task.describe(), dimension=task.dimension, max_length=max_length
-                                      ) + PROVENANCE.format(name=name)
+                                      task=task.describe(), dimension=task.dimension, max_length=max_length,
+                                      clients=clients) + PROVENANCE.format(name=name)
     return USAGE.format(name=name, model_file=model_file, kind=artifact.kind, source=artifact.path,
                         labels=", ".join(labels.values()), max_length=max_length) + PROVENANCE.format(name=name)
 

@@ -161,8 +161,7 @@ def write_onnx(model, dst: Path, *, opset: int, work: Path, what: str, preproces
                 f"{str(e).splitlines()[0][:300]}; try another --opset"
             ) from None
     path = Path(dst) / "model.onnx"
-    if hasattr(task, "finish_graph"):
-        task.finish_graph(path)
+    task.finish_graph(path)
     return path
 
 

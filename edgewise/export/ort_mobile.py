@@ -74,9 +74,9 @@ def export_ort(src_model: Path, out, config, batches: list[dict], int8: bool) ->
 # phone_bundles_minilm_bbc.json; about 0.02 with per-tensor scales). So an INT8 model is judged by label
 # agreement, as reduced precision is (export.parity).
 def verify(reference, candidate: Path, batches: list[dict], what: str, atol: float, int8: bool) -> dict:
-    """Logits of the ORT-format ``candidate`` against ``reference`` (the source's scorer, runtime.runners
-    .onnx_scores) on ``batches``; an EdgewiseError when they differ beyond ``atol`` (FP32) or, ``int8``, when
-    labels agree too rarely (export.parity.check_agreement)."""
+    """Outputs (logits, vectors) of the ORT-format ``candidate`` against ``reference`` (the source's scorer,
+    runtime.runners.onnx_scores) on ``batches``; an EdgewiseError when they differ beyond ``atol`` (FP32) or,
+    ``int8``, when labels (vectors) agree too rarely (export.parity.check_agreement)."""
     result = compare(reference, onnx_scores(candidate, output=getattr(reference, "output", None)), batches)
     agreement = (f"cosine >= {REDUCED_PRECISION_COSINE} on every input" if "cosine_min" in result else
                  f"label agreement >= {REDUCED_PRECISION_AGREEMENT:.0%}")

@@ -64,8 +64,7 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
         )
     task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding"), str(artifact.path),
                          "export")
-    if task.name == "classification":
-        artifact.classifier_labels()
+    task.labels_of(artifact)  # a labelled task's model must name its labels
     if wanted == "hf":
         from edgewise.core.models import check_weights
 

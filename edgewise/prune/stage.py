@@ -1,11 +1,12 @@
-"""`edgewise prune`: the heads and FFN neurons of a fine-tuned classifier that matter least, removed.
+"""`edgewise prune`: the heads and FFN neurons of a fine-tuned model (a classifier, an embedding model) that matter
+least, removed.
 
 Kwon et al. 2022 ("A Fast Post-Training Pruning Framework for Transformers"): Fisher importance of
 head and neuron masks from gradients on sample texts (no retraining), the most important units kept
 under a FLOPs budget, then the weights physically sliced: masks alone make nothing faster, smaller
 dense matrices do. The result is an `hf` artifact whose config records the pruned heads
 (transformers' `pruned_heads`) and each layer's FFN width (`edgewise_ffn_sizes`); every edgewise
-stage loads it (core.models.load_classifier).
+stage loads it (core.models, through its task's load).
 """
 
 from __future__ import annotations
@@ -48,9 +49,13 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
     artifact = Artifact.load(Path(src), kind="hf")
     task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding"), str(artifact.path),
                          "prune")
-    if task.name == "classification":
-        artifact.classifier_labels()
-    elif config.pairs is None:
+    task.labels_of(artifact)  # a labelled task's model must name its labels
+    if not task.labelled and config.batch_size < 2 and config.prunes_units:
+        # Importance of an embedding model is an in-batch contrastive loss: one text alone has none.
+        raise EdgewiseError(f"--batch-size {config.batch_size}: an embedding model's importance compares each text's "
+                            "vector with the others of its batch, so a batch needs 2 texts or more; use --batch-size "
+                            "16 (the default)")
+    if not task.labelled and config.pairs is None:
         console().print("no --pairs given: quality before and after is the agreement with the unpruned model "
                         "(cosine, top-10 neighbours); give scored pairs for STS Spearman")
     out = StageOutput("prune", dst, parent=artifact, overwrite=overwrite, resume=resume)
@@ -83,7 +88,7 @@ def prune(src: Path, dst: Path, config: PruneConfig, *, data: str | None = None,
     recorded = (artifact.manifest.data or {}) if artifact.manifest else {}
     max_length, _ = artifact_lengths(artifact.path, recorded)
 
-    if config.heal_epochs and samples["labels"] is None and task.name == "classification":
+    if config.heal_epochs and samples["labels"] is None and task.labelled:
         raise EdgewiseError(f"--heal-epochs distils on labelled texts and {data} has none in its {samples['split']} "
                             "split; pass labelled data, or drop --heal-epochs")
     measure = Measure(task, tokenizer, evaluation, config, max_length, artifact.labels)
@@ -134,12 +139,7 @@ def _texts(artifact: Artifact, data: str, config: PruneConfig, task) -> tuple[di
     from edgewise.quantize.measure import eval_sets
 
     splits = load_splits(data, config.data)
-    splits, _ = carve_validation(splits, data, artifact.path, config.data)
-    if task.name != "classification" and "validation" not in splits and "train" in splits:
-        from edgewise.core.data import training_splits
-
-        train, validation, _ = training_splits(splits, config.data, data, labelled=False)
-        splits = {**splits, "train": train, "validation": validation}
+    splits, _ = carve_validation(splits, data, artifact.path, config.data, task.labelled)
     order = [n for n in ("train", "validation", "test") if n in splits] + [n for n in splits
                                                                             if n not in ("train", "validation", "test")]
     split = next((splits[n] for n in order if len(splits[n])), None)
@@ -147,7 +147,7 @@ def _texts(artifact: Artifact, data: str, config: PruneConfig, task) -> tuple[di
         raise EdgewiseError(f"{data} holds no texts; pass data with texts to measure importance on")
     picked = sorted(random.Random(config.data.seed).sample(range(len(split)), min(config.samples, len(split))))
     labels = (encode_labels(split.subset(picked, split.name), artifact.labels, config.data.label_column)
-              if split.labels is not None and task.name == "classification" else None)
+              if split.labels is not None and task.labelled else None)
     samples = {"split": split.name, "texts": [split.texts[i] for i in picked],
                "pairs": [split.pairs[i] for i in picked] if split.pairs else None, "labels": labels,
                "all_texts": split.texts, "all_pairs": split.pairs}
@@ -222,8 +222,7 @@ def _prune(model, tokenizer, samples: dict, measure: Measure, config: PruneConfi
     before = measure(model)
     labels = samples["labels"]
     if labels is None:  # unlabelled texts: the model's own outputs are the targets (its predicted labels, vectors)
-        outputs = measure.outputs(model, samples["texts"], samples["pairs"])
-        labels = outputs.argmax(-1).tolist() if task.name == "classification" else outputs
+        labels = task.importance_targets(measure.outputs(model, samples["texts"], samples["pairs"]))
     fit_on = {k: (v[:config.reconstruct_samples] if v is not None else None) for k, v in samples.items()
               if k in ("texts", "pairs")}
     # The texts layer scores and the refit read (tokenized once, for whichever of them runs).
@@ -316,15 +315,15 @@ def _prune(model, tokenizer, samples: dict, measure: Measure, config: PruneConfi
         # validation texts the plain slice once scored 95.75 % against the fit's 95.28 % (the unpruned
         # model's own figure) while on test the fit had 98.59 % and the slice 95.77 %.
         validation = "validation" if "validation" in before else None
-        if validation and (_agreement(before, steps["reconstructed"], validation)
-                           < _agreement(before, steps["pruned"], validation)):
+        if validation and (_agreement(task, before, steps["reconstructed"], validation)
+                           < _agreement(task, before, steps["pruned"], validation)):
             result, kept_step = plain, "pruned"  # the fit made validation agree less: keep the plain slice
         else:
             result, kept_step = fitted, "reconstructed"
-        shown = "  ".join(f"{split} {_gate(task, before[split])} {steps['pruned'][split]['quality']:.4f} -> "
+        shown = "  ".join(f"{split} {task.gate_of(before[split])} {steps['pruned'][split]['quality']:.4f} -> "
                           f"{steps['reconstructed'][split]['quality']:.4f}, agreement "
-                          f"{_agreement(before, steps['pruned'], split):.4f} -> "
-                          f"{_agreement(before, steps['reconstructed'], split):.4f}" for split in before)
+                          f"{_agreement(task, before, steps['pruned'], split):.4f} -> "
+                          f"{_agreement(task, before, steps['reconstructed'], split):.4f}" for split in before)
         console().print(f"least-squares reconstruction in {times['reconstruction']} s: {shown}; kept the {kept_step} "
                         "model")
     else:
@@ -354,8 +353,7 @@ def _prune(model, tokenizer, samples: dict, measure: Measure, config: PruneConfi
             "parameters_before": parameters_before, "parameters_after": sum(p.numel() for p in result.parameters()),
             "samples": len(samples["texts"]), "sample_split": samples["split"],
             "reconstruction_samples": len(fit_on["texts"]) if config.reconstruct or config.drop_layers else 0,
-            "labels": "data" if samples["labels"] is not None else "the model's own predictions"
-            if task.name == "classification" else "the unpruned model's vectors (in-batch contrastive loss)",
+            "labels": "data" if samples["labels"] is not None else task.self_targets,
         },
         "importance": None if head_scores is None else {
             "heads": [[float(f"{v:.6g}") for v in s] for s in head_scores],
@@ -367,10 +365,6 @@ def _prune(model, tokenizer, samples: dict, measure: Measure, config: PruneConfi
 
 # The figures of a step a split's row records: a classifier's, then an embedding model's (core.tasks).
 ROW_FIELDS = ("quality", "accuracy", "macro_f1", "spearman", "cosine_mean", "cosine_p1", "neighbour_overlap")
-
-
-def _gate(task, row: dict) -> str:
-    return task.gate_of(row)
 
 
 def _figures(result: dict) -> dict:
@@ -388,7 +382,7 @@ def _record_step(accuracy: dict, step: str, result: dict, before: dict, task) ->
     row's "after": the task's figures, agreement with the unpruned model (``before``) and the drop in points of
     the gate metric."""
     for split, row in accuracy.items():
-        row[step] = {**_figures(result[split]), "agreement": _agreement(before, result, split)}
+        row[step] = {**_figures(result[split]), "agreement": _agreement(task, before, result, split)}
         row["after"] = dict(row[step])
         row["agreement"] = row[step]["agreement"]
         row["gate"] = task.gate_of(before[split])
@@ -396,13 +390,13 @@ def _record_step(accuracy: dict, step: str, result: dict, before: dict, task) ->
         row["drop_points"] = None if drop is None else round(drop, 4)
 
 
-def _agreement(before: dict, after: dict, split: str) -> float:
+def _agreement(task, before: dict, after: dict, split: str) -> float:
     """How alike two models' outputs (``Measure`` results) are on ``split``: a classifier's share of texts given the
     same label, an embedding model's mean cosine between its vectors."""
     import numpy as np
 
     mine, theirs = after[split]["logits"], before[split]["logits"]
-    if "accuracy" in before[split]:
+    if task.labelled:
         return float(np.mean(theirs.argmax(-1) == mine.argmax(-1)))
     from edgewise.core.tasks.embedding import cosine_agreement
 

@@ -125,7 +125,7 @@ class QuantizeConfig:
     eval_batch_size: int = setting(32, "Texts per batch when measuring accuracy.")
     max_eval_samples: int | None = setting(None, "Measure accuracy on at most this many texts per split "
                                                  "(default: all).")
-    atol: float | None = setting(None, "FP16: largest |logit difference| from the FP32 model accepted "
+    atol: float | None = setting(None, "FP16, classifiers: largest |logit difference| from the FP32 model accepted "
                                        "(default 0.05); INT8 is judged by accuracy instead.")
     allow_pickle: bool = setting(False, "INC: allow pytorch_model.bin pickle weights (loading them can run code).")
     task: TaskConfig = field(default_factory=TaskConfig)

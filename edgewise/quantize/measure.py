@@ -18,7 +18,7 @@ def eval_sets(task, splits: dict, labels: dict[int, str], config, names=("valida
     import random
 
     chosen = []
-    classifier = task.name == "classification"
+    classifier = task.labelled
     for name in names:
         split = splits.get(name)
         if split is not None and limit is not None and len(split) > limit:
@@ -33,10 +33,10 @@ def eval_sets(task, splits: dict, labels: dict[int, str], config, names=("valida
     return chosen
 
 
-def predict(folder: Path, model: Path, eval_set: EvalSet, batch_size: int, threads: int | None = None):
-    """Outputs (logits, vectors) of the ONNX file ``model`` (run with ``folder``'s tokenizer and settings) on
-    ``eval_set``."""
-    runner = open_runner(folder, "onnx", "ort-cpu", model=model, threads=threads)
+def predict(folder: Path, model: Path, eval_set: EvalSet, batch_size: int, threads: int | None = None, task=None):
+    """Outputs (logits, vectors) of the ONNX file ``model`` (run with ``folder``'s tokenizer and settings, as a model
+    of ``task``) on ``eval_set``."""
+    runner = open_runner(folder, "onnx", "ort-cpu", model=model, threads=threads, task=task)
     return runner.outputs(eval_set.texts, eval_set.pairs, batch_size=batch_size)
 
 
@@ -113,12 +113,12 @@ def compare_splits(task, splits: list[EvalSet], source, result, labels: dict[int
 
 
 def time_side_by_side(folder: Path, models: dict[str, Path], *, threads: int, seq_len: int, rounds: int = 5,
-                      seconds_per_round: float = 0.3, warmup: int = 5) -> dict[str, dict]:
+                      seconds_per_round: float = 0.3, warmup: int = 5, task=None) -> dict[str, dict]:
     """Batch-1 latency of each model at ``seq_len`` tokens, the models interleaved round by round so
     that drift of a noisy machine falls on all of them alike. Returns latency stats per name."""
     from edgewise.runtime.bench import latency_stats, measure
 
-    runners = {name: open_runner(folder, "onnx", "ort-cpu", model=path, threads=threads)
+    runners = {name: open_runner(folder, "onnx", "ort-cpu", model=path, threads=threads, task=task)
                for name, path in models.items()}
     any_runner = next(iter(runners.values()))
     seq_len = min(seq_len, any_runner.max_length)

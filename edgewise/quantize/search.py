@@ -52,7 +52,7 @@ def _build(candidate: Candidate, pre: Path, scratch: Path, settings: dict, confi
 
 def sensitivity(best: Candidate, layers: list[dict], pre: Path, scratch: Path, settings: dict,
                 config: QuantizeConfig, batches: TextBatches | None, folder: Path, probe: EvalSet, reference,
-                advance) -> list[dict]:
+                advance, task=None) -> list[dict]:
     """Each of ``layers`` quantized alone: mean squared output error (logits, vectors) against the source,
     worst first."""
     import numpy as np
@@ -60,7 +60,7 @@ def sensitivity(best: Candidate, layers: list[dict], pre: Path, scratch: Path, s
     scores = []
     for layer in layers:
         path = _build(best, pre, scratch, settings, config, batches, only_nodes=(layer["name"],), suffix="-probe")
-        logits = predict(folder, path, probe, config.eval_batch_size)
+        logits = predict(folder, path, probe, config.eval_batch_size, task=task)
         scores.append({**layer, "logit_mse": float(np.mean((logits - reference) ** 2))})
         path.unlink()
         advance()
@@ -91,7 +91,7 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
     def timed(names: dict[str, Path], session: int) -> None:
         bar.update(task, info=f"timing {len(names)} models side by side")
         result = time_side_by_side(folder, {"source": source_model, **names}, threads=config.threads,
-                                   seq_len=config.seq_len)
+                                   seq_len=config.seq_len, task=kind)
         base = result["source"]["p50"]
         sessions.append({"session": session, "source_p50_ms": base, "seq_len": result["source"]["seq_len"]})
         for candidate in candidates:
@@ -104,7 +104,7 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
     sessions: list[dict] = []
     with progress_bar(transient=True) as bar:
         task = bar.add_task("quantization search", total=steps, info="source")
-        source_logits = predict(folder, source_model, validation, config.eval_batch_size)
+        source_logits = predict(folder, source_model, validation, config.eval_batch_size, task=kind)
         source = score(kind, source_logits, validation, id2label)
         if source["quality"] is None:  # gated on agreement: the source agrees with itself fully
             source = score(kind, source_logits, validation, id2label, source_logits)
@@ -113,7 +113,7 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
         def evaluate(candidate: Candidate) -> None:
             bar.update(task, info=candidate.name)
             candidate.path = _build(candidate, pre, scratch, settings, config, batches)
-            logits = predict(folder, candidate.path, validation, config.eval_batch_size)
+            logits = predict(folder, candidate.path, validation, config.eval_batch_size, task=kind)
             result = score(kind, logits, validation, id2label, source_logits)
             drop = kind.quality_drop(result["quality"], source["quality"])
             candidate.metrics = {
@@ -143,7 +143,7 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
                             {})
             bar.update(task, info=f"per-layer scan of {rescued.name}")
             scan = sensitivity(rescued, layers, pre, scratch, settings, config, batches, folder, probe,
-                               source_logits[pick], lambda: bar.advance(task))
+                               source_logits[pick], lambda: bar.advance(task), kind)
             fallbacks = []
             for count in config.fallback_layers:
                 if count <= len(scan):
@@ -159,8 +159,8 @@ def search(pre: Path, source_model: Path, scratch: Path, folder: Path, settings:
 
     record = {
         "max_accuracy_drop_points": config.max_accuracy_drop,
-        "split": validation.name, "samples": len(validation.texts),
-        "quality": kind.gate_of(source) + (" (points)" if kind.name == "classification" else
+        "split": validation.name, "samples": len(validation.texts), "labelled": kind.labelled,
+        "quality": kind.gate_of(source) + (" (points)" if kind.labelled else
                                            " (points of its share of the source's)"),
         "source": {**{k: source[k] for k in SEARCH_FIELDS if k in source},
                    "latency_p50_ms": sessions[0]["source_p50_ms"], "size_bytes": model_size(source_model)},
@@ -212,7 +212,7 @@ def candidate_table(record: dict):
                         f"{record['timing']['seq_len']} tokens, {record['timing']['threads']} thread(s)); "
                         "pc = per-channel, * = kept")
     source = record["source"]
-    classifier = "accuracy" in source
+    classifier = record.get("labelled", "accuracy" in source)  # records before "labelled": a classifier's has accuracy
     gate = "accuracy" if classifier else record.get("quality", "quality").split(" ")[0]
     for column in ("candidate", gate, "drop", "agree" if classifier else "cosine", "p50 ms", "speedup", "MB"):
         table.add_column(column, justify="left" if column == "candidate" else "right", no_wrap=True)

@@ -57,9 +57,8 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
     task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding") if not inc else
                          ("classification",), str(artifact.path), f"--method {config.method.value}",
                          "quantize its ONNX export (edgewise export) with --method dynamic or static" if inc else "")
-    if task.name == "classification":
-        artifact.classifier_labels()
-    elif config.pairs is None and config.max_accuracy_drop is not None:
+    task.labels_of(artifact)  # a labelled task's model must name its labels
+    if not task.labelled and config.pairs is None and config.max_accuracy_drop is not None:
         console().print("no --pairs given: the search is gated on the top-10 neighbour agreement with the source "
                         "(give scored pairs to gate on STS Spearman)")
     if inc:
@@ -84,7 +83,7 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
     evaluation = _evaluation_data(artifact, data, config, task)
     if config.max_accuracy_drop is not None and not any(s.name == "validation" for s in evaluation["splits"]):
         raise EdgewiseError(
-            "--max-accuracy-drop compares candidates on " + ("labelled " if task.name == "classification" else "")
+            "--max-accuracy-drop compares candidates on " + ("labelled " if task.labelled else "")
             + "validation data, and none was found: pass --data with a validation split (or a single file, from "
             "which one is carved)"
         )
@@ -101,13 +100,14 @@ def quantize(src: Path, dst: Path, config: QuantizeConfig = QuantizeConfig(), *,
             else:
                 metrics = _quantize_onnx(artifact, out.artifact, Path(scratch), config, evaluation,
                                          calibration_texts, task)
-        if task.name == "classification" and (warnings := agreement_warnings(metrics.get("accuracy") or {}, config)):
+        if task.labelled and (warnings := agreement_warnings(metrics.get("accuracy") or {}, config)):
             metrics["warnings"] = warnings
             for warning in warnings:
                 console().print(f"[yellow]warning:[/] {warning}")
         manifest = out.commit(
             kind="inc" if inc else artifact.kind,
             config=config,
+            task=task,
             data={"eval_data": evaluation["spec"], "eval_data_from": evaluation["from"],
                   "carved_validation": evaluation.get("carved_validation"),
                   "calibration_data": calibration_texts["spec"] if calibration_texts else None,
@@ -163,33 +163,31 @@ def _evaluation_data(artifact: Artifact, data: str | None, config: QuantizeConfi
 
             spec, origin = found[0], "lineage"
             data_config = config_from_dict(DataConfig, found[1], "recorded data settings")
-    if spec is None:
-        return {"spec": None, "from": None, "splits": [], "config": data_config, "all": {}}
-    try:
-        splits = load_splits(spec, data_config)
-    except EdgewiseError as e:
-        if origin == "lineage":
-            raise EdgewiseError(f"the data the model was trained on ({spec}) cannot be read any more ({e}); pass "
-                                "--data with labelled data to measure accuracy on") from None
-        raise
-    splits, carved = carve_validation(splits, spec, artifact.path, data_config)
-    if task.name != "classification" and "validation" not in splits and "train" in splits:
-        from edgewise.core.data import training_splits
-
-        train, validation, _ = training_splits(splits, data_config, spec, labelled=False)
-        splits = {**splits, "train": train, "validation": validation}
-        carved = {"from": "train", "fraction": data_config.validation_fraction, "seed": data_config.seed,
-                  "rows": len(validation), "sha256": validation.sha256()}
     pairs = None
     if config.pairs is not None:
         from edgewise.core.data import load_pairs
 
         pairs = load_pairs(config.pairs, data_config.encoding)
+        if config.max_accuracy_drop is not None and len(pairs) == 1:
+            raise EdgewiseError(f"--pairs {config.pairs} has one split; the search chooses on validation pairs and "
+                                "reports on test pairs: give a folder with validation.csv and test.csv")
+    if spec is None and pairs is None:
+        return {"spec": None, "from": None, "splits": [], "config": data_config, "all": {}}
+    splits, carved = {}, None
+    if spec is not None:
+        try:
+            splits = load_splits(spec, data_config)
+        except EdgewiseError as e:
+            if origin == "lineage":
+                raise EdgewiseError(f"the data the model was trained on ({spec}) cannot be read any more ({e}); "
+                                    "pass --data with labelled data to measure accuracy on") from None
+            raise
+        splits, carved = carve_validation(splits, spec, artifact.path, data_config, task.labelled)
     chosen = eval_sets(task, splits, artifact.labels, data_config, limit=config.max_eval_samples, pairs=pairs)
     if not chosen:
-        raise EdgewiseError(f"{spec} has no {'labelled ' if task.name == 'classification' else ''}validation or test "
+        raise EdgewiseError(f"{spec} has no {'labelled ' if task.labelled else ''}validation or test "
                             f"split to measure {task.quality_name} on (it has {', '.join(splits) or 'no splits'}); "
-                            "pass --data with " + ("labelled texts" if task.name == "classification" else "texts"))
+                            "pass --data with " + ("labelled texts" if task.labelled else "texts"))
     return {"spec": spec, "from": origin, "splits": chosen, "config": data_config, "all": splits,
             "carved_validation": carved}
 
@@ -225,7 +223,7 @@ def _quantize_onnx(artifact: Artifact, out: Path, scratch: Path, config: Quantiz
     src_model = artifact.path / "model.onnx"
     target = out / "model.onnx"
     settings = int8_settings(config, cpu_info())
-    source = Predictor(artifact.path, model=src_model)  # encodes calibration texts, scores the source
+    source = Predictor(artifact.path, model=src_model, task=task)  # encodes calibration texts, scores the source
     record: dict = {"method": config.method.value}
     batches = None
     if calibration is not None:
@@ -288,7 +286,7 @@ def _accuracy(source, folder: Path, id2label: dict[int, str], target: Path, conf
     from edgewise.quantize.measure import compare_splits
     from edgewise.runtime.predictor import Predictor
 
-    result = Predictor(folder, model=target)
+    result = Predictor(folder, model=target, task=task)
     if evaluation["splits"]:
         outputs = lambda p: lambda texts, pairs: p.outputs(texts, pairs, batch_size=config.eval_batch_size)  # noqa: E731
         return {"accuracy": compare_splits(task, evaluation["splits"], outputs(source), outputs(result), id2label),
@@ -310,13 +308,22 @@ def _generated_parity(source, result) -> dict:
 
 
 def _check_fp16(metrics: dict, config: QuantizeConfig) -> None:
-    from edgewise.quantize.fp16 import DEFAULT_ATOL
+    """A classifier's FP16 logits within --atol of the FP32 model's; an embedding model's vectors (whose elements
+    are a few hundredths each, so an absolute tolerance says little) at a cosine of at least FP16_COSINE to them."""
+    from edgewise.quantize.fp16 import DEFAULT_ATOL, FP16_COSINE
 
+    rows = [v["quantized"] for v in metrics["accuracy"].values()] + (
+        [metrics["parity_generated"]] if "parity_generated" in metrics else [])
+    if any("cosine_min" in row for row in rows):
+        lowest = min(row["cosine_min"] for row in rows if "cosine_min" in row)
+        metrics["fp16_check"] = {"cosine_min": lowest, "required": FP16_COSINE, "passed": lowest >= FP16_COSINE}
+        if lowest < FP16_COSINE:
+            raise EdgewiseError(
+                f"the FP16 model's vectors fall to a cosine of {lowest:.5f} to the FP32 model's (at least "
+                f"{FP16_COSINE} expected); keep more operators in FP32 with --exclude-op")
+        return
     atol = config.atol or DEFAULT_ATOL
-    diffs = [v["quantized"]["max_abs_diff"] for v in metrics["accuracy"].values()]
-    if "parity_generated" in metrics:
-        diffs.append(metrics["parity_generated"]["max_abs_diff"])
-    worst = max(diffs) if diffs else 0.0
+    worst = max((row["max_abs_diff"] for row in rows), default=0.0)
     metrics["fp16_check"] = {"atol": atol, "max_abs_diff": worst, "passed": worst <= atol}
     if worst > atol:
         raise EdgewiseError(

@@ -24,6 +24,7 @@ recorded with its reason and the search goes on without it.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -495,7 +496,7 @@ def _check_data(data: str, teacher: Path, task=None, pairs: str | None = None) -
     from edgewise.core.data import DataConfig, load_splits, require_labels
     from edgewise.core.lineage import carve_validation
 
-    if task is not None and task.name != "classification":
+    if task is not None and not task.labelled:
         from edgewise.core.data import load_pairs
 
         splits = load_splits(data, DataConfig())
@@ -679,7 +680,7 @@ def choose(rows: list[dict], config: CompressConfig, budget: tuple[float, str] |
 
     def accuracy(row):  # the gate metric's value (accuracy; an embedding model's Spearman or neighbour overlap)
         value = row.get("quality", row.get("accuracy"))
-        return value if value is not None else -1.0
+        return value if value is not None and math.isfinite(value) else -1.0  # NaN: constant vectors, no Spearman
 
     checks = {row["candidate"]: _within(row, config, budget, reference) for row in candidates}
     if budget is not None:

@@ -57,10 +57,9 @@ def _embedding(rows: list[dict]) -> bool:
     return any(r.get("quality_metric") not in (None, "accuracy", "macro_f1") for r in rows)
 
 
-def _quality_cells(row: dict, reference: dict | None) -> str:
+def _quality_cells(row: dict) -> str:
     """An embedding row's cells: STS Spearman, its share of the reference's, mean cosine and top-10 overlap."""
-    share = "—" if row.get("quality_drop_points") is None or reference is None else (
-        f"{100 - row['quality_drop_points']:.2f} %")
+    share = "—" if row.get("quality_drop_points") is None else f"{100 - row['quality_drop_points']:.2f} %"
     return (f"{_num(row.get('spearman'))} | {share} | {_num(row.get('cosine_mean'))} | "
             f"{_pct(row.get('neighbour_overlap'))}")
 
@@ -75,7 +74,7 @@ def ladder_table(ladder: list[dict]) -> str:
             ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
             speed = "reference" if row is ladder[0] else f"{row['speedup']:.2f}x faster"
             lines.append(f"| {row['artifact']} | {row['backend']} | {row['p50_ms']:.2f} ms | {speed} | "
-                         f"{_quality_cells(row, ladder[0])} | {size} | {ratio} |")
+                         f"{_quality_cells(row)} | {size} | {ratio} |")
         return "\n".join(lines)
     lines = ["| artifact | backend | p50 latency | speed | accuracy | macro-F1 | of reference | size | size ratio |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -147,12 +146,12 @@ def _embedding_candidates(result: dict, mark) -> str:
              "top-10 overlap | size | size ratio | within the drop | within the budget |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines.append(f"| teacher | {reference['what']} | {reference['p50_ms']:.2f} ms | reference | "
-                 f"{_quality_cells(reference, reference)} | {_size(reference['size_mb'])} | 1/1.0 | | |")
+                 f"{_quality_cells(reference)} | {_size(reference['size_mb'])} | 1/1.0 | | |")
     for row in result["candidates"]:
         name = f"**{row['candidate']}** (chosen)" if row["chosen"] else row["candidate"]
         ratio = "—" if row["size_ratio"] is None else f"1/{row['size_ratio']:.1f}"
         lines.append(f"| {name} | {row['what']} | {row['p50_ms']:.2f} ms | {row['speedup']:.2f}x faster | "
-                     f"{_quality_cells(row, reference)} | {_size(row['size_mb'])} | {ratio} | "
+                     f"{_quality_cells(row)} | {_size(row['size_mb'])} | {ratio} | "
                      f"{mark(row['accurate'])} | {mark(row['fast'])} |")
     return "\n".join(lines)
 

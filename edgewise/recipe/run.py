@@ -18,6 +18,7 @@ accuracy, share of the reference's accuracy, size ratio) as ladder.md / ladder.j
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -378,7 +379,7 @@ def ladder_rows(report: dict, batch_size: int = 1) -> list[dict]:
             if accuracy is not None and reference_accuracy is not None else None,
             "size_mb": sizes[name] / 1e6 if sizes.get(name) else None,
             "size_ratio": sizes[names[0]] / sizes[name] if sizes.get(name) and sizes.get(names[0]) else None,
-            "quality_metric": report.get("quality_metric") or "accuracy",
+            "quality_metric": report.get("quality_metric") or task.gate_metric,
             "quality": row.get("quality", accuracy),
             "quality_drop_points": task.quality_drop(row.get("quality", accuracy),
                                                      reference.get("quality", reference_accuracy)),
@@ -410,6 +411,8 @@ def _gate(recipe: Recipe, ladder: list[dict] | None, last: Path) -> dict | None:
             drop = row.get("quality_drop_points", row["accuracy_drop_points"])
             if drop is None:
                 misses.append(f"no {metric} measured (the recipe has no labelled data, or no scored pairs)")
+            elif math.isinf(drop):
+                misses.append(f"{metric} is not a number (the model's vectors do not vary: no ranking to correlate)")
             elif drop > gate.max_accuracy_drop:
                 misses.append(f"{metric} {drop:.2f} points below the reference > {gate.max_accuracy_drop}")
     return {"artifact": last.name, "reference": ladder[0]["artifact"] if ladder else None, "passed": not misses,

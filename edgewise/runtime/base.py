@@ -33,6 +33,19 @@ def read_manifest(folder: Path) -> dict:
     return read_json(Path(folder) / MANIFEST_NAME)
 
 
+def folder_task(folder: Path, manifest: dict, labels: dict, given: Task | None = None) -> Task | None:
+    """The task of the model in ``folder``: ``given`` (a stage resolved it: --task for a folder that does not say),
+    else as its edgewise.json records it, else read from its files (modules.json: an embedding model; a label
+    map: a classifier); None when nothing says (a plain encoder)."""
+    from edgewise.core.tasks import detect, from_record
+
+    if given is not None:
+        return given
+    if manifest.get("task") is not None:
+        return from_record(manifest["task"], f"{folder}/edgewise.json")
+    return detect(folder, labels)
+
+
 MAX_LISTED_PROBLEMS = 5
 
 
@@ -111,7 +124,6 @@ class Runner:
             if progress is not None:
                 progress(len(idx))
         if out is None:
-            width = len(self.id2label) if self.task.name == "classification" else (self.task.dimension or 0)
-            return np.zeros((0, width), dtype=np.float32)
+            return np.zeros((0, self.task.output_width(self.id2label)), dtype=np.float32)
         self.task.check_outputs(out, self.id2label, str(getattr(self, "folder", "the model")))
         return out

@@ -10,7 +10,7 @@ and writes the report, so a device row is computed exactly as a local one.
 A job (JSON):
 
     {"schema_version": 1,
-     "models": [{"name": "student", "path": "/remote/cache/student"}],
+     "models": [{"name": "student", "path": "/remote/cache/student", "task": {"name": ...}}],  # task: optional
      "backends": ["auto"], "batch_sizes": [1, 8], "threads": 4,
      "seq_len": "data" | "max" | 128, "warmup": 10, "min_runs": 50, "min_time_s": 2.0, "rounds": 5,
      "time": true,                       # false: predictions only (evaluate)
@@ -80,10 +80,14 @@ JOB_DEFAULTS = {"backends": ["auto"], "batch_sizes": [1], "threads": None, "seq_
                 "max_length": None, "verify": True}
 
 
-def new_job(names: list[str], texts: list[str], pairs: list[str] | None, **settings) -> dict:
-    """A job for the models ``names`` (their paths are filled in where it runs) over ``texts``: the keys of the
-    module docstring, ``settings`` overriding JOB_DEFAULTS."""
-    return {"schema_version": JOB_SCHEMA_VERSION, **JOB_DEFAULTS, "models": [{"name": n} for n in names],
+def new_job(names: list[str], texts: list[str], pairs: list[str] | None, tasks: list[dict] | None = None,
+            **settings) -> dict:
+    """A job for the models ``names`` (their paths are filled in where it runs; ``tasks``: each one's task record,
+    for a folder that does not say what it is) over ``texts``: the keys of the module docstring, ``settings``
+    overriding JOB_DEFAULTS."""
+    models = [{"name": n, **({"task": t} if t else {})} for n, t in zip(names, tasks or [None] * len(names),
+                                                                      strict=True)]
+    return {"schema_version": JOB_SCHEMA_VERSION, **JOB_DEFAULTS, "models": models,
             "texts": list(texts), "pairs": list(pairs) if pairs else None, **settings}
 
 
@@ -106,6 +110,7 @@ def run_job(job: dict, log=None) -> dict:
     interleaved rounds. ``log(line)`` receives a progress line per step.
     """
     from edgewise.core.env import measurement_environment
+    from edgewise.core.tasks import from_record
     from edgewise.runtime.bench import current_rss_mb
     from edgewise.runtime.runners import Unavailable, auto_backend, open_runner, read_manifest
 
@@ -127,7 +132,8 @@ def run_job(job: dict, log=None) -> dict:
             before = current_rss_mb()
             try:
                 runner = open_runner(model["path"], kind, backend, threads=job["threads"],
-                                     max_length=job["max_length"], verify=job["verify"])
+                                     max_length=job["max_length"], verify=job["verify"],
+                                     task=from_record(model["task"], "the job") if model.get("task") else None)
             except Unavailable as skip:
                 log(f"skipped {model['name']} on {backend}: {skip}")
                 skipped.append({"name": model["name"], "backend": backend, "reason": str(skip)})

@@ -12,7 +12,8 @@ from edgewise.core.artifact import read_json
 from edgewise.core.deps import require
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.lengths import artifact_lengths
-from edgewise.runtime.base import ORT_BACKENDS, Runner, read_manifest, verify_folder
+from edgewise.core.tasks.classification import Classification
+from edgewise.runtime.base import ORT_BACKENDS, Runner, folder_task, read_manifest, verify_folder
 from edgewise.runtime.sessions import disabled_optimizers, first_line, ort_errors, session
 
 MODEL_FILES = ("model.ort", "model.onnx")
@@ -50,22 +51,11 @@ def pad_token_id(folder: Path, tokenizer, settings: dict) -> int:
     return 0
 
 
-def folder_task(folder: Path, manifest: dict, labels: dict):
-    """The task of a bundle or ONNX folder: as its edgewise.json records it, else read from its files
-    (modules.json: an embedding model), else a classifier (a foreign ONNX classifier's folder)."""
-    from edgewise.core.tasks import detect, from_record
-    from edgewise.core.tasks.classification import Classification
-
-    if manifest.get("task") is not None:
-        return from_record(manifest["task"], f"{folder}/edgewise.json")
-    return detect(folder, labels) or Classification()
-
-
 def output_of(task, outputs: list[str], path: Path) -> str:
     """The graph output the task reads: its named output (logits, sentence_embedding), else a classifier's first."""
     if task.output_name in outputs:
         return task.output_name
-    if task.name == "classification" and outputs:
+    if task.labelled and outputs:  # a foreign classifier's export may name its logits otherwise
         return outputs[0]
     raise EdgewiseError(f"{path} has outputs {', '.join(outputs) or 'none'}, no {task.output_name!r}: the runtime "
                         f"reads the {task.describe()} model's {task.output_name}; export it with edgewise export, "
@@ -113,7 +103,8 @@ class Predictor(Runner):
         labels = (self.manifest.get("labels") or read_json(self.folder / "labels.json")
                   or read_json(self.folder / "config.json").get("id2label") or {})
         self.id2label = {int(k): v for k, v in labels.items()}
-        self.task = task if task is not None else folder_task(self.folder, self.manifest, self.id2label)
+        # A foreign ONNX folder that says nothing is a classifier, as exported ONNX classifiers come.
+        self.task = folder_task(self.folder, self.manifest, self.id2label, task) or Classification()
         self.max_length, _ = artifact_lengths(self.folder, settings, max_length)
         self.backend, self.threads, self._ort = backend, threads, ort
         self.disabled_optimizers = disabled_optimizers(backend)
@@ -130,6 +121,8 @@ class Predictor(Runner):
             self.inputs = {i.name: (np.int32 if "int32" in i.type else np.int64) for i in self.session.get_inputs()}
             outputs = [o.name for o in self.session.get_outputs()]
         self.output = output_of(self.task, outputs, self.model_path)
+        if self.session is None:
+            self._engine.output = self.output
         unknown = [name for name in names if name not in KNOWN_INPUTS]
         if unknown:
             raise EdgewiseError(
@@ -196,7 +189,7 @@ class Predictor(Runner):
         """Label, its probability and every label's probability, per text; with the tokens the model saw
         and whether the text was cut to ``max_length`` (``truncated``) or had nothing to read (``empty``).
         An embedding model's answer is ``embed``'s."""
-        if self.task.name != "classification":
+        if not self.task.labelled:
             raise EdgewiseError(f"{self.folder} is a {self.task.describe()} model: it gives vectors, not labels; use "
                                 "embed (python -m edgewise.runtime embed, Predictor.embed)")
         return self._answers(texts, pairs, self.task.postprocess(self.outputs(texts, pairs), self.id2label))

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from edgewise.core.artifact import read_json
 from edgewise.core.lengths import artifact_lengths
-from edgewise.runtime.base import Runner, Unavailable, read_manifest, verify_folder
+from edgewise.core.tasks import refuse_unless
+from edgewise.runtime.base import Runner, Unavailable, folder_task, read_manifest, verify_folder
 
 
 class TorchRunner(Runner):
@@ -86,7 +87,7 @@ def model_runner(model, backend: str = "torch", task=None) -> TorchRunner:
 
 
 def open_torch(folder: Path, kind: str, backend: str, *, threads: int | None = None, max_length: int | None = None,
-               verify: bool = True, allow_pickle: bool = False) -> TorchRunner:
+               verify: bool = True, allow_pickle: bool = False, task=None) -> TorchRunner:
     """The runner of the `hf` or `inc` artifact in ``folder`` (runners.open_runner calls this).
 
     `hf` weights are loaded strictly (a missing weight is an error, not a random value) and
@@ -112,7 +113,9 @@ def open_torch(folder: Path, kind: str, backend: str, *, threads: int | None = N
     length, _ = artifact_lengths(folder, recorded.get("data") or {}, max_length)
     source = ModelSource(str(folder), str(folder), True)
     tokenizer = load_tokenizer(source)
-    task = folder_task(folder, recorded, read_json(folder / "config.json").get("id2label") or {})
+    named = recorded.get("labels") or read_json(folder / "config.json").get("id2label") or {}
+    task = refuse_unless(folder_task(folder, recorded, named, task), ("classification", "embedding"), str(folder),
+                         "running a model")
     if kind == "inc":
         from edgewise.runtime.inc import QuantizedClassifier
 
@@ -124,10 +127,3 @@ def open_torch(folder: Path, kind: str, backend: str, *, threads: int | None = N
     return TorchRunner(model, tokenizer, backend=backend, max_length=length, id2label=labels, info=info, task=task)
 
 
-def folder_task(folder: Path, recorded: dict, labels: dict):
-    """The task of an `hf` / `inc` artifact folder: as its edgewise.json records it, else read from its files; a
-    plain encoder (no task to read) is an EdgewiseError that says how to give one."""
-    from edgewise.core.tasks import refuse_unless, resolve
-
-    task = resolve(folder, recorded.get("task"), labels)
-    return refuse_unless(task, ("classification", "embedding"), str(folder), "running a model")

@@ -81,7 +81,8 @@ def check_runs(backend: str, kind: str | None) -> None:
 
 
 def open_runner(folder, kind: str | None, backend: str, *, threads: int | None = None,
-                max_length: int | None = None, model=None, verify: bool = True, allow_pickle: bool = False):
+                max_length: int | None = None, model=None, verify: bool = True, allow_pickle: bool = False,
+                task=None):
     """The Runner for the artifact in ``folder`` on ``backend``.
 
     Args:
@@ -94,6 +95,8 @@ def open_runner(folder, kind: str | None, backend: str, *, threads: int | None =
         model: another ONNX file to run with the folder's tokenizer and settings (a quantize candidate).
         verify: check the folder's files against the hashes its edgewise.json records (default True).
         allow_pickle: let torch load pytorch_model.bin pickle weights (default False).
+        task: what the model is (core.tasks), as a stage resolved it (--task for a folder that does not say);
+            default: as its edgewise.json records it, else read from its files.
 
     Raises Unavailable when the backend cannot run the artifact here (its kind, a missing package,
     GPU or execution provider, onnxruntime falling back to another provider, or an ONNX / ORT folder
@@ -118,13 +121,13 @@ def open_runner(folder, kind: str | None, backend: str, *, threads: int | None =
         from edgewise.runtime.pytorch import open_torch
 
         return open_torch(folder, kind, backend, threads=threads, max_length=max_length, verify=verify,
-                          allow_pickle=allow_pickle)
+                          allow_pickle=allow_pickle, task=task)
     from edgewise.runtime.predictor import Predictor
     from edgewise.runtime.sessions import PROVIDERS
 
     try:
         runner = Predictor(folder, backend=backend, threads=threads, max_length=max_length, model=model,
-                           verify=verify)
+                           verify=verify, task=task)
     except Unavailable:
         raise
     except EdgewiseError as e:

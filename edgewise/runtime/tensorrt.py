@@ -128,6 +128,7 @@ class EngineRunner:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
+        self.output = self.outputs[0]  # what a call returns; the Predictor names its task's output
 
     def _dtype(self, name: str):
         import numpy as np
@@ -157,7 +158,7 @@ class EngineRunner:
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
         stream.synchronize()
-        return results[self.outputs[0]].float().cpu().numpy()
+        return results[self.output].float().cpu().numpy()
 
 
 def load_engine(folder: Path) -> EngineRunner:

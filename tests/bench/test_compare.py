@@ -181,6 +181,37 @@ def test_compare_fails_when_accuracy_is_no_longer_measured():
     assert not result["passed"] and result["rows"][0]["accuracy"].startswith("regression: not measured")
 
 
+def _embedding_report(quality, metric="spearman"):
+    report = _report(10.0, (9.9, 10.1), accuracy=None)
+    del report["results"][0]["accuracy"]
+    report["results"][0]["quality"] = quality
+    report["quality_metric"] = metric
+    return report
+
+
+def test_compare_gates_an_embedding_model_on_its_quality_metric_in_points():
+    baseline, config = _embedding_report(0.80), CompareConfig(max_accuracy_drop=0.5)
+
+    within = compare(_embedding_report(0.796), baseline, config)  # -0.4 Spearman points
+    worse = compare(_embedding_report(0.79), baseline, config)  # -1.0 points
+    gone = compare(_embedding_report(None), baseline, config)
+
+    assert within["passed"] and within["rows"][0]["accuracy"] == "ok"
+    assert within["rows"][0]["quality_drop_points"] == pytest.approx(0.4)
+    assert not worse["passed"] and worse["rows"][0]["accuracy"] == "regression"
+    assert not gone["passed"] and gone["rows"][0]["accuracy"].startswith("regression: spearman not measured")
+    assert "spearman 0.8000 -> 0.7900" in markdown(worse)
+    with pytest.raises(EdgewiseError, match="scored neighbour_overlap and the baseline spearman"):
+        compare(_embedding_report(0.8, metric="neighbour_overlap"), baseline)
+
+
+def test_load_report_refuses_a_quality_outside_a_correlation(tmp_path):
+    report = _embedding_report(1.5)
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    with pytest.raises(EdgewiseError, match="has quality 1.5"):
+        load_report(tmp_path / "r.json")
+
+
 def test_compare_refuses_reports_scored_on_different_data_and_warns_about_other_machines():
     current, baseline = _report(10.0, (9.9, 10.1)), _report(10.0, (9.9, 10.1))
     current["data"], baseline["data"] = {"sha256": "a", "rows": 10}, {"sha256": "b", "rows": 20}

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from edgewise.bench import BenchConfig, bench
+from edgewise.bench import BenchConfig, bench, compare
 from edgewise.core.errors import EdgewiseError
 from edgewise.evaluate import evaluate
 from tests.conftest import ort_has_cuda
@@ -326,10 +326,16 @@ def test_bench_of_embedding_models_scores_spearman_and_agreement_with_the_refere
     assert "| STS Spearman | of ref | cosine mean | cosine p1 | top-10 overlap |" in markdown
     assert onnx["spearman_share"] == pytest.approx(1.0, abs=1e-3)
     assert result["data"]["queries"] == 6 and onnx["ndcg_at_10"] == pytest.approx(teacher["ndcg_at_10"], abs=1e-3)
+    # The CI gate reads this report: the same report passes on its Spearman; a lower one fails.
+    lowered = json.loads(json.dumps(result))
+    next(r for r in lowered["results"] if r["artifact"] == "onnx")["quality"] -= 0.02
+    assert compare(result, result)["passed"]
+    gated = {r["artifact"]: r for r in compare(lowered, result)["rows"]}
+    assert gated["onnx"]["accuracy"] == "regression" and gated["onnx"]["quality_drop_points"] == pytest.approx(2)
 
 
 def test_bench_refuses_models_of_two_tasks_and_pairs_for_a_classifier(tiny_teacher, tiny_embedder, tiny_pairs):
     with pytest.raises(EdgewiseError, match="bench compares models of one task"):
         bench([tiny_teacher, tiny_embedder], None, BenchConfig(**FAST))
-    with pytest.raises(EdgewiseError, match="--pairs scores sentence-embedding models"):
+    with pytest.raises(EdgewiseError, match="--pairs and --retrieval score sentence-embedding models"):
         bench([tiny_teacher], None, BenchConfig(pairs=str(tiny_pairs), **FAST))

@@ -269,6 +269,19 @@ def test_distill_an_embedding_teacher_into_a_sentence_transformers_student(embed
 
 
 @pytest.mark.slow
+def test_distill_an_embedding_teacher_on_data_with_a_test_split_scores_test_against_the_teacher(
+        tiny_embedder, tiny_data, tmp_path):
+    # A labelled folder used as a corpus (train / validation / test): its labels mean nothing to an embedding
+    # model; the test split is scored against the teacher's vectors of its texts.
+    m = distill(tiny_embedder, tmp_path / "s", DistillConfig(layers=1, trainer=FAST), data=str(tiny_data))
+
+    assert m.task["name"] == "embedding" and m.labels == {}
+    for split in ("validation", "test"):
+        assert 0 < m.metrics[split]["cosine_mean"] <= 1 and 0 <= m.metrics[split]["neighbour_overlap"] <= 1
+        assert "accuracy" not in m.metrics[split]
+
+
+@pytest.mark.slow
 def test_distill_a_static_student_writes_an_onnx_table_that_the_runtime_embeds(tiny_embedder, tiny_corpus, tmp_path):
     import numpy as np
 
@@ -285,6 +298,8 @@ def test_distill_a_static_student_writes_an_onnx_table_that_the_runtime_embeds(t
     assert vectors.shape == (3, 16) and np.allclose(vectors[0], vectors[1], atol=1e-6)  # a bag of tokens
     bundle(tmp_path / "static", tmp_path / "deploy")
     assert not (tmp_path / "deploy" / "modules.json").exists()  # no transformer for sentence-transformers to load
+    usage = (tmp_path / "deploy" / "README.txt").read_text()
+    assert "SentenceTransformer(" not in usage and "sentence-transformers and fastembed do not load this" in usage
 
 
 def test_distill_refuses_what_an_embedding_student_cannot_be(tiny_teacher, tiny_embedder, tiny_corpus, tiny_data,

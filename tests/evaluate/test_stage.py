@@ -91,5 +91,14 @@ def test_evaluate_an_embedding_model_on_a_retrieval_set(tiny_embedder, tiny_embe
 
     assert own["queries"] == 6 and 0 < own["ndcg_at_10"] <= 1 and 0 <= own["recall_at_10"] <= 1
     assert result["ndcg_at_10"] == pytest.approx(own["ndcg_at_10"], abs=1e-3)
-    with pytest.raises(EdgewiseError, match="--reference and --retrieval score an embedding model's vectors"):
+    with pytest.raises(EdgewiseError, match="--retrieval scores an embedding model's vectors"):
         evaluate(tiny_teacher, config=EvaluateConfig(retrieval=str(tiny_retrieval)), data=str(tiny_data))
+
+
+def test_evaluate_a_classifier_against_a_reference_gives_label_agreement(tiny_teacher, tiny_onnx, tiny_data):
+    result = evaluate(tiny_onnx, config=EvaluateConfig(reference=str(tiny_teacher)), data=str(tiny_data))
+
+    reference = result["reference"]
+    assert reference["path"] == str(tiny_teacher) and reference["label_agreement"] == 1.0
+    assert reference["accuracy"] == pytest.approx(result["accuracy"]) and reference["accuracy_share"] == 1.0
+    assert "reference" not in evaluate(tiny_onnx, data=str(tiny_data))  # a classifier is compared only when asked

@@ -300,3 +300,47 @@ def test_an_embedding_model_exports_with_its_pooling_in_the_graph(tiny_embedder,
     for name in ("modules.json", "1_Pooling/config.json", "sentence_bert_config.json"):  # still a ST model
         assert (tiny_embedder_onnx / name).is_file()
     assert np.abs(Predictor(tiny_embedder_onnx).embed(texts) - expected).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_a_plain_encoder_named_an_embedding_model_on_the_command_line_goes_through_export_evaluate_and_bench(
+        cli_run, tiny_encoder, tiny_corpus, tiny_pairs, tmp_path):
+    # A bare encoder (no sentence-transformers files, no labels): --task embedding --pooling cls makes it one,
+    # export records that, and evaluate / bench read the export's record and take the encoder's from the options.
+    import json
+
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from edgewise.runtime import Predictor
+
+    exported = cli_run("export", tiny_encoder, "-o", tmp_path / "onnx", "--data", tiny_corpus, "--task", "embedding",
+                       "--pooling", "cls", "--normalize")
+    assert exported.exit_code == 0, exported.output
+    assert Manifest.read(tmp_path / "onnx").task == {"name": "embedding", "pooling": "cls", "normalize": True,
+                                                     "dimension": 32}
+    texts = ["apple banana the very", "football golf we"]
+    tokenizer, model = AutoTokenizer.from_pretrained(tiny_encoder), AutoModel.from_pretrained(tiny_encoder).eval()
+    with torch.no_grad():
+        cls = model(**tokenizer(texts, padding=True, return_tensors="pt")).last_hidden_state[:, 0]
+    expected = torch.nn.functional.normalize(cls, dim=-1).numpy()
+    assert np.abs(Predictor(tmp_path / "onnx").embed(texts) - expected).max() < 1e-5
+
+    evaluated = cli_run("evaluate", tmp_path / "onnx", tiny_pairs, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    scores = json.loads(evaluated.stdout)
+    # The default reference is the encoder it was exported from, pooled as the export records.
+    assert scores["reference"]["path"] == str(tiny_encoder) and scores["reference"]["cosine_min"] > 0.9999
+
+    without = cli_run("bench", "run", tiny_encoder, tmp_path / "onnx", "--pairs", tiny_pairs, "--data", tiny_corpus,
+                      "--min-runs", 5, "--min-time", 0.01, "--rounds", 1, "--warmup", 1, "--json")
+    assert without.exit_code == 2 and "--task embedding" in without.stderr
+    benched = cli_run("bench", "run", tiny_encoder, tmp_path / "onnx", "--pairs", tiny_pairs, "--data", tiny_corpus,
+                      "--task", "embedding", "--pooling", "cls", "--normalize", "--min-runs", 5, "--min-time", 0.01,
+                      "--rounds", 1, "--warmup", 1, "--json")
+    assert benched.exit_code == 0, benched.output
+    rows = {r["artifact"]: r for r in json.loads(benched.stdout)["results"]}
+    # 40 pairs of a random tiny model: cosines 1e-5 apart swap a few ranks, so Spearman agrees to 0.02.
+    assert rows["onnx"]["spearman"] == pytest.approx(rows[tiny_encoder.name]["spearman"], abs=0.02)
+    assert rows["onnx"]["cosine_min"] > 0.9999

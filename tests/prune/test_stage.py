@@ -248,3 +248,7 @@ def test_prune_an_embedding_model_keeps_its_task_and_measures_its_agreement(tiny
                                                abs=1e-3)
     export(tmp_path / "p", tmp_path / "onnx")  # the pruned encoder reloads and exports with its pooling
     assert Predictor(tmp_path / "onnx").embed(["apple"]).shape == (1, 32)
+    with pytest.raises(EdgewiseError, match="a batch needs 2 texts or more"):
+        prune(tiny_embedder, tmp_path / "one", PruneConfig(flops=0.6, **{**FAST, "batch_size": 1}),
+              data=str(tiny_corpus))
+    assert not (tmp_path / "one").exists()

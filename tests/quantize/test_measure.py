@@ -7,7 +7,7 @@ from edgewise.core.tasks.classification import Classification
 from edgewise.quantize.measure import compare_splits, score
 
 LABELS = {0: "a", 1: "b"}
-SPLIT = EvalSet("validation", ["x", "y", "z"], None, [0, 1, 0], "data.csv", {})
+SPLIT = EvalSet("validation", ["x", "y", "z"], None, ["a", "b", "a"], "data.csv", {})
 TASK = Classification()
 SOURCE = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 0.5]], dtype=np.float32)
 

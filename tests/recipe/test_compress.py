@@ -112,6 +112,47 @@ def test_choose_keeps_the_most_accurate_when_none_is_within_the_drop():
     assert best["candidate"] == "y" and "goal missed" in why
 
 
+def _embedding_report(spearmans: dict) -> dict:
+    """A bench report of embedding models (the first the reference), p50 10, 4, 2, ... ms in order."""
+    names = list(spearmans)
+    return {"task": {"name": "embedding", "pooling": "mean", "normalize": True, "dimension": 8},
+            "quality_metric": "spearman", "artifacts": [{"name": n, "size_bytes": 1000} for n in names],
+            "results": [{"artifact": n, "path": f"/runs/{n}", "backend": "ort-cpu", "batch_size": 1, "status": "ok",
+                         "latency_ms": {"p50": 10.0 / (1 + 1.5 * i)}, "spearman": s, "quality": s}
+                        for i, (n, s) in enumerate(spearmans.items())]}
+
+
+def test_choose_reads_an_embedding_ladder_by_its_share_of_the_teachers_spearman_and_never_picks_a_nan():
+    from edgewise.recipe.run import ladder_rows
+
+    # "constant"'s vectors do not vary (Spearman NaN): it misses every bar and is never the most accurate.
+    ladder = ladder_rows(_embedding_report({"teacher": 0.80, "constant": float("nan"), "int8": 0.792, "small": 0.70}))
+    rows = [{**r, "candidate": r["artifact"], "what": r["artifact"]} for r in ladder]
+
+    assert [r["quality_drop_points"] for r in rows[2:]] == [pytest.approx(1.0), pytest.approx(12.5)]
+    assert rows[1]["quality_drop_points"] == float("inf")
+    assert choose(rows, CompressConfig(max_accuracy_drop=2), None)[0]["candidate"] == "int8"
+    best, why = choose(rows, CompressConfig(max_accuracy_drop=0.5), None)
+    assert best["candidate"] == "int8" and "goal missed" in why  # the most accurate, not the NaN
+    assert choose(rows, CompressConfig(latency_budget="5ms"), (5.0, "ms"))[0]["candidate"] == "int8"
+    assert choose(rows, CompressConfig(latency_budget="2ms"), (2.0, "ms"))[0]["candidate"] == "small"
+
+
+def test_a_recipe_gate_on_an_embedding_model_whose_spearman_is_nan_is_a_miss_saying_why():
+    from pathlib import Path
+
+    from edgewise.recipe.config import recipe_from_dict
+    from edgewise.recipe.run import _gate, ladder_rows
+
+    recipe = recipe_from_dict({"version": 1, "model": "/runs/teacher", "data": "d.csv",
+                               "stages": [{"quantize": {}}], "gate": {"max_accuracy_drop": 2}})
+    ladder = ladder_rows(_embedding_report({"teacher": 0.80, "constant": float("nan")}))
+
+    gate = _gate(recipe, ladder, Path("/runs/constant"))
+
+    assert not gate["passed"] and "spearman is not a number" in gate["misses"][0]
+
+
 @pytest.mark.parametrize(("budget", "expected"), [("3.5ms", "c-pruned"), ("25%", "b-student"), ("50%", "c-pruned")])
 def test_choose_keeps_the_most_accurate_candidate_within_the_latency_budget(budget, expected):
     config = CompressConfig(latency_budget=budget)

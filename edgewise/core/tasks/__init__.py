@@ -38,6 +38,9 @@ TASKS = {
 ALIASES = {"sequence-classification": "classification", "text-classification": "classification",
            "sentence-embedding": "embedding", "feature-extraction": "embedding", "embeddings": "embedding"}
 TASK_CHOICES = ("auto", *TASKS)
+# The order folders are read in: a task's own files (a sentence-transformers modules.json) before a label map,
+# which transformers writes into many configs (a bge model's config.json names LABEL_0 without any head).
+DETECTION_ORDER = ("embedding", "classification")
 POOLING_MODES = ("mean", "cls", "max")
 
 
@@ -51,7 +54,20 @@ class Task:
     output_name: ClassVar[str]  # the graph output the runtime reads
     gate_metric: ClassVar[str]  # the metric a search gates on (a key of a bench row)
     quality_name: ClassVar[str]  # how people read the gate metric ("accuracy", "STS Spearman")
+    metrics: ClassVar[tuple[str, ...]]  # the figures a bench row of this task can be plotted on (--metric)
     static: bool = False  # a model without an encoder (an embedding model's token table)
+    labelled: ClassVar[bool]  # learns and is scored on labels (a label map, labelled data), or not
+    default_reference: ClassVar[bool] = False  # evaluate compares it with its lineage's teacher by default
+    self_targets: ClassVar[str]  # what pruning's importance loss targets without labels, for people
+
+    def labels_of(self, artifact) -> dict:
+        """The label map a stage works with: a labelled task's (an EdgewiseError saying how to get one when the
+        model names none), else {}."""
+        return artifact.classifier_labels() if self.labelled else {}
+
+    def output_width(self, labels: dict) -> int:
+        """How wide a row of the model's output is (the width of an empty result)."""
+        raise NotImplementedError
 
     def record(self) -> dict:
         """What the manifest records of the task."""
@@ -73,12 +89,14 @@ class Task:
     columns: ClassVar[tuple[tuple[str, str, str], ...]] = ()
     column_notes: ClassVar[str] = ""  # what those columns mean, for the report's foot
 
-    # Files a model folder of this task carries besides its weights and tokenizer (written by ``write_files``).
-    files: ClassVar[tuple[str, ...]] = ()
-
     def write_files(self, folder: Path, max_length: int | None) -> list[str]:
-        """Write the task's own files into ``folder`` (those missing); returns their names."""
+        """Write the task's own files (besides weights and tokenizer) into ``folder`` (those missing); returns
+        their names."""
         return []
+
+    def finish_graph(self, path: Path) -> None:
+        """Rewrite the exported encoder graph at ``path`` in place so that its first output is ``output_name``
+        (nothing to do when the export task's head already gives it)."""
 
     def quality_drop(self, value: float | None, reference: float | None) -> float | None:
         """How far ``value`` of the gate metric falls below the reference's, in points."""
@@ -166,7 +184,7 @@ def detect(folder: Path, labels: dict | None = None) -> Task | None:
     """The task of a model folder edgewise did not write: an embedding model when it is a sentence-transformers
     folder (modules.json), a classifier when it names labels; None for a plain encoder (the caller decides)."""
     folder = Path(folder)
-    for name in TASKS:
+    for name in DETECTION_ORDER:
         found = task_class(name).detect(folder, labels)
         if found is not None:
             return found

@@ -19,6 +19,9 @@ class Classification(Task):
     output_name = "logits"
     gate_metric = "accuracy"
     quality_name = "accuracy"
+    labelled = True
+    metrics = ("accuracy", "macro_f1")
+    self_targets = "the model's own predictions"
     columns = (("accuracy", "accuracy", "pct"), ("macro-F1", "macro_f1", "pct"),
                ("agreement", "label_agreement", "pct"))
     column_notes = "`agreement`: share of evaluation texts labelled as the reference labels them."
@@ -29,10 +32,12 @@ class Classification(Task):
 
     @classmethod
     def detect(cls, folder: Path, labels: dict | None = None) -> Classification | None:
-        """A classifier when the folder names labels or its config names a classification head."""
+        """A classifier when its config names a classification head, or the folder names labels of its own
+        (transformers' placeholder map LABEL_0, LABEL_1, ... in a headless encoder's config is not one)."""
         config = read_json(Path(folder) / "config.json")
         architectures = " ".join(a for a in config.get("architectures") or [] if isinstance(a, str))
-        if labels or "ForSequenceClassification" in architectures:
+        placeholders = bool(labels) and all(str(v) == f"LABEL_{k}" for k, v in labels.items())
+        if "ForSequenceClassification" in architectures or (labels and not placeholders):
             return cls()
         return None
 
@@ -93,7 +98,6 @@ class Classification(Task):
 
         return F.cross_entropy(output.float(), torch.as_tensor(target), reduction="sum")
 
-    best_metrics = ("accuracy", "macro_f1")  # what TrainerConfig.best_metric may select by
 
     def trainer_metrics(self, eval_pred) -> dict:
         """Trainer's compute_metrics (checkpoint selection): see the module's ``trainer_metrics``."""
@@ -128,14 +132,24 @@ class Classification(Task):
         return self.eval_set(chosen, labels, config.label_column, require_truth), carved
 
     def eval_set(self, split, labels: dict, label_column: str = "label", require_truth: bool = False):
-        """A split as an EvalSet, its label names mapped through the model's ``labels`` (an unlabelled split has no
-        truth, unless ``require_truth``: then the error that says why it has none)."""
+        """A split as an EvalSet whose truth is its label names (each model's ``score`` maps them through its own
+        label map), checked against ``labels`` now: a label the model does not know is an error that names it. An
+        unlabelled split has no truth, unless ``require_truth``: then the error that says why it has none."""
         from edgewise.core.data import encode_labels
         from edgewise.core.tasks import EvalSet
 
-        truth = (encode_labels(split, labels, label_column) if split.labels is not None or require_truth
-                 else None)
+        truth = None
+        if split.labels is not None or require_truth:
+            encode_labels(split, labels, label_column)
+            truth = list(split.labels)
         return EvalSet(split.name, split.texts, split.pairs, truth, split.source, {}, split.sha256())
+
+    @staticmethod
+    def truth_ids(eval_set, labels: dict) -> list[int]:
+        """An EvalSet's label names as the ids of a model whose label map is ``labels``."""
+        from edgewise.core.data import Split, encode_labels
+
+        return encode_labels(Split(eval_set.name, eval_set.texts, eval_set.pairs, eval_set.truth), labels)
 
     def score(self, eval_set, outputs, labels: dict, reference=None, full: bool = False) -> dict | None:
         """Accuracy and macro-F1 of the logits (``full``: per class and the confusion matrix too); with the
@@ -144,7 +158,8 @@ class Classification(Task):
 
         result = {}
         if eval_set.truth is not None:
-            metrics = classification_metrics(eval_set.truth, self.predictions(outputs).tolist(), labels)
+            metrics = classification_metrics(self.truth_ids(eval_set, labels), self.predictions(outputs).tolist(),
+                                             labels)
             result = metrics if full else {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
         if reference is not None:
             result.update(self.agreement(outputs, reference))
@@ -153,6 +168,17 @@ class Classification(Task):
     def quality(self, metrics: dict | None, metric: str | None = None) -> float | None:
         """The gate metric's value (accuracy, or ``metric``: macro_f1) of ``score``'s result."""
         return (metrics or {}).get(metric or self.gate_metric)
+
+    def output_width(self, labels: dict) -> int:
+        return len(labels)
+
+    def importance_targets(self, outputs):
+        """Pruning's targets for unlabelled texts: the model's own predicted labels."""
+        return self.predictions(outputs).tolist()
+
+    def summary(self, metrics: dict) -> str:
+        """A split's figures in one line (the end of a training stage)."""
+        return f"accuracy {metrics['accuracy']:.4f} macro-F1 {metrics['macro_f1']:.4f}"
 
     def check_outputs(self, outputs, labels: dict, where: str) -> None:
         """One output per label named: a head of another size means a broken label map, whoever scores it."""

@@ -49,7 +49,10 @@ class Embedding(Task):
     output_name = "sentence_embedding"
     gate_metric = "spearman"  # with scored pairs; else neighbour_overlap (see quality)
     quality_name = "STS Spearman"
-    files = (MODULES_FILE, f"{POOLING_DIR}/config.json", ST_CONFIG)
+    labelled = False
+    metrics = ("spearman", "neighbour_overlap", "cosine_mean", "ndcg_at_10")
+    default_reference = True  # without scored pairs its quality is its agreement with the teacher
+    self_targets = "the unpruned model's vectors (in-batch contrastive loss)"
     columns = (("STS Spearman", "spearman", "num"), ("of ref", "spearman_share", "pct"),
                ("cosine mean", "cosine_mean", "num"), ("cosine p1", "cosine_p1", "num"),
                ("top-10 overlap", "neighbour_overlap", "pct"), ("NDCG@10", "ndcg_at_10", "num"))
@@ -131,9 +134,15 @@ class Embedding(Task):
                                 f"{' and '.join(wrong)} would change the model: drop them")
 
     def quality_drop(self, value: float | None, reference: float | None) -> float | None:
-        """Points below 100 % of the reference's figure (a share: 98 % of the teacher's Spearman is 2 points)."""
-        if value is None or reference is None or reference <= 0:
+        """Points below 100 % of the reference's figure (a share: 98 % of the teacher's Spearman is 2 points).
+        None when the reference's figure cannot be a base (missing, NaN, not positive); infinite for a model
+        whose own figure is NaN (constant vectors have no Spearman: such a model misses every bar)."""
+        import math
+
+        if value is None or reference is None or not math.isfinite(reference) or reference <= 0:
             return None
+        if not math.isfinite(value):
+            return math.inf
         return (1 - value / reference) * 100
 
     def write_files(self, folder: Path, max_length: int | None) -> list[str]:
@@ -207,7 +216,9 @@ class Embedding(Task):
 
     def importance_loss(self, output, target):
         """In-batch contrastive loss (InfoNCE) of each text's vector against the unpruned model's vectors of the
-        batch, summed: a text's vector depends only on its own mask, so each mask gradient is that text's own."""
+        batch, summed: a text's vector depends only on its own mask, so each mask gradient is that text's own. A
+        batch of one text has no other vectors to tell it from: its loss is 0 whatever the vector (1 - cosine would
+        not help: it is at its minimum at the unpruned model), so such a batch adds no importance."""
         import torch
         import torch.nn.functional as F
 
@@ -217,12 +228,12 @@ class Embedding(Task):
 
     # --- the exported graph (onnx) -----------------------------------------------------------------
 
-    def finish_graph(self, path: Path) -> dict:
+    def finish_graph(self, path: Path) -> None:
         """Append the pooling and normalisation to the encoder's ONNX graph (an optimum feature-extraction export,
         output ``last_hidden_state``): its first output becomes ``sentence_embedding`` [batch, dimension], as
         sentence-transformers computes it; ``last_hidden_state`` stays an output (sentence-transformers' ONNX
-        backend reads it by name and pools it itself). Returns what the manifest records."""
-        return pool_in_graph(path, self.pooling, self.normalize)
+        backend reads it by name and pools it itself)."""
+        pool_in_graph(path, self.pooling, self.normalize)
 
     # --- measuring (numpy) ------------------------------------------------------------------------
 
@@ -252,14 +263,10 @@ class Embedding(Task):
         corpus, carved = None, None
         if data is not None:
             splits = load_splits(data, config)
-            if split is not None and split.lower() in SPLIT_ALIASES["validation"] and "validation" not in splits \
-                    and "train" in splits:
-                from edgewise.core.data import training_splits
+            if split is not None and split.lower() in SPLIT_ALIASES["validation"]:
+                from edgewise.core.lineage import carve_validation
 
-                train, validation, _ = training_splits(splits, config, data, labelled=False)
-                splits = {**splits, "train": train, "validation": validation}
-                carved = {"from": "train", "fraction": config.validation_fraction, "seed": config.seed,
-                          "rows": len(validation), "sha256": validation.sha256()}
+                splits, carved = carve_validation(splits, data, reference, config, labelled=False)
             if pairs is not None and split is not None and split not in splits:
                 corpus = None  # e.g. a corpus without a test split: the test pairs alone are scored
             else:
@@ -268,9 +275,9 @@ class Embedding(Task):
                 corpus = corpus.subset(range(min(len(corpus), samples)), corpus.name)
         scored = select_pairs(load_pairs(pairs, config.encoding), split, pairs) if pairs is not None else None
         searched = load_retrieval(retrieval, split, config.encoding) if retrieval is not None else None
-        return self.eval_set(corpus, scored, searched), carved
+        return self.eval_set(corpus, scored, searched, name=split), carved
 
-    def eval_set(self, corpus=None, pairs=None, retrieval=None):
+    def eval_set(self, corpus=None, pairs=None, retrieval=None, name: str | None = None):
         """Corpus texts (agreement with a reference), both sides of the scored pairs (Spearman), then a retrieval
         set's queries and documents (NDCG@10), as one EvalSet; its truth holds the pairs' gold scores and the
         queries' relevant documents."""
@@ -285,7 +292,8 @@ class Embedding(Task):
             truth = {"scores": list(pairs.scores) if pairs is not None else None,
                      "relevant": [{str(k): v for k, v in r.items()} for r in retrieval.relevant]
                      if retrieval is not None else None}
-        return EvalSet(parts[0].name if parts else "none", texts, None, truth, " + ".join(x.source for x in parts),
+        name = name or (parts[0].name if parts else "none")  # the split asked for: a train file of pairs serves it
+        return EvalSet(name, texts, None, truth, " + ".join(x.source for x in parts),
                        {"corpus": len(corpus) if corpus is not None else 0,
                         "pairs": len(pairs) if pairs is not None else 0,
                         **({"queries": len(retrieval.queries), "documents": len(retrieval.documents)}
@@ -351,15 +359,23 @@ class Embedding(Task):
         """Which metric ``quality`` reads from these metrics."""
         return "spearman" if "spearman" in (metrics or {}) else "neighbour_overlap"
 
+    def output_width(self, labels: dict) -> int:
+        return self.dimension or 0
+
+    def importance_targets(self, outputs):
+        """Pruning's targets: the unpruned model's own vectors (the contrastive loss pulls towards them)."""
+        return outputs
+
+    def summary(self, metrics: dict) -> str:
+        """A split's figures in one line (the end of a training stage)."""
+        cosine = (f"cosine to the teacher {metrics['cosine_mean']:.4f} (p1 {metrics['cosine_p1']:.4f}), "
+                  if "cosine_mean" in metrics else "")
+        return f"{cosine}top-10 neighbours as the teacher's {metrics['neighbour_overlap']:.1%}"
+
     def check_outputs(self, outputs, labels: dict, where: str) -> None:
         if outputs.ndim != 2 or (self.dimension and outputs.shape[-1] != self.dimension):
             raise EdgewiseError(f"{where}: the model gives vectors of shape {tuple(outputs.shape[1:])}, not the "
                                 f"{self.dimension} dimensions its files record; re-export it")
-
-    def agreement(self, outputs, reference) -> dict:
-        """Cosine to the reference's vector of the same text (mean, 1st percentile, lowest) and the top-10
-        neighbour overlap over these texts."""
-        return {**cosine_agreement(outputs, reference), "neighbour_overlap": neighbour_overlap(outputs, reference)}
 
     def postprocess(self, outputs, labels: dict) -> list[dict]:
         return [{"embedding": [float(v) for v in row], "dimension": int(row.shape[-1])} for row in outputs]
@@ -442,7 +458,7 @@ def sts_spearman(first, second, gold) -> float:
     return float(spearmanr(cosines, gold).statistic)
 
 
-def pool_in_graph(path: Path, pooling: str, normalize: bool) -> dict:
+def pool_in_graph(path: Path, pooling: str, normalize: bool) -> None:
     """The graph surgery of ``Embedding.finish_graph``, in place (see there)."""
     import numpy as np
     import onnx
@@ -509,7 +525,6 @@ def pool_in_graph(path: Path, pooling: str, normalize: bool) -> dict:
     else:
         onnx.checker.check_model(model)
         onnx.save(model, str(path))
-    return {"pooling": pooling, "normalize": normalize, "nodes": len(nodes), "outputs": [SENTENCE, HIDDEN]}
 
 
 def retrieval_scores(queries, documents, relevant: list[dict[int, float]], k: int = NEIGHBOURS) -> dict:

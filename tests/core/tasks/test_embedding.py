@@ -97,15 +97,22 @@ def test_score_takes_spearman_from_the_pairs_and_neighbours_from_the_corpus():
     rng = np.random.default_rng(1)
     task = Embedding()
     corpus, first, second = rng.normal(size=(12, 8)), rng.normal(size=(5, 8)), rng.normal(size=(5, 8))
-    texts = [f"c{i}" for i in range(12)] + [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)]
-    gold = list((first * second).sum(-1))
-    eval_set = EvalSet("validation", texts, None, {"scores": gold, "relevant": None}, "data",
-                       {"corpus": 12, "pairs": 5})
-    outputs = np.concatenate([corpus, first, second])
+    documents = np.eye(8)[:3] * 3  # three documents along three axes; each query nearest to one of them
+    queries = np.eye(8)[[2, 0]] + rng.normal(scale=0.1, size=(2, 8))
+    texts = ([f"c{i}" for i in range(12)] + [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)]
+             + ["q0", "q1"] + ["d0", "d1", "d2"])
+    # The gold scores are the cosines of the right slices: Spearman 1 only when score reads those slices.
+    unit = np.linalg.norm(first, axis=-1) * np.linalg.norm(second, axis=-1)
+    gold = list((first * second).sum(-1) / unit)
+    relevant = [{"2": 1}, {"0": 1}]
+    eval_set = EvalSet("validation", texts, None, {"scores": gold, "relevant": relevant}, "data",
+                       {"corpus": 12, "pairs": 5, "queries": 2, "documents": 3})
+    outputs = np.concatenate([corpus, first, second, queries, documents])
 
     scores = task.score(eval_set, outputs, reference=outputs)
 
-    assert scores["pairs"] == 5 and -1 <= scores["spearman"] <= 1
+    assert scores["pairs"] == 5 and scores["spearman"] == pytest.approx(1.0)
+    assert scores["ndcg_at_10"] == pytest.approx(1.0) and scores["queries"] == 2  # the right rows are searched
     assert scores["neighbour_overlap"] == 1.0 and scores["neighbour_texts"] == 12  # the corpus part only
     assert task.quality(scores) == scores["spearman"] and task.gate_of(scores) == "spearman"
     assert task.gate_of({"neighbour_overlap": 1.0}) == "neighbour_overlap"
@@ -113,8 +120,10 @@ def test_score_takes_spearman_from_the_pairs_and_neighbours_from_the_corpus():
 
 def test_importance_loss_has_a_gradient_at_the_unpruned_model_where_a_distance_has_none():
     # Pruning ranks units by the gradient of a loss at the unpruned model: against its own vectors a distance is
-    # zero there with a zero gradient; the in-batch contrastive loss is not.
-    vectors = torch.randn(4, 8, requires_grad=True)
+    # zero there with a zero gradient; the in-batch contrastive loss is not. Texts of one corpus share a direction
+    # (cosines of 0.3-0.7 between unrelated texts, as a real model's): seeded, so the test does not vary.
+    generator = torch.Generator().manual_seed(0)
+    vectors = (torch.randn(1, 8, generator=generator) + 0.7 * torch.randn(4, 8, generator=generator)).requires_grad_()
     target = vectors.detach().clone()
 
     (distance_grad,) = torch.autograd.grad(((vectors - target) ** 2).sum(), vectors)

@@ -1,9 +1,11 @@
 """The task registry (edgewise.core.tasks): every task registered, how a folder's task is found, and the refusal."""
 
 import inspect
+import json
 
 import pytest
 
+from edgewise.core.artifact import Artifact
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.tasks import TASKS, Task, TaskConfig, detect, refuse_unless, resolve, task_class
 from edgewise.core.tasks.classification import Classification
@@ -14,8 +16,10 @@ from tests.conftest import write_sentence_transformers
 PROTOCOL = ("record", "describe", "from_record", "detect", "from_options", "check_options", "quality_drop", "gate_of",
             "write_files", "auto_class", "load", "head", "output", "distill_loss", "eval_loss", "importance_loss",
             "trainer_metrics", "eval_data", "eval_set", "score", "quality", "agreement_on", "check_outputs",
-            "compact", "expand", "postprocess")
-ATTRIBUTES = ("name", "export_task", "output_name", "gate_metric", "quality_name", "columns", "column_notes")
+            "compact", "expand", "postprocess", "labels_of", "output_width", "importance_targets", "summary",
+            "finish_graph")
+ATTRIBUTES = ("name", "export_task", "output_name", "gate_metric", "quality_name", "columns", "column_notes",
+              "self_targets", "metrics")
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -72,3 +76,24 @@ def test_refuse_unless_says_what_the_step_serves_and_how_to_get_it(tmp_path):
         refuse_unless(None, ("classification", "embedding"), "m", "distill")
     write_sentence_transformers(tmp_path)
     assert detect(tmp_path).name == "embedding"
+
+
+def test_a_placeholder_label_map_is_not_a_classifier_and_sentence_transformers_files_win(tiny_encoder, tmp_path):
+    # transformers writes id2label {0: LABEL_0, 1: LABEL_1} into headless configs (bge's config.json has it):
+    # such a folder is a plain encoder, and an embedding model when sentence-transformers' files say so.
+    import shutil
+
+    folder = tmp_path / "encoder"
+    shutil.copytree(tiny_encoder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "id2label": {"0": "LABEL_0", "1": "LABEL_1"},
+                                                    "label2id": {"LABEL_0": 0, "LABEL_1": 1}}))
+    assert Artifact.load(folder).task_for() is None
+    write_sentence_transformers(folder, pooling="cls", normalize=False)
+    assert Artifact.load(folder).task_for() == Embedding("cls", False, 32)
+
+    named = tmp_path / "named"
+    shutil.copytree(tiny_encoder, named)
+    (named / "config.json").write_text(json.dumps({**config, "id2label": {"0": "sport", "1": "tech"},
+                                                   "label2id": {"sport": 0, "tech": 1}}))
+    assert Artifact.load(named).task_for() == Classification()  # labels of its own: a classifier's folder
