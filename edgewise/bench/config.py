@@ -63,6 +63,9 @@ class BenchConfig:
                                       "e.g. STS-B) whose STS Spearman is measured, from the --split split.")
     retrieval: str | None = setting(None, "Embedding models: a retrieval set in BEIR's layout (corpus.jsonl, "
                                           "queries.jsonl, qrels/SPLIT.tsv) whose NDCG@10 and recall@10 are measured.")
+    reference: str | None = setting(None, "A model the artifacts are compared with (speed ratio, label agreement, "
+                                          "cosine and share of its Spearman), benched with them as the first: the "
+                                          "same as naming it first (e.g. the teacher).")
     allow_pickle: bool = setting(False, "Allow pytorch_model.bin pickle weights (loading them can run code).")
     task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)

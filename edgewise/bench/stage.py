@@ -94,7 +94,8 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
     """Time every artifact on every backend and batch size, interleaved in rounds; score accuracy.
 
     Args:
-        src: the artifact folders; the first is the reference for latency ratios and label agreement.
+        src: the artifact folders; the first is the reference for latency ratios and label agreement
+            (``config.reference``, when set, is put before them).
         dst: a folder for report.json, report.md, pareto.png and latency_cdf.png (default: none written).
         config: backends, batch sizes, threads, timing (default: BenchConfig()).
         data: labelled data for accuracy (and ``seq_len="data"``); default: none.
@@ -112,11 +113,14 @@ def bench(src: list[Path], dst: Path | None = None, config: BenchConfig = BenchC
     require_full("onnxruntime", "onnx", "sklearn", "matplotlib")
     if not src:
         raise EdgewiseError("name at least one artifact to benchmark")
+    if config.reference:
+        src = [config.reference, *src]
     loaded = [Artifact.load(Path(p), kind=stage("bench").inputs) for p in src]
     paths = [a.path for a in loaded]
     if len(set(paths)) != len(paths):
         twice = next(p for p in paths if paths.count(p) > 1)
-        raise EdgewiseError(f"{twice} is given twice; name each artifact once")
+        also = " (--reference names it too)" if config.reference and twice == paths[0] else ""
+        raise EdgewiseError(f"{twice} is given twice{also}; name each artifact once")
     names = _names(loaded)
     tasks = _tasks(loaded, config)
     task = tasks[0]

@@ -60,6 +60,11 @@ class DistillTrainerConfig(TrainerConfig):
 
     learning_rate: float = setting(1e-4, "Peak AdamW learning rate, reached after warm-up.", aliases=("--lr",))
     batch_size: int = setting(32, "Training examples per step and process.")
+    group_by_length: bool | None = setting(
+        None, "Batch texts of similar length together (shuffled in groups of 50 batches, as transformers' "
+              "group_by_length), so that a batch pads to its own texts' length. Default: on for an embedding "
+              "student, whose corpus mixes sentences and documents; off for a classifier (as before).",
+        flag="--group-by-length/--no-group-by-length")
 
 
 @dataclass(frozen=True)

@@ -334,6 +334,20 @@ def test_bench_of_embedding_models_scores_spearman_and_agreement_with_the_refere
     assert gated["onnx"]["accuracy"] == "regression" and gated["onnx"]["quality_drop_points"] == pytest.approx(2)
 
 
+def test_bench_reference_is_benched_first_and_every_row_is_compared_with_it(tiny_embedder, tiny_embedder_onnx,
+                                                                           tiny_corpus, tiny_pairs, cli_run):
+    config = BenchConfig(threads=1, split="validation", pairs=str(tiny_pairs), reference=str(tiny_embedder), **FAST)
+
+    result = bench([tiny_embedder_onnx], None, config, data=str(tiny_corpus))
+
+    assert result["reference"] == tiny_embedder.name and [a["name"] for a in result["artifacts"]] == [
+        tiny_embedder.name, "onnx"]
+    onnx = next(r for r in result["results"] if r["artifact"] == "onnx")
+    assert onnx["reference"]["p50_ratio"] > 0 and onnx["spearman_share"] == pytest.approx(1.0, abs=1e-3)
+    twice = cli_run("bench", tiny_embedder, "--reference", tiny_embedder)
+    assert twice.exit_code == 2 and "(--reference names it too)" in twice.stderr
+
+
 def test_bench_refuses_models_of_two_tasks_and_pairs_for_a_classifier(tiny_teacher, tiny_embedder, tiny_pairs):
     with pytest.raises(EdgewiseError, match="bench compares models of one task"):
         bench([tiny_teacher, tiny_embedder], None, BenchConfig(**FAST))

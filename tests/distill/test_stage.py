@@ -282,6 +282,30 @@ def test_distill_an_embedding_teacher_on_data_with_a_test_split_scores_test_agai
 
 
 @pytest.mark.slow
+def test_an_embedding_student_trains_on_batches_grouped_by_length_and_a_classifier_as_before(
+        tiny_embedder, tiny_corpus, tiny_teacher, tiny_data, tmp_path, monkeypatch):
+    import transformers.trainer
+
+    grouped = []
+    original = transformers.trainer.LengthGroupedSampler
+
+    def sampler(*args, **kwargs):
+        grouped.append(kwargs.get("dataset"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.trainer, "LengthGroupedSampler", sampler)
+    one_epoch = DistillTrainerConfig(**{**FAST.__dict__, "epochs": 1})
+    distill(tiny_embedder, tmp_path / "e", DistillConfig(layers=1, trainer=one_epoch), data=str(tiny_corpus))
+    assert len(grouped) >= 1  # the training set (and evaluation) batched by length
+    grouped.clear()
+    distill(tiny_teacher, tmp_path / "c", DistillConfig(layers=1, trainer=one_epoch), data=str(tiny_data))
+    assert grouped == []  # a classifier's batches stay random unless asked
+    distill(tiny_teacher, tmp_path / "g", DistillConfig(layers=1, trainer=DistillTrainerConfig(
+        **{**one_epoch.__dict__, "group_by_length": True})), data=str(tiny_data))
+    assert len(grouped) >= 1
+
+
+@pytest.mark.slow
 def test_distill_a_static_student_writes_an_onnx_table_that_the_runtime_embeds(tiny_embedder, tiny_corpus, tmp_path):
     import numpy as np
 
