@@ -211,7 +211,7 @@ def _train(teacher, task, out, config, data, id2label, train, validation, test, 
     selection = {} if classifier else {"metric_for_best_model": f"rank_{task.best_metric}"}
     # Grouping by length: all-MiniLM-L6-v2's 3-layer student on 40,000 sentences and 1,699 BBC documents
     # (AVX-512 EPYC, 2 cores) took 4.8 s a step of 32 texts in random batches, most of which padded to a
-    # document's 256 tokens.
+    # document's 256 tokens; grouped by length, 0.76 s (3 epochs: 50 min instead of 5 h).
     grouped = config.trainer.group_by_length if config.trainer.group_by_length is not None else not classifier
     args = training_arguments(config.trainer, config.data.seed, out.checkpoints, len(transfer),
                               remove_unused_columns=False, label_names=["labels"], group_by_length=grouped,
