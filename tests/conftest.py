@@ -217,6 +217,41 @@ def tiny_data(tmp_path_factory) -> Path:
     return path
 
 
+def make_tagged(n: int, seed: int, lengths=(1,)) -> list[list[tuple[str, str]]]:
+    """Word-tagged sentences: filler words (O) with one or two entities of ``lengths`` class words each (the
+    class is the entity type: B-FRUIT I-FRUIT ...; the tiny encoder learns B- vs I- slowly, so one word by
+    default)."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        sentence = [(w, "O") for w in rng.sample(FILLER, 5)]
+        for _ in range(rng.choice((1, 2))):
+            kind = rng.choice(list(CLASS_WORDS))
+            words = rng.sample(CLASS_WORDS[kind], rng.choice(lengths))
+            at = rng.randrange(len(sentence) + 1)
+            while at < len(sentence) and sentence[at][1].startswith("I-"):
+                at += 1  # never inside another entity
+            entity = [(w, ("B-" if i == 0 else "I-") + kind.upper()) for i, w in enumerate(words)]
+            sentence[at:at] = entity
+        sentences.append(sentence)
+    return sentences
+
+
+def write_conll(path: Path, sentences) -> Path:
+    path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in s) for s in sentences) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_data(tmp_path_factory) -> Path:
+    """A folder with train.conll / validation.conll / test.conll of the three entity types."""
+    path = tmp_path_factory.mktemp("ner")
+    write_conll(path / "train.conll", make_tagged(240, seed=1))
+    write_conll(path / "validation.conll", make_tagged(60, seed=2))
+    write_conll(path / "test.conll", make_tagged(60, seed=3))
+    return path
+
+
 TINY_TRAINER = dict(epochs=8, learning_rate=3e-3, batch_size=16, warmup_ratio=0.0)
 TINY_MAX_LENGTH = 32
 
@@ -237,6 +272,16 @@ def tiny_teacher(tiny_encoder, tiny_data, tmp_path_factory) -> Path:
 
     dst = tmp_path_factory.mktemp("runs") / "teacher"
     finetune(str(tiny_encoder), dst, tiny_finetune_config(), data=str(tiny_data))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_teacher(tiny_encoder, tiny_ner_data, tmp_path_factory) -> Path:
+    """A token-classification teacher written by edgewise's finetune stage."""
+    from edgewise.finetune import finetune
+
+    dst = tmp_path_factory.mktemp("runs") / "ner-teacher"
+    finetune(str(tiny_encoder), dst, tiny_finetune_config(), data=str(tiny_ner_data))
     return dst
 
 

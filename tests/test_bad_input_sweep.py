@@ -25,7 +25,7 @@ from tests.conftest import assert_user_error, digest, make_texts, write_csv
 FIXTURES = {"teacher": "tiny_teacher", "onnx": "tiny_onnx", "int8": "tiny_int8", "bundle": "tiny_bundle",
             "encoder": "tiny_encoder", "data": "tiny_data", "embedder": "tiny_embedder",
             "embedder-onnx": "tiny_embedder_onnx", "embedder-bundle": "tiny_embedder_bundle", "corpus": "tiny_corpus",
-            "pairs": "tiny_pairs"}
+            "pairs": "tiny_pairs", "ner-data": "tiny_ner_data", "ner-teacher": "tiny_ner_teacher"}
 
 
 # ---- inputs the cases build (each into the test's own folder) ------------------------------------------------
@@ -155,6 +155,10 @@ BUILDERS = {
     "pairs-text-scores": _csv([("a red apple", "a green apple", "high"), ("golf", "tennis", "")],
                               header=("sentence1", "sentence2", "score")),
     "blank-corpus": _file("corpus.txt", "\n   \n\n"),
+    "ragged-conll": _file("train.conll", "Alice\tB-FRUIT\nflew\tO\textra\n"),
+    "bioes-conll": _file("train.conll", "apple\tS-FRUIT\n"),
+    "span-outside": _file("train.jsonl", '{"text": "apple", "entities": [{"start": 0, "end": 9, "label": "FRUIT"}]}\n'),
+    "unknown-tag": _copy("tiny_ner_data", lambda d: (d / "test.conll").write_text("apple\tB-GPE\n")),
 }
 
 
@@ -170,6 +174,23 @@ def case(command: str, args: str, *fragments: str, id: str):
 
 
 CASES = [
+    # -- finetune, token classification (issue 24) ----------------------------------------------------------
+    case("finetune", "finetune {encoder} {bad:ragged-conll} -o {out}", "line 2: 3 columns where the file's first "
+         "line has 2", "fix the line", id="ragged conll"),
+    case("finetune", "finetune {encoder} {bad:bioes-conll} -o {out}", "tag 'S-FRUIT' is not BIO / IOB2",
+         "convert the tags", id="bioes tags"),
+    case("finetune", "finetune {encoder} {bad:span-outside} -o {out}", "spans characters 0..9, outside the text's 5 "
+         "characters", "fix its offsets", id="jsonl span outside its text"),
+    case("finetune", "finetune {encoder} {data} -o {out} --task token-classification", "is not word-tagged data",
+         "give CoNLL files", id="classification csv to the token task"),
+    case("finetune", "finetune {encoder} {ner-data} -o {out} --task classification", "is word-tagged data",
+         "pass --task token-classification", id="tagged data to the classification task"),
+    case("finetune", "finetune {encoder} {bad:unknown-tag} -o {out}", "tag 'B-GPE' is not among the train tags",
+         "fix the tag or add examples of it to train", id="a test tag train lacks"),
+    case("evaluate", "evaluate {teacher} {data} --task token-classification", "is a classification model, not "
+         "token-classification", "drop --task", id="a classifier as a token classifier"),
+    case("export", "export {ner-teacher} -o {out}", "is a token-classification model; export serves",
+         id="token classifier to a stage that does not serve it yet"),
     # -- finetune ------------------------------------------------------------------------------------------
     case("finetune", "finetune {encoder} {data} -o {out} --epochs 0", "epochs must be > 0, got 0", id="zero epochs"),
     case("finetune", "finetune {encoder} {data} -o {out} --epochs -2", "epochs must be > 0, got -2",

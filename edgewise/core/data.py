@@ -112,6 +112,11 @@ def _decode(path: Path, data: bytes, encoding: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """A data file's text (see ``_decode``: a byte that is not ``encoding`` is an error naming its line)."""
+    return _decode(path, path.read_bytes(), encoding)
+
+
 def _refuse_duplicate_columns(path: Path, columns) -> None:
     # Unnamed columns (a header ending in commas, as spreadsheets export it) are not read by name.
     twice = sorted(str(name) for name, n in Counter(columns).items() if n > 1 and str(name).strip())

@@ -136,8 +136,10 @@ def load_tokenizer(source: ModelSource):
                       "tokenizer")
 
 
-def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head: bool = False, **kwargs):
-    """An AutoModelForSequenceClassification; safetensors only unless ``allow_pickle``.
+def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head: bool = False, auto_class=None,
+                    **kwargs):
+    """An AutoModelForSequenceClassification (or ``auto_class``: AutoModelForTokenClassification); safetensors
+    only unless ``allow_pickle``.
 
     Every weight must come from the checkpoint: transformers fills a missing one with random
     values and only logs a warning, so an encoder saved without its classification head would
@@ -149,15 +151,15 @@ def load_classifier(source: ModelSource, allow_pickle: bool = False, *, new_head
     """
     from transformers import AutoModelForSequenceClassification
 
+    auto_class = auto_class or AutoModelForSequenceClassification
     if source.is_local:  # the weights it will read: safetensors, or pickle only when allowed
         check_weights(Path(source.location), allow_pickle)
     if _is_pruned(source):
-        model, info = _load_pruned(source, allow_pickle, new_head, auto_class=AutoModelForSequenceClassification,
-                                   **kwargs)
+        model, info = _load_pruned(source, allow_pickle, new_head, auto_class=auto_class, **kwargs)
     else:
         model, info = _hub_guard(
             source,
-            lambda: AutoModelForSequenceClassification.from_pretrained(
+            lambda: auto_class.from_pretrained(
                 source.location, use_safetensors=None if allow_pickle else True, output_loading_info=True,
                 trust_remote_code=False, **kwargs
             ),

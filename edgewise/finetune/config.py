@@ -85,7 +85,7 @@ def upgrade_trainer_settings(values: dict, version: int) -> dict:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Fine-tuning a pretrained encoder into a sequence classifier (the teacher).
+    """Fine-tuning a pretrained encoder into a sequence or token classifier (the teacher).
 
     Each field's help (and default) is shown by `edgewise finetune --help`.
 
@@ -98,6 +98,10 @@ class FinetuneConfig:
     SCHEMA_VERSION = 2
 
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    task: str = setting("auto", "The head to train: classification (a label per text), token-classification (a tag "
+                                "per word: named entities) or auto (token-classification for word-tagged data: "
+                                "CoNLL files, JSONL with tokens / entities; else classification).",
+                        choices=("auto", "classification", "token-classification"))
     max_length: int | None = setting(
         None, "Tokens per text. Default: the --length-percentile of the training texts' token lengths, "
               "rounded up to a multiple of 8 and capped at the model's limit.")
@@ -108,7 +112,12 @@ class FinetuneConfig:
     upgrade = staticmethod(upgrade_trainer_settings)
 
     def __post_init__(self) -> None:
+        from edgewise.core.tasks import ALIASES
+
+        object.__setattr__(self, "task", ALIASES.get(self.task, self.task))
         problems = []
+        if self.task not in ("auto", "classification", "token-classification"):
+            problems.append(f"task must be auto, classification or token-classification, got {self.task!r}")
         if self.max_length is not None and self.max_length < 8:
             problems.append(f"max_length must be >= 8 tokens or unset (auto), got {self.max_length}")
         if not 50 <= self.length_percentile <= 100:

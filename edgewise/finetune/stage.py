@@ -1,13 +1,13 @@
-"""Fine-tune a pretrained encoder into a text classifier: the teacher every later stage starts from."""
+"""Fine-tune a pretrained encoder into a text or token classifier: the teacher every later stage starts from."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 from edgewise.core.artifact import Artifact
 from edgewise.core.config import config_to_dict
-from edgewise.core.data import encode_labels, label_names, load_splits, require_labels, training_splits
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.manifest import MANIFEST_NAME, Manifest
 from edgewise.core.progress import console
@@ -47,50 +47,49 @@ def finetune(src: str | Path, dst: Path, config: FinetuneConfig = FinetuneConfig
     out = StageOutput("finetune", dst, parent=parent, sources=(Path(source.location),) if source.is_local else (),
                       derived=False, overwrite=overwrite, resumable=True, resume=resume, active=rank == 0)
 
-    splits = load_splits(data, config.data)
-    train, validation, test = training_splits(splits, config.data, data, config.trainer.train_split)
-    names = label_names(require_labels(train))
-    if len(names) < 2:
-        raise EdgewiseError(
-            f"the {train.name} split of {data} has a single label ({names[0]!r}); a classifier needs at least two"
-        )
-    for other in (validation, test):
-        unseen = sorted(set(other.labels or ()) - set(names)) if other is not None else []
-        if unseen:
-            raise EdgewiseError(
-                f"label(s) {', '.join(map(repr, unseen[:10]))} occur in the {other.name} split of {data} but never "
-                f"in the {train.name} split, so the model cannot learn them; add training examples or drop those rows"
-            )
-    if test is not None and test.labels is None:
-        if rank == 0:
-            console().print(f"the test split has no labels ({test.label_problem}); skipping test metrics")
-        test = None
-    id2label = dict(enumerate(names))
-    label_column = config.data.label_column
-    train_ids = encode_labels(train, id2label, label_column)
-    validation_ids = encode_labels(validation, id2label, label_column)
-    test_ids = encode_labels(test, id2label, label_column) if test is not None else None
+    task = finetune_task(config.task, data)
+    splits, id2label = task.training_data(data, config.data, config.trainer.train_split)
 
     run = {
         "pretrained": source.describe(),
-        "data": {s.name: s.sha256() for s in (train, validation, test) if s is not None},
+        "data": {split.name: split.sha256() for split, _ in splits.values()},
         "config": config_to_dict(config),
     }
     out.run = run
     with out:
         if out.dropped:
             console().print(f"dropped {', '.join(out.dropped)}: the kill interrupted its saving")
-        return _train(source, out, config, data, id2label, (train, train_ids), (validation, validation_ids),
-                      (test, test_ids), resume, rank)
+        return _train(source, out, config, data, task, id2label, splits, resume, rank)
 
 
-def _train(source, out, config, data, id2label, train, validation, test, resume, rank):
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
+def finetune_task(name: str, data: str):
+    """The task a fine-tuning trains: ``name``, or with auto a token classifier for word-tagged data (CoNLL,
+    JSONL with tokens / entities), else a sequence classifier."""
+    from edgewise.core.tasks import task_class
+    from edgewise.core.tasks.token_classification import is_tagged
+
+    if name == "auto":
+        name = "token-classification" if is_tagged(data) else "classification"
+    task = task_class(name)()
+    if not hasattr(task, "training_data"):
+        raise EdgewiseError(f"finetune trains classification and token-classification heads; a {task.name} model "
+                            "is made from an encoder as it is (pass --task embedding to the stage that uses it)")
+    if task.name == "token-classification" and not is_tagged(data):
+        raise EdgewiseError(f"{data} is not word-tagged data, and --task token-classification learns a tag per "
+                            "word: give CoNLL files (a token and its tag per line) or JSONL with tokens + tags or "
+                            "text + entities")
+    if task.name == "classification" and is_tagged(data):
+        raise EdgewiseError(f"{data} is word-tagged data (a tag per word), and --task classification learns a "
+                            "label per text: pass --task token-classification (or leave --task auto)")
+    return task
+
+
+def _train(source, out, config, data, task, id2label, splits, resume, rank):
+    from transformers import Trainer, set_seed
 
     from edgewise.core.lengths import length_stats, percentile_length, position_limit, working_length
-    from edgewise.core.models import load_classifier, load_tokenizer, token_lengths
-    from edgewise.core.tasks.classification import Classification
-    from edgewise.core.training import encode, fit, training_arguments
+    from edgewise.core.models import load_tokenizer
+    from edgewise.core.training import fit, training_arguments
 
     say = console().print if rank == 0 else (lambda *args, **kwargs: None)
     tokenizer = load_tokenizer(source)
@@ -99,49 +98,53 @@ def _train(source, out, config, data, id2label, train, validation, test, resume,
             raise EdgewiseError(f"the tokenizer of {source.spec} has no padding or end token; add a pad token")
         tokenizer.pad_token = tokenizer.eos_token  # GPT-style tokenizers: pad with the end token
     set_seed(config.data.seed)  # the fresh classification head is drawn from this seed
-    model = load_classifier(
+    model = task.load(
         source, config.allow_pickle, new_head=True,
         num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
         ignore_mismatched_sizes=True, pad_token_id=tokenizer.pad_token_id,
     )
     limit = position_limit(model.config, tokenizer.model_max_length)
-    lengths = token_lengths(tokenizer, train[0].texts, train[0].pairs)
+    lengths = task.token_lengths(tokenizer, splits["train"][0])
     max_length = working_length(limit, requested=config.max_length
                                 or percentile_length(lengths, config.length_percentile, limit))
     stats = length_stats(lengths, max_length)
     say(
-        f"fine-tuning {source.spec} on {data}: {len(train[0])} train / {len(validation[0])} validation"
-        + (f" / {len(test[0])} test" if test[0] is not None else "")
-        + f" texts, {len(id2label)} labels, max_length {max_length} "
+        f"fine-tuning {source.spec} ({task.describe()}) on {data}: {task.describe_data(splits, id2label)}, "
+        f"max_length {max_length} "
         f"(token lengths p50 {stats['p50']}, p99 {stats['p99']}, {stats['truncated_fraction']:.1%} truncated)"
     )
 
     pad_to_max = not config.trainer.dynamic_padding
-    train_ds = encode(tokenizer, train[0], train[1], max_length, pad_to_max, model)
-    validation_ds = encode(tokenizer, validation[0], validation[1], max_length, pad_to_max, model)
-    args = training_arguments(config.trainer, config.data.seed, out.checkpoints, len(train_ds))
-    task = Classification()
-    trainer, result = fit(Trainer, "fine-tuning", resume=resume, say=say, compute_metrics=task.trainer_metrics,
+    encoded = {name: task.encode(tokenizer, split, truth, id2label, max_length, pad_to_max, model)
+               for name, (split, truth) in splits.items()}
+    selection = {"metric_for_best_model": f"rank_{task.best_metric}"} if task.best_metric else {}
+    args = training_arguments(config.trainer, config.data.seed, out.checkpoints, len(encoded["train"]), **selection)
+    trainer, result = fit(Trainer, "fine-tuning", resume=resume, say=say,
+                          compute_metrics=functools.partial(task.trainer_metrics, labels=id2label),
                           model=model, args=args,
-                          train_dataset=train_ds, eval_dataset=validation_ds,
-                          data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+                          train_dataset=encoded["train"], eval_dataset=encoded["validation"],
+                          data_collator=task.collator(tokenizer), processing_class=tokenizer)
+
+    def split_metrics(name: str) -> dict:
+        return task.dataset_metrics(trainer.predict(encoded[name]).predictions, encoded[name], splits[name][1],
+                                    id2label)
 
     # Prediction is collective under torchrun: every rank runs it, only rank 0 writes.
     metrics = {
-        "validation": task.split_metrics(trainer.predict(validation_ds).predictions, validation[1], id2label),
+        "validation": split_metrics("validation"),
         "train": {
             "runtime_s": round(result.metrics["train_runtime"], 1),
             "samples_per_second": round(result.metrics["train_samples_per_second"], 2),
             "steps": trainer.state.global_step,
             "epochs": config.trainer.epochs,
             "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
-            "selected_by": f"validation {config.trainer.best_metric.value}, ties to the lower validation loss",
+            "selected_by": f"validation {task.best_metric or config.trainer.best_metric.value}, ties to the lower "
+                           "validation loss",
             "resumed": bool(resume),
         },
     }
-    if test[0] is not None:
-        test_ds = encode(tokenizer, test[0], test[1], max_length, pad_to_max, model)
-        metrics["test"] = task.split_metrics(trainer.predict(test_ds).predictions, test[1], id2label)
+    if "test" in splits:
+        metrics["test"] = split_metrics("test")
     if not trainer.is_world_process_zero():
         return None
 
@@ -156,16 +159,14 @@ def _train(source, out, config, data, id2label, train, validation, test, resume,
         source=None if out.parent is not None else {"pretrained": source.describe()},
         data={
             "spec": data,
-            "splits": {s.name: s.describe() for s in (train[0], validation[0], test[0]) if s is not None},
+            "splits": {split.name: {"rows": len(split), "sha256": split.sha256()} for split, _ in splits.values()},
             "max_length": max_length,
             "token_lengths": stats,
         },
         metrics=metrics,
         history=trainer.state.log_history,
     )
-    summary = "  ".join(
-        f"{split} accuracy {metrics[split]['accuracy']:.4f} macro-F1 {metrics[split]['macro_f1']:.4f}"
-        for split in ("validation", "test") if split in metrics
-    )
+    summary = "  ".join(f"{split} {task.summary(metrics[split])}" for split in ("validation", "test")
+                        if split in metrics)
     say(f"wrote {out.dst}: {summary}")
     return manifest

@@ -33,14 +33,16 @@ from edgewise.core.errors import EdgewiseError
 TASKS = {
     "classification": "edgewise.core.tasks.classification:Classification",
     "embedding": "edgewise.core.tasks.embedding:Embedding",
+    "token-classification": "edgewise.core.tasks.token_classification:TokenClassification",
 }
 # What users type for them (Hugging Face's and sentence-transformers' names).
 ALIASES = {"sequence-classification": "classification", "text-classification": "classification",
-           "sentence-embedding": "embedding", "feature-extraction": "embedding", "embeddings": "embedding"}
+           "sentence-embedding": "embedding", "feature-extraction": "embedding", "embeddings": "embedding",
+           "ner": "token-classification", "token_classification": "token-classification"}
 TASK_CHOICES = ("auto", *TASKS)
 # The order folders are read in: a task's own files (a sentence-transformers modules.json) before a label map,
 # which transformers writes into many configs (a bge model's config.json names LABEL_0 without any head).
-DETECTION_ORDER = ("embedding", "classification")
+DETECTION_ORDER = ("embedding", "token-classification", "classification")
 POOLING_MODES = ("mean", "cls", "max")
 
 
@@ -59,6 +61,7 @@ class Task:
     labelled: ClassVar[bool]  # learns and is scored on labels (a label map, labelled data), or not
     default_reference: ClassVar[bool] = False  # evaluate compares it with its lineage's teacher by default
     self_targets: ClassVar[str]  # what pruning's importance loss targets without labels, for people
+    pending: ClassVar[tuple[str, ...]] = ()  # protocol methods a task being built lacks (the stages refuse it)
 
     def labels_of(self, artifact) -> dict:
         """The label map a stage works with: a labelled task's (an EdgewiseError saying how to get one when the
@@ -143,8 +146,9 @@ class TaskConfig:
     SCHEMA_VERSION = 1
 
     task: str = setting("auto", "What the model does: auto (as its edgewise.json records, a sentence-transformers "
-                                "folder's modules.json says, or a classifier's label map), classification or "
-                                "embedding (sentence vectors).", choices=TASK_CHOICES)
+                                "folder's modules.json says, or a classifier's label map), classification, "
+                                "embedding (sentence vectors) or token-classification (a tag per word).",
+                          choices=TASK_CHOICES)
     pooling: str | None = setting(None, "Embedding, a plain encoder: how its token vectors become one: mean, cls or "
                                         "max (a sentence-transformers folder's own Pooling module is read as it is).",
                                   choices=POOLING_MODES)
@@ -158,9 +162,10 @@ class TaskConfig:
         object.__setattr__(self, "task", name)
         if self.pooling is not None and self.pooling not in POOLING_MODES:
             raise EdgewiseError(f"pooling must be one of {', '.join(POOLING_MODES)}, got {self.pooling!r}")
-        if self.task == "classification" and (self.pooling is not None or self.normalize is not None):
+        if self.task in ("classification", "token-classification") and (self.pooling is not None
+                                                                          or self.normalize is not None):
             raise EdgewiseError("--pooling and --normalize describe an embedding model; drop them for "
-                                "--task classification")
+                                f"--task {self.task}")
 
 
 def task_class(name: str) -> type[Task]:

@@ -69,6 +69,8 @@ class Classification(Task):
 
         return load_classifier(source, allow_pickle, **kwargs)
 
+    best_metric = None  # the checkpoint a training keeps: TrainerConfig.best_metric (accuracy or macro-F1)
+
     def head(self, outputs, inputs):
         """The task's output from the model's forward outputs: the logits."""
         return outputs.logits
@@ -99,7 +101,7 @@ class Classification(Task):
         return F.cross_entropy(output.float(), torch.as_tensor(target), reduction="sum")
 
 
-    def trainer_metrics(self, eval_pred) -> dict:
+    def trainer_metrics(self, eval_pred, labels: dict | None = None) -> dict:
         """Trainer's compute_metrics (checkpoint selection): see the module's ``trainer_metrics``."""
         return trainer_metrics(eval_pred)
 
@@ -108,6 +110,59 @@ class Classification(Task):
         from edgewise.core.metrics import classification_metrics
 
         return classification_metrics(truth, self.predictions(outputs).tolist(), labels)
+
+    # --- training (finetune) ------------------------------------------------------------------------
+
+    def training_data(self, data: str, config, train_split: str = "train") -> tuple[dict, dict]:
+        """({"train" | "validation" | "test": (Split, label ids)}, id -> label) of labelled ``data`` (validation
+        carved from train when the data has none; an unlabelled test split is left out, said on the console)."""
+        from edgewise.core.data import encode_labels, label_names, load_splits, require_labels, training_splits
+        from edgewise.core.progress import console
+
+        splits = load_splits(data, config)
+        train, validation, test = training_splits(splits, config, data, train_split)
+        names = label_names(require_labels(train))
+        if len(names) < 2:
+            raise EdgewiseError(
+                f"the {train.name} split of {data} has a single label ({names[0]!r}); a classifier needs at least two"
+            )
+        for other in (validation, test):
+            unseen = sorted(set(other.labels or ()) - set(names)) if other is not None else []
+            if unseen:
+                raise EdgewiseError(
+                    f"label(s) {', '.join(map(repr, unseen[:10]))} occur in the {other.name} split of {data} but "
+                    f"never in the {train.name} split, so the model cannot learn them; add training examples or "
+                    "drop those rows")
+        if test is not None and test.labels is None:
+            console().print(f"the test split has no labels ({test.label_problem}); skipping test metrics")
+            test = None
+        id2label = dict(enumerate(names))
+        chosen = {"train": train, "validation": validation, "test": test}
+        return ({k: (v, encode_labels(v, id2label, config.label_column)) for k, v in chosen.items() if v is not None},
+                id2label)
+
+    def token_lengths(self, tokenizer, split) -> list[int]:
+        from edgewise.core.models import token_lengths
+
+        return token_lengths(tokenizer, split.texts, split.pairs)
+
+    def describe_data(self, splits: dict, labels: dict) -> str:
+        counts = " / ".join(f"{len(split)} {name}" for name, (split, _) in splits.items())
+        return f"{counts} texts, {len(labels)} labels"
+
+    def encode(self, tokenizer, split, truth, labels: dict, max_length: int, pad_to_max: bool, model=None):
+        from edgewise.core.training import encode
+
+        return encode(tokenizer, split, truth, max_length, pad_to_max, model)
+
+    def collator(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def dataset_metrics(self, predictions, dataset, truth, labels: dict) -> dict:
+        """Full classification metrics of Trainer's logits over a dataset against its label ids."""
+        return self.split_metrics(predictions, truth, labels)
 
     # --- measuring (numpy) ------------------------------------------------------------------------
 

@@ -202,7 +202,7 @@ class Embedding(Task):
 
     best_metric = "cosine"  # what selects the checkpoint a distillation keeps
 
-    def trainer_metrics(self, eval_pred) -> dict:
+    def trainer_metrics(self, eval_pred, labels: dict | None = None) -> dict:
         """Trainer's compute_metrics on validation: the mean cosine between the student's vectors (predictions) and
         the teacher's (carried as the labels), also as ``rank_cosine``, which selects the checkpoint kept."""
         cosine = cosine_agreement(eval_pred.predictions, eval_pred.label_ids)["cosine_mean"]

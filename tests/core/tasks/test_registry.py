@@ -26,8 +26,9 @@ ATTRIBUTES = ("name", "export_task", "output_name", "gate_metric", "quality_name
 def test_every_registered_task_implements_the_whole_protocol(name):
     cls = task_class(name)
 
-    missing = [m for m in PROTOCOL if not callable(getattr(cls, m, None))]
-    assert issubclass(cls, Task) and cls.name == name and missing == []
+    missing = sorted(m for m in PROTOCOL if not callable(getattr(cls, m, None)))
+    # a task being built names what it lacks (every stage that needs it refuses the task): the list is the code's
+    assert issubclass(cls, Task) and cls.name == name and missing == sorted(cls.pending)
     assert cls.quality_drop is not Task.quality_drop  # the base only says it must be defined
     assert all(getattr(cls, a, None) for a in ATTRIBUTES)
     # A task module loads no torch at import time: the torch-free runtime post-processes through it.
@@ -38,7 +39,7 @@ def test_every_registered_task_has_tests():
     import pathlib
 
     here = pathlib.Path(__file__).parent
-    assert {f"test_{name}.py" for name in TASKS} <= {p.name for p in here.iterdir()}
+    assert {f"test_{name.replace('-', '_')}.py" for name in TASKS} <= {p.name for p in here.iterdir()}
 
 
 def test_a_classifier_folder_and_a_sentence_transformers_folder_are_told_apart(tiny_teacher, tiny_embedder,
@@ -60,8 +61,12 @@ def test_resolve_prefers_the_record_and_refuses_contradicting_options(tiny_teach
 
 def test_task_config_checks_its_values():
     assert TaskConfig(task="sentence-embedding").task == "embedding"  # the names users type
-    with pytest.raises(EdgewiseError, match="task must be one of auto, classification, embedding"):
-        TaskConfig(task="ner")
+    assert TaskConfig(task="ner").task == "token-classification"
+    with pytest.raises(EdgewiseError, match="task must be one of auto, classification, embedding, "
+                                            "token-classification"):
+        TaskConfig(task="sentiment")
+    with pytest.raises(EdgewiseError, match="describe an embedding model; drop them for --task token-classification"):
+        TaskConfig(task="ner", normalize=True)
     with pytest.raises(EdgewiseError, match="describe an embedding model; drop them"):
         TaskConfig(task="classification", pooling="mean")
 
