@@ -189,7 +189,7 @@ CASES = [
          "fix the tag or add examples of it to train", id="a test tag train lacks"),
     case("evaluate", "evaluate {teacher} {data} --task token-classification", "is a classification model, not "
          "token-classification", "drop --task", id="a classifier as a token classifier"),
-    case("export", "export {ner-teacher} -o {out}", "is a token-classification model; export serves",
+    case("distill", "distill {ner-teacher} {ner-data} -o {out}", "is a token-classification model; distill serves",
          id="token classifier to a stage that does not serve it yet"),
     # -- finetune ------------------------------------------------------------------------------------------
     case("finetune", "finetune {encoder} {data} -o {out} --epochs 0", "epochs must be > 0, got 0", id="zero epochs"),

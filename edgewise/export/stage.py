@@ -19,8 +19,9 @@ def parity_texts(data: str | None, config: ExportConfig) -> tuple[list[str], lis
     if not data:
         return [], None
     from edgewise.core.data import load_splits
+    from edgewise.core.tasks.token_classification import is_tagged, load_tagged
 
-    splits = load_splits(data, config.data)
+    splits = load_tagged(data, config.data.encoding) if is_tagged(data) else load_splits(data, config.data)
     ordered = [splits[n] for n in ("test", "validation", "train") if n in splits]
     ordered += [s for n, s in splits.items() if n not in ("test", "validation", "train")]
     texts, pairs = [], [] if config.data.text_pair_column else None
@@ -62,8 +63,8 @@ def export(src: Path, dst: Path, config: ExportConfig = ExportConfig(), *, data:
         raise EdgewiseError(
             f"--format {config.format.value} needs an {wanted!r} artifact, {src} is {artifact.kind!r}; {fix}"
         )
-    task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding"), str(artifact.path),
-                         "export")
+    task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding", "token-classification"),
+                         str(artifact.path), "export")
     task.labels_of(artifact)  # a labelled task's model must name its labels
     if wanted == "hf":
         from edgewise.core.models import check_weights

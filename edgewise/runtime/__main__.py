@@ -43,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="+", help="texts to classify")
     predict.add_argument("--pair", action="append", default=None, help="second text (once per text)")
     predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.add_argument("--aggregation", choices=("simple", "first"), default="simple",
+                         help="a token classifier's grouping, as transformers' pipeline: simple (tokens of one type "
+                              "join) or first (each word takes its first sub-token's tag)")
 
     embed = sub.add_parser("embed", parents=[common], help="sentence vectors of texts (an embedding bundle)")
     embed.add_argument("texts", nargs="*", help="texts to embed (or --file)")
@@ -120,9 +123,15 @@ def run(args) -> int:
         if args.pair is not None and len(args.pair) != len(args.texts):
             raise EdgewiseError(f"give one --pair per text: {len(args.texts)} texts, {len(args.pair)} pairs")
         results = Predictor(args.bundle, backend=args.backend, threads=args.threads,
-                            verify=args.verify).predict(args.texts, args.pair)
+                            verify=args.verify).predict(args.texts, args.pair, aggregation=args.aggregation)
         if args.json:
             print(json.dumps([{"text": t, **r} for t, r in zip(args.texts, results, strict=True)], indent=2))
+        elif results and "entities" in results[0]:
+            for text, result in zip(args.texts, results, strict=True):
+                print(_shown(text, result) + ("" if result["entities"] else "\t(no entities)"))
+                for entity in result["entities"]:
+                    print(f"  {entity['type']}\t{entity['score']:.4f}\t{entity['start']}-{entity['end']}\t"
+                          f"{entity['text']}")
         else:
             for text, result in zip(args.texts, results, strict=True):
                 print(f"{result['label']}\t{result['score']:.4f}\t{_shown(text, result)}")

@@ -185,14 +185,42 @@ class Predictor(Runner):
     def scores(self, feed: dict):
         return self.run(feed)  # already a numpy array, on the CPU
 
-    def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[dict]:
+    def predict(self, texts: list[str], pairs: list[str] | None = None, aggregation: str = "simple") -> list[dict]:
         """Label, its probability and every label's probability, per text; with the tokens the model saw
         and whether the text was cut to ``max_length`` (``truncated``) or had nothing to read (``empty``).
-        An embedding model's answer is ``embed``'s."""
+        A token classifier's answer is ``entities`` (grouped by ``aggregation``); an embedding model's is
+        ``embed``'s."""
+        if self.task.name == "token-classification":
+            if pairs is not None:
+                raise EdgewiseError(f"{self.folder} is a token classifier: it tags the words of one text; drop --pair")
+            return self._answers(texts, None, [{"entities": found} for found in self.entities(texts, aggregation)])
         if not self.task.labelled:
             raise EdgewiseError(f"{self.folder} is a {self.task.describe()} model: it gives vectors, not labels; use "
                                 "embed (python -m edgewise.runtime embed, Predictor.embed)")
         return self._answers(texts, pairs, self.task.postprocess(self.outputs(texts, pairs), self.id2label))
+
+    def entities(self, texts: list[str], aggregation: str = "simple") -> list[list[dict]]:
+        """The entities of every text (type, start, end, text, score), grouped as transformers' token-classification
+        pipeline groups them: ``simple`` (tokens) or ``first`` (words take their first sub-token's tag); texts are
+        cut to ``max_length`` tokens."""
+        from edgewise.core.tasks.token_classification import AGGREGATIONS, group_entities, subword_flags
+
+        if self.task.name != "token-classification":
+            raise EdgewiseError(f"{self.folder} is a {self.task.describe()} model, not a token classifier; use "
+                                "predict or embed")
+        if aggregation not in AGGREGATIONS:
+            raise EdgewiseError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
+        prefix = getattr(self.tokenizer.model, "continuing_subword_prefix", None)
+        unk = getattr(self.tokenizer.model, "unk_token", None)
+        unk_id = self.tokenizer.token_to_id(unk) if unk else None
+        found = []
+        for text in texts:
+            encoding = self.tokenizer.encode(text)
+            logits = self._np.asarray(self.run(self.encode([text])))[0][:len(encoding.ids)]
+            flags = subword_flags(text, encoding.tokens, encoding.offsets, encoding.ids, unk_id, prefix)
+            found.append(group_entities(text, logits, encoding.offsets, encoding.special_tokens_mask, self.id2label,
+                                        aggregation, flags))
+        return found
 
     def embed(self, texts: list[str], batch_size: int = 32):
         """The sentence vector of every text (numpy, [texts, dimension]), as the model's graph pools and normalises
