@@ -273,11 +273,6 @@ def _refuse_unknown(split: TaggedSplit, known, of: str) -> None:
                     f"examples of it to {of}")
 
 
-def check_tags(split: TaggedSplit, labels: dict, what: str) -> None:
-    """Refuse a split whose tags ``labels`` (a model's id -> tag map) lacks, naming the first such line."""
-    _refuse_unknown(split, labels.values(), f"{what}'s")
-
-
 # --- entities and their scores (seqeval's default mode) ----------------------------------------
 
 def entities(tags: list[str]) -> list[tuple[str, int, int]]:
@@ -537,10 +532,6 @@ class TokenClassification(Task):
         """Trainer's compute_metrics (checkpoint selection): entity F1 and token accuracy of the word-initial
         positions (labels != -100), each also as ``rank_<metric>`` (ties broken by the lower cross-entropy)."""
         return trainer_metrics(eval_pred, labels)
-
-    def split_metrics(self, outputs, truth, labels: dict) -> dict:
-        """Entity scores of a split's word tags (``outputs``: predicted tag lists) against its gold tags."""
-        return entity_scores(truth, outputs)
 
     # --- training (finetune) -------------------------------------------------------------------------
 
