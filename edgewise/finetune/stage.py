@@ -48,7 +48,8 @@ def finetune(src: str | Path, dst: Path, config: FinetuneConfig = FinetuneConfig
                       derived=False, overwrite=overwrite, resumable=True, resume=resume, active=rank == 0)
 
     task = finetune_task(config.task, data)
-    splits, id2label = task.training_data(data, config.data, config.trainer.train_split)
+    say = console().print if rank == 0 else (lambda *args, **kwargs: None)
+    splits, id2label = task.training_data(data, config.data, config.trainer.train_split, say)
 
     run = {
         "pretrained": source.describe(),

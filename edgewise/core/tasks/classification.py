@@ -113,9 +113,10 @@ class Classification(Task):
 
     # --- training (finetune) ------------------------------------------------------------------------
 
-    def training_data(self, data: str, config, train_split: str = "train") -> tuple[dict, dict]:
+    def training_data(self, data: str, config, train_split: str = "train", say=None) -> tuple[dict, dict]:
         """({"train" | "validation" | "test": (Split, label ids)}, id -> label) of labelled ``data`` (validation
-        carved from train when the data has none; an unlabelled test split is left out, said on the console)."""
+        carved from train when the data has none; an unlabelled test split is left out, said through ``say``:
+        the console by default)."""
         from edgewise.core.data import encode_labels, label_names, load_splits, require_labels, training_splits
         from edgewise.core.progress import console
 
@@ -134,7 +135,7 @@ class Classification(Task):
                     f"never in the {train.name} split, so the model cannot learn them; add training examples or "
                     "drop those rows")
         if test is not None and test.labels is None:
-            console().print(f"the test split has no labels ({test.label_problem}); skipping test metrics")
+            (say or console().print)(f"the test split has no labels ({test.label_problem}); skipping test metrics")
             test = None
         id2label = dict(enumerate(names))
         chosen = {"train": train, "validation": validation, "test": test}

@@ -535,7 +535,7 @@ class TokenClassification(Task):
 
     # --- training (finetune) -------------------------------------------------------------------------
 
-    def training_data(self, data: str, config, train_split: str = "train") -> tuple[dict, dict]:
+    def training_data(self, data: str, config, train_split: str = "train", say=None) -> tuple[dict, dict]:
         """({"train" | "validation" | "test": (TaggedSplit, its tags)}, id -> tag) of word-tagged ``data``;
         validation carved from train (``config.validation_fraction``, ``config.seed``) when the data has none."""
         import random
