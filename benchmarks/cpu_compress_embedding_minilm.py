@@ -31,7 +31,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,19 +53,11 @@ def edgewise(*args, capture: bool = False) -> tuple[float, str]:
 
 
 def stage_data(work: Path) -> dict:
+    from cpu_distill_minilm_movies import vader_files  # the same movie-review, tweet, editorial and review texts
+
     from edgewise.core.builtin import dataset_splits
 
-    sdist_dir = work / "sdist"
-    sdist_dir.mkdir(parents=True, exist_ok=True)
-    if not list(sdist_dir.glob("vader*.tar.gz")):
-        subprocess.run([sys.executable, "-m", "pip", "download", "vadersentiment==3.3.2", "--no-binary", ":all:",
-                        "--no-deps", "-d", str(sdist_dir)], check=True, capture_output=True)
-    sdist = next(sdist_dir.glob("vader*.tar.gz"))
-    with tarfile.open(sdist) as outer:
-        member = next(m for m in outer.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz"))
-        with tarfile.open(fileobj=outer.extractfile(member)) as inner:
-            files = {Path(m.name).name: inner.extractfile(m).read().decode("latin-1")
-                     for m in inner.getmembers() if m.name.endswith("_GroundTruth.txt")}
+    sdist, files = vader_files(work / "sdist")
     vader = [parts[2].strip() for text in files.values() for line in text.splitlines()
              if len(parts := line.split("\t")) == 3 and parts[2].strip()]
     bbc = [sentence.strip() for document in dataset_splits("builtin:bbc-news")["train"][0]

@@ -49,8 +49,9 @@ def manifest(path: Path) -> dict:
     return json.loads((path / "edgewise.json").read_text())
 
 
-def stage_data(work: Path) -> dict:
-    sdist_dir = work / "sdist"
+def vader_files(sdist_dir: Path) -> tuple[Path, dict[str, str]]:
+    """(the vadersentiment==3.3.2 sdist, fetched with pip download into ``sdist_dir`` unless there, and its
+    *_GroundTruth.txt files by name: tab-separated id, score, text)."""
     sdist_dir.mkdir(parents=True, exist_ok=True)
     if not list(sdist_dir.glob("vader*.tar.gz")):
         subprocess.run([sys.executable, "-m", "pip", "download", "vadersentiment==3.3.2", "--no-binary", ":all:",
@@ -59,8 +60,12 @@ def stage_data(work: Path) -> dict:
     with tarfile.open(sdist) as outer:
         inner_member = next(m for m in outer.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz"))
         with tarfile.open(fileobj=outer.extractfile(inner_member)) as inner:
-            files = {Path(m.name).name: inner.extractfile(m).read().decode("latin-1")
-                     for m in inner.getmembers() if m.name.endswith("_GroundTruth.txt")}
+            return sdist, {Path(m.name).name: inner.extractfile(m).read().decode("latin-1")
+                           for m in inner.getmembers() if m.name.endswith("_GroundTruth.txt")}
+
+
+def stage_data(work: Path) -> dict:
+    sdist, files = vader_files(work / "sdist")
 
     def rows(name):
         for line in files[name].splitlines():

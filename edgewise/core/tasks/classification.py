@@ -34,10 +34,8 @@ class Classification(Task):
     def detect(cls, folder: Path, labels: dict | None = None) -> Classification | None:
         """A classifier when its config names a classification head, or the folder names labels of its own
         (transformers' placeholder map LABEL_0, LABEL_1, ... in a headless encoder's config is not one)."""
-        config = read_json(Path(folder) / "config.json")
-        architectures = " ".join(a for a in config.get("architectures") or [] if isinstance(a, str))
         placeholders = bool(labels) and all(str(v) == f"LABEL_{k}" for k, v in labels.items())
-        if "ForSequenceClassification" in architectures or (labels and not placeholders):
+        if "ForSequenceClassification" in architectures(folder) or (labels and not placeholders):
             return cls()
         return None
 
@@ -284,6 +282,13 @@ class Classification(Task):
             results.append({"label": labels.get(best, str(best)), "score": float(row[best]),
                             "scores": {labels.get(i, str(i)): float(p) for i, p in enumerate(row)}})
         return results
+
+
+def architectures(folder: Path) -> str:
+    """The model classes a folder's config.json names (``architectures``), joined by spaces: what a classifier
+    task's ``detect`` reads its head from ("BertForTokenClassification")."""
+    config = read_json(Path(folder) / "config.json")
+    return " ".join(a for a in config.get("architectures") or [] if isinstance(a, str))
 
 
 def soft_target_loss(student_logits, teacher_logits, temperature: float):

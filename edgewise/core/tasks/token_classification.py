@@ -475,11 +475,9 @@ class TokenClassification(Task):
     @classmethod
     def detect(cls, folder: Path, labels: dict | None = None) -> TokenClassification | None:
         """A token classifier when its config names a token-classification head."""
-        from edgewise.core.artifact import read_json
+        from edgewise.core.tasks.classification import architectures
 
-        config = read_json(Path(folder) / "config.json")
-        architectures = " ".join(a for a in config.get("architectures") or [] if isinstance(a, str))
-        return cls() if "ForTokenClassification" in architectures else None
+        return cls() if "ForTokenClassification" in architectures(folder) else None
 
     @classmethod
     def from_options(cls, folder: Path, config, labels: dict | None) -> TokenClassification:
