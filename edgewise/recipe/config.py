@@ -119,7 +119,7 @@ def load_recipe(path: Path, overrides: tuple[str, ...] = ()) -> Recipe:
     path = Path(path).expanduser()
     if not path.is_file():
         raise EdgewiseError(f"recipe {path} does not exist or is not a file; pass the path of a recipe YAML "
-                            "(examples: recipes/ in the edgewise repository, or the README's Recipe format)")
+                            "(examples: recipes/ in the edgewise repository, or docs/recipes.md)")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
@@ -140,7 +140,7 @@ def recipe_from_dict(raw: Any, path: Path | None = None, overrides: tuple[str, .
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else f"a {type(raw).__name__}"
         raise EdgewiseError(f"{where} must be a mapping with version, model, data and stages; got {got} (examples: "
-                            "recipes/ in the edgewise repository, or the README's Recipe format)")
+                            "recipes/ in the edgewise repository, or docs/recipes.md)")
     raw = copy.deepcopy(raw)
     for override in overrides:
         _apply(raw, override, where)
