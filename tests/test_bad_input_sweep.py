@@ -578,6 +578,8 @@ RUNTIME_CASES = [
          "write it with edgewise bench --target", id="missing job"),
     case("runtime", "predict {embedder-bundle} hello", "gives vectors, not labels; use embed",
          id="predict with an embedding bundle"),
+    case("runtime", "predict {bundle} hello --stride 8", "--stride reads a token classifier's long texts",
+         "drop --stride", id="stride for a classifier"),
     case("runtime", "embed {bundle} hello", "gives labels, not vectors; use predict", id="embed with a classifier"),
     case("runtime", "embed {embedder-bundle}", "no texts to embed", "give them as arguments or with --file",
          id="nothing to embed"),

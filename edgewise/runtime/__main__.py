@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--aggregation", choices=("simple", "first"), default="simple",
                          help="a token classifier's grouping, as transformers' pipeline: simple (tokens of one type "
                               "join) or first (each word takes its first sub-token's tag)")
+    predict.add_argument("--stride", type=int, default=None,
+                         help="a token classifier: read a text longer than the model's max_length in windows that "
+                              "overlap by this many tokens (default: cut it)")
 
     embed = sub.add_parser("embed", parents=[common], help="sentence vectors of texts (an embedding bundle)")
     embed.add_argument("texts", nargs="*", help="texts to embed (or --file)")
@@ -123,7 +126,8 @@ def run(args) -> int:
         if args.pair is not None and len(args.pair) != len(args.texts):
             raise EdgewiseError(f"give one --pair per text: {len(args.texts)} texts, {len(args.pair)} pairs")
         results = Predictor(args.bundle, backend=args.backend, threads=args.threads,
-                            verify=args.verify).predict(args.texts, args.pair, aggregation=args.aggregation)
+                            verify=args.verify).predict(args.texts, args.pair, aggregation=args.aggregation,
+                                                        stride=args.stride)
         if args.json:
             print(json.dumps([{"text": t, **r} for t, r in zip(args.texts, results, strict=True)], indent=2))
         elif results and "entities" in results[0]:

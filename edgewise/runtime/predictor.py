@@ -185,7 +185,8 @@ class Predictor(Runner):
     def scores(self, feed: dict):
         return self.run(feed)  # already a numpy array, on the CPU
 
-    def predict(self, texts: list[str], pairs: list[str] | None = None, aggregation: str = "simple") -> list[dict]:
+    def predict(self, texts: list[str], pairs: list[str] | None = None, aggregation: str = "simple",
+                stride: int | None = None) -> list[dict]:
         """Label, its probability and every label's probability, per text; with the tokens the model saw
         and whether the text was cut to ``max_length`` (``truncated``) or had nothing to read (``empty``).
         A token classifier's answer is ``entities`` (grouped by ``aggregation``); an embedding model's is
@@ -193,33 +194,58 @@ class Predictor(Runner):
         if self.task.name == "token-classification":
             if pairs is not None:
                 raise EdgewiseError(f"{self.folder} is a token classifier: it tags the words of one text; drop --pair")
-            return self._answers(texts, None, [{"entities": found} for found in self.entities(texts, aggregation)])
+            answers = [{"entities": found} for found in self.entities(texts, aggregation, stride)]
+            counts = self.token_counts(texts)
+            if stride is not None:  # read whole, in windows: nothing was cut
+                counts = [{**count, "truncated": False} for count in counts]
+            return [{**answer, **count} for answer, count in zip(answers, counts, strict=True)]
+        if stride is not None:
+            raise EdgewiseError(f"--stride reads a token classifier's long texts in windows; {self.folder} is a "
+                                f"{self.task.describe()} model: drop --stride")
         if not self.task.labelled:
             raise EdgewiseError(f"{self.folder} is a {self.task.describe()} model: it gives vectors, not labels; use "
                                 "embed (python -m edgewise.runtime embed, Predictor.embed)")
         return self._answers(texts, pairs, self.task.postprocess(self.outputs(texts, pairs), self.id2label))
 
-    def entities(self, texts: list[str], aggregation: str = "simple") -> list[list[dict]]:
+    def entities(self, texts: list[str], aggregation: str = "simple", stride: int | None = None) -> list[list[dict]]:
         """The entities of every text (type, start, end, text, score), grouped as transformers' token-classification
-        pipeline groups them: ``simple`` (tokens) or ``first`` (words take their first sub-token's tag); texts are
-        cut to ``max_length`` tokens."""
-        from edgewise.core.tasks.token_classification import AGGREGATIONS, group_entities, subword_flags
+        pipeline groups them: ``simple`` (tokens) or ``first`` (words take their first sub-token's tag). A text
+        longer than ``max_length`` tokens is cut, or with ``stride`` read in windows of ``max_length`` tokens that
+        overlap by ``stride`` (the pipeline's ``stride``: overlapping entities merged, the longer kept)."""
+        from edgewise.core.tasks.token_classification import AGGREGATIONS, group_entities, merge_windows, subword_flags
 
         if self.task.name != "token-classification":
             raise EdgewiseError(f"{self.folder} is a {self.task.describe()} model, not a token classifier; use "
                                 "predict or embed")
         if aggregation not in AGGREGATIONS:
             raise EdgewiseError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
+        specials = len(self.tokenizer.encode("").ids)
+        if stride is not None and not 0 <= stride < self.max_length - specials:
+            raise EdgewiseError(f"stride must be at least 0 and below the {self.max_length - specials} tokens a "
+                                f"window holds besides its special tokens, got {stride}; lower --stride")
         prefix = getattr(self.tokenizer.model, "continuing_subword_prefix", None)
         unk = getattr(self.tokenizer.model, "unk_token", None)
         unk_id = self.tokenizer.token_to_id(unk) if unk else None
+        np = self._np
         found = []
-        for text in texts:
-            encoding = self.tokenizer.encode(text)
-            logits = self._np.asarray(self.run(self.encode([text])))[0][:len(encoding.ids)]
-            flags = subword_flags(text, encoding.tokens, encoding.offsets, encoding.ids, unk_id, prefix)
-            found.append(group_entities(text, logits, encoding.offsets, encoding.special_tokens_mask, self.id2label,
-                                        aggregation, flags))
+        if stride is not None:
+            self.tokenizer.enable_truncation(self.max_length, stride=stride)
+        try:
+            for text in texts:
+                encoding = self.tokenizer.encode(text)
+                windows = [encoding, *(encoding.overflowing if stride is not None else [])]
+                entities = []
+                for window in windows:
+                    feed = {"input_ids": np.asarray([window.ids]), "token_type_ids": np.asarray([window.type_ids]),
+                            "attention_mask": np.asarray([window.attention_mask])}
+                    logits = np.asarray(self.run({name: feed[name].astype(dtype)
+                                                  for name, dtype in self.inputs.items()}))[0]
+                    flags = subword_flags(text, window.tokens, window.offsets, window.ids, unk_id, prefix)
+                    entities += group_entities(text, logits, window.offsets, window.special_tokens_mask,
+                                               self.id2label, aggregation, flags)
+                found.append(merge_windows(entities) if len(windows) > 1 else entities)
+        finally:
+            self.tokenizer.enable_truncation(self.max_length)
         return found
 
     def embed(self, texts: list[str], batch_size: int = 32):

@@ -115,3 +115,39 @@ def test_word_pieces_group_as_the_pipeline_groups_them(wordpiece_tagger, tmp_pat
         assert [e["score"] for e in mine] == pytest.approx([float(e["score"]) for e in theirs], abs=1e-4)
         pieces += sum(len(e["text"].split()) for e in mine)
     assert pieces > 5
+
+
+@pytest.mark.parametrize("aggregation", ["simple", "first"])
+def test_long_texts_read_in_windows_as_the_pipeline_reads_them(wordpiece_tagger, tmp_path, aggregation):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+    from edgewise.export import export
+    from edgewise.runtime.predictor import Predictor
+
+    export(wordpiece_tagger, tmp_path / "onnx")
+    predictor = Predictor(tmp_path / "onnx")
+    words = "we like apples and bananas , paris to new york and acme golf".split()
+    text = " ".join(words[i % len(words)] for i in range(3 * predictor.max_length))  # a few windows long
+    reference = pipeline("token-classification", model=AutoModelForTokenClassification.from_pretrained(
+        wordpiece_tagger), tokenizer=AutoTokenizer.from_pretrained(wordpiece_tagger,
+                                                                   model_max_length=predictor.max_length),
+        aggregation_strategy=aggregation, stride=16)
+    theirs = reference(text)
+    [mine] = predictor.entities([text], aggregation, stride=16)
+    assert [(e["entity_group"], e["start"], e["end"]) for e in theirs] == [(e["type"], e["start"], e["end"])
+                                                                           for e in mine]
+    assert [e["score"] for e in mine] == pytest.approx([float(e["score"]) for e in theirs], abs=1e-4)
+    assert mine[-1]["end"] > len(text) // 2  # the windows reach past the first one
+    [cut] = predictor.entities([text], aggregation)
+    assert max(e["end"] for e in cut) < mine[-1]["end"]  # without a stride the text is cut
+
+
+def test_a_stride_a_window_cannot_hold_is_one_error(wordpiece_tagger, tmp_path):
+    from edgewise.core.errors import EdgewiseError
+    from edgewise.export import export
+    from edgewise.runtime.predictor import Predictor
+
+    export(wordpiece_tagger, tmp_path / "onnx")
+    predictor = Predictor(tmp_path / "onnx")
+    with pytest.raises(EdgewiseError, match="stride must be at least 0 and below the 62 tokens"):
+        predictor.entities(["apple"], stride=predictor.max_length)

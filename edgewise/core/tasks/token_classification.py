@@ -435,6 +435,25 @@ def group_entities(text: str, logits, offsets, special, id2label: dict, aggregat
     return found
 
 
+def merge_windows(found: list[dict]) -> list[dict]:
+    """The entities of a text read in overlapping windows, as the pipeline merges them: by start; of entities that
+    overlap, the longer (at equal length the higher-scored) one stays."""
+    if not found:
+        return found
+    ordered = sorted(found, key=lambda e: e["start"])
+    merged, previous = [], ordered[0]
+    for entity in ordered:
+        if previous["start"] <= entity["start"] < previous["end"]:
+            longer = entity["end"] - entity["start"] - (previous["end"] - previous["start"])
+            if longer > 0 or (longer == 0 and entity["score"] > previous["score"]):
+                previous = entity
+        else:
+            merged.append(previous)
+            previous = entity
+    merged.append(previous)
+    return merged
+
+
 def subword_flags(text: str, tokens: list[str], offsets, ids, unk_id: int | None, prefix: str | None) -> list[bool]:
     """Which tokens continue the word before them, as the pipeline decides: a WordPiece-style tokenizer (its
     model has a continuing-subword prefix such as ##) by the token's length against its span; others by
