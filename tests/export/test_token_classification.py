@@ -126,7 +126,7 @@ def test_long_texts_read_in_windows_as_the_pipeline_reads_them(wordpiece_tagger,
 
     export(wordpiece_tagger, tmp_path / "onnx")
     predictor = Predictor(tmp_path / "onnx")
-    words = "we like apples and bananas , paris to new york and acme golf".split()
+    words = ["we", "like", "apples", "and", "bananas", ",", "paris", "to", "new", "york", "and", "acme", "golf"]
     text = " ".join(words[i % len(words)] for i in range(3 * predictor.max_length))  # a few windows long
     reference = pipeline("token-classification", model=AutoModelForTokenClassification.from_pretrained(
         wordpiece_tagger), tokenizer=AutoTokenizer.from_pretrained(wordpiece_tagger,
