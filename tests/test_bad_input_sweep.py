@@ -158,6 +158,8 @@ BUILDERS = {
     "ragged-conll": _file("train.conll", "Alice\tB-FRUIT\nflew\tO\textra\n"),
     "bioes-conll": _file("train.conll", "apple\tS-FRUIT\n"),
     "span-outside": _file("train.jsonl", '{"text": "apple", "entities": [{"start": 0, "end": 9, "label": "FRUIT"}]}\n'),
+    "new-type": _copy("tiny_ner_data", lambda d: [(d / name).write_text((d / name).read_text() + "\nparis\tB-GPE\n")
+                                                  for name in ("train.conll", "test.conll")]),
     "unknown-tag": _copy("tiny_ner_data", lambda d: (d / "test.conll").write_text("apple\tB-GPE\n")),
 }
 
@@ -189,6 +191,10 @@ CASES = [
          "fix the tag or add examples of it to train", id="a test tag train lacks"),
     case("evaluate", "evaluate {teacher} {data} --task token-classification", "is a classification model, not "
          "token-classification", "drop --task", id="a classifier as a token classifier"),
+    case("evaluate", "evaluate {ner-teacher} {data}", "is not word-tagged data", "give CoNLL files",
+         id="a classification csv to a token classifier"),
+    case("evaluate", "evaluate {ner-teacher} {bad:new-type}", "tag 'B-GPE' is not among the model's tags",
+         "fine-tune a model on data that has this one", id="a tag the token classifier lacks"),
     case("distill", "distill {ner-teacher} {ner-data} -o {out}", "is a token-classification model; distill serves",
          id="token classifier to a stage that does not serve it yet"),
     # -- finetune ------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ def render(result: dict) -> None:
         f"[bold]{result['artifact']}[/bold] on {result['data']} ({result['split']}, {result['samples']} texts, "
         f"{result['backend']}, max_length {result['max_length']}, {result['runtime_s']} s)"
     )
+    if "per_type" in result:
+        return _render_entities(result, console)
     if "per_class" not in result:  # no labels scored: an embedding model's figures
         return _render_embedding(result, console)
     console.print(f"accuracy [bold]{result['accuracy']:.4f}[/bold]   macro-F1 [bold]{result['macro_f1']:.4f}[/bold]")
@@ -56,4 +58,23 @@ def _render_embedding(result: dict, console) -> None:
                       ("neighbour_overlap", "top-10 neighbours shared")):
         if key in reference:
             table.add_row(name, f"{reference[key]:.4f}", "", "")
+    console.print(table)
+
+
+def _render_entities(result: dict, console) -> None:
+    """A token classifier's figures: entity F1 (the gate) overall and per type, token accuracy beside it."""
+    from rich.table import Table
+
+    console.print(f"entity F1 [bold]{result['entity_f1']:.4f}[/bold] (precision {result['entity_precision']:.4f}, "
+                  f"recall {result['entity_recall']:.4f}, {result['entities']} entities)   token accuracy "
+                  f"{result['token_accuracy']:.4f}")
+    if result.get("reference"):
+        reference = result["reference"]
+        console.print(f"reference {reference['path']}: entity F1 {reference['entity_f1']:.4f}; the tags agree on "
+                      f"{reference['tag_agreement']:.2%} of the words")
+    table = Table(title="per entity type (seqeval's default mode)")
+    for column in ("type", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    for kind, row in result["per_type"].items():
+        table.add_row(kind, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
     console.print(table)

@@ -54,9 +54,12 @@ def evaluate(src: Path, dst: Path | None = None, config: EvaluateConfig = Evalua
         raise EdgewiseError("evaluate needs data: pass DATA (a file, a folder of splits, hf:NAME or builtin:bbc-news; "
                             "for an embedding model, texts or scored pairs sentence1, sentence2, score)")
     artifact = Artifact.load(Path(src), kind=stage("evaluate").inputs)
-    task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding"), str(artifact.path),
-                         "evaluate")
+    task = refuse_unless(artifact.task_for(config.task), ("classification", "embedding", "token-classification"),
+                         str(artifact.path), "evaluate")
     target = parse_target(config.target)
+    if target is not None and "expand" in task.pending:
+        raise EdgewiseError(f"evaluate --target does not serve {task.name} models yet (a device job cannot send back "
+                            "their per-word outputs); evaluate here, or on the device with python -m edgewise.runtime")
     if target is not None:
         check_device_inputs(target, [artifact], [config.backend])
         backend = config.backend

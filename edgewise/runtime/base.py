@@ -108,22 +108,31 @@ class Runner:
         self.run(feed)
         return (time.perf_counter() - start) * 1000.0
 
+    def token_offsets(self, texts: list[str]) -> list[tuple[list, list]]:
+        """Per text, as ``encode`` tokenizes it: each token's (start, end) characters and whether it is special."""
+        raise NotImplementedError
+
     def outputs(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32, progress=None):
-        """The task's output for every text, in order (logits per label, or a sentence vector); texts are batched
-        by length so padding stays short."""
+        """The task's output for every text, in order (logits per label, a sentence vector, or a token classifier's
+        logits per word: ``task.word_outputs``); texts are batched by length so padding stays short."""
         import numpy as np
 
         order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
-        out = None
+        parts = []
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            scores = self.scores(self.encode([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None))
-            if out is None:
-                out = np.zeros((len(texts), scores.shape[-1]), dtype=np.float32)
-            out[idx] = scores
+            batch = [texts[i] for i in idx]
+            scores = self.scores(self.encode(batch, [pairs[i] for i in idx] if pairs else None))
+            if scores.ndim == 3:  # a row per token: the task reads one per word, by the tokens' character offsets
+                scores = self.task.word_outputs(scores, batch, self.token_offsets(batch))
+            parts.append((idx, scores))
             if progress is not None:
                 progress(len(idx))
-        if out is None:
+        if not parts:
             return np.zeros((0, self.task.output_width(self.id2label)), dtype=np.float32)
+        shape = np.max([scores.shape[1:] for _, scores in parts], axis=0)  # words per text differ per batch
+        out = np.full((len(texts), *shape), np.nan if len(shape) > 1 else 0.0, dtype=np.float32)
+        for idx, scores in parts:
+            out[(idx, *(slice(0, n) for n in scores.shape[1:]))] = scores
         self.task.check_outputs(out, self.id2label, str(getattr(self, "folder", "the model")))
         return out

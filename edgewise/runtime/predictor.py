@@ -159,6 +159,9 @@ class Predictor(Runner):
         columns = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         return {name: columns[name].astype(dtype) for name, dtype in self.inputs.items()}
 
+    def token_offsets(self, texts: list[str]) -> list[tuple[list, list]]:
+        return [(e.offsets, e.special_tokens_mask) for e in self.tokenizer.encode_batch(list(texts))]
+
     def synthetic(self, batch_size: int, seq_len: int, seed: int = 0) -> dict:
         """Token ids of the requested shape, [CLS]-like first and [SEP]-like last as real inputs have."""
         np = self._np

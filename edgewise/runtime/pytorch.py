@@ -50,6 +50,11 @@ class TorchRunner(Runner):
                                return_tensors="pt")
         return self._inputs(batch)
 
+    def token_offsets(self, texts: list[str]) -> list[tuple[list, list]]:
+        batch = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_offsets_mapping=True,
+                               return_special_tokens_mask=True)
+        return list(zip(batch["offset_mapping"], batch["special_tokens_mask"], strict=True))
+
     def synthetic(self, batch_size: int, seq_len: int) -> dict:
         torch = self.torch
         vocab = self.model.config.vocab_size
@@ -114,7 +119,8 @@ def open_torch(folder: Path, kind: str, backend: str, *, threads: int | None = N
     source = ModelSource(str(folder), str(folder), True)
     tokenizer = load_tokenizer(source)
     named = recorded.get("labels") or read_json(folder / "config.json").get("id2label") or {}
-    task = refuse_unless(folder_task(folder, recorded, named, task), ("classification", "embedding"), str(folder),
+    task = refuse_unless(folder_task(folder, recorded, named, task),
+                         ("classification", "embedding", "token-classification"), str(folder),
                          "running a model")
     if kind == "inc":
         from edgewise.runtime.inc import QuantizedClassifier

@@ -261,7 +261,7 @@ def tag_set(tags: list[list[str]]) -> list[str]:
     return ["O", *(f"{prefix}-{kind}" for kind in types for prefix in "BI")]
 
 
-def _refuse_unknown(split: TaggedSplit, known, of: str) -> None:
+def _refuse_unknown(split: TaggedSplit, known, of: str, fix: str | None = None) -> None:
     known = set(known)
     for i, sentence in enumerate(split.tags or []):
         for tag in sentence:
@@ -269,8 +269,8 @@ def _refuse_unknown(split: TaggedSplit, known, of: str) -> None:
                 line = split.lines[i] if split.lines else None
                 raise EdgewiseError(
                     f"{split.source}{f' (sentence at line {line})' if line else ''}: tag {tag!r} is not among the "
-                    f"{of} tags ({', '.join(sorted(known))}); a model cannot learn or predict it: fix the tag or add "
-                    f"examples of it to {of}")
+                    f"{of} tags ({', '.join(sorted(known))}); "
+                    + (fix or f"a model cannot learn or predict it: fix the tag or add examples of it to {of}"))
 
 
 # --- entities and their scores (seqeval's default mode) ----------------------------------------
@@ -484,8 +484,7 @@ class TokenClassification(Task):
     # What the task protocol still lacks here (issue 24): until these exist, every stage after finetune
     # (distill, prune, quantize, export, evaluate, bench, compress, the runtime) refuses the task in one Error
     # line (their refuse_unless names the tasks they serve). The registry's tests hold this list to the code.
-    pending = ("distill_loss", "importance_loss", "importance_targets", "eval_data", "eval_set", "score",
-               "agreement_on", "compact", "expand", "postprocess")
+    pending = ("distill_loss", "importance_loss", "importance_targets", "compact", "expand", "postprocess")
 
     @classmethod
     def from_record(cls, record: dict, where: str) -> TokenClassification:
@@ -549,6 +548,94 @@ class TokenClassification(Task):
         """Trainer's compute_metrics (checkpoint selection): entity F1 and token accuracy of the word-initial
         positions (labels != -100), each also as ``rank_<metric>`` (ties broken by the lower cross-entropy)."""
         return trainer_metrics(eval_pred, labels)
+
+    # --- measuring (numpy) ------------------------------------------------------------------------
+
+    @staticmethod
+    def word_outputs(scores, texts: list[str], offsets) -> object:
+        """A batch's per-token logits ([texts, tokens, tags]) as per-word logits ([texts, words, tags]): each word's
+        row is its first sub-token's; NaN for a word truncation cut away and for the padding after a text's words.
+        The texts are words joined by single spaces (an EvalSet's), each token placed by its character offsets."""
+        import numpy as np
+
+        rows = [text.split(" ") for text in texts]
+        out = np.full((len(texts), max((len(w) for w in rows), default=0), scores.shape[-1]), np.nan, dtype=np.float32)
+        for i, (words, (token_offsets, special)) in enumerate(zip(rows, offsets, strict=True)):
+            previous = None
+            for position, word in enumerate(token_words(token_offsets, special, word_spans(words))):
+                if word is not None and word != previous:
+                    out[i, word] = scores[i, position]
+                previous = word
+        return out
+
+    def eval_data(self, data: str, split: str | None, config, reference: Path, labels: dict, *,
+                  pairs: str | None = None, samples: int | None = None, require_truth: bool = False):
+        """(the EvalSet of word-tagged ``data``'s split ``split`` (test, else validation, else the only one), the
+        record of a carved validation split): validation carved from train as finetune carves it when the data has
+        none. A tag the model does not know is an error that names its line."""
+        from edgewise.core.data import SPLIT_ALIASES, select_split
+
+        if pairs is not None:
+            raise EdgewiseError("--pairs scores sentence-embedding models; a token classifier is scored on word-tagged "
+                                "DATA: drop --pairs")
+        if not is_tagged(data):
+            raise EdgewiseError(f"{data} is not word-tagged data, and a token classifier is scored on a tag per word: "
+                                "give CoNLL files (a token and its tag per line) or JSONL with tokens + tags or text + "
+                                "entities")
+        splits, carved = load_tagged(data, config.encoding), None
+        if split is not None and split.lower() in SPLIT_ALIASES["validation"] and "validation" not in splits:
+            splits = {"validation": self.training_data(data, config)[0]["validation"][0]}
+            carved = {"from": "train", "fraction": config.validation_fraction, "seed": config.seed}
+        chosen = select_split(splits, split, data)
+        if samples:
+            chosen = chosen.subset(range(min(len(chosen), samples)), chosen.name)
+        _refuse_unknown(chosen, labels.values(), "model's", "the model cannot predict it: score it on data of its "
+                        "own tags, or fine-tune a model on data that has this one")
+        return self.eval_set(chosen), carved
+
+    def eval_set(self, split):
+        """A TaggedSplit as an EvalSet: its sentences (words joined by spaces) and their tags."""
+        from edgewise.core.tasks import EvalSet
+
+        return EvalSet(split.name, split.texts, None, split.tags, split.source, {}, split.sha256())
+
+    @staticmethod
+    def word_predictions(outputs, counts: list[int]) -> list[list[int]]:
+        """Per text, the tag id of each of its ``counts[i]`` words from per-word logits (-1 where a row is NaN: a word
+        the model never saw, which scores as O)."""
+        import numpy as np
+
+        found = []
+        for row, count in zip(outputs, counts, strict=True):
+            row = np.asarray(row[:count])
+            seen = ~np.isnan(row).any(-1)
+            found.append(np.where(seen, np.nan_to_num(row).argmax(-1), -1).tolist())
+        return found
+
+    def word_tags_of(self, outputs, counts: list[int], labels: dict) -> list[list[str]]:
+        return [[labels[i] if i >= 0 else "O" for i in ids] for ids in self.word_predictions(outputs, counts)]
+
+    def score(self, eval_set, outputs, labels: dict, reference=None, full: bool = False) -> dict | None:
+        """Entity precision / recall / F1 and token accuracy of the per-word logits (``full``: per entity type too);
+        with the ``reference`` model's, the agreement with it (and this model's entity F1 taking the reference's
+        tags as the truth). None without truth or reference."""
+        result = {}
+        counts = [len(text.split(" ")) for text in eval_set.texts]
+        if eval_set.truth is not None:
+            scores = entity_scores(eval_set.truth, self.word_tags_of(outputs, counts, labels))
+            result = scores if full else {k: v for k, v in scores.items() if k != "per_type"}
+        if reference is not None:
+            result.update(self.agreement_on(eval_set, outputs, reference))
+            result["entity_f1_vs_reference"] = entity_scores(self.word_tags_of(reference, counts, labels),
+                                                             self.word_tags_of(outputs, counts, labels))["entity_f1"]
+        return result or None
+
+    def agreement_on(self, eval_set, outputs, reference) -> dict:
+        """Agreement with a reference model on an EvalSet's words: the share of words given the same tag."""
+        counts = [len(text.split(" ")) for text in eval_set.texts]
+        ours, theirs = self.word_predictions(outputs, counts), self.word_predictions(reference, counts)
+        same = sum(a == b for x, y in zip(ours, theirs, strict=True) for a, b in zip(x, y, strict=True))
+        return {"tag_agreement": same / max(1, sum(counts))}
 
     # --- training (finetune) -------------------------------------------------------------------------
 

@@ -225,3 +225,32 @@ def test_a_token_classifier_folder_is_detected(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForTokenClassification"],
                                                       "id2label": {"0": "O", "1": "B-PER"}}))
     assert detect(tmp_path, {0: "O", 1: "B-PER"}) == TokenClassification()
+
+
+def test_word_outputs_take_each_words_first_sub_token_and_leave_cut_words_unseen():
+    scores = np.arange(2 * 5 * 2, dtype=np.float32).reshape(2, 5, 2)
+    # text 0: "ab c" as [CLS] a ##b c [SEP]; text 1: "d e f" cut to [CLS] d e [SEP] + padding
+    offsets = [([(0, 0), (0, 1), (1, 2), (3, 4), (0, 0)], [1, 0, 0, 0, 1]),
+               ([(0, 0), (0, 1), (2, 3), (0, 0), (0, 0)], [1, 0, 0, 1, 1])]
+    words = TokenClassification.word_outputs(scores, ["ab c", "d e f"], offsets)
+    assert words.shape == (2, 3, 2)
+    assert words[0, 0].tolist() == scores[0, 1].tolist() and words[0, 1].tolist() == scores[0, 3].tolist()
+    assert np.isnan(words[0, 2]).all()  # text 0 has two words: padding
+    assert words[1, 1].tolist() == scores[1, 2].tolist() and np.isnan(words[1, 2]).all()  # "f" was cut
+    task = TokenClassification()
+    assert task.word_tags_of(words, [2, 3], {0: "O", 1: "B-X"}) == [["B-X", "B-X"], ["B-X", "B-X", "O"]]
+
+
+def test_score_and_agreement_on_an_eval_set():
+    from edgewise.core.tasks import EvalSet
+
+    labels = {0: "O", 1: "B-X", 2: "I-X"}
+    eval_set = EvalSet("test", ["a b", "c"], None, [["B-X", "I-X"], ["O"]], "made", {})
+    ours = np.array([[[0, 9, 0], [0, 0, 9]], [[9, 0, 0], [np.nan] * 3]], dtype=np.float32)
+    theirs = np.array([[[0, 9, 0], [9, 0, 0]], [[9, 0, 0], [np.nan] * 3]], dtype=np.float32)
+    task = TokenClassification()
+    scored = task.score(eval_set, ours, labels, reference=theirs)
+    assert scored["entity_f1"] == 1.0 and scored["token_accuracy"] == 1.0 and "per_type" not in scored
+    assert scored["tag_agreement"] == pytest.approx(2 / 3)
+    assert scored["entity_f1_vs_reference"] == 0.0  # X(0,2) against the reference's X(0,1)
+    assert "per_type" in task.score(eval_set, ours, labels, full=True)
