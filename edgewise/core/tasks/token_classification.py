@@ -370,18 +370,18 @@ def tokenize_words(tokenizer, sentences: list[list[str]], max_length: int, pad_t
     return encodings, word_ids
 
 
-def word_tags(logits, word_ids: list[int | None], words: int, id2label: dict) -> list[str]:
-    """A sentence's predicted tag per word: the argmax at each word's first sub-token (O for a word the
-    tokenizer truncated away)."""
+def word_rows(scores, word_ids: list[int | None], words: int):
+    """A sentence's per-token rows ([tokens, tags]) as per-word rows ([words, tags]): each word's first sub-token's
+    row; NaN for a word the tokenizer truncated away (scored as O, a miss, never dropped)."""
     import numpy as np
 
-    best = np.asarray(logits).argmax(-1)
-    tags, previous = ["O"] * words, None
+    out = np.full((words, np.shape(scores)[-1]), np.nan, dtype=np.float32)
+    previous = None
     for position, word in enumerate(word_ids):
         if word is not None and word != previous and word < words:
-            tags[word] = id2label[int(best[position])]
+            out[word] = scores[position]
         previous = word
-    return tags
+    return out
 
 
 # --- the runtime's entities (transformers' pipeline grouping) -----------------------------------
@@ -561,11 +561,8 @@ class TokenClassification(Task):
         rows = [text.split(" ") for text in texts]
         out = np.full((len(texts), max((len(w) for w in rows), default=0), scores.shape[-1]), np.nan, dtype=np.float32)
         for i, (words, (token_offsets, special)) in enumerate(zip(rows, offsets, strict=True)):
-            previous = None
-            for position, word in enumerate(token_words(token_offsets, special, word_spans(words))):
-                if word is not None and word != previous:
-                    out[i, word] = scores[i, position]
-                previous = word
+            out[i, :len(words)] = word_rows(scores[i], token_words(token_offsets, special, word_spans(words)),
+                                            len(words))
         return out
 
     def eval_data(self, data: str, split: str | None, config, reference: Path, labels: dict, *,
@@ -697,9 +694,9 @@ class TokenClassification(Task):
     def dataset_metrics(self, predictions, dataset, truth, labels: dict) -> dict:
         """Entity scores of Trainer's padded predictions over ``dataset``: each word's tag from its first
         sub-token, O for the words truncation cut (they count as misses)."""
-        guesses = [word_tags(row[:len(ids)], ids, count, labels)
-                   for row, ids, count in zip(predictions, dataset.word_ids, dataset.word_counts, strict=True)]
-        return entity_scores(truth, guesses)
+        rows = [word_rows(row, ids, count)
+                for row, ids, count in zip(predictions, dataset.word_ids, dataset.word_counts, strict=True)]
+        return entity_scores(truth, self.word_tags_of(rows, dataset.word_counts, labels))
 
     def summary(self, metrics: dict) -> str:
         return (f"entity F1 {metrics['entity_f1']:.4f} (P {metrics['entity_precision']:.4f} R "

@@ -21,8 +21,8 @@ from edgewise.core.tasks.token_classification import (
     read_tagged_jsonl,
     tag_set,
     token_words,
+    word_rows,
     word_spans,
-    word_tags,
 )
 
 
@@ -185,11 +185,15 @@ def test_first_sub_token_carries_the_tag():
     assert align_labels(ids, tags, tag2id) == [-100, 1, -100, -100, 0, 3, -100]
     logits = np.zeros((7, 5))
     logits[[1, 2, 3, 4, 5], [1, 4, 4, 0, 3]] = 1  # sub-tokens' own guesses never reach the word
-    assert word_tags(logits, ids, 3, {i: t for t, i in tag2id.items()}) == ["B-ORG", "O", "B-PER"]
+    rows = word_rows(logits, ids, 3)
+    assert TokenClassification().word_tags_of([rows], [3], {i: t for t, i in tag2id.items()}) == [
+        ["B-ORG", "O", "B-PER"]]
 
 
 def test_a_truncated_word_is_tagged_o():
-    assert word_tags(np.ones((3, 2)), [None, 0, None], 2, {0: "O", 1: "B-X"}) == ["O", "O"]
+    rows = word_rows(np.ones((3, 2)), [None, 0, None], 2)
+    assert np.isnan(rows[1]).all()
+    assert TokenClassification().word_tags_of([rows], [2], {0: "O", 1: "B-X"}) == [["O", "O"]]
 
 
 # --- the pipeline's grouping ------------------------------------------------------------------------
