@@ -183,8 +183,27 @@ def embedding_rows(results: Path) -> list[str]:
     return [*lines, ""]
 
 
+def embedding_headline(results: Path) -> list[str]:
+    """The README's line on sentence embeddings: the chosen bundle against the teacher on the test split (the full
+    table is docs/embeddings.md's)."""
+    path = results / "embedding_minilm_bbc_stsb.json"
+    if not path.is_file() or "ladder" not in json.loads(path.read_text()):
+        return []
+    run = json.loads(path.read_text())
+    result, rows = run["compress"]["result"], run["ladder"]["rows"]
+    bundle = Path(result["chosen"]["bundle"]).name
+    chosen = next(r for r in rows if r["artifact"] == bundle)
+    what = next(c["what"] for c in result["candidates"] if c["candidate"] == result["chosen"]["candidate"])
+    return [f"Sentence embeddings, `edgewise compress builtin:all-minilm-l6-v2 builtin:bbc-news --task embedding "
+            f"--max-quality-drop 2 --pairs benchmarks/data/stsb` (same machine class, {run['date'][:10]}): {what}, "
+            f"**{chosen['speedup_vs_teacher_pytorch']:.2f}x faster** than the teacher in PyTorch at "
+            f"**{chosen['spearman_share']:.1%}** of its STS-B test Spearman ({chosen['spearman']:.4f} vs "
+            f"{rows[0]['spearman']:.4f}), {chosen['size_mb']:.1f} MB; every candidate in "
+            "[docs/embeddings.md](docs/embeddings.md#measured).", ""]
+
+
 def generated(results: Path = HERE / "results") -> str:
-    body = compress_rows(results) + optimum_rows(results)
+    body = compress_rows(results) + embedding_headline(results) + optimum_rows(results)
     return "\n".join([BEGIN, *body, END])
 
 
