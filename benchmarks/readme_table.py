@@ -35,6 +35,10 @@ def _machine(environment: dict) -> str:
 
 def _wall(run: dict) -> str:
     """The search's wall time; a rerun that reused finished steps says so, with the first run's time."""
+    if run.get("resumed"):  # benchmarks/cpu_compress_embedding_minilm.py --resume
+        resumed = run["resumed"]
+        return (f"{run['wall_s'] / 60:.0f} min going on with an interrupted run whose {len(resumed['steps_reused'])} "
+                f"finished steps ({resumed['their_step_seconds'] / 60:.0f} min of step time) it reused")
     if not run.get("reused"):
         return f"{run['wall_s'] / 60:.0f} min"
     first = run.get("first_run")
@@ -139,7 +143,7 @@ def embedding_rows(results: Path) -> list[str]:
     lines = [f"Measured by `python benchmarks/cpu_compress_embedding_minilm.py` (results in "
              f"`benchmarks/results/embedding_minilm_bbc_stsb.json` and `embedding_minilm_bbc_stsb/`), "
              f"{run['date'][:10]}, {_machine(ladder['environment'])}. `edgewise compress` searched "
-             f"{len(result['candidates'])} candidates in {run['compress']['wall_s'] / 60:.0f} min and chose on the "
+             f"{len(result['candidates'])} candidates in {_wall(run['compress'])} and chose on the "
              f"validation pairs; below, every candidate and the teacher in ONE interleaved bench on the TEST split "
              f"({ladder['data']['pairs']} STS-B pairs, {ladder['data']['corpus']} BBC test documents for the "
              "neighbours), 1 thread, batch 1, 128 tokens, p50 of 5 rounds.", "",
@@ -195,7 +199,8 @@ def embedding_headline(results: Path) -> list[str]:
     chosen = next(r for r in rows if r["artifact"] == bundle)
     what = next(c["what"] for c in result["candidates"] if c["candidate"] == result["chosen"]["candidate"])
     return [f"Sentence embeddings, `edgewise compress builtin:all-minilm-l6-v2 builtin:bbc-news --task embedding "
-            f"--max-quality-drop 2 --pairs benchmarks/data/stsb` (same machine class, {run['date'][:10]}): {what}, "
+            f"--max-quality-drop 2 --pairs benchmarks/data/stsb` ({_machine(run['ladder']['environment'])}, "
+            f"{run['date'][:10]}; 1 thread, batch 1, 128 tokens, test split): {what}, "
             f"**{chosen['speedup_vs_teacher_pytorch']:.2f}x faster** than the teacher in PyTorch at "
             f"**{chosen['spearman_share']:.1%}** of its STS-B test Spearman ({chosen['spearman']:.4f} vs "
             f"{rows[0]['spearman']:.4f}), {chosen['size_mb']:.1f} MB; every candidate in "
