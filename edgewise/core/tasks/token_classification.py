@@ -182,6 +182,10 @@ def _tokens_row(row: dict, where: str) -> tuple[list[str], list[str]]:
     tokens, tags = row["tokens"], row.get("tags", row.get("ner_tags"))
     if not isinstance(tokens, list) or not all(isinstance(t, str) and t.strip() for t in tokens):
         raise EdgewiseError(f"{where}: tokens must be a list of non-empty strings; fix the row")
+    spaced = next((t for t in tokens if len(t.strip().split()) > 1), None)
+    if spaced is not None:  # a sentence is its words joined by spaces: a word with a space would read as two
+        raise EdgewiseError(f"{where}: token {spaced.strip()!r} holds a space; give one token per word (each with its "
+                            "own tag)")
     if tags is None:
         raise EdgewiseError(f"{where} has tokens but no tags; add a tags list (tag names) of the same length")
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):

@@ -96,6 +96,7 @@ def test_adjacent_spans_of_one_type_are_two_entities(tmp_path):
                                                                                "label": "LOC"}]}, "overlap"),
     ({"tokens": ["a", "b"], "tags": ["O"]}, "2 tokens but 1 tags"),
     ({"tokens": ["a"], "tags": [3]}, "tag names"),
+    ({"tokens": ["New York"], "tags": ["B-LOC"]}, "token 'New York' holds a space"),
     ({"text": "x"}, "neither tokens"),
 ])
 def test_jsonl_bad_rows(tmp_path, row, needle):
