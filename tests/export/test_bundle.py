@@ -127,3 +127,37 @@ def test_fastembed_custom_model_loads_the_bundle_and_gives_the_runtimes_vectors(
     ours = Predictor(tiny_embedder_bundle).embed(CLIENT_TEXTS)
 
     assert _cosines(theirs, ours).min() >= 0.9999
+
+
+def test_fastembed_truncates_where_the_runtime_does_whatever_the_source_tokenizer_config_says(tiny_embedder,
+                                                                                            monkeypatch, tmp_path):
+    """all-MiniLM-L6-v2's tokenizer_config says max_length 128 beside model_max_length 512, and fastembed
+    truncates at the smaller: the bundle sets both to its own max_length."""
+    import shutil
+
+    import numpy as np
+
+    fastembed = pytest.importorskip("fastembed")
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    from edgewise.export import bundle, export
+
+    source = tmp_path / "embedder"
+    shutil.copytree(tiny_embedder, source)
+    settings = json.loads((source / "tokenizer_config.json").read_text())
+    (source / "tokenizer_config.json").write_text(json.dumps({**settings, "max_length": 4}))
+    export(source, tmp_path / "onnx")
+    bundle(tmp_path / "onnx", tmp_path / "bundle")
+    written = json.loads((tmp_path / "bundle" / "tokenizer_config.json").read_text())
+    assert written["max_length"] == written["model_max_length"] > 4
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    name = f"edgewise/tiny-{tmp_path.name}"
+    fastembed.TextEmbedding.add_custom_model(
+        model=name, pooling=PoolingType.DISABLED, normalization=False, sources=ModelSource(hf=name), dim=32,
+        model_file="model.onnx", output_name="sentence_embedding")
+    client = fastembed.TextEmbedding(model_name=name, specific_model_path=str(tmp_path / "bundle"),
+                                     cache_dir=str(tmp_path), local_files_only=True)
+    texts = ["the red apple and the green apple are very good today and we like them really"]  # > 4 tokens
+    theirs = np.stack(list(client.embed(texts)))
+    assert _cosines(theirs, Predictor(tmp_path / "bundle").embed(texts)).min() >= 0.9999
