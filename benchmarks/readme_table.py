@@ -37,8 +37,8 @@ def _wall(run: dict) -> str:
     """The search's wall time; a rerun that reused finished steps says so, with the first run's time."""
     if run.get("resumed"):  # benchmarks/cpu_compress_embedding_minilm.py --resume
         resumed = run["resumed"]
-        return (f"{run['wall_s'] / 60:.0f} min going on with an interrupted run whose {len(resumed['steps_reused'])} "
-                f"finished steps ({resumed['their_step_seconds'] / 60:.0f} min of step time) it reused")
+        return (f"{run['wall_s'] / 60:.0f} min (going on with an interrupted run: its {len(resumed['steps_reused'])} "
+                f"finished steps, {resumed['their_step_seconds'] / 60:.0f} min of step time, reused)")
     if not run.get("reused"):
         return f"{run['wall_s'] / 60:.0f} min"
     first = run.get("first_run")
@@ -158,7 +158,9 @@ def embedding_rows(results: Path) -> list[str]:
                      f"{row['neighbour_overlap']:.1%} | {row['size_mb']:.1f} MB |")
     chosen = next(r for r in rows if r["artifact"] == bundle)
     int8 = next((r for r in rows if r["artifact"].endswith("teacher-int8-dynamic")), None)
-    static = max((r for r in rows if "static" in r["artifact"]), key=lambda r: r["spearman"], default=None)
+    # the static tier's folders are NN-static and NN-static-int8-dynamic (not a student's static INT8)
+    static = max((r for r in rows if r["artifact"].split("-", 1)[-1].startswith("static")),
+                 key=lambda r: r["spearman"], default=None)
     met = lambda ok: "**met**" if ok else "**missed**"  # noqa: E731
     lines += ["", f"- The goal, at least {speed_goal:g}x faster than the teacher in PyTorch at at least "
                   f"{share_goal:.0%} of its STS Spearman: the chosen bundle runs "
